@@ -1,0 +1,92 @@
+// How the ingest gets device keys: it holds one 32-byte fleet payload secret per key id,
+// and every device key is HKDF-SHA256(secret, salt, info = device id). Provisioning writes
+// the derived key (never the secret) into the board's NVS; rotating means a new key id.
+import { hkdfSync, randomBytes } from "node:crypto";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { writeFileAtomic } from "../state/state-dir";
+
+export const PAYLOAD_KEY_SALT = "electrolyser-telemetry/payload-key/v1";
+export const PAYLOAD_MASTER_BYTES = 32;
+
+export function deriveDeviceKey(master: Uint8Array, sensorId: string): Uint8Array {
+  if (master.length !== PAYLOAD_MASTER_BYTES) throw new RangeError("payload master secret must be 32 bytes");
+  return new Uint8Array(hkdfSync("sha256", master, Buffer.from(PAYLOAD_KEY_SALT), Buffer.from(sensorId, "utf8"), 32));
+}
+
+export function payloadMasterPath(stateDir: string, keyId: number): string {
+  return join(stateDir, "secrets", `payload-master-${keyId}.key`);
+}
+
+function checkKeyId(keyId: number): void {
+  if (!Number.isInteger(keyId) || keyId < 0 || keyId > 255) throw new RangeError(`key id ${keyId} is not in 0..255`);
+}
+
+export async function loadPayloadMaster(stateDir: string, keyId: number): Promise<Uint8Array> {
+  checkKeyId(keyId);
+  const path = payloadMasterPath(stateDir, keyId);
+  let data: Buffer;
+  try {
+    data = await readFile(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new Error(`cannot read payload secret ${keyId} at ${path} (${code ?? "error"}); run \`npm run setup\``);
+  }
+  if (data.length !== PAYLOAD_MASTER_BYTES)
+    throw new Error(`payload secret ${path} is ${data.length} bytes, expected ${PAYLOAD_MASTER_BYTES}`);
+  return new Uint8Array(data);
+}
+
+/** Creates the secret at random (0600) on first use; never overwrites an existing one. */
+export async function loadOrCreatePayloadMaster(stateDir: string, keyId: number): Promise<Uint8Array> {
+  checkKeyId(keyId);
+  try {
+    return await loadPayloadMaster(stateDir, keyId);
+  } catch (err) {
+    const path = payloadMasterPath(stateDir, keyId);
+    try {
+      await readFile(path);
+      throw err; // exists but is bad: refuse rather than replace a fleet secret
+    } catch (readErr) {
+      if ((readErr as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
+    await writeFileAtomic(path, randomBytes(PAYLOAD_MASTER_BYTES), 0o600);
+    return loadPayloadMaster(stateDir, keyId);
+  }
+}
+
+/** Every payload secret present, by key id: what an ingest needs to open any device's envelope. */
+export async function loadPayloadKeyring(stateDir: string): Promise<Map<number, Uint8Array>> {
+  const ring = new Map<number, Uint8Array>();
+  let names: string[] = [];
+  try {
+    names = await readdir(join(stateDir, "secrets"));
+  } catch {
+    return ring;
+  }
+  for (const name of names) {
+    const m = /^payload-master-(\d{1,3})\.key$/.exec(name);
+    if (m) ring.set(Number(m[1]), await loadPayloadMaster(stateDir, Number(m[1])));
+  }
+  return ring;
+}
+
+/** Device keys are derived once per (key id, device) and cached: HKDF per message would dominate the ingest. */
+export class DeviceKeyCache {
+  readonly #ring: Map<number, Uint8Array>;
+  readonly #cache = new Map<string, Uint8Array>();
+  constructor(ring: Map<number, Uint8Array>) {
+    this.#ring = ring;
+  }
+  keyFor(keyId: number, sensorId: string): Uint8Array | undefined {
+    const id = `${keyId}/${sensorId}`;
+    let key = this.#cache.get(id);
+    if (!key) {
+      const master = this.#ring.get(keyId);
+      if (!master) return undefined;
+      key = deriveDeviceKey(master, sensorId);
+      this.#cache.set(id, key);
+    }
+    return key;
+  }
+}
