@@ -29,7 +29,7 @@ export const CHANNEL_NAMES: readonly ChannelName[] = Object.freeze([
 
 export const CHANNELS: Readonly<Record<ChannelName, ChannelSpec>> = Object.freeze({
   // PT100 via MAX31865: the RTD's own range, far wider than any stack runs.
-  temperature_c: {
+  temperature_c: Object.freeze({
     name: "temperature_c",
     unit: "°C",
     grafanaUnit: "celsius",
@@ -39,9 +39,9 @@ export const CHANNELS: Readonly<Record<ChannelName, ChannelSpec>> = Object.freez
     safeMin: 5,
     safeMax: 85,
     decimals: 3,
-  },
+  }),
   // Gauge pressure; -1 bar(g) is vacuum, 100 bar(g) covers high-pressure PEM.
-  pressure_bar: {
+  pressure_bar: Object.freeze({
     name: "pressure_bar",
     unit: "bar",
     grafanaUnit: "pressurebar",
@@ -50,8 +50,8 @@ export const CHANNELS: Readonly<Record<ChannelName, ChannelSpec>> = Object.freez
     physicalMax: 100,
     safeMax: 35,
     decimals: 4,
-  },
-  h2_flow_sccm: {
+  }),
+  h2_flow_sccm: Object.freeze({
     name: "h2_flow_sccm",
     unit: "sccm",
     grafanaUnit: "none",
@@ -59,9 +59,9 @@ export const CHANNELS: Readonly<Record<ChannelName, ChannelSpec>> = Object.freez
     physicalMin: 0,
     physicalMax: 10_000_000,
     decimals: 1,
-  },
+  }),
   // A purity analyser's reading; below safeMin O2 crossover approaches the flammable range.
-  purity_pct: {
+  purity_pct: Object.freeze({
     name: "purity_pct",
     unit: "%",
     grafanaUnit: "percent",
@@ -70,9 +70,9 @@ export const CHANNELS: Readonly<Record<ChannelName, ChannelSpec>> = Object.freez
     physicalMax: 100,
     safeMin: 99.9,
     decimals: 4,
-  },
+  }),
   // Whole-stack voltage; the per-cell limit is CELL_VOLTAGE_MAX.
-  voltage_v: {
+  voltage_v: Object.freeze({
     name: "voltage_v",
     unit: "V",
     grafanaUnit: "volt",
@@ -80,8 +80,8 @@ export const CHANNELS: Readonly<Record<ChannelName, ChannelSpec>> = Object.freez
     physicalMin: -5,
     physicalMax: 1500,
     decimals: 3,
-  },
-  current_a: {
+  }),
+  current_a: Object.freeze({
     name: "current_a",
     unit: "A",
     grafanaUnit: "amp",
@@ -89,7 +89,7 @@ export const CHANNELS: Readonly<Record<ChannelName, ChannelSpec>> = Object.freez
     physicalMin: -50,
     physicalMax: 10_000,
     decimals: 3,
-  },
+  }),
 });
 
 /** Cell voltage above which a PEM cell degrades quickly (membrane and catalyst damage). */

@@ -1,0 +1,80 @@
+// The subset of the ECMA-419 MQTT client (`embedded:network/mqtt/client`, Moddable's
+// examples/io/tcp/mqttclient) that the session uses, as the implementation behaves:
+// write() throws when the packet does not fit the socket's writable space or the client is not
+// connected; PUBACK/CONNACK arrive through onControl(message); on any failure the client calls
+// onError once and closes itself. It keeps no outbox and never reconnects.
+
+export const MqttOperation = Object.freeze({
+  CONNACK: 2,
+  PUBLISH: 3,
+  PUBACK: 4,
+  PINGRESP: 13,
+  DISCONNECT: 14,
+} as const);
+
+export interface MqttControlMessage {
+  operation: number;
+  /** Packet identifier (PUBACK, SUBACK …). */
+  id?: number;
+  returnCode?: number;
+}
+
+export interface MqttWill {
+  topic: string;
+  message: ArrayBuffer;
+  QoS: 0 | 1;
+  retain: boolean;
+}
+
+export interface MqttPublishOptions {
+  topic: string;
+  QoS: 0 | 1;
+  /** Packet identifier 1..65535, required for QoS 1. */
+  id?: number;
+  retain?: boolean;
+  /** The DUP flag: set when this packet id was sent before on an earlier connection. */
+  duplicate?: boolean;
+  operation?: number;
+}
+
+/** TLS material for mutual TLS; DER, as Moddable's ssl takes it. */
+export interface MqttTlsOptions {
+  caDer: ArrayBuffer;
+  certDer: ArrayBuffer;
+  /** PKCS#8 RSA private key. Secret. */
+  keyDer: ArrayBuffer;
+}
+
+export interface MqttConnectOptions {
+  host: string;
+  port: number;
+  /** Client id: fixed per device so that the broker keeps the session across reconnects. */
+  id: string;
+  clean: boolean;
+  /** Milliseconds; the client sends PINGREQ and fails the connection when PINGRESP stops coming. */
+  keepalive: number;
+  will: MqttWill;
+  tls: MqttTlsOptions | null;
+  onControl(message: MqttControlMessage): void;
+  /** Bytes that can be written now (overhead already subtracted). */
+  onWritable(count: number): void;
+  onReadable(count: number): void;
+  onError(): void;
+}
+
+export interface MqttClient {
+  /** Returns the bytes still writable after this packet. */
+  write(data: ArrayBuffer, options: MqttPublishOptions): number;
+  /** Discards `count` bytes of an incoming message (the firmware subscribes to nothing yet). */
+  read(count: number): unknown;
+  close(): void;
+}
+
+export type MqttClientFactory = (options: MqttConnectOptions) => MqttClient;
+
+/** Bytes a PUBLISH occupies on the wire; the ECMA-419 client rejects one larger than its writable space. */
+export function publishPacketBytes(topicBytes: number, payloadBytes: number, qos: 0 | 1): number {
+  const remaining = 2 + topicBytes + (qos ? 2 : 0) + payloadBytes;
+  const lengthBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4;
+  return 1 + lengthBytes + remaining;
+}

@@ -1,0 +1,249 @@
+// Start-up order matters and is fixed here: identity (or wait for provisioning), boot counter (before
+// anything is sealed), network, clock (before TLS, which checks certificate dates), then the MQTT
+// session and the sampling loop. A failure at any step is reported and retried; nothing throws out
+// of start(), because an exception at boot on the board is a reset and a reset loop.
+import type { Aead } from "../envelope/aead";
+import { PROV_NAMESPACE, parseIdentity } from "../identity/nvs-layout";
+import type { DeviceIdentity, IdentityError } from "../identity/nvs-layout";
+import { Outbox } from "../outbox/outbox";
+import type { PayloadMode } from "../payload/telemetry-message";
+import { statusTopic } from "../telemetry/topics";
+import { encodeUtf8 } from "../util/utf8";
+import type { AppConfig } from "./app-config";
+import Backoff from "./backoff";
+import BootCounter from "./boot-counter";
+import { deviceRandom } from "./device-random";
+import type { MqttClientFactory, MqttTlsOptions } from "./mqtt-client";
+import MqttSession from "./mqtt-session";
+import type { OutboxMessage } from "./mqtt-session";
+import Sampler from "./sampler";
+import type { Clock, Instruments, Log, Network, PreferenceStore, RandomSource, TimeSync, TimerHandle, Timers } from "./services";
+
+export interface TelemetryAppOptions {
+  config: AppConfig;
+  /** Problems found while reading mc/config, reported at start. */
+  configProblems?: readonly string[];
+  store: PreferenceStore;
+  timers: Timers;
+  clock: Clock;
+  log: Log;
+  random: RandomSource;
+  instruments: Instruments;
+  network: Network;
+  timeSync: TimeSync;
+  mqtt: MqttClientFactory;
+  /** The envelope's AES-GCM; null on a build without it (then only plaintext fleets can run). */
+  aead: Aead | null;
+}
+
+export type AppState = "idle" | "awaiting-provisioning" | "network" | "clock" | "running" | "failed";
+
+export default class TelemetryApp {
+  readonly #o: TelemetryAppOptions;
+  #state: AppState = "idle";
+  #identity: DeviceIdentity | undefined;
+  #boot: number | undefined;
+  #outbox: Outbox<OutboxMessage> | undefined;
+  #session: MqttSession | undefined;
+  #sampler: Sampler | undefined;
+  #retry: TimerHandle | undefined;
+  #stats: TimerHandle | undefined;
+  readonly #stepBackoff: Backoff;
+
+  constructor(options: TelemetryAppOptions) {
+    this.#o = options;
+    this.#stepBackoff = new Backoff({
+      minMs: options.config.reconnectMinMs,
+      maxMs: options.config.reconnectMaxMs,
+      random: options.random,
+    });
+  }
+
+  get state(): AppState {
+    return this.#state;
+  }
+  get boot(): number | undefined {
+    return this.#boot;
+  }
+  get identity(): DeviceIdentity | undefined {
+    return this.#identity;
+  }
+  get outbox(): Outbox<OutboxMessage> | undefined {
+    return this.#outbox;
+  }
+  get session(): MqttSession | undefined {
+    return this.#session;
+  }
+  get sampler(): Sampler | undefined {
+    return this.#sampler;
+  }
+
+  start(): void {
+    if (this.#state !== "idle") return;
+    for (const p of this.#o.configProblems ?? []) this.#o.log.warn(p);
+    this.#loadIdentity();
+  }
+
+  stop(): void {
+    this.#o.timers.clear(this.#retry);
+    this.#retry = undefined;
+    this.#o.timers.clear(this.#stats);
+    this.#stats = undefined;
+    this.#sampler?.stop();
+    this.#session?.stop();
+  }
+
+  /** One console line of delivery counters. */
+  statsLine(): string {
+    const outbox = this.#outbox;
+    const session = this.#session;
+    if (!outbox || !session) return `stats: ${this.#state}`;
+    const c = session.counters;
+    return (
+      `stats: boot ${this.#boot} next seq ${outbox.nextSeq}, queued ${outbox.size} (${outbox.inflight} in flight), ` +
+      `published ${c.published} (${c.republished} resent), acked ${c.acked}, dropped ${outbox.dropped}, ` +
+      `connects ${c.connects}, lost ${c.connectionsLost}, mqtt ${session.state}`
+    );
+  }
+
+  #loadIdentity(): void {
+    const { log, store, config } = this.#o;
+    this.#retry = undefined;
+    const result = parseIdentity((key) => store.get(PROV_NAMESPACE, key));
+    const problems: IdentityError[] = result.ok ? [] : result.errors;
+    let identity: DeviceIdentity | undefined;
+    if (result.ok) {
+      identity = applyOverrides(result.identity, config);
+      if (config.encryptRequired && !identity.payload)
+        problems.push({ key: "encrypt", code: "invalid", message: "encrypt is 0 but this firmware requires payload encryption" });
+      if (identity.payload && !this.#o.aead)
+        problems.push({ key: "encrypt", code: "invalid", message: "encrypt is 1 but this build has no AES-GCM" });
+    }
+    if (!identity || problems.length > 0) {
+      this.#state = "awaiting-provisioning";
+      const missing = problems.every((p) => p.code === "missing");
+      log.error(`identity: ${missing ? "not provisioned" : "unusable"} (namespace "${PROV_NAMESPACE}")`);
+      // Keys and rules only: values may be secrets.
+      for (const p of problems) log.error(`  ${p.message}`);
+      log.error(`waiting for provisioning (npm run provision); checking again every ${config.provisioningPollMs} ms`);
+      this.#retry = this.#o.timers.set(() => this.#loadIdentity(), config.provisioningPollMs);
+      return;
+    }
+    this.#identity = identity;
+
+    try {
+      this.#boot = new BootCounter({ store }).advance();
+    } catch (e) {
+      this.#state = "failed";
+      log.error(`boot counter: ${e instanceof Error ? e.message : String(e)}; not publishing (nonce safety)`);
+      this.#retry = this.#o.timers.set(() => this.#loadIdentity(), config.provisioningPollMs);
+      return;
+    }
+    log.info(
+      `device ${identity.deviceId} boot ${this.#boot} fw ${config.fw}: ${identity.brokerHost}:${identity.port}, ` +
+        `every ${identity.intervalMs} ms, ${identity.tls ? "mutual TLS" : "NO TLS"}, ${identity.payload ? `encrypted (key ${identity.payload.keyId})` : "plaintext"}`,
+    );
+    this.#stepBackoff.reset();
+    this.#bringUpNetwork();
+  }
+
+  #bringUpNetwork(): void {
+    this.#retry = undefined;
+    this.#state = "network";
+    this.#o.network.connect(this.#identity!.wifi, (ok, detail) => {
+      if (ok) {
+        this.#stepBackoff.reset();
+        this.#syncClock();
+      } else this.#retryStep("network", detail, () => this.#bringUpNetwork());
+    });
+  }
+
+  #syncClock(): void {
+    this.#retry = undefined;
+    this.#state = "clock";
+    this.#o.timeSync.sync((ok, detail) => {
+      if (ok) this.#run();
+      else this.#retryStep("clock", detail, () => this.#syncClock());
+    });
+  }
+
+  #retryStep(step: string, detail: string | undefined, again: () => void): void {
+    const delay = this.#stepBackoff.next();
+    this.#o.log.warn(`${step}: ${detail ?? "failed"}; retrying in ${delay} ms`);
+    this.#retry = this.#o.timers.set(again, delay);
+  }
+
+  #run(): void {
+    const o = this.#o;
+    const identity = this.#identity!;
+    const boot = this.#boot!;
+    const config = o.config;
+    const outbox = new Outbox<OutboxMessage>({ capacity: config.outboxCapacity });
+    this.#outbox = outbox;
+    const mode: PayloadMode =
+      identity.payload && o.aead
+        ? { kind: "encrypted", aead: o.aead, keyId: identity.payload.keyId, key: identity.payload.key }
+        : { kind: "plain" };
+    const topic = statusTopic(identity.deviceId);
+    const session = new MqttSession({
+      factory: o.mqtt,
+      timers: o.timers,
+      log: o.log,
+      backoff: new Backoff({
+        minMs: config.reconnectMinMs,
+        maxMs: config.reconnectMaxMs,
+        random: deviceRandom(o.random, identity.deviceId, boot),
+      }),
+      outbox,
+      host: identity.brokerHost,
+      port: identity.port,
+      clientId: identity.deviceId,
+      tls: identity.tls ? tlsBuffers(identity.tls) : null,
+      keepaliveMs: config.keepaliveMs,
+      maxInflight: config.maxInflight,
+      connectTimeoutMs: config.connectTimeoutMs,
+      statusTopic: topic,
+      onlineStatus: () =>
+        json({ online: true, boot, fw: config.fw, queued: outbox.size, dropped: outbox.dropped, ts: o.clock.now() }),
+      offlineStatus: json({ online: false, boot }),
+    });
+    this.#session = session;
+    this.#sampler = new Sampler({
+      timers: o.timers,
+      clock: o.clock,
+      log: o.log,
+      instruments: o.instruments,
+      outbox,
+      intervalMs: identity.intervalMs,
+      sensorId: identity.deviceId,
+      boot,
+      fw: config.fw,
+      mode,
+      onQueued: () => session.notify(),
+    });
+    this.#state = "running";
+    session.start();
+    this.#sampler.start();
+    if (config.statsIntervalMs > 0) this.#stats = o.timers.repeat(() => o.log.info(this.statsLine()), config.statsIntervalMs);
+  }
+}
+
+function applyOverrides(identity: DeviceIdentity, config: AppConfig): DeviceIdentity {
+  const out: DeviceIdentity = { ...identity };
+  if (config.intervalMs !== null) out.intervalMs = config.intervalMs;
+  if (config.brokerHost !== null) out.brokerHost = config.brokerHost;
+  if (config.brokerPort !== null) out.port = config.brokerPort;
+  return out;
+}
+
+function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  return bytes.slice().buffer as ArrayBuffer;
+}
+
+function tlsBuffers(tls: { caDer: Uint8Array; certDer: Uint8Array; keyDer: Uint8Array }): MqttTlsOptions {
+  return { caDer: toArrayBuffer(tls.caDer), certDer: toArrayBuffer(tls.certDer), keyDer: toArrayBuffer(tls.keyDer) };
+}
+
+function json(value: unknown): ArrayBuffer {
+  return toArrayBuffer(encodeUtf8(JSON.stringify(value)));
+}

@@ -1,0 +1,65 @@
+// Builds ECMA-419 MQTT clients (Moddable's embedded:network/mqtt/client) over TCP, or over Moddable's
+// TLS socket for mutual TLS: TLS 1.2, the broker CA and our certificate and PKCS#8 RSA key, all DER.
+// The I/O classes are handed in by main.ts so this module imports nothing from the SDK.
+import type { MqttClient, MqttConnectOptions } from "../app/mqtt-client";
+
+export interface Ecma419MqttClient {
+  write(data: ArrayBuffer, options: object): number;
+  read(count: number): unknown;
+  close(): void;
+}
+
+export type Ecma419MqttClientConstructor = new (options: object) => Ecma419MqttClient;
+/** A socket or resolver class as ECMA-419 I/O option objects carry it (`{io: Class, ...}`). */
+export type Ecma419IoClass = abstract new (...args: never[]) => unknown;
+
+export interface ModdableMqttFactoryOptions {
+  MQTTClient: Ecma419MqttClientConstructor;
+  TCP: Ecma419IoClass;
+  TLSSocket: Ecma419IoClass;
+  UDP: Ecma419IoClass;
+  Resolver: Ecma419IoClass;
+  /** DNS servers for broker names; an IP address or "localhost" needs none. */
+  dnsServers: readonly string[];
+}
+
+/** TLS 1.2: the highest Moddable's ssl speaks. */
+const TLS_1_2 = 0x303;
+
+export default class ModdableMqttFactory {
+  readonly #o: ModdableMqttFactoryOptions;
+
+  constructor(options: ModdableMqttFactoryOptions) {
+    this.#o = options;
+  }
+
+  create(c: MqttConnectOptions): MqttClient {
+    const o = this.#o;
+    const socket = c.tls
+      ? {
+          io: o.TLSSocket,
+          TCP: { io: o.TCP },
+          secure: {
+            protocolVersion: TLS_1_2,
+            certificate: c.tls.caDer,
+            clientCertificates: [c.tls.certDer],
+            clientKey: c.tls.keyDer,
+          },
+        }
+      : { io: o.TCP };
+    return new o.MQTTClient({
+      host: c.host,
+      port: c.port,
+      id: c.id,
+      clean: c.clean,
+      keepalive: c.keepalive,
+      will: { topic: c.will.topic, message: c.will.message, QoS: c.will.QoS, retain: c.will.retain },
+      dns: { io: o.Resolver, servers: o.dnsServers.slice(), socket: { io: o.UDP } },
+      socket,
+      onControl: (message: { operation: number; id?: number; returnCode?: number }) => c.onControl(message),
+      onWritable: (count: number) => c.onWritable(count),
+      onReadable: (count: number) => c.onReadable(count),
+      onError: () => c.onError(),
+    });
+  }
+}

@@ -1,0 +1,214 @@
+// `npm run bench -- emulate`: the fleet emulator against Debian's Mosquitto (infra/mosquitto configuration,
+// mutual TLS, QoS 1) at 1,000 / 5,000 / 10,000 boards. The boards run in a child process (the emulator CLI
+// with --no-verify) so its CPU and memory figures are the emulator's alone; this process runs the broker
+// and the verifying subscriber (ingest identity) and does the loss accounting.
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import yargs from "yargs";
+import { ensureDevPki } from "../../../pki/src/index";
+import type { KeyType, PkiPaths } from "../../../pki/src/index";
+import { startMosquitto } from "../broker/mosquitto";
+import { deviceIds, nextBoot } from "../emulator/run";
+import type { EmulatorSummary } from "../emulator/run";
+import { ensureFdLimit } from "../emulator/fd-limit";
+import { sleep } from "../emulator/fleet";
+import { Verifier } from "../emulator/verifier";
+import { repoRoot, stateDir } from "../state/state-dir";
+
+interface BenchRow {
+  boards: number;
+  keyType: KeyType;
+  connectS: number | null;
+  handshakeFailures: number;
+  connectFailures: number;
+  msgPerS: number;
+  pubackP50: number;
+  pubackP99: number;
+  /** Including the connect phase, when every board sends its backlog at once. */
+  pubackAllP99: number;
+  e2eP50: number;
+  e2eP99: number;
+  e2eAllP99: number;
+  lost: number;
+  duplicates: number;
+  cpuUsPerMsg: number;
+  bytesPerBoard: number;
+  brokerCpuUsPerMsg: number;
+}
+
+function procCpuSeconds(pid: number): number {
+  // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 Hz on Linux).
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+async function one(o: {
+  count: number;
+  keyType: KeyType;
+  pki: PkiPaths;
+  state: string;
+  durationS: number;
+  rateHz: number;
+  connectRate: number;
+  log: (s: string) => void;
+}): Promise<BenchRow> {
+  const dataDir = await mkdtemp(join(o.state, "mosquitto-"));
+  const broker = await startMosquitto({ pki: o.pki, dataDir });
+  const boot = await nextBoot(o.state);
+  const verifier = new Verifier({
+    host: broker.host,
+    port: broker.port,
+    caFile: o.pki.caBundle,
+    certFile: o.pki.service("ingest").cert,
+    keyFile: o.pki.service("ingest").key,
+    clientId: `ingest-bench-${process.pid}`,
+    expectedBoot: boot,
+    decode: { kind: "plain" },
+  });
+  try {
+    await verifier.start();
+    const reportFile = join(o.state, `report-${o.count}-${o.keyType}.json`);
+    const brokerCpu0 = procCpuSeconds(broker.pid);
+    const args = [
+      "--import",
+      "tsx",
+      join(repoRoot(), "host/src/cli/emulate.ts"),
+      "--count", String(o.count),
+      "--rate", String(o.rateHz),
+      "--duration", String(o.durationS),
+      "--broker", broker.url,
+      "--connect-rate", String(o.connectRate),
+      "--key-type", o.keyType,
+      "--boot", String(boot),
+      "--no-verify",
+      "--report", reportFile,
+    ];
+    o.log(`  ${o.count} boards (${o.keyType}) for ${o.durationS} s against mosquitto ${broker.url} …`);
+    // Steady state for end-to-end latency: every board has delivered, plus a few seconds for backlogs to clear.
+    const steadyWatch = setInterval(() => {
+      if (verifier.tallies.size === o.count) {
+        clearInterval(steadyWatch);
+        setTimeout(() => (verifier.steady = true), 3000).unref();
+      }
+    }, 250);
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const child = spawn(process.execPath, args, { env: { ...process.env, EST_STATE_DIR: o.state }, stdio: ["ignore", "pipe", "inherit"] });
+      child.stdout.on("data", (d: Buffer) => {
+        for (const line of d.toString().split("\n")) if (line.trim()) o.log(`    | ${line.trim()}`);
+      });
+      child.once("error", reject);
+      child.once("exit", resolve);
+    });
+    clearInterval(steadyWatch);
+    const s = JSON.parse(await readFile(reportFile, "utf8")) as EmulatorSummary;
+    if (code !== 0 && s.messages.acked === 0) throw new Error(`emulator exited with ${code} and published nothing`);
+    const published = s.devices.reduce((n, d) => n + d.published, 0);
+    const until = performance.now() + 20_000;
+    while (verifier.unique < published && performance.now() < until) await sleep(100);
+    const brokerCpu = procCpuSeconds(broker.pid) - brokerCpu0;
+    let lost = 0;
+    for (const d of s.devices) {
+      const t = verifier.tallies.get(d.id);
+      lost += t ? t.missingBelow(d.published) : d.published;
+    }
+    return {
+      boards: o.count,
+      keyType: o.keyType,
+      connectS: s.connect.allConnectedS,
+      handshakeFailures: s.connect.handshakeFailures,
+      connectFailures: s.connect.connectFailures,
+      msgPerS: s.messages.ackedPerS,
+      pubackP50: s.pubackSteadyMs?.p50 ?? Number.NaN,
+      pubackP99: s.pubackSteadyMs?.p99 ?? Number.NaN,
+      pubackAllP99: s.pubackMs.p99,
+      e2eP50: Math.round(verifier.e2eSteady.percentileMs(0.5) * 100) / 100,
+      e2eP99: Math.round(verifier.e2eSteady.percentileMs(0.99) * 100) / 100,
+      e2eAllP99: Math.round(verifier.e2eLatency.percentileMs(0.99) * 100) / 100,
+      lost,
+      duplicates: verifier.duplicates,
+      cpuUsPerMsg: s.cpu.usPerMessage,
+      bytesPerBoard: s.memory.bytesPerBoard,
+      brokerCpuUsPerMsg: Math.round((brokerCpu * 1e6) / Math.max(1, published)),
+    };
+  } finally {
+    verifier.stop();
+    await broker.stop();
+    await rm(dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const a = await yargs(argv)
+    .scriptName("npm run bench -- emulate")
+    .usage("$0 [options]\n\nRuns the emulator against Debian's Mosquitto at each board count and prints connect time, failures, msg/s, latency, loss, emulator CPU per message and memory per board.")
+    .option("counts", { type: "string", default: "1000,5000,10000", describe: "board counts (P-256 device keys)" })
+    .option("rsa-count", { type: "number", default: 1000, describe: "boards for the RSA-2048 connect run (0 to skip)" })
+    .option("duration", { type: "number", default: 60, describe: "seconds of sampling per run" })
+    .option("rate", { type: "number", default: 1, describe: "messages per second per board" })
+    .option("connect-rate", { type: "number", default: 2000, describe: "connections per second the emulator may open" })
+    .strict()
+    .help()
+    .parseAsync();
+  const counts = a.counts.split(",").map((x) => Number(x.trim()));
+  if (counts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error("--counts must be positive integers, comma-separated");
+  const log = (s: string): void => console.error(s);
+  ensureFdLimit(Math.max(...counts, a["rsa-count"]) + 200);
+  const rows: BenchRow[] = [];
+
+  const base = join(stateDir(), "bench", "emulate");
+  if (a["rsa-count"] > 0) {
+    const state = join(base, "rsa-2048");
+    await mkdir(state, { recursive: true });
+    log(`PKI (RSA-2048, ${a["rsa-count"]} devices) in ${state} …`);
+    const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(a["rsa-count"]), services: ["ingest"], deviceKeyType: "rsa-2048", onProgress: progress(log) });
+    rows.push(await one({ count: a["rsa-count"], keyType: "rsa-2048", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], log }));
+  }
+  const state = join(base, "p256");
+  await mkdir(state, { recursive: true });
+  log(`PKI (P-256, ${Math.max(...counts)} devices) in ${state} …`);
+  const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(Math.max(...counts)), services: ["ingest"], deviceKeyType: "p256", onProgress: progress(log) });
+  for (const count of counts) {
+    rows.push(await one({ count, keyType: "p256", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], log }));
+  }
+
+  console.log(`\nemulator vs mosquitto ${a.rate} msg/s/board, ${a.duration} s each, mTLS, QoS 1 (load average at end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
+  console.log(
+    "steady-state latencies (after every board connected and sent its backlog); *_all_p99 includes the connect phase\n" +
+      "boards  key       connect_s  hs_fail  conn_fail  msg/s    puback_p50/p99_ms  e2e_p50/p99_ms   puback/e2e_all_p99  lost  dups  emu_us/msg  emu_B/board  broker_us/msg",
+  );
+  for (const r of rows) {
+    console.log(
+      [
+        String(r.boards).padEnd(7),
+        r.keyType.padEnd(9),
+        String(r.connectS ?? "never").padEnd(10),
+        String(r.handshakeFailures).padEnd(8),
+        String(r.connectFailures).padEnd(10),
+        String(r.msgPerS).padEnd(8),
+        `${r.pubackP50}/${r.pubackP99}`.padEnd(18),
+        `${r.e2eP50}/${r.e2eP99}`.padEnd(16),
+        `${r.pubackAllP99}/${r.e2eAllP99}`.padEnd(19),
+        String(r.lost).padEnd(5),
+        String(r.duplicates).padEnd(5),
+        String(r.cpuUsPerMsg).padEnd(11),
+        String(r.bytesPerBoard).padEnd(12),
+        String(r.brokerCpuUsPerMsg),
+      ].join(" "),
+    );
+  }
+  console.log(JSON.stringify(rows));
+}
+
+function progress(log: (s: string) => void): (done: number, total: number) => void {
+  let last = -1;
+  return (done, total) => {
+    const pct = Math.floor((10 * done) / total);
+    if (pct !== last) {
+      last = pct;
+      log(`  keys ${done}/${total}`);
+    }
+  };
+}

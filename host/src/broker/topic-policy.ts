@@ -1,0 +1,54 @@
+/**
+ * The fleet's topic rights as a pure function, mirroring infra/mosquitto/acl.template, so brokers other than
+ * Mosquitto (the emulator's embedded Aedes) enforce the same rules and tests can check both agree.
+ *
+ *   board <id>:  publish electrolyser/<id>/telemetry and electrolyser/<id>/status;
+ *                subscribe/read electrolyser/<id>/command
+ *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…
+ *   anything else: denied.
+ *
+ * For "subscribe" the topic may be a filter: it is allowed when every topic it can match is readable
+ * (an exact filter covered by a right, or the same wildcard the right itself grants). Mosquitto acknowledges
+ * such SUBSCRIBEs and filters each delivery instead; an embedded broker should also check every delivery
+ * with action "subscribe" and the concrete topic.
+ */
+const ROOT = "electrolyser";
+
+/** Identities are device ids / service names: nothing that could act as a topic wildcard or separator. */
+const IDENTITY = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$/;
+
+export type TopicAction = "publish" | "subscribe";
+
+export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = "ingest"): boolean {
+  if (!IDENTITY.test(identity)) return false;
+  if (topic.length === 0 || topic.includes("\u0000")) return false;
+
+  let filter = topic;
+  if (action === "subscribe" && topic.startsWith("$share/")) {
+    // $share/<group>/<filter>: the group is a single non-empty level without wildcards.
+    const rest = topic.slice("$share/".length);
+    const slash = rest.indexOf("/");
+    if (slash <= 0) return false;
+    const group = rest.slice(0, slash);
+    if (group.includes("+") || group.includes("#")) return false;
+    filter = rest.slice(slash + 1);
+    if (filter.length === 0) return false;
+  }
+
+  const levels = filter.split("/");
+  if (levels.length !== 3 || levels[0] !== ROOT) return false;
+  const [, who, kind] = levels as [string, string, string];
+  if (kind.includes("+") || kind.includes("#")) return false;
+
+  if (action === "publish") {
+    if (filter !== topic) return false;
+    // Mosquitto's `pattern` lines apply to every user, the ingest identity included.
+    return who === identity && (kind === "telemetry" || kind === "status");
+  }
+
+  // Either the single-level wildcard the ACL grants, or one concrete board.
+  if (identity === ingestIdentity && (kind === "telemetry" || kind === "status") && (who === "+" || IDENTITY.test(who)))
+    return true;
+  // A board reads only its own command topic.
+  return who === identity && kind === "command";
+}

@@ -1,0 +1,116 @@
+#!/usr/bin/env node
+// `npm run emulate -- --count N ...`: a fleet of emulated electrolyser boards over mutual-TLS MQTT.
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { appendFileSync, mkdirSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { stateDir } from "../state/state-dir";
+import { LiveView } from "../emulator/live-view";
+import { runEmulator, summaryLines, writeReport } from "../emulator/run";
+
+const argv = await yargs(hideBin(process.argv))
+  .scriptName("npm run emulate --")
+  .usage(
+    "$0 --count N [options]\n\nEmulates N electrolyser boards, each with its own certificate, physics model and outbox, " +
+      "publishing QoS 1 telemetry over mutual TLS. Without --broker an embedded broker (Aedes) with the fleet's topic rules " +
+      "is started and a development PKI is generated into the state folder on first use. Runs until Ctrl-C unless --duration " +
+      "is given, then drains, prints a summary and exits non-zero if any reading was lost.",
+  )
+  .option("count", { alias: "n", type: "number", demandOption: true, describe: "number of boards" })
+  .option("rate", { type: "number", default: 1, describe: "readings per second per board" })
+  .option("duration", { type: "number", describe: "seconds to sample (default: until Ctrl-C)" })
+  .option("broker", { type: "string", describe: "mqtts://host:port of an external broker (default: embedded)" })
+  .option("encrypt", { type: "boolean", default: false, describe: "seal readings in the AES-256-GCM envelope (per-device keys from the fleet payload secret)" })
+  .option("key-id", { type: "number", default: 1, describe: "payload secret key id used with --encrypt" })
+  .option("scenario", { type: "string", describe: "fault scenario file (JSON or YAML)" })
+  .option("random-faults", { type: "number", default: 0, describe: "random faults per minute across the fleet (drawn from --seed)" })
+  .option("seed", { type: "string", default: "1", describe: "seed for physics, load profiles and faults: same seed, same readings" })
+  .option("connect-rate", { type: "number", default: 500, describe: "new connections per second (reconnects included)" })
+  .option("max-pending-connects", { type: "number", default: 256, describe: "connections in progress at once (TLS handshakes the broker has not finished)" })
+  .option("report", { type: "string", describe: "write the summary (and fault log) as JSON here" })
+  .option("verify", { type: "boolean", default: true, describe: "run the verifying subscriber as the ingest identity (--no-verify to skip)" })
+  .option("key-type", { choices: ["rsa-2048", "p256"] as const, default: "rsa-2048" as const, describe: "key type for newly issued device certificates" })
+  .option("boot", { type: "number", describe: "boot number for this run (default: next from the state folder)" })
+  .option("store-url", { type: "string", describe: "write the emulator's own figures (measurement `bench`) to this InfluxDB v2 / VictoriaMetrics URL; token from $EST_STORE_TOKEN" })
+  .option("store-org", { type: "string", describe: "InfluxDB organisation for --store-url" })
+  .option("store-bucket", { type: "string", describe: "InfluxDB bucket for --store-url" })
+  .option("ingest-identity", { type: "string", default: "ingest", describe: "CN of the verifying subscriber's certificate" })
+  .check((a) => {
+    if (!Number.isInteger(a.count) || a.count < 1) throw new Error("--count must be a positive integer");
+    if (!(a.rate > 0 && a.rate <= 100)) throw new Error("--rate must be in (0, 100]");
+    if (a.duration !== undefined && !(a.duration > 0)) throw new Error("--duration must be positive");
+    if (!(a["connect-rate"] > 0)) throw new Error("--connect-rate must be positive");
+    return true;
+  })
+  .strict()
+  .help()
+  .fail((msg, err) => {
+    console.error(`emulate: ${msg ?? err?.message ?? "invalid arguments"} (see --help)`);
+    process.exit(2);
+  })
+  .parseAsync();
+
+const state = stateDir();
+const runId = new Date().toISOString().replace(/[:.]/g, "-");
+const faultLogPath = join(state, "emulator", `faults-${runId}.jsonl`);
+mkdirSync(join(state, "emulator"), { recursive: true });
+
+const abort = new AbortController();
+let interrupts = 0;
+const onSignal = (): void => {
+  interrupts++;
+  if (interrupts === 1) {
+    process.stderr.write("\nstopping (Ctrl-C again to quit at once)...\n");
+    abort.abort();
+  } else process.exit(130);
+};
+process.on("SIGINT", onSignal);
+process.on("SIGTERM", onSignal);
+
+const view = new LiveView(process.stdout);
+try {
+  const summary = await runEmulator({
+    count: argv.count,
+    rateHz: argv.rate,
+    ...(argv.duration !== undefined ? { durationS: argv.duration } : {}),
+    ...(argv.broker ? { brokerUrl: argv.broker } : {}),
+    encrypt: argv.encrypt,
+    keyId: argv["key-id"],
+    ...(argv.scenario ? { scenarioFile: resolve(argv.scenario) } : {}),
+    randomFaultsPerMin: argv["random-faults"],
+    seed: argv.seed,
+    connectRate: argv["connect-rate"],
+    maxPendingConnects: argv["max-pending-connects"],
+    stateDir: state,
+    verify: argv.verify,
+    ...(argv.boot !== undefined ? { boot: argv.boot } : {}),
+    deviceKeyType: argv["key-type"],
+    ingestIdentity: argv["ingest-identity"],
+    ...(argv["store-url"]
+      ? {
+          store: {
+            url: argv["store-url"],
+            ...(argv["store-org"] ? { org: argv["store-org"] } : {}),
+            ...(argv["store-bucket"] ? { bucket: argv["store-bucket"] } : {}),
+            ...(process.env.EST_STORE_TOKEN ? { token: process.env.EST_STORE_TOKEN } : {}),
+          },
+        }
+      : {}),
+    signal: abort.signal,
+    onProgress: (line) => process.stderr.write(`${line}\n`),
+    onLive: (s) => view.update(s),
+    onFault: (e) => appendFileSync(faultLogPath, JSON.stringify(e) + "\n"),
+  });
+  view.finish();
+  for (const line of summaryLines(summary)) console.log(line);
+  if (summary.faults.injected > 0) console.log(`  fault log: ${faultLogPath}`);
+  if (argv.report) {
+    await writeReport(resolve(argv.report), summary);
+    console.log(`  report: ${resolve(argv.report)}`);
+  }
+  process.exit(summary.ok ? 0 : 1);
+} catch (err) {
+  view.finish();
+  console.error(`emulate: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+}

@@ -1,0 +1,216 @@
+#!/usr/bin/env node
+// `npm run ingest`: the long-running MQTT → store service (also the docker-compose service).
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import yargs from "yargs";
+import { hideBin } from "yargs/helpers";
+import { pkiPaths } from "../../../pki/src/paths";
+import { nodeAead } from "../crypto/node-aead";
+import { DeviceKeyCache, loadPayloadKeyring } from "../crypto/device-keys";
+import { MessageClassifier } from "../ingest/classify";
+import { deadLetterFile } from "../ingest/dead-letter";
+import { IngestService } from "../ingest/service";
+import { loadSites } from "../ingest/sites";
+import { influxStore } from "../ingest/store-writer";
+import { stateDir } from "../state/state-dir";
+import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
+
+const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
+
+async function readSecretFile(path: string, what: string): Promise<string> {
+  try {
+    return (await readFile(path, "utf8")).trim();
+  } catch (err) {
+    throw new Error(`cannot read ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? "error"})`);
+  }
+}
+
+async function main(): Promise<void> {
+  const state = stateDir();
+  const pki = pkiPaths(state);
+  const argv = await yargs(hideBin(process.argv))
+    .scriptName("npm run ingest --")
+    .usage(
+      "$0 --broker mqtts://HOST:8883 --store-url URL (--encrypted | --plain) [options]\n\n" +
+        "Subscribes to every board's telemetry (QoS 1, persistent session, shared subscription), checks and " +
+        "decrypts each message, writes it to InfluxDB v2 / VictoriaMetrics and acknowledges it to the broker " +
+        "only once the store accepted it. Refused messages go to the dead-letter file, never to the store.",
+    )
+    .option("broker", { type: "string", demandOption: true, describe: "Broker URL, mqtts://host:port" })
+    .option("store-url", {
+      type: "string",
+      demandOption: true,
+      describe: "InfluxDB v2 / VictoriaMetrics base URL (its /api/v2/write is used)",
+    })
+    .option("org", { type: "string", default: "electrolyser", describe: "InfluxDB organisation" })
+    .option("bucket", { type: "string", default: "telemetry", describe: "InfluxDB bucket" })
+    .option("token-file", {
+      type: "string",
+      describe: "File holding the InfluxDB write token (VictoriaMetrics needs none)",
+    })
+    .option("encrypted", {
+      type: "boolean",
+      describe: "The fleet seals payloads in the AES-256-GCM envelope",
+    })
+    .option("plain", { type: "boolean", describe: "The fleet sends plain JSON payloads" })
+    .option("group", {
+      type: "string",
+      default: "ingest",
+      describe: "Shared-subscription group; ingest processes in one group split the load",
+    })
+    .option("shared", {
+      type: "boolean",
+      default: true,
+      describe:
+        "Use a shared subscription. --no-shared: a plain one, for a single ingest on Mosquitto 2.0.11 (Debian 12), which loses shared subscriptions over a broker restart",
+    })
+    .option("client-id", {
+      type: "string",
+      describe: "Fixed MQTT client id (default ingest-<group>); one per process in a group",
+    })
+    .option("metrics-port", {
+      type: "number",
+      default: 9464,
+      describe: "Prometheus /metrics port (0: pick a free one)",
+    })
+    .option("metrics-host", { type: "string", default: "127.0.0.1", describe: "Address /metrics listens on" })
+    .option("ca", {
+      type: "string",
+      default: pki.caBundle,
+      describe: "CA bundle that signed the broker certificate",
+    })
+    .option("cert", {
+      type: "string",
+      default: pki.service("ingest").cert,
+      describe: "Ingest client certificate",
+    })
+    .option("key", {
+      type: "string",
+      default: pki.service("ingest").key,
+      describe: "Ingest client private key",
+    })
+    .option("manifest", { type: "string", describe: "Fleet manifest (JSON/YAML) giving each device's site" })
+    .option("dead-letter", {
+      type: "string",
+      default: join(state, "ingest", "dead-letter.jsonl"),
+      describe: "Dead-letter file (JSON lines)",
+    })
+    .option("batch-size", { type: "number", default: 2000, describe: "Lines per store write" })
+    .option("batch-ms", {
+      type: "number",
+      default: 50,
+      describe: "Longest wait before a partial batch is written",
+    })
+    .option("max-held", {
+      type: "number",
+      default: 10000,
+      describe: "Unacknowledged messages at most (also the MQTT Receive Maximum)",
+    })
+    .option("account-interval", {
+      type: "number",
+      default: 10,
+      describe: "Seconds between writes of the account to the store",
+    })
+    .option("max-age-days", {
+      type: "number",
+      default: 30,
+      describe: "Refuse readings older than this (keep within the store's retention)",
+    })
+    .option("progress-interval", {
+      type: "number",
+      default: 10,
+      describe: "Seconds between progress lines (0: none)",
+    })
+    .check((a) => {
+      if (a.encrypted === a.plain)
+        throw new Error("say whether the fleet encrypts payloads: --encrypted or --plain");
+      if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
+      if (a.shared && !/^[A-Za-z0-9_-]{1,64}$/.test(a.group))
+        throw new Error("--group must be 1-64 letters, digits, '_' or '-'");
+      return true;
+    })
+    .strict()
+    .help()
+    .parseAsync();
+
+  const token = argv["token-file"] ? await readSecretFile(argv["token-file"], "token file") : undefined;
+  const tls = {
+    ca: await readSecretFile(argv.ca, "CA bundle"),
+    cert: await readSecretFile(argv.cert, "certificate"),
+    key: await readSecretFile(argv.key, "private key"),
+  };
+  let mode: DecodeMode = { kind: "plain" };
+  if (argv.encrypted) {
+    const ring = await loadPayloadKeyring(state);
+    if (ring.size === 0)
+      throw new Error(`no payload secrets in ${join(state, "secrets")}: run \`npm run setup\``);
+    const keys = new DeviceKeyCache(ring);
+    mode = { kind: "encrypted", aead: nodeAead, keyFor: (keyId, sensorId) => keys.keyFor(keyId, sensorId) };
+  }
+  const sites = argv.manifest ? await loadSites(argv.manifest) : new Map<string, string>();
+
+  const service = new IngestService({
+    brokerUrl: argv.broker,
+    tls,
+    clientId: argv["client-id"] ?? `ingest-${argv.group}`,
+    group: argv.shared ? argv.group : "",
+    classifier: new MessageClassifier({
+      mode,
+      siteOf: (id) => sites.get(id),
+      maxAgeMs: argv["max-age-days"] * 86_400_000,
+    }),
+    store: influxStore({ url: argv["store-url"], org: argv.org, bucket: argv.bucket, token }),
+    deadLetters: deadLetterFile(argv["dead-letter"]),
+    batchSize: argv["batch-size"],
+    batchMs: argv["batch-ms"],
+    maxHeld: argv["max-held"],
+    accountIntervalMs: argv["account-interval"] * 1000,
+    metrics: { port: argv["metrics-port"], host: argv["metrics-host"] },
+    log,
+    onFatal: () => process.exit(1),
+  });
+
+  let stopping = false;
+  const onSignal = (signal: string) => {
+    if (stopping) {
+      log(`ingest: ${signal} again, exiting without flushing`);
+      process.exit(1);
+    }
+    stopping = true;
+    log(`ingest: ${signal}: flushing and disconnecting`);
+    service.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log(`ingest: shutdown failed: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+
+  await service.start();
+  log(
+    `ingest: running (${argv.encrypted ? "encrypted" : "plain"} fleet, ${argv.shared ? `shared group ${argv.group}` : "plain subscription"}, metrics http://${argv["metrics-host"]}:${service.metricsPort}/metrics)`,
+  );
+  // A parent (tests, the local stack) reads this line to find the metrics port.
+  console.log(JSON.stringify({ ready: true, metricsPort: service.metricsPort, pid: process.pid }));
+
+  if (argv["progress-interval"] > 0) {
+    let last = service.account.totals();
+    setInterval(() => {
+      const t = service.account.totals();
+      const dt = argv["progress-interval"];
+      log(
+        `ingest: received ${t.received} (${Math.round((t.received - last.received) / dt)}/s), written ${t.written}, ` +
+          `duplicates ${t.duplicates}, rejected ${t.rejected}, gaps ${t.gaps}, held ${service.held}, store ${service.storeUp ? "up" : "DOWN"}`,
+      );
+      last = t;
+    }, argv["progress-interval"] * 1000).unref();
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(`ingest: ${err instanceof Error ? err.message : String(err)}`);
+  process.exit(1);
+});

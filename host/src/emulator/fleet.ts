@@ -1,0 +1,354 @@
+/**
+ * The fleet: creates the boards, paces their sampling (a due-time heap, one timer), paces (re)connections
+ * through a token bucket, reconnects with exponential backoff and jitter, injects the scenario's faults and
+ * logs each one, and at the end drains the outboxes and reports.
+ */
+import { readFile } from "node:fs/promises";
+import { nodeAead } from "../crypto/node-aead";
+import { deriveDeviceKey } from "../crypto/device-keys";
+import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
+import { Board, MAX_INFLIGHT } from "./board";
+import type { BoardEnvironment } from "./board";
+import { DueHeap } from "./due-heap";
+import { PHYSICS_FAULTS } from "./faults/scenario";
+import type { ResolvedFault } from "./faults/scenario";
+import { Prng } from "./physics/prng";
+import { FleetStats } from "./stats";
+
+export interface IdentityFiles {
+  cert: string;
+  key: string;
+}
+
+export interface FleetOptions {
+  deviceIds: readonly string[];
+  rateHz: number;
+  seed: number | string;
+  host: string;
+  port: number;
+  caFile: string;
+  device(id: string): IdentityFiles;
+  boot: number;
+  fw?: string;
+  /** When set, every board seals its readings with its derived key. */
+  encryption?: { keyId: number; master: Uint8Array };
+  faults?: readonly ResolvedFault[];
+  /** New connections per second, reconnections included (reconnect storms excepted). */
+  connectRate: number;
+  /**
+   * At most this many connections in progress (TCP + TLS + CONNACK) at once: beyond what the broker can
+   * handshake, more attempts only overflow its listen backlog and wait out TCP SYN retransmissions.
+   */
+  maxPendingConnects?: number;
+  maxInflight?: number;
+  outboxCapacity?: number;
+  keepaliveS?: number;
+  connectTimeoutMs?: number;
+  onFault?: (e: FaultLogEntry) => void;
+}
+
+export interface FaultLogEntry {
+  /** Scripted time, seconds since the run started. */
+  at: number;
+  /** When the emulator acted on it: wall clock and seconds since start. */
+  wallTime: string;
+  elapsedS: number;
+  device: string;
+  type: ResolvedFault["type"];
+  event: "start" | "end";
+  faultId: number;
+  detail?: Record<string, unknown>;
+}
+
+const BACKOFF_BASE_MS = 500;
+const BACKOFF_CAP_MS = 30_000;
+const TICK_MS = 5;
+
+export class Fleet {
+  readonly boards: Board[] = [];
+  readonly stats = new FleetStats();
+  readonly faultLog: FaultLogEntry[] = [];
+  readonly byId = new Map<string, Board>();
+  readonly #o: FleetOptions;
+  readonly #heap = new DueHeap<Board>();
+  readonly #connectQueue: Board[] = [];
+  #queueHead = 0;
+  #tokens = 0;
+  #lastPump = 0;
+  readonly #jitter: Prng;
+  readonly #timers: NodeJS.Timeout[] = [];
+  #sampling = false;
+  #stopping = false;
+  /** Boards held offline by a network_drop until this performance.now() time. */
+  readonly #offlineUntil = new Map<Board, number>();
+  readonly #storm = new Set<Board>();
+  readonly #pending = new Set<Board>();
+  readonly #clockFaults: { fault: ResolvedFault; targets: Set<string> }[];
+  startWallMs = 0;
+  startPerf = 0;
+  allConnectedAtS: number | undefined;
+
+  constructor(o: FleetOptions) {
+    this.#o = o;
+    this.#jitter = new Prng(`${o.seed}/jitter`);
+    this.#clockFaults = (o.faults ?? []).filter((f) => f.type === "clock_skew").map((fault) => ({ fault, targets: new Set(fault.targets) }));
+  }
+
+  /** Reads the CA, builds the boards and loads their identities. Sampling and connecting start with start(). */
+  async init(onProgress?: (done: number, total: number) => void): Promise<void> {
+    const o = this.#o;
+    const ca = await readFile(o.caFile);
+    const keys = new Map<string, Uint8Array>();
+    const env: BoardEnvironment = {
+      host: o.host,
+      port: o.port,
+      ca,
+      stats: this.stats,
+      rateHz: o.rateHz,
+      boot: o.boot,
+      fw: o.fw ?? "emulator-1",
+      keepaliveS: o.keepaliveS ?? 60,
+      maxInflight: Math.min(o.maxInflight ?? 16, MAX_INFLIGHT),
+      outboxCapacity: o.outboxCapacity ?? 3600,
+      connectTimeoutMs: o.connectTimeoutMs ?? 30_000,
+      payloadMode: (id): PayloadMode => {
+        const enc = o.encryption;
+        if (!enc) return PLAIN;
+        let key = keys.get(id);
+        if (!key) {
+          key = deriveDeviceKey(enc.master, id);
+          keys.set(id, key);
+        }
+        return { kind: "encrypted", aead: nodeAead, keyId: enc.keyId, key };
+      },
+      onConnectionEnded: (b, established) => {
+        this.#pending.delete(b);
+        this.#scheduleReconnect(b, established);
+      },
+      onOnline: (b) => {
+        this.#pending.delete(b);
+        if (this.allConnectedAtS === undefined && this.stats.connected === this.boards.length)
+          this.allConnectedAtS = (performance.now() - this.startPerf) / 1000;
+      },
+    };
+    const phaseRng = new Prng(`${o.seed}/phase`);
+    const byDevice = new Map<string, ResolvedFault[]>();
+    for (const f of o.faults ?? []) {
+      if (!PHYSICS_FAULTS.includes(f.type) && f.type !== "clock_skew") continue;
+      for (const d of f.targets) {
+        const list = byDevice.get(d) ?? [];
+        list.push(f);
+        byDevice.set(d, list);
+      }
+    }
+    o.deviceIds.forEach((id, index) => {
+      const files = o.device(id);
+      const b = new Board({ id, index, seed: o.seed, certFile: files.cert, keyFile: files.key, env, phase: phaseRng.next() / o.rateHz });
+      b.faults = byDevice.get(id) ?? [];
+      this.boards.push(b);
+      this.byId.set(id, b);
+    });
+    for (let i = 0; i < this.boards.length; i++) {
+      this.boards[i]!.loadIdentity();
+      if ((i + 1) % 500 === 0 || i + 1 === this.boards.length) {
+        onProgress?.(i + 1, this.boards.length);
+        await new Promise((r) => setImmediate(r)); // keep the verifier's socket and signals served
+      }
+    }
+  }
+
+  /** Starts the clock: boards sample from now on (offline ones fill their outbox) and connect at the paced rate. */
+  start(): void {
+    this.startWallMs = Date.now();
+    this.startPerf = performance.now();
+    this.#lastPump = this.startPerf;
+    for (const b of this.boards) {
+      b.dueAt = this.startPerf + b.sampleTime(0) * 1000;
+      this.#heap.push(b);
+      this.#connectQueue.push(b);
+    }
+    this.#sampling = true;
+    this.#timers.push(setInterval(() => this.#tick(), TICK_MS));
+    this.#timers.push(setInterval(() => this.#keepalive(), 5_000));
+    this.#scheduleFaults();
+  }
+
+  /** Seconds since start. */
+  elapsedS(): number {
+    return (performance.now() - this.startPerf) / 1000;
+  }
+
+  /** Whether a device's clock is deliberately off now or was within the last minute (for latency accounting). */
+  clockUntrusted(deviceId: string): boolean {
+    if (this.#clockFaults.length === 0) return false;
+    const t = this.elapsedS();
+    return this.#clockFaults.some(({ fault: f, targets }) => t >= f.at - 1 && t < f.end + 60 && targets.has(deviceId));
+  }
+
+  /** Stops sampling; boards keep their connections so their outboxes can drain. */
+  stopSampling(): void {
+    this.#sampling = false;
+  }
+
+  pendingMessages(): number {
+    let n = 0;
+    for (const b of this.boards) n += b.outbox.size;
+    return n;
+  }
+
+  /** Waits until every outbox is empty or the timeout passes; returns what is still unacknowledged. */
+  async drain(timeoutMs: number): Promise<number> {
+    const until = performance.now() + timeoutMs;
+    while (this.pendingMessages() > 0 && performance.now() < until) await sleep(50);
+    return this.pendingMessages();
+  }
+
+  /** Disconnects every board (announcing offline) and stops all timers. */
+  async shutdown(): Promise<void> {
+    this.#stopping = true;
+    this.#sampling = false;
+    for (const t of this.#timers) clearTimeout(t); // clearTimeout also clears intervals
+    for (const b of this.boards) b.shutdown();
+    const until = performance.now() + 5_000;
+    while (this.boards.some((b) => b.client !== undefined) && performance.now() < until) await sleep(20);
+    for (const b of this.boards) b.dropConnection();
+  }
+
+  #tick(): void {
+    const now = performance.now();
+    if (this.#sampling) {
+      const period = 1000 / this.#o.rateHz;
+      for (let b = this.#heap.peek(); b && b.dueAt <= now; b = this.#heap.peek()) {
+        this.#heap.pop();
+        b.sample();
+        b.dueAt = this.startPerf + b.sampleTime(b.nextSample) * 1000;
+        if (b.dueAt < now - 10 * period) {
+          // The process fell far behind (suspended, overloaded): catch up on the timeline, never skip samples.
+          b.dueAt = now;
+        }
+        this.#heap.push(b);
+      }
+    }
+    this.#pumpConnects(now);
+  }
+
+  #pumpConnects(now: number): void {
+    const rate = this.#o.connectRate;
+    this.#tokens = Math.min(Math.max(1, rate / 20), this.#tokens + ((now - this.#lastPump) / 1000) * rate);
+    this.#lastPump = now;
+    const q = this.#connectQueue;
+    const maxPending = this.#o.maxPendingConnects ?? 256;
+    while (this.#tokens >= 1 && this.#queueHead < q.length && this.#pending.size < maxPending) {
+      const b = q[this.#queueHead++]!;
+      this.#tokens -= 1;
+      if (this.#stopping || b.client) continue;
+      this.#pending.add(b);
+      b.connect();
+    }
+    if (this.#queueHead > 1024 && this.#queueHead * 2 > q.length) {
+      q.splice(0, this.#queueHead);
+      this.#queueHead = 0;
+    }
+  }
+
+  #scheduleReconnect(b: Board, established: boolean): void {
+    if (this.#stopping) return;
+    if (this.#storm.delete(b)) {
+      // A reconnect storm: everyone back at once, past the pacing, to load the broker the way a site outage does.
+      setImmediate(() => !this.#stopping && b.connect());
+      return;
+    }
+    if (!established) b.attempt++;
+    const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(b.attempt, 16));
+    let delay = this.#jitter.next() * cap; // "full jitter": spreads a crowd of failures over the whole window
+    const held = this.#offlineUntil.get(b);
+    if (held !== undefined) {
+      this.#offlineUntil.delete(b);
+      delay = Math.max(delay, held - performance.now());
+    }
+    const t = setTimeout(() => {
+      if (!this.#stopping) this.#connectQueue.push(b);
+    }, delay);
+    t.unref();
+  }
+
+  #keepalive(): void {
+    const now = performance.now();
+    const ka = (this.#o.keepaliveS ?? 60) * 1000;
+    for (const b of this.boards) {
+      const c = b.client;
+      if (!c || !b.online) continue;
+      if (now - c.lastReceivedAt > 1.5 * ka) c.destroy(new Error("keepalive timeout"));
+      else if (now - c.lastSentAt > ka / 2) c.ping();
+    }
+  }
+
+  #log(f: ResolvedFault, device: string, event: "start" | "end", detail?: Record<string, unknown>): void {
+    const e: FaultLogEntry = {
+      at: event === "start" ? f.at : f.end,
+      wallTime: new Date().toISOString(),
+      elapsedS: Math.round(this.elapsedS() * 1000) / 1000,
+      device,
+      type: f.type,
+      event,
+      faultId: f.id,
+      ...(detail ? { detail } : {}),
+    };
+    if (event === "start") this.stats.faultsInjected++;
+    this.faultLog.push(e);
+    this.#o.onFault?.(e);
+  }
+
+  #scheduleFaults(): void {
+    for (const f of this.#o.faults ?? []) {
+      const detail = faultDetail(f);
+      const at = (s: number, fn: () => void): void => {
+        const t = setTimeout(fn, Math.max(0, s * 1000 - (performance.now() - this.startPerf)));
+        t.unref();
+        this.#timers.push(t);
+      };
+      at(f.at, () => {
+        for (const id of f.targets) {
+          const b = this.byId.get(id);
+          if (!b) continue;
+          if (f.type === "network_drop") {
+            if (f.offlineS !== undefined) this.#offlineUntil.set(b, performance.now() + f.offlineS * 1000);
+            b.dropConnection();
+          } else if (f.type === "reconnect_storm") {
+            if (b.client) this.#storm.add(b);
+            b.dropConnection();
+          }
+          this.#log(f, id, "start", detail);
+        }
+      });
+      if (Number.isFinite(f.end) && f.type !== "network_drop" && f.type !== "reconnect_storm") {
+        at(f.end, () => {
+          for (const id of f.targets) this.#log(f, id, "end");
+        });
+      }
+    }
+  }
+}
+
+const PLAIN: PayloadMode = { kind: "plain" };
+
+function faultDetail(f: ResolvedFault): Record<string, unknown> | undefined {
+  switch (f.type) {
+    case "purity_drop":
+      return { factor: f.factor ?? 60, ...(f.duration ? { duration: f.duration } : {}) };
+    case "voltage_flicker":
+      return { amplitude: f.amplitude ?? 0.05, ...(f.duration ? { duration: f.duration } : {}) };
+    case "sensor_failure":
+      return { channel: f.channel, mode: f.mode, ...(f.duration ? { duration: f.duration } : {}) };
+    case "clock_skew":
+      return { offsetS: f.offsetS, ...(f.duration ? { duration: f.duration } : {}) };
+    case "network_drop":
+      return f.offlineS !== undefined ? { offlineS: f.offlineS } : undefined;
+    default:
+      return f.duration ? { duration: f.duration } : undefined;
+  }
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,164 @@
+/**
+ * A deliberately small MQTT 3.1.1 client over TLS for the emulator: one socket, one splitter, no streams,
+ * timers or stores of its own. Thousands of these live in one process, so per-connection memory and CPU
+ * per message matter more than features. Retransmission, packet ids and keepalive scheduling belong to the
+ * caller (the board and the fleet), which already keep that state.
+ */
+import { connect as tlsConnect } from "node:tls";
+import type { SecureContext, TLSSocket } from "node:tls";
+import { isIP } from "node:net";
+import mqttPacket from "mqtt-packet";
+import { DISCONNECT, FrameSplitter, PINGREQ, PacketType, encodePuback, encodePublish } from "./frames";
+
+export interface LeanClientOptions {
+  host: string;
+  port: number;
+  secureContext: SecureContext;
+  clientId: string;
+  clean: boolean;
+  keepaliveS: number;
+  will?: { topic: string; payload: Buffer; qos: 0 | 1; retain: boolean };
+  /** Abort a connection attempt (TCP + TLS + CONNACK) after this long. */
+  connectTimeoutMs?: number;
+}
+
+export interface LeanClientHandlers {
+  onConnack(returnCode: number, sessionPresent: boolean): void;
+  onPuback(packetId: number): void;
+  onPublish?(topic: string, payload: Buffer, qos: number, packetId: number): void;
+  onSuback?(packetId: number, granted: number[]): void;
+  /** Once per client, whatever ended it (error, broker close, destroy). `handshake` is true if TLS never completed. */
+  onClose(error: Error | undefined, handshake: boolean): void;
+}
+
+export class LeanMqttClient {
+  readonly #h: LeanClientHandlers;
+  readonly #socket: TLSSocket;
+  readonly #splitter = new FrameSplitter();
+  #secure = false;
+  #closed = false;
+  #error: Error | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  /** Milliseconds (performance.now) of the last byte written / read: the fleet's keepalive sweep reads them. */
+  lastSentAt = 0;
+  lastReceivedAt = 0;
+
+  constructor(o: LeanClientOptions, h: LeanClientHandlers) {
+    this.#h = h;
+    const socket = tlsConnect({
+      host: o.host,
+      port: o.port,
+      secureContext: o.secureContext,
+      servername: isIP(o.host) ? undefined : o.host,
+      rejectUnauthorized: true,
+    });
+    this.#socket = socket;
+    socket.setNoDelay(true);
+    if (o.connectTimeoutMs) {
+      this.#timer = setTimeout(() => this.#fail(new Error("connect timed out")), o.connectTimeoutMs);
+    }
+    socket.once("secureConnect", () => {
+      this.#secure = true;
+      const connectPacket = mqttPacket.generate({
+        cmd: "connect",
+        protocolId: "MQTT",
+        protocolVersion: 4,
+        clientId: o.clientId,
+        clean: o.clean,
+        keepalive: o.keepaliveS,
+        ...(o.will ? { will: { topic: o.will.topic, payload: o.will.payload, qos: o.will.qos, retain: o.will.retain } } : {}),
+      });
+      this.#write(connectPacket);
+    });
+    socket.on("data", (chunk: Buffer) => {
+      this.lastReceivedAt = performance.now();
+      if (!this.#splitter.push(chunk, this.#onPacket)) this.#fail(new Error("malformed MQTT packet from broker"));
+    });
+    socket.on("error", (err) => {
+      this.#error ??= err;
+    });
+    socket.on("close", () => this.#finish());
+  }
+
+  get connected(): boolean {
+    return this.#secure && !this.#closed;
+  }
+
+  publish(topic: Buffer, payload: Uint8Array, qos: 0 | 1, retain: boolean, packetId: number, dup: boolean): void {
+    this.#write(encodePublish(topic, payload, qos, retain, packetId, dup));
+  }
+
+  subscribe(packetId: number, subscriptions: { topic: string; qos: 0 | 1 }[]): void {
+    this.#write(mqttPacket.generate({ cmd: "subscribe", messageId: packetId, subscriptions }));
+  }
+
+  puback(packetId: number): void {
+    this.#write(encodePuback(packetId));
+  }
+
+  ping(): void {
+    this.#write(PINGREQ);
+  }
+
+  /** Orderly goodbye: the broker discards the will. */
+  disconnect(): void {
+    if (this.#closed) return;
+    if (this.#secure) this.#socket.end(DISCONNECT);
+    else this.#socket.destroy();
+  }
+
+  /** A network failure as the broker sees it: the socket vanishes without DISCONNECT, so the will fires. */
+  destroy(reason?: Error): void {
+    if (reason) this.#error ??= reason;
+    this.#socket.destroy();
+  }
+
+  #write(buf: Buffer): void {
+    if (this.#closed) return;
+    this.lastSentAt = performance.now();
+    this.#socket.write(buf);
+  }
+
+  readonly #onPacket = (type: number, _flags: number, body: Buffer): void => {
+    switch (type) {
+      case PacketType.PUBACK:
+        this.#h.onPuback(body.readUInt16BE(0));
+        return;
+      case PacketType.CONNACK:
+        if (this.#timer) clearTimeout(this.#timer);
+        this.#timer = undefined;
+        this.#h.onConnack(body[1] ?? 255, ((body[0] ?? 0) & 1) === 1);
+        return;
+      case PacketType.PUBLISH: {
+        const qos = (_flags >> 1) & 3;
+        const topicLen = body.readUInt16BE(0);
+        const topic = body.toString("utf8", 2, 2 + topicLen);
+        let o = 2 + topicLen;
+        let packetId = 0;
+        if (qos > 0) {
+          packetId = body.readUInt16BE(o);
+          o += 2;
+        }
+        this.#h.onPublish?.(topic, body.subarray(o), qos, packetId);
+        return;
+      }
+      case PacketType.SUBACK:
+        this.#h.onSuback?.(body.readUInt16BE(0), [...body.subarray(2)]);
+        return;
+      default:
+        return; // PINGRESP and anything else: lastReceivedAt is all that matters
+    }
+  };
+
+  #fail(err: Error): void {
+    this.#error ??= err;
+    this.#socket.destroy();
+  }
+
+  #finish(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#h.onClose(this.#error, !this.#secure);
+  }
+}

@@ -1,0 +1,425 @@
+// The ingest: MQTT (QoS 1, persistent session, shared subscription) → classify → batch →
+// store → PUBACK. A message is acknowledged to the broker only after the store accepted its
+// batch (or, when refused, after it reached the dead-letter file), so a crash at any point
+// leaves it with the broker, which delivers it again; the store's one-sample-per-timestamp
+// rule (InfluxDB overwrite, VictoriaMetrics dedup) makes the repeat harmless.
+import type { Server } from "node:http";
+import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
+import { IngestAccount } from "./account";
+import type { MessageClassifier, Outcome } from "./classify";
+import type { DeadLetter, DeadLetterSink } from "./dead-letter";
+import { HeldAckReceiver, type HeldMessage } from "./held-acks";
+import { accountLine, rejectedLine } from "./line-protocol";
+import { createIngestMetrics, serveMetrics, type IngestMetrics } from "./metrics";
+import { StoreRejectedError, type BatchStore } from "./store-writer";
+
+export interface IngestTls {
+  ca: string | Buffer;
+  cert: string | Buffer;
+  key: string | Buffer;
+}
+
+export interface IngestServiceOptions {
+  brokerUrl: string;
+  tls: IngestTls;
+  /** Fixed, so the broker keeps the session (and its backlog) across restarts. */
+  clientId: string;
+  /**
+   * Shared-subscription group: ingest processes in one group split the load. Empty: a plain
+   * subscription (one ingest process). Mosquitto 2.0.11 (Debian 12) loses a persistent session's
+   * shared subscription over a broker restart, and drops what boards publish until the ingest
+   * subscribes again; a plain subscription survives the restart (see README).
+   */
+  group: string;
+  classifier: MessageClassifier;
+  store: BatchStore;
+  deadLetters: DeadLetterSink;
+  /** Lines per store write (default 2000). */
+  batchSize?: number;
+  /** A batch is written at the latest this long after its first message (default 50 ms). */
+  batchMs?: number;
+  /** Unacknowledged messages at most; also the MQTT 5 Receive Maximum (default 10000). */
+  maxHeld?: number;
+  /** Retry backoff while the store is down (default 200 ms doubling to 5 s). */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  /** How often the account is written to the store (default 10 s; 0 = never). */
+  accountIntervalMs?: number;
+  /** Metrics endpoint; undefined = none. Port 0 picks a free one. */
+  metrics?: { port: number; host?: string };
+  /** Session kept by the broker while the ingest is away (default 7 days). */
+  sessionExpirySec?: number;
+  log?: (line: string) => void;
+  /**
+   * A bug surfaced in the write path (not a store or broker failure, which are retried).
+   * The CLI exits so a supervisor restarts it and the broker re-delivers what was unacknowledged.
+   */
+  onFatal?: (err: unknown) => void;
+}
+
+interface Item {
+  msg: HeldMessage;
+  outcome: Outcome;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class IngestService {
+  readonly account = new IngestAccount();
+  readonly #o: IngestServiceOptions;
+  readonly #batchSize: number;
+  readonly #batchMs: number;
+  readonly #maxHeld: number;
+  readonly #log: (line: string) => void;
+  readonly #metrics: IngestMetrics;
+  #client: MqttClient | undefined;
+  #receiver: HeldAckReceiver | undefined;
+  #pending: Item[] = [];
+  #pendingSince = 0;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #accountTimer: NodeJS.Timeout | undefined;
+  #writing: Promise<void> | undefined;
+  #stopping = false;
+  #abandonWrites = false;
+  #storeUp = true;
+  #metricsServer: (Server & { port: number }) | undefined;
+  #stopped: Promise<void> | undefined;
+  #started = false;
+
+  constructor(o: IngestServiceOptions) {
+    this.#o = o;
+    this.#batchSize = o.batchSize ?? 2000;
+    this.#batchMs = o.batchMs ?? 50;
+    this.#maxHeld = Math.min(65535, o.maxHeld ?? 10_000);
+    if (this.#maxHeld < this.#batchSize) throw new Error("maxHeld must be at least batchSize");
+    this.#log = o.log ?? ((line) => console.error(line));
+    this.#metrics = createIngestMetrics(this.account, {
+      held: () => this.#receiver?.held ?? 0,
+      pendingBatch: () => this.#pending.length,
+      storeUp: () => this.#storeUp,
+      connected: () => this.#client?.connected ?? false,
+    });
+  }
+
+  get metricsPort(): number | undefined {
+    return this.#metricsServer?.port;
+  }
+
+  get held(): number {
+    return this.#receiver?.held ?? 0;
+  }
+
+  get storeUp(): boolean {
+    return this.#storeUp;
+  }
+
+  metricsText(): Promise<string> {
+    return this.#metrics.registry.metrics();
+  }
+
+  /** Connects and subscribes; resolves once the subscription is in place. */
+  async start(): Promise<void> {
+    if (this.#o.metrics)
+      this.#metricsServer = await serveMetrics(
+        this.#metrics.registry,
+        this.#o.metrics.port,
+        this.#o.metrics.host ?? "127.0.0.1",
+      );
+    const options: IClientOptions = {
+      clientId: this.#o.clientId,
+      protocolVersion: 5,
+      clean: false,
+      properties: {
+        sessionExpiryInterval: this.#o.sessionExpirySec ?? 7 * 86_400,
+        // Flow control: the broker sends at most this many unacknowledged messages.
+        receiveMaximum: this.#maxHeld,
+      },
+      ca: this.#o.tls.ca,
+      cert: this.#o.tls.cert,
+      key: this.#o.tls.key,
+      rejectUnauthorized: true,
+      reconnectPeriod: 1000,
+      connectTimeout: 10_000,
+      keepalive: 30,
+      // #subscribe() runs on every connection instead (see the connect handler).
+      resubscribe: false,
+      // MQTT.js logs every packet through `debug`; even disabled that was ~3% of the ingest's CPU.
+      log: () => undefined,
+    };
+    const client = mqtt.connect(this.#o.brokerUrl, { ...options, manualConnect: true });
+    this.#client = client;
+    this.#receiver = new HeldAckReceiver(client, (m) => this.#onMessage(m), this.#maxHeld);
+    client.on("error", (err) => this.#log(`ingest: broker: ${err.message}`));
+    client.on("offline", () => this.#log("ingest: broker connection lost; reconnecting"));
+    client.on("connect", (connack) => {
+      this.#log(
+        `ingest: connected to ${this.#o.brokerUrl} (session ${connack.sessionPresent ? "resumed" : "new"})`,
+      );
+      // Subscribe on every connection, even to a resumed session: Mosquitto 2.0.11 restores a
+      // session's shared subscription after a restart in name only (nothing is delivered to it).
+      if (this.#started)
+        this.#subscribe().catch((err: unknown) => this.#log(`ingest: subscribe failed: ${String(err)}`));
+    });
+    const firstConnect = new Promise<void>((resolve, reject) => {
+      const onConnect = () => {
+        client.off("error", onError);
+        resolve();
+      };
+      const onError = (err: Error) => {
+        // Refused by the broker (bad certificate, not authorised): retrying will not help.
+        client.off("connect", onConnect);
+        client.end(true);
+        reject(err);
+      };
+      client.once("connect", onConnect);
+      client.once("error", onError);
+    });
+    client.connect();
+    await firstConnect;
+    await this.#subscribe();
+    this.#started = true;
+    if ((this.#o.accountIntervalMs ?? 10_000) > 0) {
+      this.#accountTimer = setInterval(() => void this.writeAccount(), this.#o.accountIntervalMs ?? 10_000);
+    }
+  }
+
+  async #subscribe(): Promise<void> {
+    const client = this.#client;
+    if (!client) return;
+    const telemetry = this.#o.group
+      ? `$share/${this.#o.group}/electrolyser/+/telemetry`
+      : "electrolyser/+/telemetry";
+    const granted = await client.subscribeAsync({
+      [telemetry]: { qos: 1 },
+      // Not shared: retained last-will statuses are only delivered to plain subscriptions.
+      "electrolyser/+/status": { qos: 1 },
+    });
+    const refused = granted.filter((g) => g.qos > 2);
+    if (refused.length > 0)
+      throw new Error(`broker refused subscription ${refused.map((g) => g.topic).join(", ")}`);
+  }
+
+  #onMessage(msg: HeldMessage): void {
+    if (this.#stopping) {
+      // Shutting down: not acknowledged, so the broker keeps it for the next session.
+      this.#receiver?.abandon(msg);
+      return;
+    }
+    let outcome: Outcome;
+    try {
+      outcome = this.#o.classifier.classify(msg.topic, msg.payload);
+    } catch (err) {
+      // The decoder returns typed errors; anything thrown is a bug, but one message must not stop the ingest.
+      outcome = { kind: "rejected", sensorId: "_unknown", reason: "internal_error", detail: String(err) };
+    }
+    if (!isStatus(outcome)) this.account.received(outcome.sensorId);
+    if (this.#pending.length === 0) this.#pendingSince = Date.now();
+    this.#pending.push({ msg, outcome });
+    if (this.#pending.length >= this.#batchSize) this.#kick();
+    else this.#flushTimer ??= setTimeout(() => this.#kick(), this.#batchMs);
+  }
+
+  #kick(): void {
+    if (this.#flushTimer) {
+      clearTimeout(this.#flushTimer);
+      this.#flushTimer = undefined;
+    }
+    if (this.#writing) return;
+    this.#writing = this.#drain()
+      .catch((err: unknown) => {
+        this.#log(
+          `ingest: internal error in the write path: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+        );
+        this.#abandonWrites = true;
+        this.#o.onFatal?.(err);
+      })
+      .finally(() => {
+        this.#writing = undefined;
+        if (this.#pending.length > 0 && !this.#abandonWrites) {
+          const wait = Math.max(0, this.#batchMs - (Date.now() - this.#pendingSince));
+          if (this.#pending.length >= this.#batchSize || this.#stopping || wait === 0) this.#kick();
+          else this.#flushTimer ??= setTimeout(() => this.#kick(), wait);
+        }
+      });
+  }
+
+  /** Writes batches one at a time, in arrival order, so acknowledgements keep that order too. */
+  async #drain(): Promise<void> {
+    while (this.#pending.length > 0 && !this.#abandonWrites) {
+      const full = this.#pending.length >= this.#batchSize;
+      const due = Date.now() - this.#pendingSince >= this.#batchMs;
+      if (!full && !due && !this.#stopping) return;
+      const batch = this.#pending.splice(0, this.#batchSize);
+      this.#pendingSince = Date.now();
+      const done = await this.#commit(batch);
+      if (!done) {
+        this.#pending.unshift(...batch);
+        return;
+      }
+    }
+  }
+
+  /** Store and dead-letter the batch (retrying while the store is down), then acknowledge it. */
+  async #commit(batch: Item[]): Promise<boolean> {
+    const lines: string[] = [];
+    const writes: Item[] = [];
+    const dead: DeadLetter[] = [];
+    for (const item of batch) {
+      if (item.outcome.kind === "write") {
+        lines.push(item.outcome.line);
+        writes.push(item);
+      } else if (item.outcome.kind === "rejected") {
+        dead.push(deadLetterOf(item.msg, item.outcome.reason, item.outcome.detail, item.outcome.sensorId));
+      }
+    }
+    if (!(await this.#retrying("dead-letter file", () => this.#o.deadLetters.append(dead)))) return false;
+    const stored = await this.#retrying("store", () => this.#writeLines(lines, writes));
+    if (!stored) return false;
+    const now = Date.now();
+    let dropped = 0;
+    const receiver = this.#receiver;
+    receiver?.batch(() => {
+      for (const item of batch) {
+        const o = item.outcome;
+        if (o.kind === "write") {
+          if (o.deviceTs !== undefined) {
+            const latency = now - o.deviceTs;
+            this.account.written(o.sensorId, latency);
+            this.#metrics.latency.observe(latency / 1000);
+            this.#metrics.latencyRecent.observe(latency);
+          }
+          if (o.gapDelta !== 0) this.account.gaps(o.sensorId, o.gapDelta);
+        } else if (o.kind === "duplicate") {
+          this.account.duplicate(o.sensorId);
+        } else {
+          this.account.rejected(o.sensorId, o.reason);
+        }
+        if (!receiver?.ack(item.msg)) dropped++;
+      }
+    });
+    if (dropped > 0)
+      this.#log(
+        `ingest: ${dropped} written messages belong to a lost connection; the broker re-delivers them`,
+      );
+    return true;
+  }
+
+  /**
+   * A batch the store refuses outright (HTTP 4xx) is written line by line, so one bad line
+   * goes to the dead-letter file instead of blocking the ingest forever.
+   */
+  async #writeLines(lines: string[], writes: Item[]): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.#o.store.write(lines);
+    } catch (err) {
+      if (!(err instanceof StoreRejectedError)) throw err;
+      this.#log(`ingest: ${err.message}; isolating the refused lines`);
+      const refused: DeadLetter[] = [];
+      for (const [i, line] of lines.entries()) {
+        try {
+          await this.#o.store.write([line]);
+        } catch (one) {
+          if (!(one instanceof StoreRejectedError)) throw one;
+          const item = writes[i]!;
+          item.outcome = {
+            kind: "rejected",
+            sensorId: item.outcome.sensorId,
+            reason: "store_rejected",
+            detail: one.message,
+          };
+          refused.push(deadLetterOf(item.msg, "store_rejected", one.message, item.outcome.sensorId));
+        }
+      }
+      await this.#o.deadLetters.append(refused);
+    }
+    this.#metrics.storeWrite.observe((performance.now() - started) / 1000);
+  }
+
+  async #retrying(what: string, op: () => Promise<void>): Promise<boolean> {
+    let delay = this.#o.retryMinMs ?? 200;
+    let failures = 0;
+    for (;;) {
+      try {
+        await op();
+        if (failures > 0) this.#log(`ingest: ${what} is back after ${failures} failed attempts`);
+        if (what === "store") this.#storeUp = true;
+        return true;
+      } catch (err) {
+        failures++;
+        if (what === "store") {
+          this.#storeUp = false;
+          this.#metrics.storeFailures.inc();
+        }
+        if (failures === 1 || failures % 20 === 0)
+          this.#log(
+            `ingest: ${what} write failed (${err instanceof Error ? err.message : String(err)}); holding ${this.held} acknowledgements, retrying`,
+          );
+        if (this.#abandonWrites) return false;
+        await sleep(delay);
+        if (this.#abandonWrites) return false;
+        delay = Math.min(delay * 2, this.#o.retryMaxMs ?? 5000);
+      }
+    }
+  }
+
+  /** Writes the account (cumulative since start) to the store; a failure waits for the next round. */
+  async writeAccount(): Promise<void> {
+    const now = Date.now();
+    const lines = this.account.devices().map((d) => accountLine(d.sensorId, d, now));
+    for (const [reason, n] of Object.entries(this.account.rejectedByReason()))
+      lines.push(rejectedLine(reason, n, now));
+    try {
+      await this.#o.store.write(lines);
+    } catch (err) {
+      this.#log(`ingest: writing the account failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /**
+   * Graceful stop: take no more messages, write and acknowledge what is held, write the
+   * account, disconnect (the session stays with the broker). If the store stays down for
+   * `timeoutMs`, the held messages are left unacknowledged for the next run.
+   */
+  stop(timeoutMs = 15_000): Promise<void> {
+    this.#stopped ??= this.#stop(timeoutMs);
+    return this.#stopped;
+  }
+
+  async #stop(timeoutMs: number): Promise<void> {
+    this.#stopping = true;
+    if (this.#accountTimer) clearInterval(this.#accountTimer);
+    const deadline = Date.now() + timeoutMs;
+    while ((this.#pending.length > 0 || this.#writing) && Date.now() < deadline) {
+      this.#kick();
+      await Promise.race([this.#writing ?? Promise.resolve(), sleep(Math.max(1, deadline - Date.now()))]);
+    }
+    if (this.#pending.length > 0 || this.#writing) {
+      this.#log(`ingest: store unavailable at shutdown; ${this.held} messages stay with the broker`);
+      this.#abandonWrites = true;
+      // A write stuck in the store's HTTP timeout must not hold the shutdown; its acks are never sent.
+      if (this.#writing) await Promise.race([this.#writing, sleep(1000)]);
+    } else if ((this.#o.accountIntervalMs ?? 10_000) > 0) {
+      await this.writeAccount();
+    }
+    if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    if (this.#client) await this.#client.endAsync(false);
+    if (this.#metricsServer) await new Promise<void>((r) => this.#metricsServer?.close(() => r()));
+  }
+}
+
+/** Board status (online/offline) is stored but is not telemetry: it stays out of the message account. */
+function isStatus(o: Outcome): boolean {
+  return o.kind === "write" && o.deviceTs === undefined;
+}
+
+function deadLetterOf(msg: HeldMessage, reason: string, detail: string, sensorId: string): DeadLetter {
+  return {
+    time: new Date().toISOString(),
+    reason,
+    detail,
+    topic: msg.topic,
+    sensor_id: sensorId,
+    payload_b64: msg.payload.toString("base64"),
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * Gathers one board's identity: its certificate and PKCS#8 key from the fleet PKI (refused if revoked or
+ * expired), the CA it must trust, and its payload key derived from the fleet secret of the chosen key id.
+ * The result holds secrets: it goes into the NVS image and nowhere else.
+ */
+import { createHash } from "node:crypto";
+import { exportDeviceBundle, PkiError } from "../../../pki/src/index";
+import { deriveDeviceKey, loadOrCreatePayloadMaster } from "../crypto/device-keys";
+import { parseBrokerUrl, wifiPskProblem, INTERVAL_MS_MAX, INTERVAL_MS_MIN } from "../../../firmware/src/identity/nvs-layout";
+import type { DeviceIdentity } from "../../../firmware/src/identity/nvs-layout";
+import { ProvisionError } from "./errors";
+
+export interface IdentitySettings {
+  broker: string;
+  intervalMs: number;
+  site?: string;
+  /** Payload key id, or null to send payloads unencrypted (TLS still protects them in transit). */
+  keyId: number | null;
+  wifi?: { ssid: string; psk?: string };
+}
+
+/** What the bindings record about the certificate: public facts only. */
+export interface CertFacts {
+  serial: string;
+  sha256: string;
+  notAfter: string;
+}
+
+export async function loadIdentity(stateDir: string, deviceId: string, s: IdentitySettings): Promise<{ identity: DeviceIdentity; cert: CertFacts }> {
+  const url = parseBrokerUrl(s.broker);
+  if (!url) throw new ProvisionError("bad_input", `--broker "${s.broker}" is not mqtt://host[:port] or mqtts://host[:port]`);
+  if (!url.tls) throw new ProvisionError("bad_input", `--broker must be mqtts:// (mutual TLS); "${s.broker}" would send the identity's traffic in clear`);
+  if (!Number.isInteger(s.intervalMs) || s.intervalMs < INTERVAL_MS_MIN || s.intervalMs > INTERVAL_MS_MAX) {
+    throw new ProvisionError("bad_input", `--interval must be ${INTERVAL_MS_MIN}..${INTERVAL_MS_MAX} ms`);
+  }
+  if (s.wifi?.psk !== undefined) {
+    const problem = wifiPskProblem(s.wifi.psk);
+    if (problem) throw new ProvisionError("bad_input", `the Wi-Fi passphrase ${problem}`);
+  }
+  let bundle;
+  try {
+    bundle = await exportDeviceBundle(stateDir, deviceId);
+  } catch (err) {
+    if (err instanceof PkiError) throw new ProvisionError("identity", `identity "${deviceId}": ${err.message}`);
+    throw err;
+  }
+  let payload: DeviceIdentity["payload"] = null;
+  if (s.keyId !== null) {
+    const master = await loadOrCreatePayloadMaster(stateDir, s.keyId);
+    payload = { keyId: s.keyId, key: deriveDeviceKey(master, deviceId) };
+  }
+  const identity: DeviceIdentity = {
+    deviceId,
+    broker: s.broker,
+    brokerHost: url.host,
+    port: url.port ?? 8883,
+    intervalMs: s.intervalMs,
+    // The broker presents leaf + issuing CA; the board anchors the chain at the root.
+    tls: { caDer: bundle.rootDer, certDer: bundle.certDer, keyDer: bundle.keyDer },
+    payload,
+    wifi: s.wifi ? { ...s.wifi } : null,
+  };
+  if (s.site !== undefined) identity.site = s.site;
+  return {
+    identity,
+    cert: { serial: bundle.serial, sha256: createHash("sha256").update(bundle.certDer).digest("hex"), notAfter: bundle.notAfter.toISOString() },
+  };
+}

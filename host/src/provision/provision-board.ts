@@ -1,0 +1,174 @@
+/**
+ * Provisions one board: connect, read its MAC, flash size and partition table, look at the identity it
+ * carries now, pick and check the identity it gets, write the NVS image (compressed, MD5-checked, read
+ * back with `verify`), reset it into the firmware, and only then record the binding.
+ * Any failure before the end leaves the bindings file as it was.
+ */
+import { listDeviceIds, pkiPaths } from "../../../pki/src/index";
+import { checkBinding, readBindings, recordBinding, type BoardBinding } from "./bindings";
+import { ProvisionError } from "./errors";
+import { EspFlasher } from "./flasher";
+import { loadIdentity, type IdentitySettings } from "./identity";
+import { existingIdentity, identityImage, initialBootCounter } from "./nvs-image";
+import { findNvsPartition, MODDABLE_NVS, parsePartitionTable, PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE } from "./partition-table";
+
+export interface ProvisionRequest {
+  stateDir: string;
+  path: string;
+  usbVendorId?: number;
+  usbProductId?: number;
+  baud: number;
+  /** Absent: the board's bound identity if it has one, else the next identity of the PKI not yet on a board. */
+  deviceId?: string;
+  settings: IdentitySettings;
+  force: boolean;
+  dryRun: boolean;
+  verify: boolean;
+  /** Overrides the partition table. */
+  nvs?: { offset: number; size: number };
+  connectAttempts?: number;
+  progress: (line: string) => void;
+  debug?: (line: string) => void;
+  now?: () => Date;
+}
+
+export interface ProvisionResult {
+  deviceId: string;
+  mac: string;
+  chip: string;
+  flashSize: number;
+  nvsOffset: number;
+  nvsSize: number;
+  usedBytes: number;
+  boot: number;
+  certSerial: string;
+  written: boolean;
+  verified: boolean;
+  timings: { connectMs: number; writeMs: number; totalMs: number };
+}
+
+/** Identities picked by boards being provisioned right now in this process, so two boards never get one. */
+const reserved = new Set<string>();
+
+export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResult> {
+  const now = r.now ?? (() => new Date());
+  const t0 = performance.now();
+  const flasher = await EspFlasher.connect({
+    path: r.path,
+    baud: r.baud,
+    progress: r.progress,
+    ...(r.usbVendorId !== undefined ? { usbVendorId: r.usbVendorId } : {}),
+    ...(r.usbProductId !== undefined ? { usbProductId: r.usbProductId } : {}),
+    ...(r.connectAttempts !== undefined ? { attempts: r.connectAttempts } : {}),
+    ...(r.debug ? { debug: r.debug } : {}),
+  });
+  let reservedId: string | undefined;
+  try {
+    const connectMs = performance.now() - t0;
+    const { mac, chip, flashSize } = flasher.info;
+    r.progress(`flash ${flashSize / 1024 / 1024} MB`);
+
+    const nvs = r.nvs ?? (await readNvsLocation(flasher, r.progress));
+    if (nvs.offset % 4096 !== 0 || nvs.size % 4096 !== 0 || nvs.offset + nvs.size > flashSize) {
+      throw new ProvisionError("bad_input", `NVS partition 0x${nvs.offset.toString(16)}+0x${nvs.size.toString(16)} does not fit the ${flashSize}-byte flash in whole sectors`);
+    }
+    r.progress(`reading the current NVS at 0x${nvs.offset.toString(16)} (0x${nvs.size.toString(16)} bytes)`);
+    const current = existingIdentity(await flasher.readFlash(nvs.offset, nvs.size));
+
+    const bindings = await readBindings(r.stateDir);
+    const deviceId = r.deviceId ?? (await pickDeviceId(r.stateDir, mac, bindings.boards));
+    if (r.deviceId !== undefined) {
+      if (reserved.has(deviceId)) throw new ProvisionError("identity_elsewhere", `identity "${deviceId}" is being provisioned on another board right now`);
+      reserved.add(deviceId);
+    }
+    reservedId = deviceId;
+    const check = checkBinding(bindings, deviceId, mac, r.force);
+    if (!check.ok) throw check.error;
+    const boundHere = bindings.boards.some((b) => b.mac === mac);
+    if (current.deviceId !== undefined && current.deviceId !== deviceId && !boundHere && !r.force) {
+      throw new ProvisionError("already_bound", `board ${mac} already carries identity "${current.deviceId}" in its NVS (not in this fleet's bindings); use --force to replace it with "${deviceId}"`);
+    }
+
+    const { identity, cert } = await loadIdentity(r.stateDir, deviceId, r.settings);
+    const boot = initialBootCounter(current.boot, now());
+    const built = identityImage(identity, boot, nvs.size);
+    r.progress(`NVS image for ${deviceId}: ${built.usedBytes} bytes of entries in a ${nvs.size}-byte partition (certificate ${cert.serial})`);
+
+    if (r.dryRun) {
+      r.progress(`dry run: nothing written; ${deviceId} would be bound to ${mac}`);
+      return result(false, false, 0);
+    }
+
+    const tw = performance.now();
+    let lastPct = -1;
+    await flasher.write(nvs.offset, built.image, (written, total) => {
+      const pct = total === 0 ? 100 : Math.floor((100 * written) / total);
+      if (pct !== lastPct && (pct === 100 || pct - lastPct >= 25)) r.progress(`writing NVS ${pct}% (${total} bytes compressed)`);
+      lastPct = pct;
+    });
+    r.progress("flash MD5 matches the image");
+    let verified = false;
+    if (r.verify) {
+      const back = await flasher.readFlash(nvs.offset, nvs.size);
+      const firstDiff = back.findIndex((b, i) => b !== built.image[i]);
+      if (firstDiff >= 0 || back.length !== built.image.length) {
+        throw new ProvisionError("verify_mismatch", `${r.path}: read-back differs from the image at offset 0x${(nvs.offset + Math.max(firstDiff, 0)).toString(16)}`);
+      }
+      verified = true;
+      r.progress("read back and compared: identical");
+    }
+    const writeMs = performance.now() - tw;
+    await flasher.resetToApp();
+
+    const binding: BoardBinding = {
+      deviceId, mac, chip, flashSize,
+      certSerial: cert.serial,
+      certSha256: cert.sha256,
+      keyId: identity.payload?.keyId ?? null,
+      nvsOffset: nvs.offset,
+      nvsSize: nvs.size,
+      provisionedAt: now().toISOString(),
+    };
+    await recordBinding(r.stateDir, binding, r.force, now());
+    r.progress(`bound ${deviceId} to ${mac}`);
+    return result(true, verified, writeMs);
+
+    function result(written: boolean, verifiedResult: boolean, wMs: number): ProvisionResult {
+      return {
+        deviceId, mac, chip, flashSize, nvsOffset: nvs.offset, nvsSize: nvs.size, usedBytes: built.usedBytes, boot,
+        certSerial: cert.serial, written, verified: verifiedResult,
+        timings: { connectMs, writeMs: wMs, totalMs: performance.now() - t0 },
+      };
+    }
+  } finally {
+    if (reservedId !== undefined) reserved.delete(reservedId);
+    await flasher.close();
+  }
+}
+
+async function readNvsLocation(flasher: EspFlasher, progress: (l: string) => void): Promise<{ offset: number; size: number }> {
+  const table = parsePartitionTable(await flasher.readFlash(PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE));
+  if (!table.ok) {
+    if (table.reason === "blank") {
+      progress(`no partition table on the board; using Moddable's default NVS at 0x${MODDABLE_NVS.offset.toString(16)}`);
+      return { ...MODDABLE_NVS };
+    }
+    throw new ProvisionError("bad_input", `${table.message}; flash the firmware first or give --nvs-offset and --nvs-size`);
+  }
+  const nvs = findNvsPartition(table.entries);
+  if (!nvs) throw new ProvisionError("bad_input", "the board's partition table has no NVS partition; flash a firmware built with one");
+  progress(`partition table: NVS "${nvs.label}" at 0x${nvs.offset.toString(16)}, 0x${nvs.size.toString(16)} bytes`);
+  return { offset: nvs.offset, size: nvs.size };
+}
+
+async function pickDeviceId(stateDir: string, mac: string, boards: readonly BoardBinding[]): Promise<string> {
+  const ids = await listDeviceIds(pkiPaths(stateDir));
+  // Reserved in the same synchronous step as the choice: parallel boards must not pick the same id.
+  const mine = boards.find((b) => b.mac === mac);
+  const bound = new Set(boards.map((b) => b.deviceId));
+  const next = mine?.deviceId ?? ids.find((id) => !bound.has(id) && !reserved.has(id));
+  if (!next) throw new ProvisionError("no_device", "every identity the PKI holds is already on a board; issue more (npm run pki) or pass --device");
+  if (reserved.has(next)) throw new ProvisionError("identity_elsewhere", `identity "${next}" is being provisioned on another board right now`);
+  reserved.add(next);
+  return next;
+}

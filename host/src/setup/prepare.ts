@@ -1,0 +1,23 @@
+// What every way of running the stack needs first: the dev PKI (CA, broker, service certificates)
+// and the fleet's payload secret. Idempotent: existing keys and certificates are never replaced.
+import { ensureDevPki, DEFAULT_BROKER_HOSTS, type PkiPaths } from "../../../pki/src/index";
+import { loadOrCreatePayloadMaster } from "../crypto/device-keys";
+
+/** Services with their own client certificate (services/<name>/ in the PKI). */
+export const STACK_SERVICES = ["ingest", "telegraf"] as const;
+/** The broker's name inside docker-compose's network, besides the local names. */
+export const COMPOSE_BROKER_HOST = "mosquitto";
+export const PAYLOAD_KEY_ID = 1;
+
+export async function prepareState(stateDir: string, onProgress?: (line: string) => void): Promise<PkiPaths> {
+  onProgress?.("PKI: ensuring the CA, the broker certificate and the service certificates (ingest, telegraf)");
+  const pki = await ensureDevPki({
+    stateDir,
+    devices: [],
+    services: [...STACK_SERVICES],
+    brokerHosts: [...DEFAULT_BROKER_HOSTS, COMPOSE_BROKER_HOST],
+  });
+  onProgress?.(`payload secret: ensuring key id ${PAYLOAD_KEY_ID}`);
+  await loadOrCreatePayloadMaster(stateDir, PAYLOAD_KEY_ID);
+  return pki;
+}

@@ -1,0 +1,211 @@
+import { randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { encodeReading } from "../../../firmware/src/payload/codec";
+import { encodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-message";
+import { deriveDeviceKey } from "../../src/crypto/device-keys";
+import { nodeAead } from "../../src/crypto/node-aead";
+import { IngestAccount, percentile } from "../../src/ingest/account";
+import { MessageClassifier, parseStatus } from "../../src/ingest/classify";
+import { sampleReading } from "../../src/ingest/fleet-publisher";
+import {
+  accountLine,
+  escapeTag,
+  readingLine,
+  rejectedLine,
+  statusLine,
+} from "../../src/ingest/line-protocol";
+
+const NOW = 1_800_000_000_000;
+const master = new Uint8Array(randomBytes(32));
+const encrypted = (id: string, keyId = 1, m = master) =>
+  ({ kind: "encrypted", aead: nodeAead, keyId, key: deriveDeviceKey(m, id) }) as const;
+const decryptMode = {
+  kind: "encrypted" as const,
+  aead: nodeAead,
+  keyFor: (keyId: number, id: string) => (keyId === 1 ? deriveDeviceKey(master, id) : undefined),
+};
+
+function plainClassifier(sites: Record<string, string> = {}) {
+  return new MessageClassifier({ mode: { kind: "plain" }, now: () => NOW, siteOf: (id) => sites[id] });
+}
+
+describe("line protocol", () => {
+  it("writes the store schema: tags sensor_id and site, a field per channel, seq/boot/faults as integers, device ts", () => {
+    const r = sampleReading("el-1", 7, NOW - 5, 3);
+    expect(readingLine(r, "north")).toBe(
+      `electrolyser,sensor_id=el-1,site=north temperature_c=65.07,pressure_bar=30.07,h2_flow_sccm=12007,purity_pct=99.95,voltage_v=1.907,current_a=150.07,seq=7i,boot=3i,faults=0i ${NOW - 5}`,
+    );
+  });
+
+  it("omits a faulted channel and counts it", () => {
+    const r = { ...sampleReading("el-1", 1, NOW), faults: ["pressure_bar" as const] };
+    r.values = { ...r.values, pressure_bar: null };
+    const line = readingLine(r, "unknown");
+    expect(line).not.toContain("pressure_bar");
+    expect(line).toContain("faults=1i");
+  });
+
+  it("escapes tag values and never writes an empty one", () => {
+    expect(escapeTag("a b,c=d\\e")).toBe("a\\ b\\,c\\=d\\\\e");
+    expect(readingLine(sampleReading("x", 1, NOW), "")).toContain(",site=unknown ");
+    expect(statusLine("x", true, NOW)).toBe(`device_status,sensor_id=x online=1i ${NOW}`);
+    expect(rejectedLine("tag_mismatch", 3, NOW)).toBe(`ingest_rejected,reason=tag_mismatch count=3i ${NOW}`);
+    expect(
+      accountLine(
+        "x",
+        { received: 3, written: 2, duplicates: 1, gaps: 0, rejected: 0, latencyMsP50: 12, latencyMsP99: 40 },
+        NOW,
+      ),
+    ).toBe(
+      `ingest,sensor_id=x received=3i,written=2i,duplicates=1i,gaps=0i,rejected=0i,latency_ms_p50=12,latency_ms_p99=40 ${NOW}`,
+    );
+  });
+});
+
+describe("MessageClassifier", () => {
+  it("accepts a plain reading on its own topic, with the site from the manifest", () => {
+    const c = plainClassifier({ "el-1": "north" });
+    const m = encodeTelemetryMessage(sampleReading("el-1", 0, NOW), { kind: "plain" });
+    const o = c.classify(m.topic, m.payload);
+    expect(o).toMatchObject({ kind: "write", sensorId: "el-1", deviceTs: NOW, gapDelta: 0 });
+    expect(o.kind === "write" && o.line).toContain("site=north");
+  });
+
+  it("refuses a payload naming another device than its topic", () => {
+    const m = encodeReading(sampleReading("el-2", 0, NOW));
+    expect(plainClassifier().classify("electrolyser/el-1/telemetry", m)).toMatchObject({
+      kind: "rejected",
+      sensorId: "el-1",
+      reason: "device_mismatch",
+    });
+  });
+
+  it("drops an exact re-delivery, refuses an older boot as replay, and counts gaps", () => {
+    const c = plainClassifier();
+    const send = (seq: number, boot = 1) => {
+      const m = encodeTelemetryMessage(sampleReading("el-1", seq, NOW, boot), { kind: "plain" });
+      return c.classify(m.topic, m.payload);
+    };
+    expect(send(0)).toMatchObject({ kind: "write", gapDelta: 0 });
+    expect(send(0)).toEqual({ kind: "duplicate", sensorId: "el-1" });
+    expect(send(4)).toMatchObject({ kind: "write", gapDelta: 3 });
+    expect(send(2)).toMatchObject({ kind: "write", gapDelta: -1 });
+    expect(send(0, 2)).toMatchObject({ kind: "write", gapDelta: 0 });
+    expect(send(5, 1)).toMatchObject({ kind: "rejected", reason: "replay" });
+  });
+
+  it("in an encrypted fleet: opens sealed readings, refuses tampered, wrong-key, moved and plain messages", () => {
+    const c = new MessageClassifier({ mode: decryptMode, now: () => NOW });
+    const ok = encodeTelemetryMessage(sampleReading("el-1", 0, NOW), encrypted("el-1"));
+    expect(c.classify(ok.topic, ok.payload)).toMatchObject({ kind: "write", sensorId: "el-1" });
+
+    const tampered = encodeTelemetryMessage(sampleReading("el-1", 1, NOW), encrypted("el-1"));
+    tampered.payload[20] = tampered.payload[20]! ^ 1;
+    expect(c.classify(tampered.topic, tampered.payload)).toMatchObject({
+      kind: "rejected",
+      reason: "tag_mismatch",
+    });
+
+    const otherMaster = new Uint8Array(randomBytes(32));
+    const wrongKey = encodeTelemetryMessage(sampleReading("el-1", 2, NOW), encrypted("el-1", 1, otherMaster));
+    expect(c.classify(wrongKey.topic, wrongKey.payload)).toMatchObject({
+      kind: "rejected",
+      reason: "tag_mismatch",
+    });
+
+    const unknownKey = encodeTelemetryMessage(sampleReading("el-1", 3, NOW), encrypted("el-1", 9));
+    expect(c.classify(unknownKey.topic, unknownKey.payload)).toMatchObject({
+      kind: "rejected",
+      reason: "unknown_key_id",
+    });
+
+    const moved = encodeTelemetryMessage(sampleReading("el-1", 4, NOW), encrypted("el-1"));
+    expect(c.classify("electrolyser/el-2/telemetry", moved.payload)).toMatchObject({
+      kind: "rejected",
+      sensorId: "el-2",
+      reason: "tag_mismatch",
+    });
+
+    const plain = encodeTelemetryMessage(sampleReading("el-1", 5, NOW), { kind: "plain" });
+    expect(c.classify(plain.topic, plain.payload)).toMatchObject({ kind: "rejected" });
+  });
+
+  it("refuses bad topics, bad JSON, oversized and out-of-range payloads, and clocks far off", () => {
+    const c = plainClassifier();
+    const bytes = (s: string) => new TextEncoder().encode(s);
+    expect(c.classify("other/el-1/telemetry", bytes("{}"))).toMatchObject({
+      reason: "invalid_topic",
+      sensorId: "_unknown",
+    });
+    expect(c.classify("electrolyser/el-1/command", bytes("{}"))).toMatchObject({ reason: "invalid_topic" });
+    expect(c.classify("electrolyser/el-1/telemetry", bytes("{not json"))).toMatchObject({
+      reason: "invalid_json",
+    });
+    expect(c.classify("electrolyser/el-1/telemetry", new Uint8Array(5000).fill(0x20))).toMatchObject({
+      reason: "oversized",
+    });
+    const hot = sampleReading("el-1", 0, NOW);
+    hot.values.temperature_c = 900;
+    expect(c.classify("electrolyser/el-1/telemetry", encodeReading(hot))).toMatchObject({
+      reason: "out_of_range",
+    });
+    expect(
+      c.classify("electrolyser/el-1/telemetry", encodeReading(sampleReading("el-1", 1, NOW + 86_400_000))),
+    ).toMatchObject({
+      reason: "timestamp_out_of_range",
+    });
+    expect(
+      c.classify(
+        "electrolyser/el-1/telemetry",
+        encodeReading(sampleReading("el-1", 2, NOW - 40 * 86_400_000)),
+      ),
+    ).toMatchObject({
+      reason: "timestamp_out_of_range",
+    });
+  });
+
+  it("stores board status as device_status and refuses anything else on that topic", () => {
+    const c = plainClassifier();
+    const bytes = (s: string) => new TextEncoder().encode(s);
+    expect(c.classify("electrolyser/el-1/status", bytes("online"))).toEqual({
+      kind: "write",
+      sensorId: "el-1",
+      line: `device_status,sensor_id=el-1 online=1i ${NOW}`,
+      gapDelta: 0,
+    });
+    expect(parseStatus(bytes('{"online":false}'))).toBe(false);
+    expect(parseStatus(bytes('{"status":"online"}'))).toBe(true);
+    expect(c.classify("electrolyser/el-1/status", bytes("maybe"))).toMatchObject({
+      kind: "rejected",
+      reason: "invalid_status",
+    });
+  });
+});
+
+describe("IngestAccount", () => {
+  it("keeps per-device counts, rejections by reason and latency percentiles", () => {
+    const a = new IngestAccount();
+    for (let i = 1; i <= 100; i++) {
+      a.received("d1");
+      a.written("d1", i);
+    }
+    a.received("d1");
+    a.duplicate("d1");
+    a.received("d2");
+    a.rejected("d2", "tag_mismatch");
+    a.gaps("d1", 3);
+    a.gaps("d1", -1);
+    expect(a.device("d1")).toMatchObject({
+      received: 101,
+      written: 100,
+      duplicates: 1,
+      gaps: 2,
+      latencyMsP50: 50,
+      latencyMsP99: 99,
+    });
+    expect(a.device("d2")).toMatchObject({ rejected: 1, rejectedByReason: { tag_mismatch: 1 } });
+    expect(a.rejectedByReason()).toEqual({ tag_mismatch: 1 });
+    expect(a.totals()).toEqual({ received: 102, written: 100, duplicates: 1, gaps: 2, rejected: 1 });
+    expect(percentile([], 50)).toBeUndefined();
+  });
+});

@@ -1,0 +1,229 @@
+// A real stack for the ingest's end-to-end tests: the project's PKI (P-256 device keys, fast),
+// Debian's mosquitto with the project's config and ACL, Debian's VictoriaMetrics, in a temp dir.
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ensureDevPki, type PkiPaths } from "../../../../pki/src/index";
+import { startMosquitto, type MosquittoHandle } from "../../../src/broker/mosquitto";
+import { DeviceKeyCache, loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
+import { nodeAead } from "../../../src/crypto/node-aead";
+import { MessageClassifier } from "../../../src/ingest/classify";
+import { deadLetterFile, type DeadLetter } from "../../../src/ingest/dead-letter";
+import { IngestService, type IngestServiceOptions } from "../../../src/ingest/service";
+import { influxStore } from "../../../src/ingest/store-writer";
+import { TestFleet } from "../../../src/ingest/fleet-publisher";
+import {
+  exportSeries,
+  startVictoriaMetrics,
+  type VictoriaMetricsHandle,
+} from "../../../src/store/victoria-metrics";
+import { spawnIngestCli, type IngestProcess } from "../../../src/ingest/spawn";
+
+export const KEY_ID = 1;
+
+export interface TestStack {
+  dir: string;
+  stateDir: string;
+  pki: PkiPaths;
+  broker: MosquittoHandle;
+  vm: VictoriaMetricsHandle;
+  ids: string[];
+  master: Uint8Array;
+  deadLetterPath: string;
+  cleanup(): Promise<void>;
+}
+
+export const boardIds = (n: number, prefix = "el"): string[] =>
+  Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
+
+export async function startTestStack(o: {
+  devices: number;
+  dedup?: boolean;
+  prefix?: string;
+}): Promise<TestStack> {
+  const dir = await mkdtemp(join(tmpdir(), "est-ingest-"));
+  const stateDir = join(dir, "state");
+  const ids = boardIds(o.devices, o.prefix);
+  const pki = await ensureDevPki({ stateDir, devices: ids, services: ["ingest"], deviceKeyType: "p256" });
+  const master = await loadOrCreatePayloadMaster(stateDir, KEY_ID);
+  const broker = await startMosquitto({ pki, dataDir: join(dir, "broker") });
+  let vm: VictoriaMetricsHandle;
+  try {
+    vm = await startVictoriaMetrics({ dataDir: join(dir, "vm"), dedup: o.dedup });
+  } catch (err) {
+    await broker.stop();
+    throw err;
+  }
+  return {
+    dir,
+    stateDir,
+    pki,
+    broker,
+    vm,
+    ids,
+    master,
+    deadLetterPath: join(stateDir, "ingest", "dead-letter.jsonl"),
+    async cleanup() {
+      await Promise.allSettled([broker.stop(), vm.stop()]);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function connectFleet(
+  s: TestStack,
+  o: { encrypted: boolean; ids?: string[]; boot?: number },
+): Promise<TestFleet> {
+  return TestFleet.connect({
+    brokerUrl: s.broker.url,
+    ids: o.ids ?? s.ids,
+    boot: o.boot,
+    credentials: { ca: s.pki.caBundle, device: (id) => s.pki.device(id) },
+    encryption: o.encrypted ? { keyId: KEY_ID, master: s.master } : undefined,
+  });
+}
+
+/** The ingest in this process (for tests that read its account directly). */
+export async function startIngest(
+  s: TestStack,
+  o: { encrypted: boolean; sites?: Map<string, string> } & Partial<Omit<IngestServiceOptions, "classifier">>,
+): Promise<IngestService> {
+  const keys = new DeviceKeyCache(new Map([[KEY_ID, s.master]]));
+  const service = new IngestService({
+    brokerUrl: s.broker.url,
+    tls: {
+      ca: await readFile(s.pki.caBundle, "utf8"),
+      cert: await readFile(s.pki.service("ingest").cert, "utf8"),
+      key: await readFile(s.pki.service("ingest").key, "utf8"),
+    },
+    clientId: "ingest-test",
+    group: "ingest",
+    classifier: new MessageClassifier({
+      mode: o.encrypted
+        ? { kind: "encrypted", aead: nodeAead, keyFor: (k, id) => keys.keyFor(k, id) }
+        : { kind: "plain" },
+      siteOf: (id) => o.sites?.get(id),
+    }),
+    store: influxStore({ url: s.vm.url, org: "electrolyser", bucket: "telemetry" }),
+    deadLetters: deadLetterFile(s.deadLetterPath),
+    accountIntervalMs: 0,
+    log: () => undefined,
+    ...o,
+  });
+  await service.start();
+  return service;
+}
+
+export type SpawnedIngest = IngestProcess;
+
+/** The real CLI as a child process (`npm run ingest`), for kill -9 and signal tests. */
+export function spawnIngest(
+  s: TestStack,
+  o: { encrypted: boolean; extraArgs?: string[] },
+): Promise<SpawnedIngest> {
+  const extra = o.extraArgs ?? [];
+  // yargs turns a repeated option into an array: defaults only where the test sets nothing.
+  const defaults = [
+    ["--metrics-port", "0"],
+    ["--account-interval", "1"],
+    ["--progress-interval", "0"],
+  ].filter(([flag]) => !extra.includes(flag!));
+  return spawnIngestCli({
+    stateDir: s.stateDir,
+    args: [
+      "--broker",
+      s.broker.url,
+      "--store-url",
+      s.vm.url,
+      o.encrypted ? "--encrypted" : "--plain",
+      ...defaults.flat(),
+      ...extra,
+    ],
+  });
+}
+
+export function stopSpawned(p: SpawnedIngest, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
+  return p.stop(signal);
+}
+
+/** Every stored (sensor_id → seq list) of telemetry, read back from the store. */
+export async function storedSeqs(vmUrl: string): Promise<Map<string, number[]>> {
+  const series = await exportSeries(vmUrl, "electrolyser_seq", { startMs: Date.now() - 86_400_000 });
+  const out = new Map<string, number[]>();
+  for (const s of series) {
+    const id = s.metric.sensor_id ?? "?";
+    out.set(
+      id,
+      [...(out.get(id) ?? []), ...s.values].sort((a, b) => a - b),
+    );
+  }
+  return out;
+}
+
+export function countAll(m: Map<string, number[]>): number {
+  let n = 0;
+  for (const v of m.values()) n += v.length;
+  return n;
+}
+
+/** Waits until the store holds at least `expected` telemetry samples (new series show up after ~10 s in VM 1.79). */
+export async function waitForStoredCount(
+  vmUrl: string,
+  expected: number,
+  timeoutMs = 60_000,
+): Promise<Map<string, number[]>> {
+  const deadline = Date.now() + timeoutMs;
+  let last = await storedSeqs(vmUrl);
+  while (countAll(last) < expected && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 500));
+    last = await storedSeqs(vmUrl);
+  }
+  return last;
+}
+
+export async function waitUntil(
+  cond: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function readDeadLetters(path: string): Promise<DeadLetter[]> {
+  try {
+    return (await readFile(path, "utf8"))
+      .split("\n")
+      .filter((l) => l.trim() !== "")
+      .map((l) => JSON.parse(l) as DeadLetter);
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * Compares what was published with what is stored, as multisets of (device, seq): a reading
+ * missing, stored twice, or stored without having been published is reported.
+ */
+export function diffStored(
+  published: Map<string, number[]>,
+  stored: Map<string, number[]>,
+): { missing: string[]; extra: string[] } {
+  const missing: string[] = [];
+  const extra: string[] = [];
+  for (const [id, seqs] of published) {
+    const counts = new Map<number, number>();
+    for (const s of stored.get(id) ?? []) counts.set(s, (counts.get(s) ?? 0) + 1);
+    for (const s of seqs) {
+      const c = counts.get(s) ?? 0;
+      if (c === 0) missing.push(`${id}#${s}`);
+      else counts.set(s, c - 1);
+    }
+    for (const [s, c] of counts) if (c > 0) extra.push(`${id}#${s}x${c}`);
+  }
+  for (const id of stored.keys()) if (!published.has(id)) extra.push(`${id}:*`);
+  return { missing, extra };
+}

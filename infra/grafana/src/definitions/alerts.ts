@@ -1,0 +1,77 @@
+// Safety alarms and the silent-board alarm, one definition for both stores.
+import { ALERT_LIMITS } from "../config";
+import type { AlertDef } from "../dashboard-model";
+import type { SeriesQuery } from "../model";
+import { silenceQuery } from "./fleet";
+
+const perBoard = (field: string, reducer: "mean" | "max" | "min", divideBy?: number): SeriesQuery => ({
+  measurement: "electrolyser",
+  field,
+  aggregation: { kind: "gauge", reducer },
+  across: reducer === "mean" ? "mean" : reducer,
+  by: ["sensor_id"],
+  legend: "{{sensor_id}}",
+  ...(divideBy !== undefined ? { divideBy } : {}),
+});
+
+const W = ALERT_LIMITS.windowS;
+
+export const alertDefinitions: readonly AlertDef[] = [
+  {
+    uid: "est-purity-low",
+    title: "H2 purity below limit",
+    summary: `Mean H2 purity over ${W / 60} min below ${ALERT_LIMITS.purityMinPct} % on {{ $labels.sensor_id }}.`,
+    query: perBoard("purity_pct", "mean"),
+    comparison: "below",
+    limit: ALERT_LIMITS.purityMinPct,
+    windowS: W,
+    forDuration: "1m",
+    severity: "critical",
+  },
+  {
+    uid: "est-stack-overtemperature",
+    title: "Stack over-temperature",
+    summary: `Stack temperature above ${ALERT_LIMITS.temperatureMaxC} °C on {{ $labels.sensor_id }}.`,
+    query: perBoard("temperature_c", "max"),
+    comparison: "above",
+    limit: ALERT_LIMITS.temperatureMaxC,
+    windowS: W,
+    forDuration: "0s",
+    severity: "critical",
+  },
+  {
+    uid: "est-stack-overpressure",
+    title: "Stack over-pressure",
+    summary: `Stack pressure above ${ALERT_LIMITS.pressureMaxBar} bar on {{ $labels.sensor_id }}.`,
+    query: perBoard("pressure_bar", "max"),
+    comparison: "above",
+    limit: ALERT_LIMITS.pressureMaxBar,
+    windowS: W,
+    forDuration: "0s",
+    severity: "critical",
+  },
+  {
+    uid: "est-cell-overvoltage",
+    title: "Cell over-voltage",
+    summary: `Stack voltage / ${ALERT_LIMITS.cellsPerStack} cells above ${ALERT_LIMITS.cellVoltageMaxV} V on {{ $labels.sensor_id }}.`,
+    query: perBoard("voltage_v", "max", ALERT_LIMITS.cellsPerStack),
+    comparison: "above",
+    limit: ALERT_LIMITS.cellVoltageMaxV,
+    windowS: W,
+    forDuration: "1m",
+    severity: "critical",
+  },
+  {
+    uid: "est-board-silent",
+    title: "Board silent",
+    summary: `No telemetry from {{ $labels.sensor_id }} for more than ${ALERT_LIMITS.silentIntervals} report intervals ` +
+      `(${ALERT_LIMITS.silentIntervals * ALERT_LIMITS.reportIntervalS} s).`,
+    query: silenceQuery,
+    comparison: "above",
+    limit: ALERT_LIMITS.silentIntervals * ALERT_LIMITS.reportIntervalS,
+    // Boards silent for longer than a day drop out of the rule (and show in the Fleet Health table).
+    windowS: 86_400,
+    forDuration: "0s",
+    severity: "warning",
+  },
+];

@@ -1,0 +1,184 @@
+// A short emulated run through the real parts: Debian's mosquitto with the project's config and a
+// dev PKI (P-256 device keys, for speed), the real ingest CLI writing to the given store, and the
+// real emulator's boards publishing encrypted readings (QoS 1) and their retained online status.
+// The boards keep running until stop(), so "online" is true while the tests query.
+// Benchmark figures have no writer in that path, so they are written as line protocol directly.
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import mqtt from "mqtt";
+import { ensureDevPki } from "../../../pki/src/index";
+import { startMosquitto, type MosquittoHandle } from "../../../host/src/broker/mosquitto";
+import { loadOrCreatePayloadMaster } from "../../../host/src/crypto/device-keys";
+import { deviceIds, runEmulator, type EmulatorSummary } from "../../../host/src/emulator/run";
+import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
+import { repoRoot } from "../../../host/src/state/state-dir";
+import { BENCH_FIELDS } from "../../grafana/src/definitions/benchmark";
+
+export interface FeedResult {
+  boards: string[];
+  /** When the boards started (ms epoch). */
+  startedMs: number;
+  /** Stops the boards, the ingest (gracefully) and the broker. */
+  stop(): Promise<void>;
+}
+
+const BOARD_COUNT = 3;
+const BOARD_PREFIX = "est-infra-";
+const RATE_HZ = 2;
+const KEY_ID = 1;
+
+async function startIngest(o: { stateDir: string; brokerUrl: string; storeUrl: string }): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [
+    "--import", "tsx", join(repoRoot(), "host/src/cli/ingest.ts"),
+    "--broker", o.brokerUrl,
+    "--store-url", o.storeUrl,
+    "--encrypted",
+    "--metrics-port", "0",
+    "--account-interval", "1",
+    "--progress-interval", "0",
+    "--batch-ms", "20",
+  ], { cwd: repoRoot(), env: { ...process.env, EST_STATE_DIR: o.stateDir }, stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr?.setEncoding("utf8").on("data", (c: string) => (stderr = (stderr + c).slice(-4000)));
+  const lines = createInterface({ input: child.stdout! });
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`ingest did not report ready: ${stderr}`)), 60_000);
+    child.once("exit", (code) => reject(new Error(`ingest exited ${code}: ${stderr}`)));
+    lines.on("line", (line) => {
+      if (line.includes('"ready":true')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+  });
+  return child;
+}
+
+async function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  child.kill("SIGTERM");
+  const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+  await exited;
+  clearTimeout(timer);
+}
+
+async function writeLines(storeUrl: string, lines: string[]): Promise<void> {
+  const res = await fetch(`${storeUrl}/api/v2/write?precision=ms&org=electrolyser&bucket=telemetry`, {
+    method: "POST",
+    body: lines.join("\n"),
+  });
+  if (!res.ok) throw new Error(`write: HTTP ${res.status} ${await res.text()}`);
+}
+
+/** Polls until `check` holds or the time is up. */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function seriesCount(storeUrl: string, selector: string): Promise<number> {
+  const res = await fetch(`${storeUrl}/api/v1/series?${new URLSearchParams({ "match[]": selector, start: String(Math.floor(Date.now() / 1000) - 3600) })}`);
+  const body = (await res.json()) as { data?: unknown[] };
+  return body.data?.length ?? 0;
+}
+
+/**
+ * How long the boards keep publishing after their first reading is stored, before the queries run:
+ * a range query evaluates at step-aligned instants no later than now, so data only a second or two
+ * old can fall after the last of them; a few steps of history avoid that.
+ */
+const HISTORY_MS = 12_000;
+
+export async function feedThroughIngest(o: { dir: string; storeUrl: string }): Promise<FeedResult> {
+  const stateDir = join(o.dir, "state");
+  const boards = deviceIds(BOARD_COUNT, BOARD_PREFIX);
+  const pki = await ensureDevPki({ stateDir, devices: boards, deviceKeyType: "p256", services: ["ingest"] });
+  // The ingest loads the fleet's payload secrets at start: create the one the boards will use first.
+  await loadOrCreatePayloadMaster(stateDir, KEY_ID);
+  let broker: MosquittoHandle | undefined;
+  let ingest: ChildProcess | undefined;
+  let bad: mqtt.MqttClient | undefined;
+  const abort = new AbortController();
+  let emulator: Promise<EmulatorSummary | undefined> = Promise.resolve(undefined);
+  const stop = async () => {
+    abort.abort();
+    await emulator.catch(() => undefined);
+    await bad?.endAsync(true).catch(() => undefined);
+    await stopChild(ingest);
+    await broker?.stop();
+  };
+  try {
+    broker = await startMosquitto({ pki, dataDir: join(o.dir, "broker") });
+    ingest = await startIngest({ stateDir, brokerUrl: broker.url, storeUrl: o.storeUrl });
+    const startedMs = Date.now();
+    const started = new Promise<void>((resolve, reject) => {
+      emulator = runEmulator({
+        count: BOARD_COUNT,
+        rateHz: RATE_HZ,
+        brokerUrl: broker!.url,
+        encrypt: true,
+        keyId: KEY_ID,
+        seed: "infra-test",
+        connectRate: 100,
+        stateDir,
+        verify: false,
+        deviceKeyType: "p256",
+        idPrefix: BOARD_PREFIX,
+        signal: abort.signal,
+        onStarted: () => resolve(),
+      });
+      emulator.then(() => reject(new Error("the emulator ended before its boards started")), reject);
+    });
+    await started;
+
+    // Something the ingest must refuse (not an envelope), so "rejected by reason" has a series.
+    const first = pki.device(boards[0]!);
+    bad = await mqtt.connectAsync(broker.url, {
+      ca: await readFile(pki.caBundle),
+      cert: await readFile(first.cert),
+      key: await readFile(first.key),
+      clientId: `${boards[0]}-tampered`,
+      reconnectPeriod: 0,
+    });
+    await bad.publishAsync(telemetryTopic(boards[0]!), "{not an envelope", { qos: 1 });
+
+    await writeLines(o.storeUrl, ["warm", "hot"].flatMap((run, r) => ["emulator", "broker", "ingest"].flatMap((component, c) =>
+      [0, 1, 2].map((k) => {
+        const f = BENCH_FIELDS;
+        const fields = [
+          `${f.handshakesOk}=${100 + k}`, `${f.handshakesFailed}=${k}`,
+          `${f.handshakeMsP50}=${12 + r}`, `${f.handshakeMsP99}=${40 + c}`,
+          `${f.publishMsP50}=${3 + k}`, `${f.publishMsP95}=${8 + k}`, `${f.publishMsP99}=${15 + k}`,
+          `${f.cpuPct}=${20 + 10 * c}`, `${f.rssMb}=${80 + c}`, `${f.packetLossPct}=0`, `${f.messagesPerS}=${1000 + k}`,
+        ];
+        return `bench,run=${run},component=${component} ${fields.join(",")} ${startedMs + k * 2000}`;
+      }))));
+
+    await until("every board's readings in the store", async () =>
+      (await seriesCount(o.storeUrl, "electrolyser_seq")) === BOARD_COUNT);
+    const firstStoredMs = Date.now();
+    await until("the retained statuses in the store", async () =>
+      (await seriesCount(o.storeUrl, "device_status_online")) === BOARD_COUNT);
+    // Counters and readings need a few points for increase(), rate() and per-step windows.
+    for (const metric of ["electrolyser_seq", "ingest_written", "ingest_rejected_count"]) {
+      await until(`${metric}: several points per series`, async () => {
+        const res = await fetch(`${o.storeUrl}/api/v1/query?${new URLSearchParams({ query: `count_over_time(${metric}[5s])` })}`);
+        const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
+        return body.data.result.length > 0 && body.data.result.every((r) => Number(r.value[1]) >= 3);
+      });
+    }
+    const rest = firstStoredMs + HISTORY_MS - Date.now();
+    if (rest > 0) await new Promise((r) => setTimeout(r, rest));
+    return { boards, startedMs, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
