@@ -54,7 +54,7 @@ describe("npm run setup", () => {
     for (const e of ENV_ENTRIES.filter((x) => x.secret)) expect(second.get(e.key)).not.toBe(first.get(e.key));
 
     const pki = pkiPaths(join(dir, "state"));
-    for (const f of [pki.caBundle, pki.crl, pki.broker.cert, pki.broker.key, pki.service("ingest").cert, pki.service("telegraf").cert]) {
+    for (const f of [pki.caBundle, pki.crl, pki.broker.cert, pki.broker.key, pki.service("ingest").cert, pki.service("monitor").cert, pki.service("telegraf").cert]) {
       await expect(stat(f), f).resolves.toBeDefined();
     }
     // Inside compose the ingest reaches the broker as `mosquitto`.

@@ -62,9 +62,10 @@ async function one(o: {
     host: broker.host,
     port: broker.port,
     caFile: o.pki.caBundle,
-    certFile: o.pki.service("ingest").cert,
-    keyFile: o.pki.service("ingest").key,
-    clientId: `ingest-bench-${process.pid}`,
+    // An observer: the read-only monitor identity (one identity has one session at the broker).
+    certFile: o.pki.service("monitor").cert,
+    keyFile: o.pki.service("monitor").key,
+    clientId: `monitor-bench-${process.pid}`,
     expectedBoot: boot,
     decode: { kind: "plain" },
   });
@@ -163,13 +164,13 @@ export async function run(argv: string[]): Promise<void> {
     const state = join(base, "rsa-2048");
     await mkdir(state, { recursive: true });
     log(`PKI (RSA-2048, ${a["rsa-count"]} devices) in ${state} …`);
-    const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(a["rsa-count"]), services: ["ingest"], deviceKeyType: "rsa-2048", onProgress: progress(log) });
+    const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(a["rsa-count"]), services: ["monitor"], deviceKeyType: "rsa-2048", onProgress: progress(log) });
     rows.push(await one({ count: a["rsa-count"], keyType: "rsa-2048", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], log }));
   }
   const state = join(base, "p256");
   await mkdir(state, { recursive: true });
   log(`PKI (P-256, ${Math.max(...counts)} devices) in ${state} …`);
-  const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(Math.max(...counts)), services: ["ingest"], deviceKeyType: "p256", onProgress: progress(log) });
+  const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(Math.max(...counts)), services: ["monitor"], deviceKeyType: "p256", onProgress: progress(log) });
   for (const count of counts) {
     rows.push(await one({ count, keyType: "p256", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], log }));
   }

@@ -90,6 +90,8 @@ export async function run(argv: string[]): Promise<void> {
     pki,
     dataDir: join(dir, "broker"),
     logFile: join(dir, "broker.log"),
+    // Each mode keeps its own ingest session (client id ingest-bench-<mode>) on the one ingest certificate.
+    bindClientIdToIdentity: false,
   });
   const vm = await startVictoriaMetrics({ dataDir: join(dir, "vm") });
   const results: ModeResult[] = [];

@@ -17,7 +17,10 @@ export interface BrokerConfigParams {
   /** "stderr", "stdout" or "file <path>". */
   logDest: string;
   ingestIdentity: string;
-  /** use_username_as_clientid: the client id becomes the certificate CN (see the template). */
+  /**
+   * use_username_as_clientid: the client id becomes the certificate CN, so one identity has one
+   * session and no client can take over another's (see the template). Keep it true; false is unsafe.
+   */
   bindClientIdToIdentity: boolean;
 }
 
@@ -112,8 +115,8 @@ export const DOCKER_BROKER_PARAMS: BrokerConfigParams = {
   persistenceDir: "/mosquitto/data/",
   logDest: "stdout",
   ingestIdentity: "ingest",
-  // Off until the ingest service runs with one identity per process; see the template.
-  bindClientIdToIdentity: false,
+  // Without it any board could take over the ingest's session and its queued telemetry; see the template.
+  bindClientIdToIdentity: true,
 };
 
 export function dockerConfigDir(): string {

@@ -33,7 +33,9 @@ export interface StartMosquittoOptions {
   ingestIdentity?: string;
   /**
    * Client id := certificate CN (use_username_as_clientid), so no client can take over
-   * another's session. Default false; see infra/mosquitto/mosquitto.conf.template.
+   * another's session. Default true; false is unsafe (any board can take over the ingest's
+   * session) and only for tests that need several connections on one certificate.
+   * See infra/mosquitto/mosquitto.conf.template.
    */
   bindClientIdToIdentity?: boolean;
   /** Broker log is appended here; otherwise only the last lines are kept (logTail). */
@@ -198,7 +200,7 @@ export async function startMosquitto(o: StartMosquittoOptions): Promise<Mosquitt
       persistenceDir: dataDir,
       logDest: "stderr",
       ingestIdentity: o.ingestIdentity ?? "ingest",
-      bindClientIdToIdentity: o.bindClientIdToIdentity ?? false,
+      bindClientIdToIdentity: o.bindClientIdToIdentity ?? true,
     });
     await writeFileAtomic(aclFile, rendered.acl, 0o600);
     await writeFileAtomic(configFile, rendered.conf, 0o600);

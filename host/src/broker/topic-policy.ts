@@ -5,6 +5,8 @@
  *   board <id>:  publish electrolyser/<id>/telemetry and electrolyser/<id>/status;
  *                subscribe/read electrolyser/<id>/command
  *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…
+ *   monitor:     the same reads as ingest (observers such as the emulator's verifier), under its own identity
+ *                so it never shares the ingest's session
  *   anything else: denied.
  *
  * For "subscribe" the topic may be a filter: it is allowed when every topic it can match is readable
@@ -18,6 +20,9 @@ const ROOT = "electrolyser";
 const IDENTITY = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$/;
 
 export type TopicAction = "publish" | "subscribe";
+
+/** The read-only observer identity of infra/mosquitto/acl.template. */
+export const MONITOR_IDENTITY = "monitor";
 
 export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = "ingest"): boolean {
   if (!IDENTITY.test(identity)) return false;
@@ -47,7 +52,8 @@ export function isAllowed(identity: string, action: TopicAction, topic: string, 
   }
 
   // Either the single-level wildcard the ACL grants, or one concrete board.
-  if (identity === ingestIdentity && (kind === "telemetry" || kind === "status") && (who === "+" || IDENTITY.test(who)))
+  const readsFleet = identity === ingestIdentity || identity === MONITOR_IDENTITY;
+  if (readsFleet && (kind === "telemetry" || kind === "status") && (who === "+" || IDENTITY.test(who)))
     return true;
   // A board reads only its own command topic.
   return who === identity && kind === "command";

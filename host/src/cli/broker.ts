@@ -176,8 +176,10 @@ await yargs(hideBin(process.argv))
         .option("ingest-identity", { type: "string", default: "ingest", describe: "certificate CN of the ingest service" })
         .option("bind-client-id", {
           type: "boolean",
-          default: false,
-          describe: "client id := certificate CN, so no client can take over another's session (one connection per identity)",
+          default: true,
+          describe:
+            "client id := certificate CN, so no client can take over another's session (one connection per identity). " +
+            "--no-bind-client-id is UNSAFE: any board could then take over the ingest's session and lose its queued telemetry",
         })
         .option("log-file", { type: "string", describe: "also append the broker log to this file" })
         .option("ca", { type: "string", describe: "CA bundle (default: the PKI's public/ca-bundle.pem)" })

@@ -28,13 +28,20 @@ const argv = await yargs(hideBin(process.argv))
   .option("connect-rate", { type: "number", default: 500, describe: "new connections per second (reconnects included)" })
   .option("max-pending-connects", { type: "number", default: 256, describe: "connections in progress at once (TLS handshakes the broker has not finished)" })
   .option("report", { type: "string", describe: "write the summary (and fault log) as JSON here" })
-  .option("verify", { type: "boolean", default: true, describe: "run the verifying subscriber as the ingest identity (--no-verify to skip)" })
+  .option("verify", { type: "boolean", default: true, describe: "run the verifying subscriber, a read-only identity (--no-verify to skip)" })
   .option("key-type", { choices: ["rsa-2048", "p256"] as const, default: "rsa-2048" as const, describe: "key type for newly issued device certificates" })
   .option("boot", { type: "number", describe: "boot number for this run (default: next from the state folder)" })
   .option("store-url", { type: "string", describe: "write the emulator's own figures (measurement `bench`) to this InfluxDB v2 / VictoriaMetrics URL; token from $EST_STORE_TOKEN" })
   .option("store-org", { type: "string", describe: "InfluxDB organisation for --store-url" })
   .option("store-bucket", { type: "string", describe: "InfluxDB bucket for --store-url" })
-  .option("ingest-identity", { type: "string", default: "ingest", describe: "CN of the verifying subscriber's certificate" })
+  .option("verify-identity", {
+    alias: "ingest-identity",
+    type: "string",
+    default: "monitor",
+    describe:
+      "CN of the verifying subscriber's certificate (issued if missing); the broker's ACL must let it read the fleet. " +
+      "Not the ingest's when a real ingest uses the broker: one identity has one session, so it would take over the ingest's",
+  })
   .check((a) => {
     if (!Number.isInteger(a.count) || a.count < 1) throw new Error("--count must be a positive integer");
     if (!(a.rate > 0 && a.rate <= 100)) throw new Error("--rate must be in (0, 100]");
@@ -85,7 +92,7 @@ try {
     verify: argv.verify,
     ...(argv.boot !== undefined ? { boot: argv.boot } : {}),
     deviceKeyType: argv["key-type"],
-    ingestIdentity: argv["ingest-identity"],
+    verifyIdentity: argv["verify-identity"],
     ...(argv["store-url"]
       ? {
           store: {

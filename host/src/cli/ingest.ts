@@ -10,7 +10,7 @@ import { DeviceKeyCache, loadPayloadKeyring } from "../crypto/device-keys";
 import { MessageClassifier } from "../ingest/classify";
 import { deadLetterFile } from "../ingest/dead-letter";
 import { IngestService } from "../ingest/service";
-import { loadSites } from "../ingest/sites";
+import { loadFleet } from "../ingest/sites";
 import { influxStore } from "../ingest/store-writer";
 import { stateDir } from "../state/state-dir";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
@@ -60,13 +60,18 @@ async function main(): Promise<void> {
     })
     .option("shared", {
       type: "boolean",
-      default: true,
+      // Off by default: Mosquitto 2.0.11 (Debian 12) forgets a persistent session's shared
+      // subscription over a broker restart and drops what boards publish until the ingest
+      // resubscribes; a plain subscription loses nothing. Turn it on to split the load across
+      // several ingest processes on Mosquitto >= 2.0.12, each with its own identity.
+      default: false,
       describe:
-        "Use a shared subscription. --no-shared: a plain one, for a single ingest on Mosquitto 2.0.11 (Debian 12), which loses shared subscriptions over a broker restart",
+        "Subscribe through $share/<group>/… so several ingest processes split the load (needs Mosquitto >= 2.0.12 and one certificate per process); default: a plain subscription, which survives a broker restart on every Mosquitto 2.0",
     })
     .option("client-id", {
       type: "string",
-      describe: "Fixed MQTT client id (default ingest-<group>); one per process in a group",
+      describe:
+        "Fixed MQTT client id (default ingest-<group>). The project's broker uses the certificate CN as the client id instead, so every ingest process needs its own certificate (--cert/--key)",
     })
     .option("metrics-port", {
       type: "number",
@@ -89,7 +94,7 @@ async function main(): Promise<void> {
       default: pki.service("ingest").key,
       describe: "Ingest client private key",
     })
-    .option("manifest", { type: "string", describe: "Fleet manifest (JSON/YAML) giving each device's site" })
+    .option("manifest", { type: "string", describe: "Fleet manifest (JSON/YAML): each device's site; devices it does not list are refused (unknown_device)" })
     .option("dead-letter", {
       type: "string",
       default: join(state, "ingest", "dead-letter.jsonl"),
@@ -147,7 +152,9 @@ async function main(): Promise<void> {
     const keys = new DeviceKeyCache(ring);
     mode = { kind: "encrypted", aead: nodeAead, keyFor: (keyId, sensorId) => keys.keyFor(keyId, sensorId) };
   }
-  const sites = argv.manifest ? await loadSites(argv.manifest) : new Map<string, string>();
+  // With a manifest, it is the one list of devices that exist: anything else is unknown_device.
+  const fleet = argv.manifest ? await loadFleet(argv.manifest) : undefined;
+  const sites = fleet?.sites ?? new Map<string, string>();
 
   const service = new IngestService({
     brokerUrl: argv.broker,
@@ -157,6 +164,7 @@ async function main(): Promise<void> {
     classifier: new MessageClassifier({
       mode,
       siteOf: (id) => sites.get(id),
+      ...(fleet ? { isKnownDevice: (id: string) => fleet.ids.has(id) } : {}),
       maxAgeMs: argv["max-age-days"] * 86_400_000,
     }),
     store: influxStore({ url: argv["store-url"], org: argv.org, bucket: argv.bucket, token }),

@@ -21,6 +21,7 @@ import { Fleet, sleep } from "./fleet";
 import type { FaultLogEntry } from "./fleet";
 import type { LiveSnapshot } from "./live-view";
 import { Verifier } from "./verifier";
+import { MONITOR_IDENTITY } from "../broker/topic-policy";
 
 export interface EmulatorOptions {
   count: number;
@@ -42,7 +43,12 @@ export interface EmulatorOptions {
   boot?: number;
   deviceKeyType?: KeyType;
   idPrefix?: string;
-  ingestIdentity?: string;
+  /**
+   * CN of the verifying subscriber's certificate (issued if missing); default "monitor". It must be an
+   * identity the broker's ACL lets read the fleet (monitor or the ingest's). Not the ingest's when a real
+   * ingest uses the broker: with the client id bound to the CN, the verifier would take over its session.
+   */
+  verifyIdentity?: string;
   outboxCapacity?: number;
   maxInflight?: number;
   drainTimeoutS?: number;
@@ -145,18 +151,18 @@ const round = (x: number, d = 2): number => (Number.isFinite(x) ? Math.round(x *
 export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> {
   const log = o.onProgress ?? ((): void => undefined);
   const ids = deviceIds(o.count, o.idPrefix);
-  const ingest = o.ingestIdentity ?? "ingest";
+  const verifyIdentity = o.verifyIdentity ?? MONITOR_IDENTITY;
 
   const external = o.brokerUrl ? parseBrokerUrl(o.brokerUrl) : undefined;
   // Each board is one socket; the embedded broker holds the other end in this same process.
   ensureFdLimit(o.count * (o.brokerUrl ? 1 : 2) + 200);
 
-  log(`PKI: ensuring CA, broker, ${ingest} and ${o.count} device certificates in ${join(o.stateDir, "pki")}`);
+  log(`PKI: ensuring CA, broker, ${verifyIdentity} and ${o.count} device certificates in ${join(o.stateDir, "pki")}`);
   let lastPct = -1;
   const pki: PkiPaths = await ensureDevPki({
     stateDir: o.stateDir,
     devices: ids,
-    services: [ingest],
+    services: [verifyIdentity],
     deviceKeyType: o.deviceKeyType ?? "rsa-2048",
     onProgress: (done, total) => {
       const pct = Math.floor((100 * done) / total);
@@ -171,7 +177,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
   let target: { host: string; port: number };
   if (external) target = external;
   else {
-    embedded = await startEmbeddedBroker({ caBundle: pki.caBundle, crl: pki.crl, cert: pki.broker.cert, key: pki.broker.key, ingestIdentity: ingest });
+    embedded = await startEmbeddedBroker({ caBundle: pki.caBundle, crl: pki.crl, cert: pki.broker.cert, key: pki.broker.key });
     target = { host: embedded.host, port: embedded.port };
     log(`embedded broker (Aedes, mutual TLS, fleet topic policy) listening on ${embedded.url}`);
   }
@@ -220,9 +226,10 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         host: target.host,
         port: target.port,
         caFile: pki.caBundle,
-        certFile: pki.service(ingest).cert,
-        keyFile: pki.service(ingest).key,
-        clientId: `${ingest}-emulator-verify-${process.pid}-${boot}`,
+        certFile: pki.service(verifyIdentity).cert,
+        keyFile: pki.service(verifyIdentity).key,
+        // Mosquitto replaces it with the CN (use_username_as_clientid); it names the session elsewhere.
+        clientId: `${verifyIdentity}-emulator-verify-${process.pid}-${boot}`,
         expectedBoot: boot,
         decode: keys ? { kind: "encrypted", aead: nodeAead, keyFor: (k, id) => keys.keyFor(k, id) } : { kind: "plain" },
         clockUntrusted: (id) => fleet.clockUntrusted(id),

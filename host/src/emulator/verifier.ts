@@ -1,5 +1,6 @@
 /**
- * The verifying subscriber: connects as the ingest identity, reads every board's telemetry (opening the
+ * The verifying subscriber: connects as a read-only identity (`monitor` by default, never the ingest's: one
+ * identity has one session at the broker, so it would take over a running ingest's), reads every board's telemetry (opening the
  * envelope when the fleet encrypts) and keeps, per device, which sequence numbers of the expected boot arrived
  * and how often. From that come end-to-end latency, duplicates and, at the end, loss.
  */

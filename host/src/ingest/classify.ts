@@ -9,7 +9,14 @@ import { UNKNOWN_DEVICE } from "./account";
 import { readingLine, statusLine, UNKNOWN_SITE } from "./line-protocol";
 
 /** Reasons beyond the payload decoder's codes. */
-export type IngestRejectReason = "invalid_topic" | "invalid_status" | "timestamp_out_of_range";
+export type IngestRejectReason = "invalid_topic" | "invalid_status" | "timestamp_out_of_range" | "unknown_device";
+
+/**
+ * Service identities. The broker's per-board ACL patterns apply to every certificate CN, so a
+ * service could publish under its own name; the PKI refuses these as device ids, and the ingest
+ * refuses them as senders.
+ */
+export const SERVICE_IDENTITIES: readonly string[] = ["ingest", "monitor", "telegraf", "bridge"];
 
 export type Outcome =
   | {
@@ -33,6 +40,8 @@ export interface ClassifierOptions {
   maxAgeMs?: number;
   /** Readings this far ahead of the ingest's clock are refused (a broken or forged device clock). */
   maxFutureMs?: number;
+  /** When given (the fleet manifest's devices), anything else is refused as unknown_device. */
+  isKnownDevice?: (sensorId: string) => boolean;
 }
 
 const DAY_MS = 86_400_000;
@@ -44,6 +53,7 @@ export class MessageClassifier {
   readonly #now: () => number;
   readonly #maxAgeMs: number;
   readonly #maxFutureMs: number;
+  readonly #isKnownDevice: (sensorId: string) => boolean;
 
   constructor(o: ClassifierOptions) {
     this.#mode = o.mode;
@@ -52,12 +62,15 @@ export class MessageClassifier {
     this.#now = o.now ?? Date.now;
     this.#maxAgeMs = o.maxAgeMs ?? 30 * DAY_MS;
     this.#maxFutureMs = o.maxFutureMs ?? 3_600_000;
+    this.#isKnownDevice = o.isKnownDevice ?? (() => true);
   }
 
   classify(topic: string, payload: Uint8Array): Outcome {
     const parsed = parseTopic(topic);
     if (!parsed)
       return reject(UNKNOWN_DEVICE, "invalid_topic", `"${printable(topic)}" is not an electrolyser topic`);
+    if (SERVICE_IDENTITIES.includes(parsed.sensorId) || !this.#isKnownDevice(parsed.sensorId))
+      return reject(parsed.sensorId, "unknown_device", `"${parsed.sensorId}" is not a device of this fleet`);
     if (parsed.kind === "status") return this.#status(parsed.sensorId, payload);
     if (parsed.kind !== "telemetry")
       return reject(parsed.sensorId, "invalid_topic", `unexpected ${parsed.kind} topic`);

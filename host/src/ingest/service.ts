@@ -22,7 +22,11 @@ export interface IngestTls {
 export interface IngestServiceOptions {
   brokerUrl: string;
   tls: IngestTls;
-  /** Fixed, so the broker keeps the session (and its backlog) across restarts. */
+  /**
+   * Fixed, so the broker keeps the session (and its backlog) across restarts. The project's Mosquitto
+   * configuration replaces it with the certificate CN (use_username_as_clientid): there the session
+   * belongs to the identity, and a second process with the same certificate replaces this one.
+   */
   clientId: string;
   /**
    * Shared-subscription group: ingest processes in one group split the load. Empty: a plain

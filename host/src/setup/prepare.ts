@@ -3,14 +3,17 @@
 import { ensureDevPki, DEFAULT_BROKER_HOSTS, type PkiPaths } from "../../../pki/src/index";
 import { loadOrCreatePayloadMaster } from "../crypto/device-keys";
 
-/** Services with their own client certificate (services/<name>/ in the PKI). */
-export const STACK_SERVICES = ["ingest", "telegraf"] as const;
+/**
+ * Services with their own client certificate (services/<name>/ in the PKI). `monitor` is the read-only
+ * observer (e.g. `npm run emulate -- --broker …`), so nothing but the ingest uses the ingest's identity.
+ */
+export const STACK_SERVICES = ["ingest", "monitor", "telegraf"] as const;
 /** The broker's name inside docker-compose's network, besides the local names. */
 export const COMPOSE_BROKER_HOST = "mosquitto";
 export const PAYLOAD_KEY_ID = 1;
 
 export async function prepareState(stateDir: string, onProgress?: (line: string) => void): Promise<PkiPaths> {
-  onProgress?.("PKI: ensuring the CA, the broker certificate and the service certificates (ingest, telegraf)");
+  onProgress?.(`PKI: ensuring the CA, the broker certificate and the service certificates (${STACK_SERVICES.join(", ")})`);
   const pki = await ensureDevPki({
     stateDir,
     devices: [],

@@ -22,10 +22,15 @@ let dir: string;
 let pki: BrokerTestPki;
 let broker: MosquittoHandle;
 let caPem: string;
-const ids: Record<"ingest" | "telegraf" | "devA" | "devB" | "devRsa" | "expired" | "notYetValid" | "wildPlus" | "wildHash" | "foreign", IssuedCert> =
+const ids: Record<"ingest" | "monitor" | "telegraf" | "devA" | "devB" | "devRsa" | "expired" | "notYetValid" | "wildPlus" | "wildHash" | "foreign", IssuedCert> =
   {} as never;
-let ingest: MqttClient;
-let ingestRx: ReturnType<typeof recorder>;
+/**
+ * Sees every board's telemetry and status for the whole file. It is the read-only `monitor`
+ * identity: one identity has one session (client id := CN), so an observer on the ingest
+ * certificate would be replaced by every test that connects as ingest.
+ */
+let observer: MqttClient;
+let observerRx: ReturnType<typeof recorder>;
 const opened: MqttClient[] = [];
 
 function opts(identity: IssuedCert | undefined, clientId: string, extra: Partial<ConnectOptions> = {}): ConnectOptions {
@@ -40,15 +45,15 @@ async function connectAs(identity: IssuedCert, clientId: string, extra: Partial<
 
 /**
  * Proves a message was never delivered: the same publisher then sends a permitted QoS 1
- * message; the broker handles one connection's packets in order, so once ingest has the
+ * message; the broker handles one connection's packets in order, so once the observer has the
  * second, the first would already have arrived.
  */
 async function assertNeverDelivered(publisher: MqttClient, publisherId: string, forbiddenPayload: string): Promise<void> {
   const marker = `barrier-${randomUUID()}`;
   const r = await publishQos1(publisher, `electrolyser/${publisherId}/telemetry`, marker);
   expect(r.reasonCode).toBe(0);
-  await ingestRx.waitFor((m) => m.payload === marker);
-  expect(ingestRx.messages.filter((m) => m.payload === forbiddenPayload)).toEqual([]);
+  await observerRx.waitFor((m) => m.payload === marker);
+  expect(observerRx.messages.filter((m) => m.payload === forbiddenPayload)).toEqual([]);
 }
 
 beforeAll(async () => {
@@ -57,8 +62,9 @@ beforeAll(async () => {
   caPem = pki.ca.certPem;
   const client = { usage: "client" as const };
   const foreignCa = await createCa("Foreign CA", "p256");
-  const [ingestId, telegraf, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign] = await Promise.all([
+  const [ingestId, monitor, telegraf, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign] = await Promise.all([
     issue(pki.ca, { cn: "ingest", kind: "p256", ...client }),
+    issue(pki.ca, { cn: "monitor", kind: "p256", ...client }),
     issue(pki.ca, { cn: "telegraf", kind: "p256", ...client }),
     issue(pki.ca, { cn: "dev-a", kind: "p256", ...client }),
     issue(pki.ca, { cn: "dev-b", kind: "p256", ...client }),
@@ -69,11 +75,11 @@ beforeAll(async () => {
     issue(pki.ca, { cn: "#", kind: "p256", ...client }),
     issue(foreignCa, { cn: "dev-a", kind: "p256", ...client }),
   ]);
-  Object.assign(ids, { ingest: ingestId, telegraf, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign });
+  Object.assign(ids, { ingest: ingestId, monitor, telegraf, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign });
   broker = await startMosquitto({ pki: pki.paths, dataDir: join(dir, "data") });
-  ingest = await connectAs(ids.ingest, "ingest-access-test");
-  ingestRx = recorder(ingest);
-  expect(await subscribe(ingest, ["electrolyser/+/telemetry", "electrolyser/+/status"])).toEqual([1, 1]);
+  observer = await connectAs(ids.monitor, "monitor-access-test");
+  observerRx = recorder(observer);
+  expect(await subscribe(observer, ["electrolyser/+/telemetry", "electrolyser/+/status"])).toEqual([1, 1]);
 });
 
 afterAll(async () => {
@@ -84,12 +90,16 @@ afterAll(async () => {
 
 describe("a board with a valid certificate", () => {
   it("connects and its QoS 1 telemetry reaches the ingest identity", async () => {
+    const ingest = await connectAs(ids.ingest, "ingest-access-test");
+    const rx = recorder(ingest);
+    expect(await subscribe(ingest, ["electrolyser/+/telemetry"])).toEqual([1]);
     const dev = await connectAs(ids.devA, "dev-a");
     const payload = `reading-${randomUUID()}`;
     expect(await publishQos1(dev, "electrolyser/dev-a/telemetry", payload)).toEqual({ reasonCode: 0 });
-    const got = await ingestRx.waitFor((m) => m.payload === payload);
+    const got = await rx.waitFor((m) => m.payload === payload);
     expect(got).toMatchObject({ topic: "electrolyser/dev-a/telemetry", qos: 1 });
     await endClient(dev);
+    await endClient(ingest);
   });
 
   it("reaches an ingest shared subscription ($share/...) too", async () => {
@@ -110,10 +120,10 @@ describe("a board with a valid certificate", () => {
       will: { topic: "electrolyser/dev-b/status", payload: Buffer.from(will), qos: 1, retain: true },
     });
     expect((await publishQos1(dev, "electrolyser/dev-b/status", "online", true)).reasonCode).toBe(0);
-    await ingestRx.waitFor((m) => m.topic === "electrolyser/dev-b/status" && m.payload === "online");
+    await observerRx.waitFor((m) => m.topic === "electrolyser/dev-b/status" && m.payload === "online");
     // Ungraceful loss (no DISCONNECT), as when a board loses power.
     dev.stream.destroy();
-    await ingestRx.waitFor((m) => m.topic === "electrolyser/dev-b/status" && m.payload === will);
+    await observerRx.waitFor((m) => m.topic === "electrolyser/dev-b/status" && m.payload === will);
     // A late subscriber gets the will as the retained status.
     const late = await connectAs(ids.ingest, "ingest-late");
     const rx = recorder(late);
@@ -144,7 +154,7 @@ describe("the firmware's TLS profile", () => {
     expect(r.tls).toEqual({ protocol: "TLSv1.2", cipher: "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256" });
     const payload = `fw-${randomUUID()}`;
     expect((await publishQos1(r.client, "electrolyser/dev-rsa/telemetry", payload)).reasonCode).toBe(0);
-    await ingestRx.waitFor((m) => m.payload === payload);
+    await observerRx.waitFor((m) => m.payload === payload);
     await endClient(r.client);
   });
 
@@ -283,7 +293,7 @@ describe("a connected board cannot reach other boards' topics", () => {
     const victim = await connectAs(ids.devB, "dev-b-victim");
     const retained = `retained-${randomUUID()}`;
     expect((await publishQos1(victim, "electrolyser/dev-b/status", retained, true)).reasonCode).toBe(0);
-    await ingestRx.waitFor((m) => m.payload === retained);
+    await observerRx.waitFor((m) => m.payload === retained);
 
     const spy = await connectAs(ids.devA, "dev-a-spy");
     const spyRx = recorder(spy);
@@ -294,7 +304,7 @@ describe("a connected board cannot reach other boards' topics", () => {
 
     const secret = `secret-${randomUUID()}`;
     expect((await publishQos1(victim, "electrolyser/dev-b/telemetry", secret)).reasonCode).toBe(0);
-    await ingestRx.waitFor((m) => m.payload === secret);
+    await observerRx.waitFor((m) => m.payload === secret);
     // Routing to every subscriber happens while the broker handles that PUBLISH; a SUBACK
     // round trip afterwards plus a short grace covers the spy's socket.
     await subscribe(spy, ["electrolyser/dev-a/command"]);
@@ -325,11 +335,67 @@ describe("the telegraf identity", () => {
     expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", reading)).reasonCode).toBe(0);
     // Same publisher, in order: once the reading is in, the status would have been too.
     await rx.waitFor((m) => m.payload === reading);
-    await ingestRx.waitFor((m) => m.payload === status);
+    await observerRx.waitFor((m) => m.payload === status);
     expect(rx.messages.map((m) => m.payload)).not.toContain(status);
     expect(await publishQos1(tg, "electrolyser/dev-a/telemetry", "x")).toEqual({ reasonCode: NOT_AUTHORIZED });
     await endClient(dev);
     await endClient(tg);
+  });
+});
+
+describe("the monitor identity", () => {
+  it("reads every board's telemetry and status", async () => {
+    const dev = await connectAs(ids.devA, "dev-a-for-monitor");
+    const status = `status-${randomUUID()}`;
+    const reading = `reading-${randomUUID()}`;
+    expect((await publishQos1(dev, "electrolyser/dev-a/status", status)).reasonCode).toBe(0);
+    expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", reading)).reasonCode).toBe(0);
+    expect(await observerRx.waitFor((m) => m.payload === status)).toMatchObject({ topic: "electrolyser/dev-a/status" });
+    expect(await observerRx.waitFor((m) => m.payload === reading)).toMatchObject({ topic: "electrolyser/dev-a/telemetry" });
+    await endClient(dev);
+  });
+
+  it("cannot publish into a board's topics (refused, never delivered)", async () => {
+    const spoof = `monitor-spoof-${randomUUID()}`;
+    for (const topic of ["electrolyser/dev-a/telemetry", "electrolyser/dev-a/status", "electrolyser/dev-a/command"]) {
+      expect({ topic, ...(await publishQos1(observer, topic, spoof)) }).toEqual({ topic, reasonCode: NOT_AUTHORIZED });
+    }
+    const dev = await connectAs(ids.devA, "dev-a-after-monitor");
+    await assertNeverDelivered(dev, "dev-a", spoof);
+    await endClient(dev);
+  });
+});
+
+describe("one session per identity (client id := certificate CN, the default)", () => {
+  it("a board connecting with client id \"ingest\" does not disconnect the ingest, which keeps receiving", async () => {
+    const ingest = await connectAs(ids.ingest, "ingest", { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    const rx = recorder(ingest);
+    let ingestClosed = false;
+    ingest.on("close", () => (ingestClosed = true));
+    expect(await subscribe(ingest, ["electrolyser/+/telemetry"])).toEqual([1]);
+    const attacker = await connectAs(ids.devB, "ingest", { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    const attackerRx = recorder(attacker);
+    await subscribe(attacker, ["electrolyser/+/telemetry"]);
+    const dev = await connectAs(ids.devA, "dev-a-under-attack");
+    const payload = `after-attack-${randomUUID()}`;
+    expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", payload)).reasonCode).toBe(0);
+    expect(await rx.waitFor((m) => m.payload === payload)).toMatchObject({ topic: "electrolyser/dev-a/telemetry" });
+    expect(ingestClosed).toBe(false);
+    // The attacker got a session of its own, named by its certificate, with no rights to the fleet's telemetry.
+    expect(broker.logTail().some((l) => /New client connected .* as dev-b /.test(l))).toBe(true);
+    expect(attackerRx.messages).toEqual([]);
+    await endClient(dev);
+    await endClient(attacker);
+    await endClient(ingest);
+  });
+
+  it("a second connection with the same certificate replaces the first, whatever client id it sends", async () => {
+    const first = await connectAs(ids.ingest, "ingest-first");
+    const closed = new Promise<void>((resolve) => first.once("close", () => resolve()));
+    const second = await connectAs(ids.ingest, "ingest-second");
+    await closed;
+    expect(second.connected).toBe(true);
+    await endClient(second);
   });
 });
 
@@ -349,7 +415,7 @@ describe("a certificate whose CN holds MQTT wildcards", () => {
       // Barrier through a legitimate board: the spoof, handled earlier, would be there by now.
       const dev = await connectAs(ids.devA, `dev-a-after-${which}`);
       await assertNeverDelivered(dev, "dev-a", spoof);
-      expect(ingestRx.messages.some((m) => m.payload === spoof)).toBe(false);
+      expect(observerRx.messages.some((m) => m.payload === spoof)).toBe(false);
       expect(broker.logTail().some((l) => l.includes(`dangerous username "${id.cn}"`))).toBe(true);
       await endClient(dev);
       await endClient(r.client);
@@ -364,9 +430,9 @@ describe("a certificate whose CN holds MQTT wildcards", () => {
     const rx = recorder(r.client);
     await subscribe(r.client, ["electrolyser/+/command", "electrolyser/+/telemetry"]);
     const dev = await connectAs(ids.devA, "dev-a-wild-reader");
-    const payload = `visible-only-to-ingest-${randomUUID()}`;
+    const payload = `visible-only-to-readers-${randomUUID()}`;
     expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", payload)).reasonCode).toBe(0);
-    await ingestRx.waitFor((m) => m.payload === payload);
+    await observerRx.waitFor((m) => m.payload === payload);
     await subscribe(r.client, ["electrolyser/x/command"]);
     await sleep(200);
     expect(rx.messages).toEqual([]);

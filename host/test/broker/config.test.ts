@@ -23,7 +23,7 @@ const LOCAL: BrokerConfigParams = {
   persistenceDir: "/s/broker/data",
   logDest: "stderr",
   ingestIdentity: "ingest",
-  bindClientIdToIdentity: false,
+  bindClientIdToIdentity: true,
 };
 
 /** Directive name -> every value given to it, in order (comments and blank lines dropped). */
@@ -63,8 +63,8 @@ describe("rendered mosquitto.conf", async () => {
     expect(one("use_identity_as_username")).toBe("true");
     expect(one("allow_anonymous")).toBe("false");
     expect(one("acl_file")).toBe(LOCAL.aclFile);
-    expect(one("use_username_as_clientid")).toBe("false");
-    expect(directives(renderBrokerConfig(templates, { ...LOCAL, bindClientIdToIdentity: true }).conf).get("use_username_as_clientid")).toEqual(["true"]);
+    expect(one("use_username_as_clientid")).toBe("true");
+    expect(directives(renderBrokerConfig(templates, { ...LOCAL, bindClientIdToIdentity: false }).conf).get("use_username_as_clientid")).toEqual(["false"]);
     expect(d.has("port")).toBe(false); // the legacy default listener would be plaintext
     expect(d.has("password_file")).toBe(false);
   });
@@ -105,12 +105,15 @@ describe("rendered ACL", async () => {
   const { acl } = renderBrokerConfig(await loadTemplates(), { ...LOCAL, ingestIdentity: "ingest-2" });
   const rules = acl.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
 
-  it("grants boards only their own topics; ingest and telegraf only read", () => {
+  it("grants boards only their own topics; ingest, monitor and telegraf only read", () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
       "pattern read electrolyser/%u/command",
       "user ingest-2",
+      "topic read electrolyser/+/telemetry",
+      "topic read electrolyser/+/status",
+      "user monitor",
       "topic read electrolyser/+/telemetry",
       "topic read electrolyser/+/status",
       "user telegraf",
@@ -125,5 +128,7 @@ describe("docker-compose configuration", () => {
     expect(await readFile(join(dockerConfigDir(), "mosquitto.conf"), "utf8")).toBe(expected.conf);
     expect(await readFile(join(dockerConfigDir(), "acl"), "utf8")).toBe(expected.acl);
     expect(directives(expected.conf).get("listener")).toEqual(["8883 0.0.0.0"]);
+    // The container broker binds client ids to certificates too: no session takeover.
+    expect(directives(expected.conf).get("use_username_as_clientid")).toEqual(["true"]);
   });
 });

@@ -59,11 +59,11 @@ function mosquittoAllows(acl: ReturnType<typeof parseAcl>, username: string, acc
   return false;
 }
 
-const IDENTITIES = ["b1", "emu-00042", "ingest", "other.board_7", "a+b", "x#", "a/b", ""];
+const IDENTITIES = ["b1", "emu-00042", "ingest", "monitor", "other.board_7", "a+b", "x#", "a/b", ""];
 const KINDS = ["telemetry", "status", "command", "config", ""];
 function concreteTopics(): string[] {
   const out = new Set<string>(["#", "electrolyser", "electrolyser/b1", "$SYS/broker/uptime", "electrolyser/b1/telemetry/x", "x/b1/telemetry"]);
-  for (const who of ["b1", "emu-00042", "ingest", "other.board_7", "someone"]) for (const k of KINDS) out.add(`electrolyser/${who}/${k}`);
+  for (const who of ["b1", "emu-00042", "ingest", "monitor", "other.board_7", "someone"]) for (const k of KINDS) out.add(`electrolyser/${who}/${k}`);
   return [...out];
 }
 
@@ -131,6 +131,17 @@ describe("topic policy", () => {
     expect(isAllowed("ingest", "publish", "electrolyser/b1/telemetry")).toBe(false);
     expect(isAllowed("svc", "subscribe", "electrolyser/+/telemetry", "svc")).toBe(true);
     expect(isAllowed("ingest", "subscribe", "electrolyser/+/telemetry", "svc")).toBe(false);
+  });
+
+  it("lets the monitor identity read all telemetry and status and publish to no board's topics", () => {
+    expect(isAllowed("monitor", "subscribe", "electrolyser/+/telemetry")).toBe(true);
+    expect(isAllowed("monitor", "subscribe", "electrolyser/+/status")).toBe(true);
+    expect(isAllowed("monitor", "subscribe", "electrolyser/b1/telemetry")).toBe(true);
+    expect(isAllowed("monitor", "subscribe", "electrolyser/+/command")).toBe(false);
+    expect(isAllowed("monitor", "subscribe", "#")).toBe(false);
+    for (const kind of ["telemetry", "status", "command"]) expect(isAllowed("monitor", "publish", `electrolyser/b1/${kind}`)).toBe(false);
+    // Whatever the ingest identity is called, monitor keeps its rights.
+    expect(isAllowed("monitor", "subscribe", "electrolyser/+/telemetry", "svc")).toBe(true);
   });
 
   it("denies identities that could act as wildcards", () => {

@@ -15,7 +15,7 @@ const COUNT = 12;
 
 beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), "emu-mosquitto-"));
-  const pki = await ensureDevPki({ stateDir, devices: deviceIds(COUNT), services: ["ingest"], deviceKeyType: "p256" });
+  const pki = await ensureDevPki({ stateDir, devices: deviceIds(COUNT), services: ["monitor"], deviceKeyType: "p256" });
   broker = await startMosquitto({ pki, dataDir: join(stateDir, "mosquitto") });
 });
 afterAll(async () => {

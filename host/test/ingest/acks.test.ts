@@ -44,7 +44,8 @@ let s: TestStack;
 let fleet: TestFleet;
 
 beforeAll(async () => {
-  s = await startTestStack({ devices: 2 });
+  // Each test keeps an ingest session of its own (client ids ingest-acks/-slow/-picky) on the one ingest certificate.
+  s = await startTestStack({ devices: 2, bindClientIdToIdentity: false });
   fleet = await connectFleet(s, { encrypted: false });
 });
 

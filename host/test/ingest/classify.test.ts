@@ -71,6 +71,23 @@ describe("MessageClassifier", () => {
     expect(o.kind === "write" && o.line).toContain("site=north");
   });
 
+  it("refuses devices the manifest does not list, and service identities always", () => {
+    const c = new MessageClassifier({ mode: { kind: "plain" }, now: () => NOW, isKnownDevice: (id) => id === "el-1" });
+    const known = encodeTelemetryMessage(sampleReading("el-1", 0, NOW), { kind: "plain" });
+    expect(c.classify(known.topic, known.payload).kind).toBe("write");
+    const stranger = encodeTelemetryMessage(sampleReading("el-9", 0, NOW), { kind: "plain" });
+    expect(c.classify(stranger.topic, stranger.payload)).toMatchObject({ kind: "rejected", reason: "unknown_device" });
+    expect(c.classify("electrolyser/el-9/status", new TextEncoder().encode("online"))).toMatchObject({
+      reason: "unknown_device",
+    });
+    // The broker's per-board ACL pattern also lets a service certificate publish under its own CN.
+    const service = encodeTelemetryMessage(sampleReading("monitor", 0, NOW), { kind: "plain" });
+    expect(plainClassifier().classify(service.topic, service.payload)).toMatchObject({
+      kind: "rejected",
+      reason: "unknown_device",
+    });
+  });
+
   it("refuses a payload naming another device than its topic", () => {
     const m = encodeReading(sampleReading("el-2", 0, NOW));
     expect(plainClassifier().classify("electrolyser/el-1/telemetry", m)).toMatchObject({

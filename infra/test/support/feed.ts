@@ -117,6 +117,20 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
   try {
     broker = await startMosquitto({ pki, dataDir: join(o.dir, "broker") });
     ingest = await startIngest({ stateDir, brokerUrl: broker.url, storeUrl: o.storeUrl });
+    // Something the ingest must refuse (not an envelope), so "rejected by reason" has a series. Sent
+    // before the boards start: the broker binds the client id to the certificate CN, so this connection
+    // and the emulated board on the same certificate would replace each other.
+    const first = pki.device(boards[0]!);
+    bad = await mqtt.connectAsync(broker.url, {
+      ca: await readFile(pki.caBundle),
+      cert: await readFile(first.cert),
+      key: await readFile(first.key),
+      clientId: `${boards[0]}-tampered`,
+      reconnectPeriod: 0,
+    });
+    await bad.publishAsync(telemetryTopic(boards[0]!), "{not an envelope", { qos: 1 });
+    await bad.endAsync();
+
     const startedMs = Date.now();
     const started = new Promise<void>((resolve, reject) => {
       emulator = runEmulator({
@@ -137,17 +151,6 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
       emulator.then(() => reject(new Error("the emulator ended before its boards started")), reject);
     });
     await started;
-
-    // Something the ingest must refuse (not an envelope), so "rejected by reason" has a series.
-    const first = pki.device(boards[0]!);
-    bad = await mqtt.connectAsync(broker.url, {
-      ca: await readFile(pki.caBundle),
-      cert: await readFile(first.cert),
-      key: await readFile(first.key),
-      clientId: `${boards[0]}-tampered`,
-      reconnectPeriod: 0,
-    });
-    await bad.publishAsync(telemetryTopic(boards[0]!), "{not an envelope", { qos: 1 });
 
     await writeLines(o.storeUrl, ["warm", "hot"].flatMap((run, r) => ["emulator", "broker", "ingest"].flatMap((component, c) =>
       [0, 1, 2].map((k) => {

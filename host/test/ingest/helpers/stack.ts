@@ -40,13 +40,19 @@ export async function startTestStack(o: {
   devices: number;
   dedup?: boolean;
   prefix?: string;
+  /** Passed to startMosquitto; default (true): the session belongs to the certificate, not the client id. */
+  bindClientIdToIdentity?: boolean;
 }): Promise<TestStack> {
   const dir = await mkdtemp(join(tmpdir(), "est-ingest-"));
   const stateDir = join(dir, "state");
   const ids = boardIds(o.devices, o.prefix);
   const pki = await ensureDevPki({ stateDir, devices: ids, services: ["ingest"], deviceKeyType: "p256" });
   const master = await loadOrCreatePayloadMaster(stateDir, KEY_ID);
-  const broker = await startMosquitto({ pki, dataDir: join(dir, "broker") });
+  const broker = await startMosquitto({
+    pki,
+    dataDir: join(dir, "broker"),
+    ...(o.bindClientIdToIdentity === undefined ? {} : { bindClientIdToIdentity: o.bindClientIdToIdentity }),
+  });
   let vm: VictoriaMetricsHandle;
   try {
     vm = await startVictoriaMetrics({ dataDir: join(dir, "vm"), dedup: o.dedup });
