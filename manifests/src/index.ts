@@ -11,6 +11,7 @@ export {
   ManifestError,
   type FleetManifest,
   type DeviceSpec,
+  type DeviceProvisioning,
   type SiteSpec,
   type SensorSpec,
   type SensorDriver,
@@ -18,6 +19,7 @@ export {
   type ManifestResult,
   type ManifestFormat,
 } from "./manifest";
+export { setProvisioning, type ProvisioningChanges } from "./provisioning";
 
 /** The tiny fleet `setup` and the dev stack use when no manifest is given. */
 export const DEV_FLEET_PATH = join(repoRoot(), "manifests", "fleet.dev.json");

@@ -26,6 +26,19 @@ export interface SiteSpec {
   timezone?: string;
 }
 
+/** Which board holds a device's identity, as `npm run provision` recorded it; public facts only. */
+export interface DeviceProvisioning {
+  /** Factory MAC, lower-case `aa:bb:cc:dd:ee:ff`. */
+  mac: string;
+  certSerial: string;
+  /** SHA-256 of the certificate's DER, hex. */
+  certSha256: string;
+  /** Payload key id, null when payloads are not sealed. */
+  keyId: number | null;
+  /** ISO 8601 UTC. */
+  at: string;
+}
+
 /** A device with the manifest's defaults applied. */
 export interface DeviceSpec {
   id: string;
@@ -34,6 +47,7 @@ export interface DeviceSpec {
   keyType: DeviceKeyType;
   description?: string;
   sensors: Partial<Record<ChannelName, SensorSpec>>;
+  provisioning?: DeviceProvisioning;
 }
 
 export interface FleetManifest {
@@ -86,6 +100,7 @@ export function validateManifest(data: unknown): ManifestResult {
     sites.add(s.id);
   });
   const ids = new Map<string, number>();
+  const macs = new Map<string, number>();
   const devices: DeviceSpec[] = raw.devices.map((d, i) => {
     const problem = deviceIdProblem(d.id);
     if (problem) errors.push(`devices[${i}].id: ${problem}`);
@@ -98,6 +113,15 @@ export function validateManifest(data: unknown): ManifestResult {
     else ids.set(key, i);
     if (!sites.has(d.site))
       errors.push(`devices[${i}].site: unknown site "${d.site}" (sites: ${[...sites].join(", ")})`);
+    if (d.provisioning !== undefined) {
+      // One board cannot hold two identities: a manifest saying so is wrong about at least one of them.
+      const other = macs.get(d.provisioning.mac);
+      if (other !== undefined)
+        errors.push(
+          `devices[${i}].provisioning.mac: board ${d.provisioning.mac} is also recorded on devices[${other}] ("${raw.devices[other]?.id ?? ""}")`,
+        );
+      else macs.set(d.provisioning.mac, i);
+    }
     const board = d.board ?? raw.defaults?.board;
     if (!board) errors.push(`devices[${i}].board: missing (and no defaults.board)`);
     return {
@@ -107,6 +131,7 @@ export function validateManifest(data: unknown): ManifestResult {
       keyType: d.keyType ?? raw.defaults?.keyType ?? "rsa-2048",
       ...(d.description !== undefined ? { description: d.description } : {}),
       sensors: { ...(raw.defaults?.sensors ?? {}), ...(d.sensors ?? {}) },
+      ...(d.provisioning !== undefined ? { provisioning: d.provisioning } : {}),
     };
   });
   if (errors.length > 0) return { ok: false, errors };

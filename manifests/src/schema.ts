@@ -5,6 +5,9 @@ export const BOARD_PATTERN = "^[a-z0-9][a-z0-9-]{0,31}$";
 // Same rule as isValidDeviceId; the schema repeats it so editors flag bad ids as one types them.
 export const DEVICE_ID_PATTERN = "^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$";
 export const SITE_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,31}$";
+export const MAC_PATTERN = "^[0-9a-f]{2}(:[0-9a-f]{2}){5}$";
+// ISO 8601 UTC as Date.toISOString writes it; a pattern because ajv's strict mode has no `format` without ajv-formats.
+export const ISO_TIME_PATTERN = "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}(\\.\\d{1,3})?Z$";
 
 const calibration = {
   type: "object",
@@ -43,6 +46,26 @@ const sensors = {
 const keyType = {
   enum: ["rsa-2048", "p256"],
   description: "rsa-2048 for ESP32 boards (Moddable TLS takes RSA client keys only)",
+} as const;
+
+/** Written by `npm run provision`: which chip holds the identity. Public facts only, never a key. */
+const provisioning = {
+  type: "object",
+  description: "Written by npm run provision: the board (by MAC) holding this identity; never a secret.",
+  additionalProperties: false,
+  required: ["mac", "certSerial", "certSha256", "keyId", "at"],
+  properties: {
+    mac: { type: "string", pattern: MAC_PATTERN, description: "the ESP32's factory MAC, lower-case" },
+    certSerial: { type: "string", pattern: "^[0-9a-f]{1,40}$", description: "serial of the certificate written" },
+    certSha256: { type: "string", pattern: "^[0-9a-f]{64}$", description: "SHA-256 of the certificate (DER)" },
+    keyId: {
+      type: ["integer", "null"],
+      minimum: 0,
+      maximum: 255,
+      description: "payload key id, null when payloads are not sealed",
+    },
+    at: { type: "string", pattern: ISO_TIME_PATTERN, description: "when it was provisioned (UTC)" },
+  },
 } as const;
 
 /** JSON Schema (draft-07) of a fleet manifest; manifests/fleet.schema.json is this, for editors. */
@@ -91,6 +114,7 @@ export const fleetManifestSchema = {
           keyType,
           description: { type: "string", maxLength: 200 },
           sensors,
+          provisioning,
         },
       },
     },

@@ -13,6 +13,7 @@ import {
   isValidDeviceId,
   loadManifest,
   parseManifest,
+  setProvisioning,
   validateManifest,
 } from "../src/index";
 
@@ -201,5 +202,47 @@ describe("device ids", () => {
     expect(generateDeviceIds("n", 12_000).at(-1)).toBe("n12000");
     expect(() => generateDeviceIds("a/", 2)).toThrow(/prefix "a\/" gives invalid ids/);
     expect(() => generateDeviceIds("x".repeat(30), 2)).toThrow(/longer than 32/);
+  });
+});
+
+describe("provisioning records on devices", () => {
+  const record = {
+    mac: "24:0a:c4:12:34:56",
+    certSerial: "0a1b",
+    certSha256: "f".repeat(64),
+    keyId: 1,
+    at: "2026-11-26T09:00:00.000Z",
+  };
+
+  it("the schema takes a complete record and refuses a malformed or duplicated one", () => {
+    const ok = validateManifest(minimal([{ id: "a", site: "s", board: "b", provisioning: record }]));
+    expect(ok.ok && ok.value.devices[0]?.provisioning).toEqual(record);
+    expect(errorsOf(minimal([{ id: "a", site: "s", board: "b", provisioning: { ...record, mac: "24-0A-C4-12-34-56" } }]))).toEqual([
+      'devices[0].provisioning.mac: "24-0A-C4-12-34-56" does not match ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$',
+    ]);
+    expect(errorsOf(minimal([{ id: "a", site: "s", board: "b", provisioning: { ...record, key: "secret" } }]))).toEqual([
+      'devices[0].provisioning: unknown property "key"',
+    ]);
+    expect(
+      errorsOf(
+        minimal([
+          { id: "a", site: "s", board: "b", provisioning: record },
+          { id: "c", site: "s", board: "b", provisioning: record },
+        ]),
+      ),
+    ).toEqual(['devices[1].provisioning.mac: board 24:0a:c4:12:34:56 is also recorded on devices[0] ("a")']);
+  });
+
+  it("setProvisioning sets and removes records in JSON (2-space) and refuses unknown devices", () => {
+    const text = `${JSON.stringify(minimal([{ id: "a", site: "s", board: "b", provisioning: record }, { id: "c", site: "s", board: "b" }]))}\n`;
+    const moved = setProvisioning(text, "json", new Map([["a", null], ["c", { ...record, keyId: null }]]));
+    expect(moved).toBe(`${JSON.stringify(JSON.parse(moved), null, 2)}\n`);
+    const m = parseManifest(moved, "json");
+    expect(m.devices.map((d) => d.provisioning ?? null)).toEqual([null, { ...record, keyId: null }]);
+    expect(() => setProvisioning(text, "json", new Map([["zz", record]]), "f.json")).toThrow(
+      /^f\.json: no device "zz" to record provisioning on$/,
+    );
+    // Two devices on one board would be an invalid manifest: refused, not written.
+    expect(() => setProvisioning(text, "json", new Map([["c", record]]), "f.json")).toThrow(/is also recorded on devices\[0\]/);
   });
 });

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // `npm run provision -- <port>`: writes a board's identity into its NVS over serial, verified, and records
 // which chip holds it. Also `image` (NVS image from ESP-IDF's CSV) and `inspect` (decode an image).
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { readFile, writeFile } from "node:fs/promises";
-import { basename, dirname, isAbsolute, resolve } from "node:path";
+import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { PROV_KEY_LIST } from "../../../firmware/src/identity/nvs-layout";
@@ -15,12 +15,14 @@ import { ProvisionError } from "../provision/errors";
 import { listEspPorts } from "../provision/ports";
 import { provisionBoard, type ProvisionRequest, type ProvisionResult } from "../provision/provision-board";
 import type { IdentitySettings } from "../provision/identity";
-import { stateDir } from "../state/state-dir";
+import { repoRoot, stateDir } from "../state/state-dir";
 
 interface FlashArgs {
   port?: string;
   ports?: string;
   device?: string;
+  /** A path, or false for --no-manifest. */
+  manifest?: string | false;
   baud: number;
   broker?: string;
   interval: number;
@@ -53,6 +55,9 @@ async function flash(a: FlashArgs): Promise<void> {
   if (a.wifiPskFile !== undefined && a.wifiSsid === undefined) throw new ProvisionError("bad_input", "--wifi-psk-file needs --wifi-ssid");
   if ((a.nvsOffset === undefined) !== (a.nvsSize === undefined)) throw new ProvisionError("bad_input", "give both --nvs-offset and --nvs-size, or neither");
 
+  const manifestPath = a.manifest === false ? undefined : a.manifest ?? defaultManifest();
+  if (manifestPath !== undefined) console.log(`fleet manifest ${manifestPath}${a.site !== undefined ? " (its sites take precedence over --site)" : ""}`);
+
   const settings: IdentitySettings = { broker: a.broker, intervalMs: a.interval, keyId: a.encrypt ? a.keyId : null };
   if (a.site !== undefined) settings.site = a.site;
   if (a.wifiSsid !== undefined) {
@@ -67,6 +72,7 @@ async function flash(a: FlashArgs): Promise<void> {
     dryRun: a.dryRun,
     verify: a.verify,
     connectAttempts: a.connectAttempts,
+    ...(manifestPath !== undefined ? { manifestPath } : {}),
     ...(a.nvsOffset !== undefined && a.nvsSize !== undefined
       ? { nvs: { offset: parseSize(a.nvsOffset, "--nvs-offset"), size: parseSize(a.nvsSize, "--nvs-size") } }
       : {}),
@@ -105,6 +111,12 @@ async function flash(a: FlashArgs): Promise<void> {
     }
   });
   if (failed > 0) process.exitCode = 1;
+}
+
+/** `manifests/fleet.json` when the fleet keeps one there; otherwise provisioning works from the PKI alone. */
+function defaultManifest(): string | undefined {
+  const path = join(repoRoot(), "manifests", "fleet.json");
+  return existsSync(path) ? path : undefined;
 }
 
 function summary(path: string, r: ProvisionResult): string {
@@ -186,18 +198,20 @@ function show(key: string, v: NvsValue): string {
 await yargs(hideBin(process.argv))
   .scriptName("npm run provision --")
   .usage("$0 <port> [options]\n\nWrites a board's identity (certificate, key, CA, payload key, settings) into its ESP32 NVS over serial, "
-    + "checks it, resets the board and records which chip (MAC) holds which identity under the state folder.")
+    + "checks it, resets the board and records which chip (MAC) holds which identity under the state folder and in the fleet manifest.")
   .command(
     ["$0 [port]", "flash [port]"],
     "provision the board on <port> (e.g. /dev/ttyUSB0)",
     (y) => y
       .positional("port", { type: "string", describe: "serial port of the board" })
       .option("ports", { type: "string", describe: "\"auto\": every attached ESP32 (by USB VID/PID), in parallel" })
-      .option("device", { type: "string", describe: "identity to write (default: the board's bound identity, else the next unprovisioned one)" })
+      .option("device", { type: "string", describe: "identity to write (default: the board's bound identity, else the next unprovisioned one); must be in the manifest" })
+      .option("manifest", { type: "string", describe: "fleet manifest (JSON/YAML): devices handed out in its order, their sites, bindings recorded on them "
+        + "(default: manifests/fleet.json if it exists; --no-manifest: none)" })
       .option("baud", { type: "number", default: 921600, describe: "baud rate after the stub is running" })
       .option("broker", { type: "string", describe: "broker URL the board connects to, mqtts://host:port (required)" })
       .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
-      .option("site", { type: "string", describe: "site label stored with the identity" })
+      .option("site", { type: "string", describe: "site label stored with the identity when there is no manifest (the manifest's site wins)" })
       .option("key-id", { type: "number", default: 1, describe: "payload key id (fleet secret under .state/secrets)" })
       .option("encrypt", { type: "boolean", default: true, describe: "seal payloads with the device key (--no-encrypt: TLS only)" })
       .option("wifi-ssid", { type: "string", describe: "Wi-Fi network name" })

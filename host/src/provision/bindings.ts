@@ -1,7 +1,8 @@
 /**
  * Which chip (by MAC) holds which identity: `<state>/provisioning/bindings.json`. It records the
  * certificate serial and SHA-256 fingerprint, the payload key id, the MAC and the time; never a key.
- * Kept apart from the fleet manifest (the PKI's format) so provisioning never rewrites the manifest.
+ * It is the history log (bindings replaced with --force stay under `released`); with a fleet manifest the
+ * same binding is also recorded on the device's manifest entry (manifest-binding.ts).
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -56,25 +57,40 @@ export type BindingCheck =
   | { ok: true; release: BoardBinding[] }
   | { ok: false; error: ProvisionError };
 
+/** What a refusal needs to know about an existing binding, wherever it is recorded. */
+export interface BindingLike {
+  deviceId: string;
+  mac: string;
+  provisionedAt: string;
+}
+
 /**
  * One identity per board and one board per identity. Re-provisioning the same pair is fine (a rotated
  * certificate, a wiped board); anything else needs `force`, which releases the old bindings.
  */
 export function checkBinding(file: BindingsFile, deviceId: string, mac: string, force: boolean): BindingCheck {
-  const byMac = file.boards.find((b) => b.mac === mac);
-  const byId = file.boards.find((b) => b.deviceId === deviceId);
-  const release: BoardBinding[] = [];
+  return checkBoards(file.boards, deviceId, mac, force);
+}
+
+/** checkBinding over any list of bindings; `recordedIn` names where they come from in the refusal. */
+export function checkBoards<T extends BindingLike>(
+  boards: readonly T[], deviceId: string, mac: string, force: boolean, recordedIn?: string,
+): { ok: true; release: T[] } | { ok: false; error: ProvisionError } {
+  const byMac = boards.find((b) => b.mac === mac);
+  const byId = boards.find((b) => b.deviceId === deviceId);
+  const where = (b: T): string => `provisioned ${b.provisionedAt}${recordedIn !== undefined ? `, per ${recordedIn}` : ""}`;
+  const release: T[] = [];
   if (byMac && byMac.deviceId !== deviceId) {
     if (!force) {
       return { ok: false, error: new ProvisionError("already_bound",
-        `board ${mac} already holds identity "${byMac.deviceId}" (provisioned ${byMac.provisionedAt}); use --force to give it "${deviceId}" instead`) };
+        `board ${mac} already holds identity "${byMac.deviceId}" (${where(byMac)}); use --force to give it "${deviceId}" instead`) };
     }
     release.push(byMac);
   }
   if (byId && byId.mac !== mac) {
     if (!force) {
       return { ok: false, error: new ProvisionError("identity_elsewhere",
-        `identity "${deviceId}" is already on board ${byId.mac} (provisioned ${byId.provisionedAt}); use --force to move it to ${mac}`) };
+        `identity "${deviceId}" is already on board ${byId.mac} (${where(byId)}); use --force to move it to ${mac}`) };
     }
     release.push(byId);
   }
@@ -94,14 +110,19 @@ let queue: Promise<unknown> = Promise.resolve();
 
 /**
  * Re-reads, checks and writes under an in-process lock, so parallel boards (`--ports auto`) never lose
- * each other's binding. The file is replaced atomically; a failure leaves it untouched.
+ * each other's binding. The file is replaced atomically; a failure leaves it untouched. `alsoRecord`
+ * (the manifest) runs under the same lock after the check and before the write, so its refusal leaves
+ * this file untouched too.
  */
-export function recordBinding(stateDir: string, binding: BoardBinding, force: boolean, now = new Date()): Promise<void> {
+export function recordBinding(
+  stateDir: string, binding: BoardBinding, force: boolean, now = new Date(), alsoRecord?: () => Promise<void>,
+): Promise<void> {
   const run = queue.then(async () => {
     const file = await readBindings(stateDir);
     const check = checkBinding(file, binding.deviceId, binding.mac, force);
     if (!check.ok) throw check.error;
     const next = applyBinding(file, binding, check.release, now);
+    await alsoRecord?.();
     await writeFileAtomic(bindingsPath(stateDir), `${JSON.stringify(next, null, 2)}\n`, 0o644);
   });
   queue = run.catch(() => {});

@@ -1,14 +1,15 @@
 /**
  * Provisions one board: connect, read its MAC, flash size and partition table, look at the identity it
  * carries now, pick and check the identity it gets, write the NVS image (compressed, MD5-checked, read
- * back with `verify`), reset it into the firmware, and only then record the binding.
- * Any failure before the end leaves the bindings file as it was.
+ * back with `verify`), reset it into the firmware, and only then record the binding (bindings file and,
+ * with one, the fleet manifest). Any failure before the end leaves both files as they were.
  */
-import { listDeviceIds, pkiPaths } from "../../../pki/src/index";
-import { checkBinding, readBindings, recordBinding, type BoardBinding } from "./bindings";
+import { issueDevice, listDeviceIds, PkiError, pkiPaths } from "../../../pki/src/index";
+import { checkBinding, checkBoards, readBindings, recordBinding, type BindingLike, type BoardBinding } from "./bindings";
 import { ProvisionError } from "./errors";
 import { EspFlasher } from "./flasher";
 import { loadIdentity, type IdentitySettings } from "./identity";
+import { bindInManifest, manifestBoards, manifestDevice, readManifestFile, type FleetManifestFile } from "./manifest-binding";
 import { existingIdentity, identityImage, initialBootCounter } from "./nvs-image";
 import { findNvsPartition, MODDABLE_NVS, parsePartitionTable, PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE } from "./partition-table";
 
@@ -18,8 +19,16 @@ export interface ProvisionRequest {
   usbVendorId?: number;
   usbProductId?: number;
   baud: number;
-  /** Absent: the board's bound identity if it has one, else the next identity of the PKI not yet on a board. */
+  /**
+   * Absent: the board's bound identity if it has one, else the next device not yet on a board: of the
+   * manifest in its order when there is one, else of the PKI. With a manifest it must be one of its devices.
+   */
   deviceId?: string;
+  /**
+   * Fleet manifest: the devices to hand out (their PKI identity issued when missing), each one's site, and
+   * where the binding is recorded too. Absent: the PKI's devices, `settings.site`, the bindings file only.
+   */
+  manifestPath?: string;
   settings: IdentitySettings;
   force: boolean;
   dryRun: boolean;
@@ -53,6 +62,9 @@ const reserved = new Set<string>();
 export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResult> {
   const now = r.now ?? (() => new Date());
   const t0 = performance.now();
+  // Before touching the board: a broken manifest or a --device it does not list is the user's to fix first.
+  const fleet = r.manifestPath !== undefined ? (await readManifestFile(r.manifestPath)).file : undefined;
+  if (fleet && r.deviceId !== undefined) manifestDevice(fleet, r.deviceId);
   const flasher = await EspFlasher.connect({
     path: r.path,
     baud: r.baud,
@@ -76,7 +88,10 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     const current = existingIdentity(await flasher.readFlash(nvs.offset, nvs.size));
 
     const bindings = await readBindings(r.stateDir);
-    const deviceId = r.deviceId ?? (await pickDeviceId(r.stateDir, mac, bindings.boards));
+    const inManifest = fleet ? manifestBoards(fleet.manifest) : [];
+    const deviceId = r.deviceId ?? (fleet
+      ? pickManifestDevice(fleet, mac, bindings.boards, inManifest)
+      : await pickDeviceId(r.stateDir, mac, bindings.boards));
     if (r.deviceId !== undefined) {
       if (reserved.has(deviceId)) throw new ProvisionError("identity_elsewhere", `identity "${deviceId}" is being provisioned on another board right now`);
       reserved.add(deviceId);
@@ -84,12 +99,35 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     reservedId = deviceId;
     const check = checkBinding(bindings, deviceId, mac, r.force);
     if (!check.ok) throw check.error;
-    const boundHere = bindings.boards.some((b) => b.mac === mac);
+    if (fleet) {
+      const inFleet = checkBoards(inManifest, deviceId, mac, r.force, fleet.path);
+      if (!inFleet.ok) throw inFleet.error;
+    }
+    const boundHere = bindings.boards.some((b) => b.mac === mac) || inManifest.some((b) => b.mac === mac);
     if (current.deviceId !== undefined && current.deviceId !== deviceId && !boundHere && !r.force) {
       throw new ProvisionError("already_bound", `board ${mac} already carries identity "${current.deviceId}" in its NVS (not in this fleet's bindings); use --force to replace it with "${deviceId}"`);
     }
 
-    const { identity, cert } = await loadIdentity(r.stateDir, deviceId, r.settings);
+    let settings = r.settings;
+    if (fleet) {
+      const spec = manifestDevice(fleet, deviceId);
+      settings = { ...r.settings, site: spec.site };
+      if (!(await listDeviceIds(pkiPaths(r.stateDir))).includes(deviceId)) {
+        if (r.dryRun) {
+          r.progress(`dry run: nothing written or issued; ${deviceId} has no identity yet (a real run issues a ${spec.keyType} one) and would be bound to ${mac}`);
+          return { deviceId, mac, chip, flashSize, nvsOffset: nvs.offset, nvsSize: nvs.size, usedBytes: 0, boot: initialBootCounter(current.boot, now()),
+            certSerial: "(not issued)", written: false, verified: false, timings: { connectMs, writeMs: 0, totalMs: performance.now() - t0 } };
+        }
+        r.progress(`issuing the identity of ${deviceId} (${spec.keyType}) from the fleet PKI`);
+        try {
+          await issueDevice({ stateDir: r.stateDir, id: deviceId, keyType: spec.keyType });
+        } catch (err) {
+          if (err instanceof PkiError) throw new ProvisionError("identity", `cannot issue identity "${deviceId}": ${err.message}`);
+          throw err;
+        }
+      }
+    }
+    const { identity, cert } = await loadIdentity(r.stateDir, deviceId, settings);
     const boot = initialBootCounter(current.boot, now());
     const built = identityImage(identity, boot, nvs.size);
     r.progress(`NVS image for ${deviceId}: ${built.usedBytes} bytes of entries in a ${nvs.size}-byte partition (certificate ${cert.serial})`);
@@ -129,8 +167,10 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
       nvsSize: nvs.size,
       provisionedAt: now().toISOString(),
     };
-    await recordBinding(r.stateDir, binding, r.force, now());
-    r.progress(`bound ${deviceId} to ${mac}`);
+    const manifestPath = fleet?.path;
+    await recordBinding(r.stateDir, binding, r.force, now(),
+      manifestPath !== undefined ? () => bindInManifest(manifestPath, binding, r.force) : undefined);
+    r.progress(`bound ${deviceId} to ${mac}${manifestPath !== undefined ? ` (recorded in ${manifestPath})` : ""}`);
     return result(true, verified, writeMs);
 
     function result(written: boolean, verifiedResult: boolean, wMs: number): ProvisionResult {
@@ -168,6 +208,22 @@ async function pickDeviceId(stateDir: string, mac: string, boards: readonly Boar
   const bound = new Set(boards.map((b) => b.deviceId));
   const next = mine?.deviceId ?? ids.find((id) => !bound.has(id) && !reserved.has(id));
   if (!next) throw new ProvisionError("no_device", "every identity the PKI holds is already on a board; issue more (npm run pki) or pass --device");
+  if (reserved.has(next)) throw new ProvisionError("identity_elsewhere", `identity "${next}" is being provisioned on another board right now`);
+  reserved.add(next);
+  return next;
+}
+
+/**
+ * The board's own device if the manifest or the bindings file binds it to one of the manifest's devices,
+ * else the manifest's first device bound nowhere and not being provisioned right now.
+ */
+function pickManifestDevice(fleet: FleetManifestFile, mac: string, boards: readonly BoardBinding[], inManifest: readonly BindingLike[]): string {
+  const listed = new Set(fleet.manifest.devices.map((d) => d.id));
+  const mine = [...inManifest, ...boards].find((b) => b.mac === mac && listed.has(b.deviceId));
+  const bound = new Set([...inManifest, ...boards].map((b) => b.deviceId));
+  // Reserved in the same synchronous step as the choice: parallel boards must not pick the same id.
+  const next = mine?.deviceId ?? fleet.manifest.devices.find((d) => !bound.has(d.id) && !reserved.has(d.id))?.id;
+  if (!next) throw new ProvisionError("no_device", `every device of ${fleet.path} is already on a board; add devices to it or pass --device`);
   if (reserved.has(next)) throw new ProvisionError("identity_elsewhere", `identity "${next}" is being provisioned on another board right now`);
   reserved.add(next);
   return next;

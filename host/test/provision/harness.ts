@@ -16,8 +16,11 @@ export interface CliRun {
 }
 
 export function runCli(args: string[], stateDir: string, timeoutMs = 50_000): Promise<CliRun> {
+  // Without --manifest the CLI would pick up the repo's manifests/fleet.json if someone keeps one there.
+  const flashing = args[0] !== "image" && args[0] !== "inspect";
+  const manifestArgs = !flashing || args.includes("--manifest") || args.includes("--no-manifest") ? [] : ["--no-manifest"];
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args], {
+    const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args, ...manifestArgs], {
       cwd: REPO,
       env: { ...process.env, EST_STATE_DIR: stateDir },
       stdio: ["ignore", "pipe", "pipe"],

@@ -1,4 +1,5 @@
-import { rm } from "node:fs/promises";
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { bindingsPath } from "../../src/provision/bindings";
 import { writeFileAtomic } from "../../src/state/state-dir";
@@ -9,13 +10,18 @@ import { BROKER, makeState, readOrNull, runCli } from "./harness";
 const NVS = 0x9000;
 const NVS_SIZE = 0x6000;
 const EXISTING_BINDINGS = '{"version":1,"boards":[],"released":[]}\n';
+// Compact on purpose: any rewrite (even of an unchanged manifest) would show as a byte difference.
+const EXISTING_MANIFEST = '{"version":1,"fleet":"f","sites":[{"id":"s"}],"devices":[{"id":"elx-0101","site":"s","board":"esp32-devkitc"}]}\n';
 
 let state: string;
+let manifest: string;
 const boards: VirtualBoard[] = [];
 
 beforeAll(async () => {
   state = await makeState(["elx-0101"]);
   await writeFileAtomic(bindingsPath(state), EXISTING_BINDINGS);
+  manifest = join(state, "fleet.json");
+  await writeFileAtomic(manifest, EXISTING_MANIFEST);
 });
 
 afterAll(async () => {
@@ -29,11 +35,11 @@ afterEach(async () => {
 async function provisionWith(faults: DoubleFaults, extra: string[] = []) {
   const b = await startVirtualBoard({ faults });
   boards.push(b);
-  const run = await runCli([b.hostPath, "--broker", BROKER, "--device", "elx-0101", ...extra], state);
+  const run = await runCli([b.hostPath, "--broker", BROKER, "--device", "elx-0101", "--manifest", manifest, ...extra], state);
   return { b, run };
 }
 
-/** A failed run: exit 1, exactly one error line, bindings untouched. */
+/** A failed run: exit 1, exactly one error line, bindings and manifest untouched. */
 async function expectFailure(run: { code: number | null; stderr: string }, message: RegExp): Promise<void> {
   expect(run.code).toBe(1);
   const lines = run.stderr.trim().split("\n");
@@ -41,6 +47,14 @@ async function expectFailure(run: { code: number | null; stderr: string }, messa
   expect(lines[0]).toMatch(/^provision: /);
   expect(lines[0]).toMatch(message);
   expect(await readOrNull(bindingsPath(state))).toBe(EXISTING_BINDINGS);
+  expect(await readOrNull(manifest)).toBe(EXISTING_MANIFEST);
+}
+
+/** A successful run recorded the board in the manifest; put both files back for the next case. */
+async function expectRecordedThenRestore(): Promise<void> {
+  expect(await readFile(manifest, "utf8")).toMatch(/"provisioning": \{\n\s+"mac": "24:0a:c4:12:34:56"/);
+  await writeFileAtomic(bindingsPath(state), EXISTING_BINDINGS);
+  await writeFileAtomic(manifest, EXISTING_MANIFEST);
 }
 
 describe("provisioning faults from the ROM-loader double", () => {
@@ -61,8 +75,8 @@ describe("provisioning faults from the ROM-loader double", () => {
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(b.double.log.filter((l) => l === "SYNC").length).toBeGreaterThanOrEqual(2);
-    // Leave the bindings as the other cases expect them.
-    await writeFileAtomic(bindingsPath(state), EXISTING_BINDINGS);
+    // Leave the bindings and the manifest as the other cases expect them.
+    await expectRecordedThenRestore();
   });
 
   it("data blocks failing their checksum every time: reports it after the retries", async () => {
@@ -76,7 +90,7 @@ describe("provisioning faults from the ROM-loader double", () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/provisioned and verified: elx-0101/);
     expect(b.double.log.filter((l) => l.startsWith("FLASH_DEFL_DATA")).length).toBe(2);
-    await writeFileAtomic(bindingsPath(state), EXISTING_BINDINGS);
+    await expectRecordedThenRestore();
   });
 
   it("a wrong MD5 after the write: refuses to record the board", async () => {

@@ -1,4 +1,6 @@
-import { readFile, rm } from "node:fs/promises";
+import { readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { parseManifest } from "../../../manifests/src/index";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { bindingsPath, type BindingsFile } from "../../src/provision/bindings";
 import { provisionBoard } from "../../src/provision/provision-board";
@@ -19,12 +21,15 @@ afterAll(async () => {
   await Promise.all(boards.map((b) => b.stop()));
 });
 
+const provisionAll = (stateDir: string, targets: VirtualBoard[], manifestPath?: string) => Promise.all(targets.map((b) => provisionBoard({
+  stateDir, path: b.hostPath, baud: 921600, settings: { broker: BROKER, intervalMs: 5000, keyId: 1 },
+  force: false, dryRun: false, verify: true, progress: () => {},
+  ...(manifestPath !== undefined ? { manifestPath } : {}),
+})));
+
 describe("several boards at once (what --ports auto does)", () => {
   it("gives each board its own next identity and records every binding", async () => {
-    const results = await Promise.all(boards.map((b) => provisionBoard({
-      stateDir: state, path: b.hostPath, baud: 921600, settings: { broker: BROKER, intervalMs: 5000, keyId: 1 },
-      force: false, dryRun: false, verify: true, progress: () => {},
-    })));
+    const results = await provisionAll(state, boards);
     const ids = results.map((r) => r.deviceId).sort();
     expect(ids).toEqual(["elx-0201", "elx-0202", "elx-0203"]);
     boards.forEach((b, i) => {
@@ -33,5 +38,26 @@ describe("several boards at once (what --ports auto does)", () => {
     });
     const file = JSON.parse(await readFile(bindingsPath(state), "utf8")) as BindingsFile;
     expect(file.boards.map((x) => `${x.deviceId}@${x.mac}`).sort()).toEqual(results.map((r) => `${r.deviceId}@${r.mac}`).sort());
+  });
+
+  it("with a manifest: the first devices in its order, identities issued as needed, every binding recorded in the manifest", async () => {
+    const fleetState = await makeState(["elx-0301"]);
+    const fleetBoards = await Promise.all([1, 2, 3].map((i) => startVirtualBoard({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x03, 0x00, i) })));
+    try {
+      const manifestPath = join(fleetState, "fleet.json");
+      const ids = ["elx-0304", "elx-0301", "elx-0303", "elx-0302"];
+      await writeFile(manifestPath, `${JSON.stringify({ version: 1, fleet: "p", sites: [{ id: "s" }], defaults: { board: "esp32-devkitc" },
+        devices: ids.map((id) => ({ id, site: "s" })) }, null, 2)}\n`);
+      const results = await provisionAll(fleetState, fleetBoards, manifestPath);
+      expect(results.map((r) => r.deviceId).sort()).toEqual(["elx-0301", "elx-0303", "elx-0304"]);
+      const m = parseManifest(await readFile(manifestPath, "utf8"), "json", manifestPath);
+      expect(m.devices.map((d) => d.provisioning?.mac ?? null).filter((x) => x !== null).sort())
+        .toEqual(results.map((r) => r.mac).sort());
+      expect(m.devices.find((d) => d.id === "elx-0302")?.provisioning).toBeUndefined();
+      for (const r of results) expect(m.devices.find((d) => d.id === r.deviceId)?.provisioning?.mac).toBe(r.mac);
+    } finally {
+      await Promise.all(fleetBoards.map((b) => b.stop()));
+      await rm(fleetState, { recursive: true, force: true });
+    }
   });
 });
