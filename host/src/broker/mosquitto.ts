@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { userInfo } from "node:os";
 import { writeFileAtomic } from "../state/state-dir";
 import { loadTemplates, renderBrokerConfig } from "./config";
-import { findFreePort } from "./free-port";
+import { findFreePort } from "../net/free-port";
 import { waitForTls } from "./wait-tls";
 
 /**

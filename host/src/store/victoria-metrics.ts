@@ -2,8 +2,8 @@
 // and offers the few HTTP reads the tests need (PromQL instant/range queries, raw export).
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdir } from "node:fs/promises";
-import { createServer } from "node:net";
 import { resolve } from "node:path";
+import { findFreePort } from "../net/free-port";
 
 export const VICTORIA_METRICS_BIN = process.env.EST_VICTORIA_METRICS_BIN ?? "/usr/bin/victoria-metrics";
 
@@ -39,20 +39,6 @@ export interface VictoriaMetricsOptions {
 
 const STOP_GRACE_MS = 10_000;
 const PORT_ATTEMPTS = 5;
-
-/** A port nobody listens on right now; a race with another process is handled by retrying the start. */
-export function findFreePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = typeof address === "object" && address ? address.port : 0;
-      server.close(() => (port ? resolvePort(port) : reject(new Error("could not find a free port"))));
-    });
-  });
-}
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -124,7 +110,7 @@ export async function startVictoriaMetrics(o: VictoriaMetricsOptions): Promise<V
   let port = o.port ?? 0;
   let started = false;
   for (let attempt = 0; attempt < PORT_ATTEMPTS && !started; attempt++) {
-    if (!o.port) port = await findFreePort();
+    if (!o.port) port = await findFreePort("127.0.0.1");
     started = await launch(port);
     if (!started && o.port) await sleep(500);
   }
