@@ -110,6 +110,14 @@ describe("docker-compose.yml", () => {
     for (const v of named) expect(Object.keys(compose.volumes)).toContain(v);
   });
 
+  it("gives each service only its own InfluxDB token: Grafana, which may only read, never mounts a write token", () => {
+    const mountersOf = (volume: string) =>
+      services.filter(([, s]) => (s.volumes ?? []).some((v) => splitVolume(v)[0] === volume)).map(([n]) => n).sort();
+    expect(mountersOf("tokens-ingest")).toEqual(["influxdb", "ingest"]);
+    expect(mountersOf("tokens-grafana")).toEqual(["grafana", "influxdb"]);
+    expect(mountersOf("tokens-telegraf")).toEqual(["influxdb", "telegraf"]);
+  });
+
   it("holds no secret: passwords and tokens come from .env, which setup generates", () => {
     const required = [...text.matchAll(/\$\{([A-Z_]+):\?/g)].map((m) => m[1]);
     expect(required).toContain("INFLUXDB_ADMIN_PASSWORD");

@@ -77,8 +77,20 @@ export function checkName(kind: "device" | "service", name: unknown): string {
   return name as string;
 }
 
+/**
+ * CNs the broker's ACL grants fleet-wide read rights (infra/mosquitto/acl.template): a board
+ * holding one of these names would read every board's telemetry, so no device may, whether or
+ * not the service has a certificate yet.
+ */
+export const RESERVED_SERVICE_NAMES: readonly string[] = ["ingest", "monitor", "telegraf", "bridge"];
+
 /** Device ids and service names share the CN namespace the broker's ACL keys on, so they must not collide. */
 function checkNoClash(ca: LoadedCa, kind: "device" | "service", name: string): void {
+  if (kind === "device" && RESERVED_SERVICE_NAMES.includes(name.toLowerCase()))
+    throw new PkiError(
+      "name_clash",
+      `"${name}" is reserved for a service identity (the broker's ACL gives it fleet-wide rights); choose another device id`,
+    );
   const other = kind === "device" ? "service" : "device";
   if (ca.db.issued.some((r) => r.kind === other && r.name.toLowerCase() === name.toLowerCase())) {
     throw new PkiError(

@@ -275,7 +275,14 @@ describe("refusals leave the state untouched", () => {
     await expectPkiError(
       issueDevices({ stateDir: dir, ids: ["ingest"], keyType: "p256" }),
       "name_clash",
-      /already a service identity/,
+      /reserved for a service identity/,
+    );
+    // Reserved whether or not the service has a certificate yet, and ignoring case: the ACL
+    // would give a board called "monitor" read access to the whole fleet.
+    await expectPkiError(
+      issueDevices({ stateDir: dir, ids: ["Monitor"], keyType: "p256" }),
+      "name_clash",
+      /reserved for a service identity/,
     );
     await expectPkiError(revokeDevice(dir, "nobody"), "not_found", /unknown device "nobody"/);
     await expectPkiError(revokeDevice(dir, "../x"), "invalid_id", /must not start with '\.'/);

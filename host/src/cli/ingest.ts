@@ -11,6 +11,7 @@ import { MessageClassifier } from "../ingest/classify";
 import { deadLetterFile } from "../ingest/dead-letter";
 import { IngestService } from "../ingest/service";
 import { loadFleet } from "../ingest/sites";
+import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
 import { stateDir } from "../state/state-dir";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
@@ -164,6 +165,9 @@ async function main(): Promise<void> {
     classifier: new MessageClassifier({
       mode,
       siteOf: (id) => sites.get(id),
+      // A re-delivered window (up to --max-held messages, possibly all from one board) must still
+      // look like duplicates, not replays: the window covers at least that many sequence numbers.
+      window: new ReplayWindow({ size: Math.max(4096, Math.ceil(argv["max-held"] / 32) * 32) }),
       ...(fleet ? { isKnownDevice: (id: string) => fleet.ids.has(id) } : {}),
       maxAgeMs: argv["max-age-days"] * 86_400_000,
     }),

@@ -8,6 +8,9 @@
  * Every delivery is also checked against the subscriber's read rights, as Mosquitto does. Aedes has no shared
  * subscriptions: `$share/<group>/<filter>` is accepted and served as a plain subscription to <filter>, so two
  * members of one group would each get every message (the ingest deduplicates by device and sequence anyway).
+ * It does not bind the client id to the CN (Mosquitto's use_username_as_clientid), so a client could take
+ * over another's session: acceptable for a development broker that only the emulator's own processes reach
+ * on loopback, never for production, which is Mosquitto with infra/mosquitto's configuration.
  */
 import { Aedes } from "aedes";
 import type { Client } from "aedes";

@@ -13,8 +13,8 @@ export type IngestRejectReason = "invalid_topic" | "invalid_status" | "timestamp
 
 /**
  * Service identities. The broker's per-board ACL patterns apply to every certificate CN, so a
- * service could publish under its own name; the PKI refuses these as device ids, and the ingest
- * refuses them as senders.
+ * service could publish under its own name; the PKI refuses these as device ids
+ * (RESERVED_SERVICE_NAMES), and the ingest refuses them as senders.
  */
 export const SERVICE_IDENTITIES: readonly string[] = ["ingest", "monitor", "telegraf", "bridge"];
 

@@ -70,7 +70,11 @@ export class HeldAckReceiver {
       if (qos > 0) this.#held++;
       onMessage(m);
       const next = () => callback(qos > 0 ? DEFER_ACK : undefined);
-      if (this.#held >= this.maxHeld) this.#waiting.push(next);
+      // The broker honours Receive Maximum (= maxHeld), so a full window is normal during a store
+      // outage and must not stall the connection: a stalled MQTT.js reads no PINGRESP and drops the
+      // link after 1.5 × keepalive, and each reconnect re-delivers the whole window. Stall only
+      // when a broker sends more than it may.
+      if (this.#held > this.maxHeld) this.#waiting.push(next);
       else next();
     };
   }
@@ -124,6 +128,6 @@ export class HeldAckReceiver {
   }
 
   #release(): void {
-    while (this.#held < this.maxHeld && this.#waiting.length > 0) this.#waiting.shift()?.();
+    while (this.#held <= this.maxHeld && this.#waiting.length > 0) this.#waiting.shift()?.();
   }
 }

@@ -51,6 +51,8 @@ export interface IngestServiceOptions {
   accountIntervalMs?: number;
   /** Metrics endpoint; undefined = none. Port 0 picks a free one. */
   metrics?: { port: number; host?: string };
+  /** MQTT keepalive in seconds (default 30). */
+  keepaliveSec?: number;
   /** Session kept by the broker while the ingest is away (default 7 days). */
   sessionExpirySec?: number;
   log?: (line: string) => void;
@@ -113,6 +115,11 @@ export class IngestService {
     return this.#receiver?.held ?? 0;
   }
 
+  /** How many MQTT connections this service has made (1 while the first one lasts). */
+  get connections(): number {
+    return this.#receiver?.connection ?? 0;
+  }
+
   get storeUp(): boolean {
     return this.#storeUp;
   }
@@ -144,7 +151,7 @@ export class IngestService {
       rejectUnauthorized: true,
       reconnectPeriod: 1000,
       connectTimeout: 10_000,
-      keepalive: 30,
+      keepalive: this.#o.keepaliveSec ?? 30,
       // #subscribe() runs on every connection instead (see the connect handler).
       resubscribe: false,
       // MQTT.js logs every packet through `debug`; even disabled that was ~3% of the ingest's CPU.

@@ -67,6 +67,7 @@ describe("acknowledgements held until the store accepted", () => {
       maxHeld: 20,
       batchSize: 10,
       batchMs: 10,
+      keepaliveSec: 2,
     });
     const board = fleet.boards[0]!;
     const start = board.seq;
@@ -74,7 +75,11 @@ describe("acknowledgements held until the store accepted", () => {
     // Held acks do not stall the connection: 20 arrive (the first batch of 10 waits on the store,
     // the next 10 queue behind it) and the broker stops there, at the Receive Maximum.
     await waitUntil(() => first.held === 20, 10_000, "20 held messages");
-    await new Promise((r) => setTimeout(r, 1000));
+    const connections = first.connections;
+    // A full window must not stop MQTT.js from reading PINGRESPs: past 1.5 × keepalive the link
+    // is still the same one and nothing was re-delivered.
+    await new Promise((r) => setTimeout(r, 4500));
+    expect(first.connections).toBe(connections);
     expect(first.held).toBe(20);
     expect(first.account.totals().received).toBe(20);
     expect(gated.lines).toHaveLength(0);
