@@ -20,6 +20,7 @@ import type { ResolvedFault, Scenario } from "./faults/scenario";
 import { Fleet, sleep } from "./fleet";
 import type { FaultLogEntry } from "./fleet";
 import type { LiveSnapshot } from "./live-view";
+import type { Histogram } from "./histogram";
 import { Verifier } from "./verifier";
 import { MONITOR_IDENTITY } from "../broker/topic-policy";
 
@@ -147,6 +148,16 @@ function parseBrokerUrl(url: string): { host: string; port: number } {
 }
 
 const round = (x: number, d = 2): number => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : 0);
+
+/** p50/p99/max of a whole run, in ms, as the summary reports them. */
+function latencySummary(h: Histogram): { p50: number; p99: number; max: number } {
+  return { p50: round(h.percentileMs(0.5)), p99: round(h.percentileMs(0.99)), max: round(h.maxUs / 1000) };
+}
+
+/** p50/p99 after every board connected, or null when nothing was measured then. */
+function steadySummary(h: Histogram): { p50: number; p99: number } | null {
+  return h.count ? { p50: round(h.percentileMs(0.5)), p99: round(h.percentileMs(0.99)) } : null;
+}
 
 export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> {
   const log = o.onProgress ?? ((): void => undefined);
@@ -372,14 +383,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         lost,
         otherBoot: verifier.otherBoot,
         rejected: verifier.rejected,
-        e2eMs: {
-          p50: round(verifier.e2eLatency.percentileMs(0.5)),
-          p99: round(verifier.e2eLatency.percentileMs(0.99)),
-          max: round(verifier.e2eLatency.maxUs / 1000),
-        },
-        e2eSteadyMs: verifier.e2eSteady.count
-          ? { p50: round(verifier.e2eSteady.percentileMs(0.5)), p99: round(verifier.e2eSteady.percentileMs(0.99)) }
-          : null,
+        e2eMs: latencySummary(verifier.e2eLatency),
+        e2eSteadyMs: steadySummary(verifier.e2eSteady),
         lostExamples,
       };
     }
@@ -415,14 +420,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         unacked,
         ackedPerS: round(ackedEnd / Math.max(sampledS, 1e-3), 1),
       },
-      pubackMs: {
-        p50: round(s.pubackLatency.percentileMs(0.5)),
-        p99: round(s.pubackLatency.percentileMs(0.99)),
-        max: round(s.pubackLatency.maxUs / 1000),
-      },
-      pubackSteadyMs: s.pubackSteady.count
-        ? { p50: round(s.pubackSteady.percentileMs(0.5)), p99: round(s.pubackSteady.percentileMs(0.99)) }
-        : null,
+      pubackMs: latencySummary(s.pubackLatency),
+      pubackSteadyMs: steadySummary(s.pubackSteady),
       verify,
       cpu: {
         userS: round(userS, 3),
