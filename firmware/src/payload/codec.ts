@@ -24,7 +24,6 @@ function round(value: number, decimals: number): number {
  * is listed in faults, so the ingest never sees NaN presented as a measurement.
  */
 export function encodeReading(r: Reading): Uint8Array {
-  const faults = new Set<ChannelName>(r.faults);
   const wire: Record<string, unknown> = {
     v: PAYLOAD_VERSION,
     sensor_id: r.sensorId,
@@ -33,16 +32,17 @@ export function encodeReading(r: Reading): Uint8Array {
     boot: r.boot,
     fw: r.fw,
   };
+  const faults: ChannelName[] = [];
   for (const name of CHANNEL_NAMES) {
     const value = r.values[name];
-    if (faults.has(name) || value === null || !Number.isFinite(value)) {
-      faults.add(name);
+    if (r.faults.includes(name) || value === null || !Number.isFinite(value)) {
+      faults.push(name);
       wire[name] = null;
     } else {
       wire[name] = round(value, CHANNELS[name].decimals);
     }
   }
-  wire.faults = CHANNEL_NAMES.filter((n) => faults.has(n));
+  wire.faults = faults;
   return encodeUtf8(JSON.stringify(wire));
 }
 

@@ -2,8 +2,55 @@
 // and this module must run unchanged on the board and in Node.
 
 export function encodeUtf8(text: string): Uint8Array {
-  const out: number[] = [];
-  for (let i = 0; i < text.length; i++) {
+  // Readings are ASCII: one pass straight into the result, with no intermediate array (this runs for every
+  // message, on the board and a few thousand times a second in the emulator).
+  const n = text.length;
+  const ascii = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    const code = text.charCodeAt(i);
+    if (code >= 0x80) return concatBytes(ascii.subarray(0, i), encodeUtf8General(text, i));
+    ascii[i] = code;
+  }
+  return ascii;
+}
+
+function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Any text from index `from`: measures, then writes into an exactly sized array. */
+function encodeUtf8General(text: string, from: number): Uint8Array {
+  let size = 0;
+  forEachCodePoint(text, from, (code) => {
+    size += code < 0x80 ? 1 : code < 0x800 ? 2 : code < 0x10000 ? 3 : 4;
+  });
+  const out = new Uint8Array(size);
+  let o = 0;
+  forEachCodePoint(text, from, (code) => {
+    if (code < 0x80) out[o++] = code;
+    else if (code < 0x800) {
+      out[o++] = 0xc0 | (code >> 6);
+      out[o++] = 0x80 | (code & 0x3f);
+    } else if (code < 0x10000) {
+      out[o++] = 0xe0 | (code >> 12);
+      out[o++] = 0x80 | ((code >> 6) & 0x3f);
+      out[o++] = 0x80 | (code & 0x3f);
+    } else {
+      out[o++] = 0xf0 | (code >> 18);
+      out[o++] = 0x80 | ((code >> 12) & 0x3f);
+      out[o++] = 0x80 | ((code >> 6) & 0x3f);
+      out[o++] = 0x80 | (code & 0x3f);
+    }
+  });
+  return out;
+}
+
+/** Code points of text[from..], pairing surrogates; a lone surrogate becomes U+FFFD. */
+function forEachCodePoint(text: string, from: number, fn: (code: number) => void): void {
+  for (let i = from; i < text.length; i++) {
     let code = text.charCodeAt(i);
     if (code >= 0xd800 && code <= 0xdbff && i + 1 < text.length) {
       const low = text.charCodeAt(i + 1);
@@ -12,19 +59,9 @@ export function encodeUtf8(text: string): Uint8Array {
         i++;
       }
     }
-    if (code >= 0xd800 && code <= 0xdfff) code = 0xfffd; // lone surrogate
-    if (code < 0x80) out.push(code);
-    else if (code < 0x800) out.push(0xc0 | (code >> 6), 0x80 | (code & 0x3f));
-    else if (code < 0x10000) out.push(0xe0 | (code >> 12), 0x80 | ((code >> 6) & 0x3f), 0x80 | (code & 0x3f));
-    else
-      out.push(
-        0xf0 | (code >> 18),
-        0x80 | ((code >> 12) & 0x3f),
-        0x80 | ((code >> 6) & 0x3f),
-        0x80 | (code & 0x3f),
-      );
+    if (code >= 0xd800 && code <= 0xdfff) code = 0xfffd;
+    fn(code);
   }
-  return Uint8Array.from(out);
 }
 
 /** Strict decoder: returns undefined for any malformed sequence instead of inventing U+FFFD. */

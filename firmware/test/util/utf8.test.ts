@@ -12,6 +12,16 @@ describe("utf8", () => {
       { numRuns: 2000 },
     );
   });
+  it("switches from the ASCII path to the general one at any point, lone surrogates becoming U+FFFD like Buffer", () => {
+    const piece = fc.constantFrom("a", "{\"x\":1}", "é", "€", "😀", "\ud800", "\udfff", "\u007f", "\u0080");
+    fc.assert(
+      fc.property(fc.array(piece, { maxLength: 30 }), (parts) => {
+        const s = parts.join("");
+        expect(Buffer.from(encodeUtf8(s)).equals(Buffer.from(s, "utf8"))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+  });
   it("rejects malformed sequences that a lenient decoder would paper over", () => {
     for (const bad of [[0xc0, 0x80], [0xe0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x80], [0xe2, 0x82]]) {
       expect(decodeUtf8(Uint8Array.from(bad))).toBeUndefined();

@@ -10,7 +10,7 @@ import yargs from "yargs";
 import { ensureDevPki } from "../../../pki/src/index";
 import type { KeyType, PkiPaths } from "../../../pki/src/index";
 import { startMosquitto } from "../broker/mosquitto";
-import { deviceIds, nextBoot } from "../emulator/run";
+import { defaultWorkers, deviceIds, nextBoot } from "../emulator/run";
 import type { EmulatorSummary } from "../emulator/run";
 import { ensureFdLimit } from "../emulator/fd-limit";
 import { sleep } from "../emulator/fleet";
@@ -19,6 +19,7 @@ import { repoRoot, stateDir } from "../state/state-dir";
 
 interface BenchRow {
   boards: number;
+  workers: number;
   keyType: KeyType;
   connectS: number | null;
   handshakeFailures: number;
@@ -53,6 +54,7 @@ async function one(o: {
   durationS: number;
   rateHz: number;
   connectRate: number;
+  workers: number;
   log: (s: string) => void;
 }): Promise<BenchRow> {
   const dataDir = await mkdtemp(join(o.state, "mosquitto-"));
@@ -85,9 +87,10 @@ async function one(o: {
       "--key-type", o.keyType,
       "--boot", String(boot),
       "--no-verify",
+      "--workers", String(o.workers),
       "--report", reportFile,
     ];
-    o.log(`  ${o.count} boards (${o.keyType}) for ${o.durationS} s against mosquitto ${broker.url} …`);
+    o.log(`  ${o.count} boards (${o.keyType}, ${o.workers} thread${o.workers > 1 ? "s" : ""}) for ${o.durationS} s against mosquitto ${broker.url} …`);
     // Steady state for end-to-end latency: every board has delivered, plus a few seconds for backlogs to clear.
     const steadyWatch = setInterval(() => {
       if (verifier.tallies.size === o.count) {
@@ -117,6 +120,7 @@ async function one(o: {
     }
     return {
       boards: o.count,
+      workers: s.workers,
       keyType: o.keyType,
       connectS: s.connect.allConnectedS,
       handshakeFailures: s.connect.handshakeFailures,
@@ -150,6 +154,7 @@ export async function run(argv: string[]): Promise<void> {
     .option("duration", { type: "number", default: 60, describe: "seconds of sampling per run" })
     .option("rate", { type: "number", default: 1, describe: "messages per second per board" })
     .option("connect-rate", { type: "number", default: 2000, describe: "connections per second the emulator may open" })
+    .option("workers", { type: "number", describe: "emulator worker threads (default: the emulator's own choice for each count)" })
     .strict()
     .help()
     .parseAsync();
@@ -165,25 +170,26 @@ export async function run(argv: string[]): Promise<void> {
     await mkdir(state, { recursive: true });
     log(`PKI (RSA-2048, ${a["rsa-count"]} devices) in ${state} …`);
     const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(a["rsa-count"]), services: ["monitor"], deviceKeyType: "rsa-2048", onProgress: progress(log) });
-    rows.push(await one({ count: a["rsa-count"], keyType: "rsa-2048", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], log }));
+    rows.push(await one({ count: a["rsa-count"], keyType: "rsa-2048", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers: a.workers ?? defaultWorkers(a["rsa-count"]), log }));
   }
   const state = join(base, "p256");
   await mkdir(state, { recursive: true });
   log(`PKI (P-256, ${Math.max(...counts)} devices) in ${state} …`);
   const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(Math.max(...counts)), services: ["monitor"], deviceKeyType: "p256", onProgress: progress(log) });
   for (const count of counts) {
-    rows.push(await one({ count, keyType: "p256", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], log }));
+    rows.push(await one({ count, keyType: "p256", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers: a.workers ?? defaultWorkers(count), log }));
   }
 
   console.log(`\nemulator vs mosquitto ${a.rate} msg/s/board, ${a.duration} s each, mTLS, QoS 1 (load average at end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
   console.log(
     "steady-state latencies (after every board connected and sent its backlog); *_all_p99 includes the connect phase\n" +
-      "boards  key       connect_s  hs_fail  conn_fail  msg/s    puback_p50/p99_ms  e2e_p50/p99_ms   puback/e2e_all_p99  lost  dups  emu_us/msg  emu_B/board  broker_us/msg",
+      "boards  threads  key       connect_s  hs_fail  conn_fail  msg/s    puback_p50/p99_ms  e2e_p50/p99_ms   puback/e2e_all_p99  lost  dups  emu_us/msg  emu_B/board  broker_us/msg",
   );
   for (const r of rows) {
     console.log(
       [
         String(r.boards).padEnd(7),
+        String(r.workers).padEnd(8),
         r.keyType.padEnd(9),
         String(r.connectS ?? "never").padEnd(10),
         String(r.handshakeFailures).padEnd(8),

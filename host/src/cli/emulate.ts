@@ -6,7 +6,7 @@ import { appendFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { stateDir } from "../state/state-dir";
 import { LiveView } from "../emulator/live-view";
-import { runEmulator, summaryLines, writeReport } from "../emulator/run";
+import { defaultWorkers, runEmulator, summaryLines, writeReport } from "../emulator/run";
 
 const argv = await yargs(hideBin(process.argv))
   .scriptName("npm run emulate --")
@@ -27,6 +27,10 @@ const argv = await yargs(hideBin(process.argv))
   .option("seed", { type: "string", default: "1", describe: "seed for physics, load profiles and faults: same seed, same readings" })
   .option("connect-rate", { type: "number", default: 500, describe: "new connections per second (reconnects included)" })
   .option("max-pending-connects", { type: "number", default: 256, describe: "connections in progress at once (TLS handshakes the broker has not finished)" })
+  .option("workers", {
+    type: "number",
+    describe: "worker threads running the boards (default: one per core from 1,000 boards, otherwise 1, this thread)",
+  })
   .option("report", { type: "string", describe: "write the summary (and fault log) as JSON here" })
   .option("verify", { type: "boolean", default: true, describe: "run the verifying subscriber, a read-only identity (--no-verify to skip)" })
   .option("key-type", { choices: ["rsa-2048", "p256"] as const, default: "rsa-2048" as const, describe: "key type for newly issued device certificates" })
@@ -47,6 +51,8 @@ const argv = await yargs(hideBin(process.argv))
     if (!(a.rate > 0 && a.rate <= 100)) throw new Error("--rate must be in (0, 100]");
     if (a.duration !== undefined && !(a.duration > 0)) throw new Error("--duration must be positive");
     if (!(a["connect-rate"] > 0)) throw new Error("--connect-rate must be positive");
+    if (a.workers !== undefined && !(Number.isInteger(a.workers) && a.workers >= 1 && a.workers <= 64))
+      throw new Error("--workers must be an integer from 1 to 64");
     return true;
   })
   .strict()
@@ -88,6 +94,7 @@ try {
     seed: argv.seed,
     connectRate: argv["connect-rate"],
     maxPendingConnects: argv["max-pending-connects"],
+    workers: argv.workers ?? defaultWorkers(argv.count),
     stateDir: state,
     verify: argv.verify,
     ...(argv.boot !== undefined ? { boot: argv.boot } : {}),

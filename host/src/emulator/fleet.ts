@@ -45,6 +45,11 @@ export interface FleetOptions {
   keepaliveS?: number;
   connectTimeoutMs?: number;
   onFault?: (e: FaultLogEntry) => void;
+  /**
+   * Run only every count-th board starting at index (a worker thread's share). Phases still come from the
+   * whole fleet's sequence, so a board samples at the same instants whichever thread runs it.
+   */
+  shard?: { index: number; count: number };
 }
 
 export interface FaultLogEntry {
@@ -64,7 +69,48 @@ const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;
 const TICK_MS = 5;
 
-export class Fleet {
+/** A device's totals at the end of a run. */
+export interface DeviceCount {
+  id: string;
+  published: number;
+  dropped: number;
+}
+
+/** What a run needs from a fleet, whether its boards live on this thread (Fleet) or on workers (ShardedFleet). */
+export interface FleetControl {
+  readonly stats: FleetStats;
+  readonly faultLog: readonly FaultLogEntry[];
+  readonly allConnectedAtS: number | undefined;
+  init(onProgress?: (done: number, total: number) => void): Promise<void>;
+  start(): void;
+  elapsedS(): number;
+  clockUntrusted(deviceId: string): boolean;
+  /** From now on PUBACK latencies also go to the steady-state histogram. */
+  markSteady(): void;
+  /** Resolves once no board samples any more (and, for workers, their last figures are in). */
+  stopSampling(): Promise<void>;
+  pendingMessages(): number;
+  drain(timeoutMs: number): Promise<number>;
+  shutdown(): Promise<void>;
+  deviceCounts(): Promise<DeviceCount[]>;
+}
+
+/** Which devices have a deliberately wrong clock, and when (their end-to-end latencies are not meaningful). */
+export class ClockSkewWindows {
+  readonly #faults: { fault: ResolvedFault; targets: Set<string> }[];
+
+  constructor(faults: readonly ResolvedFault[]) {
+    this.#faults = faults.filter((f) => f.type === "clock_skew").map((fault) => ({ fault, targets: new Set(fault.targets) }));
+  }
+
+  /** Whether the device's clock is off at run time t (seconds) or was within the minute before. */
+  untrusted(deviceId: string, t: number): boolean {
+    if (this.#faults.length === 0) return false;
+    return this.#faults.some(({ fault: f, targets }) => t >= f.at - 1 && t < f.end + 60 && targets.has(deviceId));
+  }
+}
+
+export class Fleet implements FleetControl {
   readonly boards: Board[] = [];
   readonly stats = new FleetStats();
   readonly faultLog: FaultLogEntry[] = [];
@@ -83,7 +129,7 @@ export class Fleet {
   readonly #offlineUntil = new Map<Board, number>();
   readonly #storm = new Set<Board>();
   readonly #pending = new Set<Board>();
-  readonly #clockFaults: { fault: ResolvedFault; targets: Set<string> }[];
+  readonly #clockSkew: ClockSkewWindows;
   startWallMs = 0;
   startPerf = 0;
   allConnectedAtS: number | undefined;
@@ -91,7 +137,7 @@ export class Fleet {
   constructor(o: FleetOptions) {
     this.#o = o;
     this.#jitter = new Prng(`${o.seed}/jitter`);
-    this.#clockFaults = (o.faults ?? []).filter((f) => f.type === "clock_skew").map((fault) => ({ fault, targets: new Set(fault.targets) }));
+    this.#clockSkew = new ClockSkewWindows(o.faults ?? []);
   }
 
   /** Reads the CA, builds the boards and loads their identities. Sampling and connecting start with start(). */
@@ -111,6 +157,7 @@ export class Fleet {
       maxInflight: Math.min(o.maxInflight ?? 16, MAX_INFLIGHT),
       outboxCapacity: o.outboxCapacity ?? 3600,
       connectTimeoutMs: o.connectTimeoutMs ?? 30_000,
+      readBuffer: Buffer.allocUnsafe(16 * 1024),
       payloadMode: (id): PayloadMode => {
         const enc = o.encryption;
         if (!enc) return PLAIN;
@@ -141,9 +188,12 @@ export class Fleet {
         byDevice.set(d, list);
       }
     }
+    const shard = o.shard ?? { index: 0, count: 1 };
     o.deviceIds.forEach((id, index) => {
+      const phase = phaseRng.next() / o.rateHz;
+      if (index % shard.count !== shard.index) return;
       const files = o.device(id);
-      const b = new Board({ id, index, seed: o.seed, certFile: files.cert, keyFile: files.key, env, phase: phaseRng.next() / o.rateHz });
+      const b = new Board({ id, index, seed: o.seed, certFile: files.cert, keyFile: files.key, env, phase });
       b.faults = byDevice.get(id) ?? [];
       this.boards.push(b);
       this.byId.set(id, b);
@@ -157,10 +207,14 @@ export class Fleet {
     }
   }
 
-  /** Starts the clock: boards sample from now on (offline ones fill their outbox) and connect at the paced rate. */
-  start(): void {
-    this.startWallMs = Date.now();
-    this.startPerf = performance.now();
+  /**
+   * Starts the clock: boards sample from now on (offline ones fill their outbox) and connect at the paced rate.
+   * Shards of one fleet pass the same wall-clock start so their timelines line up.
+   */
+  start(startWallMs?: number): void {
+    const now = Date.now();
+    this.startWallMs = startWallMs ?? now;
+    this.startPerf = performance.now() - (now - this.startWallMs);
     this.#lastPump = this.startPerf;
     for (const b of this.boards) {
       b.dueAt = this.startPerf + b.sampleTime(0) * 1000;
@@ -180,14 +234,21 @@ export class Fleet {
 
   /** Whether a device's clock is deliberately off now or was within the last minute (for latency accounting). */
   clockUntrusted(deviceId: string): boolean {
-    if (this.#clockFaults.length === 0) return false;
-    const t = this.elapsedS();
-    return this.#clockFaults.some(({ fault: f, targets }) => t >= f.at - 1 && t < f.end + 60 && targets.has(deviceId));
+    return this.#clockSkew.untrusted(deviceId, this.elapsedS());
+  }
+
+  markSteady(): void {
+    this.stats.steady = true;
+  }
+
+  deviceCounts(): Promise<DeviceCount[]> {
+    return Promise.resolve(this.boards.map((b) => ({ id: b.id, published: b.outbox.nextSeq, dropped: b.outbox.dropped })));
   }
 
   /** Stops sampling; boards keep their connections so their outboxes can drain. */
-  stopSampling(): void {
+  stopSampling(): Promise<void> {
     this.#sampling = false;
+    return Promise.resolve();
   }
 
   pendingMessages(): number {
@@ -323,7 +384,7 @@ export class Fleet {
       });
       if (Number.isFinite(f.end) && f.type !== "network_drop" && f.type !== "reconnect_storm") {
         at(f.end, () => {
-          for (const id of f.targets) this.#log(f, id, "end");
+          for (const id of f.targets) if (this.byId.has(id)) this.#log(f, id, "end");
         });
       }
     }

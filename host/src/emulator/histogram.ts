@@ -6,6 +6,14 @@ const BUCKETS_PER_DOUBLING = 24;
 const MIN_US = 1;
 const DOUBLINGS = 32;
 
+/** A histogram's contents, as posted between threads (structured-clone friendly). */
+export interface HistogramData {
+  counts: Float64Array;
+  n: number;
+  max: number;
+  sum: number;
+}
+
 export class Histogram {
   readonly #counts = new Float64Array(BUCKETS_PER_DOUBLING * DOUBLINGS + 1);
   #n = 0;
@@ -51,6 +59,21 @@ export class Histogram {
     return this.percentileUs(q) / 1000;
   }
 
+  /** Hands over what was recorded since the last take and starts empty. */
+  take(): HistogramData {
+    const d = { counts: this.#counts.slice(), n: this.#n, max: this.#max, sum: this.#sum };
+    this.reset();
+    return d;
+  }
+
+  /** Adds another histogram's samples (same bucket layout). */
+  merge(d: HistogramData): void {
+    if (d.n === 0) return;
+    for (let i = 0; i < this.#counts.length; i++) this.#counts[i]! += d.counts[i] ?? 0;
+    this.#n += d.n;
+    this.#sum += d.sum;
+    if (d.max > this.#max) this.#max = d.max;
+  }
 
   reset(): void {
     this.#counts.fill(0);

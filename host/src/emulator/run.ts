@@ -5,6 +5,7 @@
  */
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
+import { availableParallelism } from "node:os";
 import { ensureDevPki } from "../../../pki/src/index";
 import type { KeyType, PkiPaths } from "../../../pki/src/index";
 import { DeviceKeyCache, loadOrCreatePayloadMaster } from "../crypto/device-keys";
@@ -18,7 +19,8 @@ import { ensureFdLimit } from "./fd-limit";
 import { loadScenario, randomScenario, resolveScenario } from "./faults/scenario";
 import type { ResolvedFault, Scenario } from "./faults/scenario";
 import { Fleet, sleep } from "./fleet";
-import type { FaultLogEntry } from "./fleet";
+import type { FaultLogEntry, FleetControl, FleetOptions } from "./fleet";
+import { ShardedFleet } from "./shards/sharded-fleet";
 import type { LiveSnapshot } from "./live-view";
 import type { Histogram } from "./histogram";
 import { Verifier } from "./verifier";
@@ -39,6 +41,8 @@ export interface EmulatorOptions {
   seed: number | string;
   connectRate: number;
   maxPendingConnects?: number;
+  /** Worker threads for the boards; 1 (the default) runs them on this thread. */
+  workers?: number;
   stateDir: string;
   verify: boolean;
   boot?: number;
@@ -65,12 +69,14 @@ export interface EmulatorOptions {
   onLive?: (s: LiveSnapshot) => void;
   onFault?: (e: FaultLogEntry) => void;
   /** Test hooks: run against the fleet while it runs. */
-  onStarted?: (ctx: { fleet: Fleet; verifier: Verifier | undefined; brokerUrl: string }) => void | Promise<void>;
+  onStarted?: (ctx: { fleet: FleetControl; verifier: Verifier | undefined; brokerUrl: string }) => void | Promise<void>;
 }
 
 export interface EmulatorSummary {
   ok: boolean;
   boards: number;
+  /** Threads running the boards (1: the main thread). */
+  workers: number;
   rateHz: number;
   durationS: number;
   broker: string;
@@ -115,6 +121,14 @@ export interface EmulatorSummary {
   memory: { rssMiB: number; heapUsedMiB: number; bytesPerBoard: number };
   faults: { injected: number; log: FaultLogEntry[] };
   devices: { id: string; boot: number; published: number; dropped: number }[];
+}
+
+/**
+ * Below ~1,000 boards one thread keeps up with handshakes and 1 Hz telemetry; above, the TLS handshakes of a
+ * connect burst alone fill a core, so the boards are spread over one worker per core.
+ */
+export function defaultWorkers(count: number): number {
+  return count >= 1000 ? Math.min(availableParallelism(), 8) : 1;
 }
 
 export function deviceIds(count: number, prefix = "emu-"): string[] {
@@ -205,7 +219,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     scenario.faults.push(...randomScenario(o.seed, o.randomFaultsPerMin, o.durationS ?? 24 * 3600).faults);
   const faults: ResolvedFault[] = resolveScenario(scenario, ids, o.seed);
 
-  const fleet = new Fleet({
+  const fleetOptions: FleetOptions = {
     deviceIds: ids,
     rateHz: o.rateHz,
     seed: o.seed,
@@ -221,7 +235,9 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     ...(o.outboxCapacity ? { outboxCapacity: o.outboxCapacity } : {}),
     ...(o.maxInflight ? { maxInflight: o.maxInflight } : {}),
     ...(o.onFault ? { onFault: o.onFault } : {}),
-  });
+  };
+  const workers = Math.min(o.workers ?? 1, o.count);
+  const fleet: FleetControl = workers > 1 ? new ShardedFleet({ ...fleetOptions, workers }) : new Fleet(fleetOptions);
 
   let verifier: Verifier | undefined;
   const cleanup = async (): Promise<void> => {
@@ -275,7 +291,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
       recentFaults.push(`${e.type}@${e.device}`);
       if (recentFaults.length > 3) recentFaults.shift();
     };
-    const endAt = o.durationS === undefined ? Number.POSITIVE_INFINITY : fleet.startPerf + o.durationS * 1000;
+    const endAt = o.durationS === undefined ? Number.POSITIVE_INFINITY : performance.now() + o.durationS * 1000;
     let aborted = false;
     const onAbort = (): void => {
       aborted = true;
@@ -296,10 +312,11 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     };
     while (!aborted && !o.signal?.aborted && performance.now() < endAt) {
       await sleep(Math.min(250, Math.max(1, endAt - performance.now())));
+      if (fleet instanceof ShardedFleet && fleet.failure) throw fleet.failure;
       for (; seenFaults < fleet.faultLog.length; seenFaults++) faultListener(fleet.faultLog[seenFaults]!);
       if (!steady && fleet.allConnectedAtS !== undefined && fleet.pendingMessages() <= o.count * 2) {
         steady = { cpu: process.cpuUsage(), acked: fleet.stats.acked };
-        fleet.stats.steady = true;
+        fleet.markSteady();
         if (verifier) verifier.steady = true;
       }
       const now = performance.now();
@@ -349,7 +366,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
       }
     }
     o.signal?.removeEventListener("abort", onAbort);
-    fleet.stopSampling();
+    await fleet.stopSampling();
     const sampledS = fleet.elapsedS();
     const cpuEnd = process.cpuUsage();
     const ackedEnd = fleet.stats.acked;
@@ -357,7 +374,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
 
     log(`stopping: draining ${fleet.pendingMessages()} queued readings`);
     const unacked = await fleet.drain((o.drainTimeoutS ?? 30) * 1000);
-    const published = fleet.boards.reduce((n, b) => n + b.outbox.nextSeq, 0);
+    const devices = await fleet.deviceCounts();
+    const published = devices.reduce((n, d) => n + d.published, 0);
     const dropped = fleet.stats.outboxDropped;
     if (verifier) {
       // Everything acknowledged should reach the subscriber within moments; give a slow broker time.
@@ -370,11 +388,11 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     if (verifier) {
       const lostExamples: { device: string; missing: number }[] = [];
       let lost = 0;
-      for (const b of fleet.boards) {
-        const t = verifier.tallies.get(b.id);
-        const missing = t ? t.missingBelow(b.outbox.nextSeq) : b.outbox.nextSeq;
+      for (const d of devices) {
+        const t = verifier.tallies.get(d.id);
+        const missing = t ? t.missingBelow(d.published) : d.published;
         lost += missing;
-        if (missing > 0 && lostExamples.length < 20) lostExamples.push({ device: b.id, missing });
+        if (missing > 0 && lostExamples.length < 20) lostExamples.push({ device: d.id, missing });
       }
       verify = {
         received: verifier.received,
@@ -395,6 +413,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     const summary: EmulatorSummary = {
       ok: (verify ? verify.lost === 0 && verify.rejected === 0 : true) && unacked === 0 && dropped === 0,
       boards: o.count,
+      workers,
       rateHz: o.rateHz,
       durationS: round(sampledS, 1),
       broker: brokerUrl,
@@ -435,8 +454,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         heapUsedMiB: round(mem.heapUsed / 2 ** 20, 1),
         bytesPerBoard: Math.round((mem.rss - rssBefore) / o.count),
       },
-      faults: { injected: s.faultsInjected, log: fleet.faultLog },
-      devices: fleet.boards.map((b) => ({ id: b.id, boot, published: b.outbox.nextSeq, dropped: b.outbox.dropped })),
+      faults: { injected: s.faultsInjected, log: [...fleet.faultLog] },
+      devices: devices.map((d) => ({ id: d.id, boot, published: d.published, dropped: d.dropped })),
     };
     if (o.store) {
       storeWrite({
@@ -469,7 +488,7 @@ const ms = (x: number): string => (x < 1 ? "<1 ms" : `${x} ms`);
 export function summaryLines(s: EmulatorSummary): string[] {
   const v = s.verify;
   return [
-    `${s.ok ? "OK" : "FAILED"}: ${s.boards} boards, ${s.durationS} s at ${s.rateHz} Hz against ${s.embeddedBroker ? "the embedded broker" : s.broker}${s.encrypt ? ", encrypted" : ""}, seed ${s.seed}, boot ${s.boot}`,
+    `${s.ok ? "OK" : "FAILED"}: ${s.boards} boards${s.workers > 1 ? ` on ${s.workers} worker threads` : ""}, ${s.durationS} s at ${s.rateHz} Hz against ${s.embeddedBroker ? "the embedded broker" : s.broker}${s.encrypt ? ", encrypted" : ""}, seed ${s.seed}, boot ${s.boot}`,
     `  connect: all connected in ${s.connect.allConnectedS ?? "-"} s, latency p50 ${s.connect.latencyP50Ms} ms p99 ${s.connect.latencyP99Ms} ms, ` +
       `handshake failures ${s.connect.handshakeFailures}, connect failures ${s.connect.connectFailures}, reconnects ${s.connect.reconnects}`,
     `  messages: ${s.messages.readings} readings, ${s.messages.acked} acknowledged (${s.messages.ackedPerS}/s), ${s.messages.resends} resent, ` +

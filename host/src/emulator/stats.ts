@@ -1,5 +1,30 @@
 /** Counters the boards bump and the live view and report read. */
 import { Histogram } from "./histogram";
+import type { HistogramData } from "./histogram";
+
+const COUNTERS = [
+  "connected",
+  "connects",
+  "handshakeFailures",
+  "connectFailures",
+  "disconnects",
+  "readings",
+  "publishes",
+  "resends",
+  "acked",
+  "outboxDropped",
+  "faultsInjected",
+] as const;
+type Counter = (typeof COUNTERS)[number];
+
+/** One shard's figures as a worker thread posts them: counters so far, histogram samples since the last post. */
+export interface StatsSnapshot {
+  counters: Record<Counter, number>;
+  pubackLatency: HistogramData;
+  pubackSteady: HistogramData;
+  pubackWindow: HistogramData;
+  connectLatency: HistogramData;
+}
 
 export class FleetStats {
   connected = 0;
@@ -27,4 +52,26 @@ export class FleetStats {
   /** PUBACK latency since the live view last looked. */
   readonly pubackWindow = new Histogram();
   readonly connectLatency = new Histogram();
+
+  /** For a shard: the counters, and the histograms' samples since the last call (which empties them). */
+  takeSnapshot(): StatsSnapshot {
+    const counters = {} as Record<Counter, number>;
+    for (const k of COUNTERS) counters[k] = this[k];
+    return {
+      counters,
+      pubackLatency: this.pubackLatency.take(),
+      pubackSteady: this.pubackSteady.take(),
+      pubackWindow: this.pubackWindow.take(),
+      connectLatency: this.connectLatency.take(),
+    };
+  }
+
+  /** For the whole fleet: sets the counters to the shards' sums and merges their histogram samples. */
+  absorb(latest: readonly StatsSnapshot[], fresh: StatsSnapshot): void {
+    for (const k of COUNTERS) this[k] = latest.reduce((n, s) => n + s.counters[k], 0);
+    this.pubackLatency.merge(fresh.pubackLatency);
+    this.pubackSteady.merge(fresh.pubackSteady);
+    this.pubackWindow.merge(fresh.pubackWindow);
+    this.connectLatency.merge(fresh.connectLatency);
+  }
 }

@@ -1,5 +1,6 @@
 import type { Reading } from "../../../firmware/src/telemetry/reading";
-import type { Fleet } from "../../src/emulator/fleet";
+import { Fleet } from "../../src/emulator/fleet";
+import type { FleetControl } from "../../src/emulator/fleet";
 import type { EmulatorOptions, EmulatorSummary } from "../../src/emulator/run";
 import { runEmulator } from "../../src/emulator/run";
 import type { Verifier } from "../../src/emulator/verifier";
@@ -7,14 +8,15 @@ import type { Verifier } from "../../src/emulator/verifier";
 export interface RunResult {
   summary: EmulatorSummary;
   readings: Reading[];
+  /** Each board's sampling phase (boards on the test's thread only; empty with workers). */
   phases: Map<string, number>;
-  fleet: Fleet;
+  fleet: FleetControl;
   verifier: Verifier | undefined;
 }
 
 /** Runs the emulator with the verifier keeping every reading, and remembers each board's sampling phase. */
 export async function runAndCollect(o: Omit<EmulatorOptions, "verify" | "keepReadings">): Promise<RunResult> {
-  let fleet: Fleet | undefined;
+  let fleet: FleetControl | undefined;
   let verifier: Verifier | undefined;
   const summary = await runEmulator({
     ...o,
@@ -27,7 +29,7 @@ export async function runAndCollect(o: Omit<EmulatorOptions, "verify" | "keepRea
     },
   });
   const phases = new Map<string, number>();
-  for (const b of fleet!.boards) phases.set(b.id, b.phase);
+  if (fleet instanceof Fleet) for (const b of fleet.boards) phases.set(b.id, b.phase);
   return { summary, readings: verifier?.readings ?? [], phases, fleet: fleet!, verifier };
 }
 

@@ -24,8 +24,9 @@ afterAll(async () => {
 });
 
 describe("emulator against Mosquitto", () => {
-  it("connects N boards and delivers every reading exactly once, encrypted", async () => {
+  it.each([1, 2])("connects N boards and delivers every reading exactly once, encrypted (%i thread(s) of boards)", async (workers) => {
     const { summary, readings } = await runAndCollect({
+      workers,
       count: COUNT,
       rateHz: 4,
       durationS: 2.5,
@@ -37,6 +38,7 @@ describe("emulator against Mosquitto", () => {
       deviceKeyType: "p256",
     });
     expect(summary.embeddedBroker).toBe(false);
+    expect(summary.workers).toBe(workers);
     expect(summary.connect.connected).toBe(COUNT);
     expect(summary.connect.handshakeFailures + summary.connect.connectFailures).toBe(0);
     expect(summary.ok).toBe(true);

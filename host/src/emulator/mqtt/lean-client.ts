@@ -20,6 +20,11 @@ export interface LeanClientOptions {
   will?: { topic: string; payload: Buffer; qos: 0 | 1; retain: boolean };
   /** Abort a connection attempt (TCP + TLS + CONNACK) after this long. */
   connectTimeoutMs?: number;
+  /**
+   * Decrypted bytes land in this buffer, shared by every client of a thread, instead of a new Buffer per
+   * read pushed through a stream: a PUBLISH body passed to onPublish is then valid only during the call.
+   */
+  sharedReadBuffer?: Buffer;
 }
 
 export interface LeanClientHandlers {
@@ -51,6 +56,17 @@ export class LeanMqttClient {
       secureContext: o.secureContext,
       servername: isIP(o.host) ? undefined : o.host,
       rejectUnauthorized: true,
+      ...(o.sharedReadBuffer
+        ? {
+            onread: {
+              buffer: o.sharedReadBuffer,
+              callback: (n: number, buf: Uint8Array): boolean => {
+                this.#onData(Buffer.from(buf.buffer, buf.byteOffset, n));
+                return true;
+              },
+            },
+          }
+        : {}),
     });
     this.#socket = socket;
     socket.setNoDelay(true);
@@ -70,10 +86,7 @@ export class LeanMqttClient {
       });
       this.#write(connectPacket);
     });
-    socket.on("data", (chunk: Buffer) => {
-      this.lastReceivedAt = performance.now();
-      if (!this.#splitter.push(chunk, this.#onPacket)) this.#fail(new Error("malformed MQTT packet from broker"));
-    });
+    if (!o.sharedReadBuffer) socket.on("data", (chunk: Buffer) => this.#onData(chunk));
     socket.on("error", (err) => {
       this.#error ??= err;
     });
@@ -111,6 +124,11 @@ export class LeanMqttClient {
   destroy(reason?: Error): void {
     if (reason) this.#error ??= reason;
     this.#socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    this.lastReceivedAt = performance.now();
+    if (!this.#splitter.push(chunk, this.#onPacket)) this.#fail(new Error("malformed MQTT packet from broker"));
   }
 
   #write(buf: Buffer): void {
