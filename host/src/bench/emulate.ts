@@ -154,11 +154,21 @@ export async function run(argv: string[]): Promise<void> {
     .option("duration", { type: "number", default: 60, describe: "seconds of sampling per run" })
     .option("rate", { type: "number", default: 1, describe: "messages per second per board" })
     .option("connect-rate", { type: "number", default: 2000, describe: "connections per second the emulator may open" })
-    .option("workers", { type: "number", describe: "emulator worker threads (default: the emulator's own choice for each count)" })
+    .option("workers", {
+      type: "string",
+      default: "auto",
+      describe: "emulator threads for the boards, a comma-separated list to compare (auto: the emulator's default for each count)",
+    })
     .strict()
     .help()
     .parseAsync();
   const counts = a.counts.split(",").map((x) => Number(x.trim()));
+  const workerChoices = a.workers.split(",").map((x) => x.trim());
+  if (workerChoices.some((w) => w !== "auto" && !(Number.isInteger(Number(w)) && Number(w) >= 1)))
+    throw new Error("--workers must be auto or positive integers, comma-separated");
+  const threadsFor = (count: number): number[] => [
+    ...new Set(workerChoices.map((w) => (w === "auto" ? defaultWorkers(count) : Number(w)))),
+  ];
   if (counts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error("--counts must be positive integers, comma-separated");
   const log = (s: string): void => console.error(s);
   ensureFdLimit(Math.max(...counts, a["rsa-count"]) + 200);
@@ -170,14 +180,16 @@ export async function run(argv: string[]): Promise<void> {
     await mkdir(state, { recursive: true });
     log(`PKI (RSA-2048, ${a["rsa-count"]} devices) in ${state} …`);
     const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(a["rsa-count"]), services: ["monitor"], deviceKeyType: "rsa-2048", onProgress: progress(log) });
-    rows.push(await one({ count: a["rsa-count"], keyType: "rsa-2048", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers: a.workers ?? defaultWorkers(a["rsa-count"]), log }));
+    for (const workers of threadsFor(a["rsa-count"]))
+      rows.push(await one({ count: a["rsa-count"], keyType: "rsa-2048", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers, log }));
   }
   const state = join(base, "p256");
   await mkdir(state, { recursive: true });
   log(`PKI (P-256, ${Math.max(...counts)} devices) in ${state} …`);
   const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(Math.max(...counts)), services: ["monitor"], deviceKeyType: "p256", onProgress: progress(log) });
   for (const count of counts) {
-    rows.push(await one({ count, keyType: "p256", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers: a.workers ?? defaultWorkers(count), log }));
+    for (const workers of threadsFor(count))
+      rows.push(await one({ count, keyType: "p256", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers, log }));
   }
 
   console.log(`\nemulator vs mosquitto ${a.rate} msg/s/board, ${a.duration} s each, mTLS, QoS 1 (load average at end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);

@@ -225,7 +225,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     seed: o.seed,
     host: target.host,
     port: target.port,
-    caFile: pki.caBundle,
+    // Like the firmware (provisioned with the root certificate only): the broker sends its issuing CA along.
+    caFile: pki.root,
     device: (id) => pki.device(id),
     boot,
     ...(master ? { encryption: { keyId, master } } : {}),
