@@ -455,7 +455,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         heapUsedMiB: round(mem.heapUsed / 2 ** 20, 1),
         bytesPerBoard: Math.round((mem.rss - rssBefore) / o.count),
       },
-      faults: { injected: s.faultsInjected, log: [...fleet.faultLog] },
+      // Workers report their faults in batches: put the log back in time order.
+      faults: { injected: s.faultsInjected, log: [...fleet.faultLog].sort((a, b) => a.elapsedS - b.elapsedS) },
       devices: devices.map((d) => ({ id: d.id, boot, published: d.published, dropped: d.dropped })),
     };
     if (o.store) {
