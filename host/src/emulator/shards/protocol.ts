@@ -2,31 +2,15 @@
  * Messages between the emulator's main thread and the worker threads that run shards of the fleet. Everything
  * here survives structured cloning (no functions, no class instances).
  */
-import type { ResolvedFault } from "../faults/scenario";
-import type { DeviceCount, FaultLogEntry, IdentityFiles } from "../fleet";
+import type { DeviceCount, FaultLogEntry, FleetOptions, IdentityFiles } from "../fleet";
 import type { StatsSnapshot } from "../stats";
 
+/** What a worker needs to build its Fleet: the fleet's options without the callbacks, and its share. */
 export interface ShardSetup {
-  /** The whole fleet, in order: phases are drawn along it. */
-  deviceIds: string[];
+  fleet: Omit<FleetOptions, "device" | "onFault" | "shard">;
   shard: { index: number; count: number };
   /** Certificate and key files of this shard's devices. */
   files: Record<string, IdentityFiles>;
-  rateHz: number;
-  seed: number | string;
-  host: string;
-  port: number;
-  caFile: string;
-  boot: number;
-  fw?: string;
-  encryption?: { keyId: number; master: Uint8Array };
-  faults: ResolvedFault[];
-  connectRate: number;
-  maxPendingConnects?: number;
-  maxInflight?: number;
-  outboxCapacity?: number;
-  keepaliveS?: number;
-  connectTimeoutMs?: number;
   /** Milliseconds between the shard's progress posts. */
   reportEveryMs: number;
 }

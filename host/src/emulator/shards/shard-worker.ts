@@ -11,28 +11,13 @@ const port = parentPort!;
 const post = (m: FromShard): void => port.postMessage(m);
 
 const fleet = new Fleet({
-  deviceIds: setup.deviceIds,
+  ...setup.fleet,
   shard: setup.shard,
-  rateHz: setup.rateHz,
-  seed: setup.seed,
-  host: setup.host,
-  port: setup.port,
-  caFile: setup.caFile,
   device: (id) => {
     const f = setup.files[id];
     if (!f) throw new Error(`no identity files for ${id} in shard ${setup.shard.index}`);
     return f;
   },
-  boot: setup.boot,
-  faults: setup.faults,
-  connectRate: setup.connectRate,
-  ...(setup.fw ? { fw: setup.fw } : {}),
-  ...(setup.encryption ? { encryption: setup.encryption } : {}),
-  ...(setup.maxPendingConnects ? { maxPendingConnects: setup.maxPendingConnects } : {}),
-  ...(setup.maxInflight ? { maxInflight: setup.maxInflight } : {}),
-  ...(setup.outboxCapacity ? { outboxCapacity: setup.outboxCapacity } : {}),
-  ...(setup.keepaliveS ? { keepaliveS: setup.keepaliveS } : {}),
-  ...(setup.connectTimeoutMs ? { connectTimeoutMs: setup.connectTimeoutMs } : {}),
 });
 
 let reported = 0;

@@ -22,10 +22,12 @@ interface Shard {
 
 const REPORT_EVERY_MS = 200;
 
+export type ShardedFleetOptions = FleetOptions & { workers: number };
+
 export class ShardedFleet implements FleetControl {
   readonly stats = new FleetStats();
   readonly faultLog: FaultLogEntry[] = [];
-  readonly #o: FleetOptions;
+  readonly #o: ShardedFleetOptions;
   readonly #count: number;
   readonly #shards: Shard[] = [];
   readonly #clockSkew: ClockSkewWindows;
@@ -34,7 +36,7 @@ export class ShardedFleet implements FleetControl {
   #closing = false;
   #onFailure: ((err: Error) => void)[] = [];
 
-  constructor(o: FleetOptions & { workers: number }) {
+  constructor(o: ShardedFleetOptions) {
     if (!Number.isInteger(o.workers) || o.workers < 2) throw new Error("a sharded fleet needs at least 2 workers");
     this.#o = o;
     this.#count = Math.min(o.workers, o.deviceIds.length);
@@ -63,27 +65,17 @@ export class ShardedFleet implements FleetControl {
       o.deviceIds.forEach((id, i) => {
         if (i % n === index) files[id] = o.device(id);
       });
+      const { device: _device, onFault: _onFault, shard: _shard, workers: _workers, ...serialisable } = o;
       const setup: ShardSetup = {
-        deviceIds: [...o.deviceIds],
+        fleet: {
+          ...serialisable,
+          // The fleet's pacing is shared out, so the broker sees the same connection rate whatever the split.
+          connectRate: o.connectRate / n,
+          maxPendingConnects: Math.max(1, Math.ceil((o.maxPendingConnects ?? 256) / n)),
+        },
         shard: { index, count: n },
         files,
-        rateHz: o.rateHz,
-        seed: o.seed,
-        host: o.host,
-        port: o.port,
-        caFile: o.caFile,
-        boot: o.boot,
-        faults: [...(o.faults ?? [])],
-        // The fleet's pacing is shared out, so the broker sees the same connection rate whatever the split.
-        connectRate: o.connectRate / n,
-        maxPendingConnects: Math.max(1, Math.ceil((o.maxPendingConnects ?? 256) / n)),
         reportEveryMs: REPORT_EVERY_MS,
-        ...(o.fw ? { fw: o.fw } : {}),
-        ...(o.encryption ? { encryption: o.encryption } : {}),
-        ...(o.maxInflight ? { maxInflight: o.maxInflight } : {}),
-        ...(o.outboxCapacity ? { outboxCapacity: o.outboxCapacity } : {}),
-        ...(o.keepaliveS ? { keepaliveS: o.keepaliveS } : {}),
-        ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
       };
       const worker = new Worker(new URL("./shard-worker.mjs", import.meta.url), { workerData: setup });
       const shard: Shard = { worker, latest: undefined, pending: 0, allConnectedAtS: undefined, loaded: 0, waiting: new Map() };
