@@ -81,6 +81,8 @@ export interface FleetControl {
   readonly stats: FleetStats;
   readonly faultLog: readonly FaultLogEntry[];
   readonly allConnectedAtS: number | undefined;
+  /** Set when the fleet cannot go on (a worker thread died): the run stops and reports it. */
+  readonly failure: Error | undefined;
   init(onProgress?: (done: number, total: number) => void): Promise<void>;
   start(): void;
   elapsedS(): number;
@@ -133,6 +135,8 @@ export class Fleet implements FleetControl {
   startWallMs = 0;
   startPerf = 0;
   allConnectedAtS: number | undefined;
+  /** A fleet on this thread fails by throwing; it never sets this. */
+  readonly failure: Error | undefined = undefined;
 
   constructor(o: FleetOptions) {
     this.#o = o;

@@ -313,7 +313,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     };
     while (!aborted && !o.signal?.aborted && performance.now() < endAt) {
       await sleep(Math.min(250, Math.max(1, endAt - performance.now())));
-      if (fleet instanceof ShardedFleet && fleet.failure) throw fleet.failure;
+      if (fleet.failure) throw fleet.failure;
       for (; seenFaults < fleet.faultLog.length; seenFaults++) faultListener(fleet.faultLog[seenFaults]!);
       if (!steady && fleet.allConnectedAtS !== undefined && fleet.pendingMessages() <= o.count * 2) {
         steady = { cpu: process.cpuUsage(), acked: fleet.stats.acked };

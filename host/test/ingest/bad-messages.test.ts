@@ -22,6 +22,7 @@ import {
   waitForStoredCount,
   waitUntil,
   type TestStack,
+  stopStack,
 } from "./helpers/stack";
 
 const BOARDS = 10;
@@ -34,9 +35,7 @@ let fleet: TestFleet | undefined;
 let ingest: IngestService | undefined;
 
 afterEach(async () => {
-  await ingest?.stop(2000);
-  await fleet?.end();
-  await stack?.cleanup();
+  await stopStack({ ingest, fleet, stack });
   ingest = fleet = stack = undefined;
 });
 

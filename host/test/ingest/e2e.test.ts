@@ -15,6 +15,7 @@ import {
   startTestStack,
   waitForStoredCount,
   type TestStack,
+  stopStack,
 } from "./helpers/stack";
 
 const BOARDS = 300;
@@ -25,9 +26,7 @@ let fleet: TestFleet | undefined;
 let ingest: IngestService | undefined;
 
 afterEach(async () => {
-  await ingest?.stop(2000);
-  await fleet?.end();
-  await stack?.cleanup();
+  await stopStack({ ingest, fleet, stack });
   ingest = fleet = stack = undefined;
 });
 

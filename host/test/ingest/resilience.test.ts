@@ -18,6 +18,7 @@ import {
   waitForStoredCount,
   type SpawnedIngest,
   type TestStack,
+  stopStack,
 } from "./helpers/stack";
 
 const BOARDS = 100;
@@ -29,9 +30,7 @@ const spawned: SpawnedIngest[] = [];
 
 afterEach(async () => {
   for (const p of spawned.splice(0)) await stopSpawned(p, "SIGKILL");
-  await ingest?.stop(2000);
-  await fleet?.end();
-  await stack?.cleanup();
+  await stopStack({ ingest, fleet, stack });
   ingest = fleet = stack = undefined;
 });
 

@@ -17,7 +17,7 @@ interface Shard {
   allConnectedAtS: number | undefined;
   loaded: number;
   /** Replies the main thread is waiting for, by message type. */
-  waiting: Map<FromShard["type"], (m: FromShard) => void>;
+  waiting: Map<FromShard["type"], { resolve: (m: FromShard) => void; reject: (err: Error) => void }>;
 }
 
 const REPORT_EVERY_MS = 200;
@@ -34,7 +34,6 @@ export class ShardedFleet implements FleetControl {
   #startWallMs = 0;
   #failure: Error | undefined;
   #closing = false;
-  #onFailure: ((err: Error) => void)[] = [];
 
   constructor(o: ShardedFleetOptions) {
     if (!Number.isInteger(o.workers) || o.workers < 2) throw new Error("a sharded fleet needs at least 2 workers");
@@ -43,7 +42,6 @@ export class ShardedFleet implements FleetControl {
     this.#clockSkew = new ClockSkewWindows(o.faults ?? []);
   }
 
-  /** Set when a worker failed: the run must stop and report it. */
   get failure(): Error | undefined {
     return this.#failure;
   }
@@ -168,7 +166,7 @@ export class ShardedFleet implements FleetControl {
     const waiter = shard.waiting.get(m.type);
     if (waiter) {
       shard.waiting.delete(m.type);
-      waiter(m);
+      waiter.resolve(m);
     }
   }
 
@@ -185,15 +183,16 @@ export class ShardedFleet implements FleetControl {
   #await(s: Shard, reply: FromShard["type"]): Promise<FromShard> {
     return new Promise((resolve, reject) => {
       if (this.#failure) return reject(this.#failure);
-      s.waiting.set(reply, resolve);
-      this.#onFailure.push(reject);
+      s.waiting.set(reply, { resolve, reject });
     });
   }
 
   #fail(err: Error): void {
     if (this.#failure) return;
     this.#failure = err;
-    for (const reject of this.#onFailure) reject(err);
-    this.#onFailure = [];
+    for (const s of this.#shards) {
+      for (const w of s.waiting.values()) w.reject(err);
+      s.waiting.clear();
+    }
   }
 }

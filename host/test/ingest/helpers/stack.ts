@@ -33,6 +33,20 @@ export interface TestStack {
   cleanup(): Promise<void>;
 }
 
+/**
+ * Stops what a test started, in the order that loses nothing: the ingest first (it acknowledges what the
+ * store accepted and lets go of its session), then the boards, then the broker and the store.
+ */
+export async function stopStack(parts: {
+  ingest?: IngestService | undefined;
+  fleet?: TestFleet | undefined;
+  stack?: TestStack | undefined;
+}): Promise<void> {
+  await parts.ingest?.stop(2000);
+  await parts.fleet?.end();
+  await parts.stack?.cleanup();
+}
+
 export const boardIds = (n: number, prefix = "el"): string[] =>
   Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
 
