@@ -20,6 +20,7 @@ import {
   DEFAULT_BROKER_HOSTS,
 } from "./identities";
 import { exportDeviceBundle, writeDeviceBundle } from "./bundle";
+import { brokerPins, ensureNextBrokerKey, rotateBrokerKey } from "./broker-key";
 import { inspect, listIdentities } from "./inventory";
 import { KEY_TYPES, isKeyType } from "./keys";
 import { REVOCATION_REASONS, type IdentityKind } from "./database";
@@ -31,6 +32,7 @@ interface Common {
 }
 
 const out = (line: string): void => void process.stdout.write(`${line}\n`);
+const b64 = (bytes: Uint8Array): string => Buffer.from(bytes).toString("base64");
 
 /** A progress line on stderr: rewritten in place on a terminal, every 10 % otherwise (CI logs). */
 function progress(label: string): Progress {
@@ -177,18 +179,48 @@ export async function main(argv: string[]): Promise<void> {
           .option("force", {
             type: "boolean",
             default: false,
-            describe: "replace the existing broker key and certificate",
-          }),
+            describe: "replace the existing broker key and certificate (with --next: the next key)",
+          })
+          .option("next", {
+            type: "boolean",
+            describe: "only make the broker's next key ahead of time (its pin goes to boards at provisioning)",
+          })
+          .option("rotate", {
+            type: "boolean",
+            describe: "move the broker to its next key (new certificate, same names) and make a new next key",
+          })
+          .conflicts("next", "rotate"),
       async (a) => {
+        const hostGiven = process.argv.some((arg) => arg === "--host" || arg.startsWith("--host="));
+        if (a.next) {
+          const r = await ensureNextBrokerKey(a.stateDir, { force: a.force });
+          out(
+            `pki: ${r.created ? "made" : "kept"} the next broker key, pin-sha256 ${b64(r.pin)}${r.created && a.force ? " (boards provisioned with the old next pin must be re-provisioned before a rotation)" : ""}`,
+          );
+          return;
+        }
+        if (a.rotate) {
+          const r = await rotateBrokerKey({
+            stateDir: a.stateDir,
+            hosts: hostGiven ? a.host.map(String) : undefined,
+            days: positiveDays(a.days),
+          });
+          out(`pki: broker certificate ${r.serial} for the former next key, valid until ${r.notAfter.toISOString()}: ${r.paths.cert}`);
+          out(`pki: pins now current ${b64(r.pins.current)}, next ${r.pins.next ? b64(r.pins.next) : "none"}`);
+          out("pki: restart the broker to serve the new key (npm run broker -- restart); boards provisioned with the old next pin accept it");
+          return;
+        }
         const r = await issueBroker({
           stateDir: a.stateDir,
           hosts: a.host.map(String),
           days: positiveDays(a.days),
           force: a.force,
         });
+        const next = await ensureNextBrokerKey(a.stateDir);
         out(
           `pki: broker certificate ${r.serial} for ${a.host.join(", ")} valid until ${r.notAfter.toISOString()}: ${r.paths.cert}`,
         );
+        out(`pki: next broker key pin-sha256 ${b64(next.pin)} (provisioned with the current pin, so the key can rotate later)`);
       },
     )
     .command(
@@ -353,6 +385,16 @@ export async function main(argv: string[]): Promise<void> {
         out(
           `pki: bundle for "${bundle.deviceId}" (certificate ${bundle.serial}, valid until ${bundle.notAfter.toISOString()}) in ${dir}`,
         );
+      },
+    )
+    .command(
+      "pins",
+      "print the broker's key pins (pin-sha256, base64) that provisioning writes into every board",
+      (y) => y,
+      async (a) => {
+        const p = await brokerPins(a.stateDir);
+        out(`current ${b64(p.current)}`);
+        out(`next    ${p.next ? b64(p.next) : "none (npm run pki -- broker --next)"}`);
       },
     )
     .command(

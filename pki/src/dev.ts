@@ -13,6 +13,7 @@ import {
 import type { Progress } from "./keygen";
 import { pkiPaths, type KeyType, type PkiPaths } from "./paths";
 import { exists, readText } from "./store";
+import { ensureNextBrokerKey } from "./broker-key";
 
 export interface EnsureDevPkiOptions {
   stateDir: string;
@@ -44,6 +45,11 @@ export async function ensureDevPki(o: EnsureDevPkiOptions): Promise<PkiPaths> {
       issueBroker({ stateDir: o.stateDir, hosts: o.brokerHosts ?? [...DEFAULT_BROKER_HOSTS] }),
     );
   }
+  // Boards carry the next key's pin too, so the broker can rotate its key without a visit.
+  await ensureNextBrokerKey(o.stateDir).catch((err: unknown) => {
+    // Two runs at once: the other one made it.
+    if (!(err instanceof PkiError && err.code === "exists")) throw err;
+  });
   for (const name of o.services ?? [...DEFAULT_SERVICES]) {
     if (!(await exists(paths.service(name).cert)))
       await ignoreExists(issueService({ stateDir: o.stateDir, name }));

@@ -108,7 +108,9 @@ export interface IssuedIdentity {
 }
 
 /** Broker certificate: RSA-2048 so the firmware's ECDHE_RSA suite and Node's TLS 1.3 both work; serverAuth; SANs for every host. */
-export async function issueBroker(o: IssueCommon & { hosts?: readonly string[] }): Promise<IssuedIdentity> {
+export async function issueBroker(
+  o: IssueCommon & { hosts?: readonly string[]; key?: KeyMaterial },
+): Promise<IssuedIdentity> {
   const hosts = [...(o.hosts ?? DEFAULT_BROKER_HOSTS)];
   if (hosts.length === 0)
     throw new PkiError("bad_input", "the broker needs at least one host name or IP address");
@@ -125,7 +127,7 @@ export async function issueBroker(o: IssueCommon & { hosts?: readonly string[] }
       );
     }
     const now = o.now ?? new Date();
-    const key = await generateKey("rsa-2048");
+    const key = o.key ?? (await generateKey("rsa-2048"));
     const cert = await signCertificate(
       {
         kind: "broker",

@@ -17,6 +17,15 @@ export {
   type IssueDevicesResult,
   type IssuedIdentity,
 } from "./identities";
+export {
+  brokerPins,
+  provisionedBrokerPins,
+  ensureNextBrokerKey,
+  rotateBrokerKey,
+  nextBrokerKeyPath,
+  spkiPin,
+  type BrokerPins,
+} from "./broker-key";
 export { exportDeviceBundle, writeDeviceBundle, type DeviceBundle } from "./bundle";
 export {
   listIdentities,

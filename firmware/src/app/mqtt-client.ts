@@ -43,6 +43,8 @@ export interface MqttTlsOptions {
   certDer: ArrayBuffer;
   /** PKCS#8 RSA private key. Secret. */
   keyDer: ArrayBuffer;
+  /** pin-sha256 of the broker keys this board accepts (32 bytes each); see src/tls/broker-trust. */
+  brokerPins: ArrayBuffer[];
 }
 
 export interface MqttConnectOptions {
@@ -59,7 +61,11 @@ export interface MqttConnectOptions {
   /** Bytes that can be written now (overhead already subtracted). */
   onWritable(count: number): void;
   onReadable(count: number): void;
-  onError(): void;
+  /**
+   * The connection failed or ended. `tlsFailure` says why when the TLS handshake refused the server (a
+   * broker pin or certificate check) or failed: a normal failed connection, retried like any other.
+   */
+  onError(tlsFailure?: string): void;
 }
 
 export interface MqttClient {

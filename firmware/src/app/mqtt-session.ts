@@ -51,6 +51,8 @@ export interface SessionCounters {
   published: number;
   republished: number;
   acked: number;
+  /** Connections that ended in the TLS handshake: a refused broker (pin, chain) or a failed handshake. */
+  tlsFailures: number;
 }
 
 export default class MqttSession {
@@ -64,7 +66,14 @@ export default class MqttSession {
   #connectTimer: TimerHandle | undefined;
   #retryTimer: TimerHandle | undefined;
   readonly #inflightIds = new Map<number, number>();
-  readonly #counters: SessionCounters = { connects: 0, connectionsLost: 0, published: 0, republished: 0, acked: 0 };
+  readonly #counters: SessionCounters = {
+    connects: 0,
+    connectionsLost: 0,
+    published: 0,
+    republished: 0,
+    acked: 0,
+    tlsFailures: 0,
+  };
   readonly #topicBytes = new Map<string, number>();
 
   constructor(options: MqttSessionOptions) {
@@ -133,8 +142,14 @@ export default class MqttSession {
           // Nothing is subscribed; drain whatever arrives so the client's parser moves on.
           if (current()) this.#client?.read(count);
         },
-        onError: () => {
-          if (current()) this.#lost("connection failed or lost");
+        onError: (tlsFailure) => {
+          if (!current()) return;
+          if (tlsFailure === undefined) {
+            this.#lost("connection failed or lost");
+            return;
+          }
+          this.#counters.tlsFailures++;
+          this.#lost(`TLS: ${tlsFailure}`);
         },
       });
     } catch (e) {

@@ -4,7 +4,7 @@
 // of start(), because an exception at boot on the board is a reset and a reset loop.
 import type { Aead } from "../envelope/aead";
 import { PROV_NAMESPACE, parseIdentity } from "../identity/nvs-layout";
-import type { DeviceIdentity, IdentityError } from "../identity/nvs-layout";
+import type { DeviceIdentity, IdentityError, TlsIdentity } from "../identity/nvs-layout";
 import { Outbox } from "../outbox/outbox";
 import type { PayloadMode } from "../payload/telemetry-message";
 import { statusTopic } from "../telemetry/topics";
@@ -102,7 +102,7 @@ export default class TelemetryApp {
     return (
       `stats: boot ${this.#boot} next seq ${outbox.nextSeq}, queued ${outbox.size} (${outbox.inflight} in flight), ` +
       `published ${c.published} (${c.republished} resent), acked ${c.acked}, dropped ${outbox.dropped}, ` +
-      `connects ${c.connects}, lost ${c.connectionsLost}, mqtt ${session.state}`
+      `connects ${c.connects}, lost ${c.connectionsLost}, tls refused ${c.tlsFailures}, mqtt ${session.state}`
     );
   }
 
@@ -240,8 +240,13 @@ function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return bytes.slice().buffer as ArrayBuffer;
 }
 
-function tlsBuffers(tls: { caDer: Uint8Array; certDer: Uint8Array; keyDer: Uint8Array }): MqttTlsOptions {
-  return { caDer: toArrayBuffer(tls.caDer), certDer: toArrayBuffer(tls.certDer), keyDer: toArrayBuffer(tls.keyDer) };
+function tlsBuffers(tls: TlsIdentity): MqttTlsOptions {
+  return {
+    caDer: toArrayBuffer(tls.caDer),
+    certDer: toArrayBuffer(tls.certDer),
+    keyDer: toArrayBuffer(tls.keyDer),
+    brokerPins: tls.brokerPins.map(toArrayBuffer),
+  };
 }
 
 function json(value: unknown): ArrayBuffer {

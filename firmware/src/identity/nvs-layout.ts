@@ -9,6 +9,7 @@
  * order and returns a u8 as a *boolean*. So u8 is used only for flags; every number (key id included) is i32.
  */
 import { isValidDeviceId, MAX_BOOT } from "../telemetry/reading";
+import { MAX_PINS, PIN_BYTES, splitPins } from "../tls/broker-trust";
 import { encodeUtf8 } from "../util/utf8";
 
 /** The NVS namespace (Moddable `Preference` domain) holding the identity. */
@@ -50,6 +51,7 @@ export const PROV_KEYS = {
   caDer: { key: "ca_der", type: "blob", required: "tls", secret: false, description: "CA certificate the broker's chain is checked against (the fleet root), DER" },
   certDer: { key: "cert_der", type: "blob", required: "tls", secret: false, description: "client certificate, DER" },
   keyDer: { key: "key_der", type: "blob", required: "tls", secret: true, description: "client RSA private key, PKCS#8 DER" },
+  brokerPins: { key: "broker_pins", type: "blob", required: "tls", secret: false, description: "pin-sha256 of the broker's current and next public keys, 32 bytes each, concatenated" },
   keyId: { key: "key_id", type: "i32", required: "encrypt", secret: false, description: "payload key id, 0..255 (envelope byte)" },
   payloadKey: { key: "payload_key", type: "blob", required: "encrypt", secret: true, description: "32-byte AES-256-GCM payload key" },
   wifiSsid: { key: "wifi_ssid", type: "string", required: "optional", secret: false, description: "Wi-Fi network name" },
@@ -73,6 +75,8 @@ export interface TlsIdentity {
   certDer: Uint8Array;
   /** PKCS#8 DER: the only client-key form Moddable's TLS accepts. Secret. */
   keyDer: Uint8Array;
+  /** SHA-256 of the broker's SubjectPublicKeyInfo: current key first, then the next one. */
+  brokerPins: Uint8Array[];
 }
 
 export interface PayloadKeyIdentity {
@@ -170,12 +174,15 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
   const caDer = r.blob(PROV_KEYS.caDer, secure === true);
   const certDer = r.blob(PROV_KEYS.certDer, secure === true);
   const keyDer = r.blob(PROV_KEYS.keyDer, secure === true);
-  if (secure === true && caDer && certDer && keyDer) {
+  const pinBlob = r.blob(PROV_KEYS.brokerPins, secure === true);
+  const brokerPins = pinBlob ? splitPins(pinBlob) : null;
+  if (pinBlob && !brokerPins) r.invalid(PROV_KEYS.brokerPins, `must be 1..${MAX_PINS} pins of ${PIN_BYTES} bytes, is ${pinBlob.length} bytes`);
+  if (secure === true && caDer && certDer && keyDer && brokerPins) {
     for (const [spec, der] of [[PROV_KEYS.caDer, caDer], [PROV_KEYS.certDer, certDer], [PROV_KEYS.keyDer, keyDer]] as const) {
       // Every DER object here is a SEQUENCE; anything else is a truncated or mis-typed value.
       if (der.length < 2 || der[0] !== 0x30) r.invalid(spec, "is not a DER SEQUENCE");
     }
-    tls = { caDer, certDer, keyDer };
+    tls = { caDer, certDer, keyDer, brokerPins };
   }
 
   let payload: PayloadKeyIdentity | null = null;
@@ -243,6 +250,7 @@ export function identityToEntries(id: DeviceIdentity, boot?: number): ProvEntry[
     out.push({ key: PROV_KEYS.caDer.key, type: "blob", value: id.tls.caDer });
     out.push({ key: PROV_KEYS.certDer.key, type: "blob", value: id.tls.certDer });
     out.push({ key: PROV_KEYS.keyDer.key, type: "blob", value: id.tls.keyDer });
+    out.push({ key: PROV_KEYS.brokerPins.key, type: "blob", value: joinPins(id.tls.brokerPins) });
   }
   if (id.wifi) {
     out.push({ key: PROV_KEYS.wifiSsid.key, type: "string", value: id.wifi.ssid });
@@ -270,6 +278,12 @@ export function wifiPskProblem(psk: string): string | null {
   if (/^[0-9A-Fa-f]{64}$/.test(psk)) return null;
   if (psk.length < 8 || psk.length > 63) return "must be 8..63 characters or 64 hex digits";
   return null;
+}
+
+function joinPins(pins: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(pins.length * PIN_BYTES);
+  pins.forEach((pin, i) => out.set(pin, i * PIN_BYTES));
+  return out;
 }
 
 function utf8Length(s: string): number {

@@ -1,7 +1,9 @@
 // Builds ECMA-419 MQTT clients (Moddable's embedded:network/mqtt/client) over TCP, or over Moddable's
-// TLS socket for mutual TLS: TLS 1.2, the broker CA and our certificate and PKCS#8 RSA key, all DER.
+// TLS socket for mutual TLS: TLS 1.2, the broker CA and our certificate and PKCS#8 RSA key, all DER, and
+// the broker's key pins, which reach firmware/tls/certificate-manager through the TLS session's options.
 // The I/O classes are handed in by main.ts so this module imports nothing from the SDK.
 import type { MqttClient, MqttConnectOptions } from "../app/mqtt-client";
+import { guardedTcp } from "./guarded-tcp";
 
 export interface Ecma419MqttClient {
   write(data: ArrayBuffer, options: object): number;
@@ -35,15 +37,18 @@ export default class ModdableMqttFactory {
 
   create(c: MqttConnectOptions): MqttClient {
     const o = this.#o;
+    // The first reason the TLS handshake threw, if it did: reported with the client's onError.
+    let tlsFailure: string | undefined;
     const socket = c.tls
       ? {
           io: o.TLSSocket,
-          TCP: { io: o.TCP },
+          TCP: { io: guardedTcp(o.TCP, (reason) => (tlsFailure ??= reason)) },
           secure: {
             protocolVersion: TLS_1_2,
             certificate: c.tls.caDer,
             clientCertificates: [c.tls.certDer],
             clientKey: c.tls.keyDer,
+            brokerPins: c.tls.brokerPins,
           },
         }
       : { io: o.TCP };
@@ -59,7 +64,7 @@ export default class ModdableMqttFactory {
       onControl: (message: { operation: number; id?: number; returnCode?: number }) => c.onControl(message),
       onWritable: (count: number) => c.onWritable(count),
       onReadable: (count: number) => c.onReadable(count),
-      onError: () => c.onError(),
+      onError: () => c.onError(tlsFailure),
     });
   }
 }

@@ -26,7 +26,7 @@ export function testIdentity(overrides: Partial<DeviceIdentity> = {}): DeviceIde
     brokerHost: "broker.test",
     port: 8883,
     intervalMs: 1000,
-    tls: { caDer: der(3, 40), certDer: der(5, 50), keyDer: der(11, 60) },
+    tls: { caDer: der(3, 40), certDer: der(5, 50), keyDer: der(11, 60), brokerPins: [new Uint8Array(32).fill(7)] },
     payload: { keyId: 2, key: PAYLOAD_KEY },
     wifi: { ssid: "plant-floor", psk: "correct horse battery" },
     ...overrides,

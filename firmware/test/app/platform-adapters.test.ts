@@ -47,16 +47,24 @@ describe("ModdableMqttFactory", () => {
   }
   const factory = new ModdableMqttFactory({ MQTTClient, TCP, TLSSocket, UDP, Resolver, dnsServers: ["192.0.2.53"] });
 
-  it("asks for TLS 1.2 with the CA, the client certificate and its PKCS#8 key over the TLS socket", () => {
-    const tls = { caDer: new ArrayBuffer(10), certDer: new ArrayBuffer(20), keyDer: new ArrayBuffer(30) };
+  it("asks for TLS 1.2 with the CA, the client certificate, its PKCS#8 key and the broker pins over the TLS socket", () => {
+    const pins = [new ArrayBuffer(32), new ArrayBuffer(32)];
+    const tls = { caDer: new ArrayBuffer(10), certDer: new ArrayBuffer(20), keyDer: new ArrayBuffer(30), brokerPins: pins };
     factory.create(connectOptions(tls));
     const o = captured.at(-1)!;
     expect(o).toMatchObject({ host: "broker.lan", port: 8883, id: "elx-1", clean: false, keepalive: 60_000 });
     expect(o.will).toMatchObject({ topic: "electrolyser/elx-1/status", QoS: 1, retain: true });
     const socket = o.socket as Record<string, unknown>;
     expect(socket.io).toBe(TLSSocket);
-    expect(socket.TCP).toEqual({ io: TCP });
-    expect(socket.secure).toEqual({ protocolVersion: 0x303, certificate: tls.caDer, clientCertificates: [tls.certDer], clientKey: tls.keyDer });
+    // The TLS socket gets a guarded TCP class, not the SDK's own (see the next test).
+    expect((socket.TCP as { io: unknown }).io).not.toBe(TCP);
+    expect(socket.secure).toEqual({
+      protocolVersion: 0x303,
+      certificate: tls.caDer,
+      clientCertificates: [tls.certDer],
+      clientKey: tls.keyDer,
+      brokerPins: pins,
+    });
     expect(o.dns).toEqual({ io: Resolver, servers: ["192.0.2.53"], socket: { io: UDP } });
   });
 
@@ -72,6 +80,83 @@ describe("ModdableMqttFactory", () => {
     o.onControl({ operation: 4, id: 7 });
     o.onError();
     expect(seen).toEqual([{ operation: 4, id: 7 }, "error"]);
+  });
+});
+
+describe("ModdableMqttFactory over a TLS socket whose handshake throws", () => {
+  // Stand-ins shaped like the SDK's: the TLS socket runs its handshake inside the TCP socket's callbacks
+  // and lets its errors escape (examples/io/tcp/tlssocket), the MQTT client reports a socket error through
+  // its own onError with no argument (examples/io/tcp/mqttclient).
+  let tcpOptions: { onReadable(n: number): void; onWritable(n: number): void; onError(): void } | undefined;
+  let tcpClosed = 0;
+  class RecordingTCP {
+    constructor(options: typeof tcpOptions) {
+      tcpOptions = options;
+    }
+    read(): undefined {
+      return undefined;
+    }
+    write(): number {
+      return 0;
+    }
+    close(): void {
+      tcpClosed++;
+    }
+  }
+  class ThrowingTLSSocket {
+    readonly #tcp: RecordingTCP;
+    constructor(options: { TCP: { io: new (o: object) => RecordingTCP }; onError(): void }) {
+      this.#tcp = new options.TCP.io({
+        onReadable: () => {
+          throw new Error("TLS: certificate: auth err");
+        },
+        onWritable: () => {},
+        onError: () => options.onError(),
+      });
+    }
+    close(): void {
+      this.#tcp.close();
+    }
+  }
+  class SdkLikeMqttClient {
+    readonly #socket: ThrowingTLSSocket;
+    constructor(options: { socket: Record<string, unknown> & { io: typeof ThrowingTLSSocket }; onError(): void }) {
+      this.#socket = new options.socket.io({
+        ...(options.socket as unknown as { TCP: { io: new (o: object) => RecordingTCP } }),
+        onError: () => {
+          options.onError();
+          this.#socket.close();
+        },
+      });
+    }
+    write(): number {
+      return 0;
+    }
+    read(): undefined {
+      return undefined;
+    }
+    close(): void {}
+  }
+
+  it("turns the escaping TLS error into one onError with its reason, and closes the socket", () => {
+    const factory = new ModdableMqttFactory({
+      MQTTClient: SdkLikeMqttClient as unknown as ConstructorParameters<typeof ModdableMqttFactory>[0]["MQTTClient"],
+      TCP: RecordingTCP,
+      TLSSocket: ThrowingTLSSocket,
+      UDP,
+      Resolver,
+      dnsServers: [],
+    });
+    const errors: (string | undefined)[] = [];
+    const tls = { caDer: new ArrayBuffer(1), certDer: new ArrayBuffer(1), keyDer: new ArrayBuffer(1), brokerPins: [new ArrayBuffer(32)] };
+    factory.create({ ...connectOptions(tls), onError: (reason) => errors.push(reason) });
+    expect(() => tcpOptions!.onReadable(200)).not.toThrow();
+    expect(errors).toEqual(["TLS: certificate: auth err"]);
+    expect(tcpClosed).toBe(1);
+    // Whatever the dead socket reports afterwards is not a second failure.
+    tcpOptions!.onReadable(10);
+    tcpOptions!.onError();
+    expect(errors).toHaveLength(1);
   });
 });
 

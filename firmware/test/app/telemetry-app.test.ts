@@ -240,6 +240,32 @@ describe("running", () => {
   });
 });
 
+describe("a server the TLS handshake refuses", () => {
+  it("is a normal failed connection: logged with its reason, counted, retried with backoff, and nothing is lost", async () => {
+    const { timers, store, broker } = setup();
+    provision(store);
+    broker.tlsRefusal = "broker refused (pin_mismatch): the server's key is not the broker's (pin-sha256 not provisioned)";
+    const { app, log } = bootDevice({ store, timers, broker, random: () => 0.5, config: { reconnectMinMs: 1000, reconnectMaxMs: 4000 } });
+    await timers.advance(20_000);
+    expect(broker.received).toHaveLength(0);
+    expect(broker.attempts.length).toBeGreaterThanOrEqual(5);
+    expect(app.session!.counters.tlsFailures).toBe(broker.attempts.length);
+    expect(log.text()).toContain("mqtt: TLS: broker refused (pin_mismatch)");
+    expect(app.statsLine()).toMatch(/tls refused [1-9]/);
+    const gaps = broker.attempts.slice(1).map((t, k) => t - broker.attempts[k]! - broker.connectLatencyMs);
+    expect(Math.max(...gaps)).toBeGreaterThan(Math.min(...gaps)); // backing off, not hammering
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(4000);
+    expect(app.state).toBe("running");
+
+    broker.tlsRefusal = undefined;
+    await timers.advance(6_000);
+    expect(app.session!.state).toBe("connected");
+    const seqs = broker.published(TOPIC).map((m) => decode(m).seq);
+    expect(seqs).toEqual(range(0, seqs.length));
+    expect(seqs.length).toBeGreaterThanOrEqual(25);
+  });
+});
+
 describe("a connection that never completes", () => {
   it("gives up on a missing CONNACK after the connect timeout and tries again", async () => {
     const { timers, store, broker } = setup();

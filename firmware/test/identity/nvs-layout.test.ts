@@ -18,7 +18,7 @@ const full: DeviceIdentity = {
   port: 8883,
   intervalMs: 5000,
   site: "site1",
-  tls: { caDer: der(600), certDer: der(900), keyDer: der(1200) },
+  tls: { caDer: der(600), certDer: der(900), keyDer: der(1200), brokerPins: [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)] },
   payload: { keyId: 3, key: new Uint8Array(32).fill(9) },
   wifi: { ssid: "plant-floor", psk: "correct horse battery" },
 };
@@ -81,7 +81,7 @@ describe("NVS identity layout", () => {
     const values: Record<string, unknown> = {
       device_id: "bad id/with+wildcards", broker: "http://x", port: 70000, interval: -5, secure: true, encrypt: 1,
       ca_der: new Uint8Array([1, 2, 3]).buffer, cert_der: der(10).buffer, key_der: "s3cr3t-key-material",
-      key_id: 300, payload_key: new Uint8Array(16).buffer, wifi_psk: "short",
+      key_id: 300, payload_key: new Uint8Array(16).buffer, wifi_psk: "short", broker_pins: new Uint8Array(33).buffer,
     };
     const r = parseIdentity((k) => values[k]);
     expect(r.ok).toBe(false);
@@ -89,10 +89,22 @@ describe("NVS identity layout", () => {
     const codes = Object.fromEntries(r.errors.map((e) => [e.key, e.code]));
     expect(codes).toEqual({
       device_id: "invalid", port: "invalid", interval: "invalid", broker: "invalid", key_der: "wrong_type",
-      key_id: "invalid", payload_key: "invalid", wifi_psk: "invalid",
+      key_id: "invalid", payload_key: "invalid", wifi_psk: "invalid", broker_pins: "invalid",
     });
     expect(JSON.stringify(r.errors)).not.toContain("s3cr3t");
     expect(JSON.stringify(r.errors)).not.toContain("short");
+  });
+
+  it("carries the broker pins through NVS in order, and refuses a TLS identity without them", () => {
+    const back = parseIdentity(moddableGetter(identityToEntries(full)));
+    expect(back.ok && back.identity.tls?.brokerPins).toEqual(full.tls!.brokerPins);
+    const withoutPins = identityToEntries(full).filter((e) => e.key !== "broker_pins");
+    const r = parseIdentity(moddableGetter(withoutPins));
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors).toEqual([{ key: "broker_pins", code: "missing", message: "broker_pins (blob) is missing" }]);
+    const fivePins = identityToEntries({ ...full, tls: { ...full.tls!, brokerPins: Array.from({ length: 5 }, () => new Uint8Array(32)) } });
+    const tooMany = parseIdentity(moddableGetter(fivePins));
+    expect(tooMany.ok).toBe(false);
   });
 
   it("flags a broker URL whose scheme or port disagrees with secure/port", () => {

@@ -12,7 +12,8 @@ import type { PayloadMode } from "../../../firmware/src/payload/telemetry-messag
 import { statusTopic, telemetryTopic } from "../../../firmware/src/telemetry/topics";
 import { clockSkewAt, physicsEffectsAt } from "./faults/effects";
 import type { ResolvedFault } from "./faults/scenario";
-import { LeanMqttClient } from "./mqtt/lean-client";
+import { BrokerRefusedError, LeanMqttClient } from "./mqtt/lean-client";
+import type { BrokerCheck } from "../tls/node-broker-trust";
 import { BoardPhysics } from "./physics/board-physics";
 import type { FleetStats } from "./stats";
 
@@ -39,6 +40,8 @@ export interface BoardEnvironment {
   host: string;
   port: number;
   ca: Buffer;
+  /** The firmware's broker check (pins, strict chain), run before a board sends anything. */
+  brokerCheck: BrokerCheck;
   stats: FleetStats;
   rateHz: number;
   boot: number;
@@ -161,11 +164,12 @@ export class Board {
         will: { topic: statusTopic(this.id), payload: Buffer.from("offline"), qos: 1, retain: true },
         connectTimeoutMs: env.connectTimeoutMs,
         sharedReadBuffer: env.readBuffer,
+        checkServer: (socket) => env.brokerCheck.refusal(socket),
       },
       {
         onConnack: (rc) => this.#onConnack(rc),
         onPuback: (pid) => this.#onPuback(pid),
-        onClose: (_err, handshake) => this.#onClose(handshake),
+        onClose: (err, handshake) => this.#onClose(handshake, err instanceof BrokerRefusedError),
       },
     );
   }
@@ -231,7 +235,7 @@ export class Board {
     this.#flush();
   }
 
-  #onClose(handshake: boolean): void {
+  #onClose(handshake: boolean, brokerRefused: boolean): void {
     const env = this.#env;
     const wasOnline = this.#online;
     this.#client = undefined;
@@ -240,7 +244,10 @@ export class Board {
     if (wasOnline) {
       env.stats.connected--;
       env.stats.disconnects++;
-    } else if (handshake) env.stats.handshakeFailures++;
+    } else if (handshake) {
+      env.stats.handshakeFailures++;
+      if (brokerRefused) env.stats.brokerRefused++;
+    }
     else env.stats.connectFailures++;
     env.onConnectionEnded(this, wasOnline);
   }

@@ -3,7 +3,9 @@
  * through a token bucket, reconnects with exponential backoff and jitter, injects the scenario's faults and
  * logs each one, and at the end drains the outboxes and reports.
  */
+import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { BrokerCheck } from "../tls/node-broker-trust";
 import { nodeAead } from "../crypto/node-aead";
 import { deriveDeviceKey } from "../crypto/device-keys";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
@@ -26,7 +28,10 @@ export interface FleetOptions {
   seed: number | string;
   host: string;
   port: number;
+  /** The root the boards trust (PEM), as provisioning gives the firmware. */
   caFile: string;
+  /** pin-sha256 of the broker keys the boards accept (pki's brokerPins): a board refuses any other server. */
+  brokerPins: readonly Uint8Array[];
   device(id: string): IdentityFiles;
   boot: number;
   fw?: string;
@@ -153,6 +158,7 @@ export class Fleet implements FleetControl {
       host: o.host,
       port: o.port,
       ca,
+      brokerCheck: new BrokerCheck({ pins: o.brokerPins, anchor: new Uint8Array(new X509Certificate(ca).raw) }),
       stats: this.stats,
       rateHz: o.rateHz,
       boot: o.boot,

@@ -6,7 +6,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { availableParallelism } from "node:os";
-import { ensureDevPki } from "../../../pki/src/index";
+import { ensureDevPki, provisionedBrokerPins } from "../../../pki/src/index";
 import type { KeyType, PkiPaths } from "../../../pki/src/index";
 import { DeviceKeyCache, loadOrCreatePayloadMaster } from "../crypto/device-keys";
 import { nodeAead } from "../crypto/node-aead";
@@ -227,6 +227,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     port: target.port,
     // Like the firmware (provisioned with the root certificate only): the broker sends its issuing CA along.
     caFile: pki.root,
+    brokerPins: await provisionedBrokerPins(o.stateDir),
     device: (id) => pki.device(id),
     boot,
     ...(master ? { encryption: { keyId, master } } : {}),

@@ -6,6 +6,7 @@ const COUNTERS = [
   "connected",
   "connects",
   "handshakeFailures",
+  "brokerRefused",
   "connectFailures",
   "disconnects",
   "readings",
@@ -32,6 +33,8 @@ export class FleetStats {
   connects = 0;
   /** Connections that closed before TLS completed (refused certificate, timeout, reset). */
   handshakeFailures = 0;
+  /** Of those, servers the board's broker check refused (key not pinned, chain not the fleet's). */
+  brokerRefused = 0;
   /** Connections that closed after TLS but before an accepting CONNACK. */
   connectFailures = 0;
   /** Established connections that were lost (network drop, broker restart...). */

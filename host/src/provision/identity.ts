@@ -4,7 +4,7 @@
  * The result holds secrets: it goes into the NVS image and nowhere else.
  */
 import { createHash } from "node:crypto";
-import { exportDeviceBundle, PkiError } from "../../../pki/src/index";
+import { exportDeviceBundle, PkiError, provisionedBrokerPins } from "../../../pki/src/index";
 import { deriveDeviceKey, loadOrCreatePayloadMaster } from "../crypto/device-keys";
 import { parseBrokerUrl, wifiPskProblem, INTERVAL_MS_MAX, INTERVAL_MS_MIN } from "../../../firmware/src/identity/nvs-layout";
 import type { DeviceIdentity } from "../../../firmware/src/identity/nvs-layout";
@@ -44,6 +44,13 @@ export async function loadIdentity(stateDir: string, deviceId: string, s: Identi
     if (err instanceof PkiError) throw new ProvisionError("identity", `identity "${deviceId}": ${err.message}`);
     throw err;
   }
+  let brokerPins: Uint8Array[];
+  try {
+    brokerPins = await provisionedBrokerPins(stateDir);
+  } catch (err) {
+    if (err instanceof PkiError) throw new ProvisionError("identity", `broker key pins: ${err.message}`);
+    throw err;
+  }
   let payload: DeviceIdentity["payload"] = null;
   if (s.keyId !== null) {
     const master = await loadOrCreatePayloadMaster(stateDir, s.keyId);
@@ -56,7 +63,13 @@ export async function loadIdentity(stateDir: string, deviceId: string, s: Identi
     port: url.port ?? 8883,
     intervalMs: s.intervalMs,
     // The broker presents leaf + issuing CA; the board anchors the chain at the root.
-    tls: { caDer: bundle.rootDer, certDer: bundle.certDer, keyDer: bundle.keyDer },
+    // The pins: the board refuses any server whose key is neither the broker's current nor its next one.
+    tls: {
+      caDer: bundle.rootDer,
+      certDer: bundle.certDer,
+      keyDer: bundle.keyDer,
+      brokerPins,
+    },
     payload,
     wifi: s.wifi ? { ...s.wifi } : null,
   };

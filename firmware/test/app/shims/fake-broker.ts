@@ -31,6 +31,11 @@ export class FakeBroker {
   socketBytes = 1400;
   /** When false, connections are accepted but never answered (a stalled TLS handshake). */
   answersConnects = true;
+  /**
+   * While set, the TLS handshake refuses the server with this reason (what the guarded TLS socket reports
+   * for a broker pin or chain refusal): the connection fails before anything is sent.
+   */
+  tlsRefusal: string | undefined;
   /** PUBACKs are not sent while set (they are "lost" with the connection that carried them). */
   holdPubacks = false;
   readonly received: BrokerMessage[] = [];
@@ -132,6 +137,10 @@ export class ShimMqttClient implements MqttClient {
         this.fail();
         return;
       }
+      if (broker.tlsRefusal !== undefined) {
+        this.fail(broker.tlsRefusal);
+        return;
+      }
       if (!broker.answersConnects) return;
       broker.attach(this);
       this.#state = "connected";
@@ -174,11 +183,11 @@ export class ShimMqttClient implements MqttClient {
   }
 
   /** The connection died: onError once, then the client closes itself. */
-  fail(): void {
+  fail(tlsFailure?: string): void {
     if (this.#state === "closed") return;
     this.#state = "closed";
     this.broker.detach(this);
-    this.options.onError();
+    this.options.onError(tlsFailure);
     this.close();
   }
 }

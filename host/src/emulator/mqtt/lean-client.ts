@@ -25,6 +25,11 @@ export interface LeanClientOptions {
    * read pushed through a stream: a PUBLISH body passed to onPublish is then valid only during the call.
    */
   sharedReadBuffer?: Buffer;
+  /**
+   * Runs once TLS is up and before anything is sent: a returned reason refuses the server (the board's
+   * broker check), and the client closes as a failed handshake with that reason.
+   */
+  checkServer?: (socket: TLSSocket) => string | undefined;
 }
 
 export interface LeanClientHandlers {
@@ -34,6 +39,14 @@ export interface LeanClientHandlers {
   onSuback?(packetId: number, granted: number[]): void;
   /** Once per client, whatever ended it (error, broker close, destroy). `handshake` is true if TLS never completed. */
   onClose(error: Error | undefined, handshake: boolean): void;
+}
+
+/** The server completed TLS but is not the broker the board was provisioned for. */
+export class BrokerRefusedError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = "BrokerRefusedError";
+  }
 }
 
 export class LeanMqttClient {
@@ -74,6 +87,11 @@ export class LeanMqttClient {
       this.#timer = setTimeout(() => this.#fail(new Error("connect timed out")), o.connectTimeoutMs);
     }
     socket.once("secureConnect", () => {
+      const refusal = o.checkServer?.(socket);
+      if (refusal !== undefined) {
+        this.#fail(new BrokerRefusedError(refusal));
+        return;
+      }
       this.#secure = true;
       const connectPacket = mqttPacket.generate({
         cmd: "connect",
