@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm run provision -- <port>`: writes a board's identity into its NVS over serial, verified, and records
-// which chip holds it. Also `image` (NVS image from ESP-IDF's CSV) and `inspect` (decode an image).
+// which chip holds it. Also `image` (NVS image from ESP-IDF's CSV), `inspect` (decode an image) and `sim`
+// (the same identity into the Moddable Linux simulator's Preference file).
 import { existsSync, readFileSync } from "node:fs";
-import { readFile, writeFile } from "node:fs/promises";
+import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
@@ -14,7 +15,10 @@ import { buildNvsImage } from "../nvs/writer";
 import { ProvisionError } from "../provision/errors";
 import { listEspPorts } from "../provision/ports";
 import { provisionBoard, type ProvisionRequest, type ProvisionResult } from "../provision/provision-board";
+import { loadIdentity } from "../provision/identity";
 import type { IdentitySettings } from "../provision/identity";
+import { initialBootCounter } from "../provision/nvs-image";
+import { SIMULATOR_PREFERENCES, readPreferenceFile, simulatorBoot, withIdentity } from "../provision/simulator-preferences";
 import { repoRoot, stateDir } from "../state/state-dir";
 
 interface FlashArgs {
@@ -165,6 +169,22 @@ async function image(a: { csv: string; size: string; out: string }): Promise<voi
   console.log(`wrote ${a.out}: ${bytes.length} bytes, ${used} of ${decoded.pages.length * 126} entries used, last page kept free`);
 }
 
+async function simulator(a: { device: string; broker: string; interval: number; encrypt: boolean; keyId: number; site?: string; out: string }): Promise<void> {
+  const settings: IdentitySettings = { broker: a.broker, intervalMs: a.interval, keyId: a.encrypt ? a.keyId : null };
+  if (a.site !== undefined) settings.site = a.site;
+  const { identity, cert } = await loadIdentity(stateDir(), a.device, settings);
+  const file = await readPreferenceFile(a.out);
+  // Carried forward like a board's NVS counter: a lower boot would reuse envelope nonces under the same key.
+  const boot = initialBootCounter(simulatorBoot(file), new Date());
+  const tmp = `${a.out}.${process.pid}.tmp`;
+  await writeFile(tmp, JSON.stringify(withIdentity(file, identity, boot)), { mode: 0o600 });
+  await rename(tmp, a.out);
+  console.log(
+    `wrote ${a.out}: ${identity.deviceId} (cert ${cert.serial}), ${a.broker}, every ${a.interval} ms, `
+      + `${identity.payload ? `encrypted (key ${identity.payload.keyId})` : "plaintext"}, ${identity.tls!.brokerPins.length} broker pin(s), boot ${boot}`,
+  );
+}
+
 const SECRET_KEYS = new Set(PROV_KEY_LIST.filter((k) => k.secret).map((k) => k.key));
 
 async function inspect(a: { file: string }): Promise<void> {
@@ -233,6 +253,19 @@ await yargs(hideBin(process.argv))
       .option("size", { type: "string", default: "0x6000", describe: "partition size" })
       .option("out", { type: "string", demandOption: true, describe: "image file to write" }),
     (a) => image(a),
+  )
+  .command(
+    "sim",
+    "write an identity into the Moddable Linux simulator's Preference file instead of a board's NVS",
+    (y) => y
+      .option("device", { type: "string", demandOption: true, describe: "identity to write (a device of the PKI)" })
+      .option("broker", { type: "string", demandOption: true, describe: "broker URL the simulated board connects to, mqtts://host:port" })
+      .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
+      .option("site", { type: "string", describe: "site label stored with the identity" })
+      .option("key-id", { type: "number", default: 1, describe: "payload key id (fleet secret under .state/secrets)" })
+      .option("encrypt", { type: "boolean", default: true, describe: "seal payloads with the device key (--no-encrypt: TLS only)" })
+      .option("out", { type: "string", default: SIMULATOR_PREFERENCES, describe: "the simulator's preference file (its other domains are kept)" }),
+    (a) => simulator(a),
   )
   .command(
     "inspect <file>",

@@ -1,0 +1,62 @@
+// `npm run provision -- sim`: the identity a board would get, written into the Moddable Linux simulator's
+// Preference file, read back the way the simulator's Preference.get returns values.
+import { readFile, rm, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseIdentity, PROV_NAMESPACE } from "../../../firmware/src/identity/nvs-layout";
+import { provisionedBrokerPins } from "../../../pki/src/index";
+import { deriveDeviceKey, loadPayloadMaster } from "../../src/crypto/device-keys";
+import { BROKER, makeState, runCli } from "./harness";
+
+let state: string;
+
+beforeAll(async () => {
+  state = await makeState(["sim-0001"]);
+});
+afterAll(async () => {
+  await rm(state, { recursive: true, force: true });
+});
+
+/** What modules/files/preference/lin/preference.js returns for a stored value. */
+function simulatorGet(file: Record<string, Record<string, unknown>>, key: string): unknown {
+  const v = file[PROV_NAMESPACE]?.[key];
+  if (v && typeof v === "object") return Uint8Array.from((v as { buffer: string }).buffer.split(",").map(Number)).buffer;
+  return v;
+}
+
+describe("npm run provision -- sim", () => {
+  it("writes the board's identity, broker pins and payload key, keeps other domains, mode 0600", async () => {
+    const out = join(state, "modpreferences.json");
+    await writeFile(out, JSON.stringify({ other: { kept: 1 }, prov: { stale: "x", boot: 123456789 } }));
+    const run = await runCli(["sim", "--device", "sim-0001", "--broker", BROKER, "--interval", "1000", "--out", out], state);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/wrote .*sim-0001.*2 broker pin\(s\), boot 123456789/);
+    const file = JSON.parse(await readFile(out, "utf8")) as Record<string, Record<string, unknown>>;
+    expect(file.other).toEqual({ kept: 1 });
+    expect(file.prov!.stale).toBeUndefined();
+    const parsed = parseIdentity((k) => simulatorGet(file, k));
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    const id = parsed.identity;
+    expect(id.deviceId).toBe("sim-0001");
+    expect(id.intervalMs).toBe(1000);
+    expect(id.tls!.brokerPins).toEqual(await provisionedBrokerPins(state));
+    expect(id.payload!.key).toEqual(deriveDeviceKey(await loadPayloadMaster(state, id.payload!.keyId), "sim-0001"));
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    // No secret on the console.
+    expect(run.stdout + run.stderr).not.toContain(Buffer.from(id.payload!.key).toString("hex"));
+  });
+
+  it("never lowers the boot counter the simulated board stored, and refuses a damaged file without touching it", async () => {
+    const out = join(state, "modpreferences-2.json");
+    const run = await runCli(["sim", "--device", "sim-0001", "--broker", BROKER, "--out", out], state);
+    expect(run.code).toBe(0);
+    const boot = (JSON.parse(await readFile(out, "utf8")) as { prov: { boot: number } }).prov.boot;
+    expect(boot).toBeGreaterThanOrEqual(Math.floor(Date.now() / 60_000) - 1);
+
+    await writeFile(out, "{not json");
+    const bad = await runCli(["sim", "--device", "sim-0001", "--broker", BROKER, "--out", out], state);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain("is not a Moddable preference file");
+    expect(await readFile(out, "utf8")).toBe("{not json");
+  });
+});
