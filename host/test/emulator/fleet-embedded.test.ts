@@ -100,10 +100,19 @@ describe("emulator against the embedded broker", () => {
       stateDir,
       encrypt: true,
       scenario,
-      onStarted: async ({ verifier: v }) => {
-        // Sample the retained status topics while the dropped boards are away: their will says "offline".
-        await new Promise((r) => setTimeout(r, 1500));
-        statusDuringDrop = [...v!.status.entries()].filter(([, s]) => s === "offline").map(([id]) => id);
+      onStarted: async ({ verifier: v, fleet }) => {
+        // Watch the retained status topics while the dropped boards are away: their will says "offline". Polled
+        // until every dropped board was seen offline (or the run is over), not sampled once: on a loaded machine
+        // the drop and the will land later than the scenario's instant.
+        const seen = new Set<string>();
+        const until = Date.now() + 4000;
+        while (Date.now() < until) {
+          for (const [id, s] of v!.status) if (s === "offline") seen.add(id);
+          const dropped = fleet.faultLog.filter((e) => e.type === "network_drop" && e.event === "start").map((e) => e.device);
+          if (dropped.length === 4 && dropped.every((d) => seen.has(d))) break;
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        statusDuringDrop = [...seen];
       },
     });
     const dropped = summary.faults.log.filter((e) => e.type === "network_drop").map((e) => e.device);
