@@ -1,5 +1,7 @@
-// The firmware's replacement for the SDK's `ssl/cert` module (the manifest maps "ssl/cert" here, and the
-// SDK's original to "ssl/cert-sdk"): Moddable's TLS session asks it whether to trust the server.
+// The firmware's replacement for the SDK's `ssl/cert` module: Moddable's TLS session asks it whether to trust
+// the server. ssl/manifest.json maps "ssl/cert" here and the SDK's original to "ssl/cert-sdk"; firmware/manifest.json
+// must include it before $(MODDABLE)/modules/crypt/tls_419.json, because mcconfig keeps the first source it meets
+// for a module name and would otherwise silently keep the SDK's (checked on SDK 8.2.3).
 //
 // Before the SDK's own check (which also matches the server name against the certificate's SANs), the
 // server must pass BrokerTrust (src/tls/broker-trust): its key is one of the broker pins provisioned in NVS,
