@@ -62,6 +62,8 @@ export const MQTT_CIPHER_SUITES = [
   "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
 ] as const;
 
+export const MQTT_MAX_ACK_PENDING = 5000;
+
 /** Seconds for a TLS handshake: the ESP32's RSA-2048 client signature takes well over Go's 0.5 s default. */
 const TLS_TIMEOUT_S = 5;
 
@@ -133,6 +135,9 @@ export function nodeConfig(input: NodeConfigInput): NodeConfig {
     mqtt: {
       listen: `${host}:${self.ports.mqtt}`,
       stream_replicas: replicas,
+      // Unacknowledged QoS 1 deliveries per subscription (2.9's default is 1024). The ingest holds PUBACKs until
+      // the store wrote the batch; its two subscriptions × this = its default --max-held (10,000).
+      max_ack_pending: MQTT_MAX_ACK_PENDING,
       tls: {
         cert_file: checkPath("broker certificate", input.mqttTls.cert),
         key_file: checkPath("broker key", input.mqttTls.key),
