@@ -27,6 +27,8 @@ export interface NodePorts {
 export interface ClusterNode {
   name: string;
   ports: NodePorts;
+  /** Where the other nodes dial this one's route port; default `host` (docker-compose: the service name). */
+  address?: string;
 }
 
 export interface TlsFiles {
@@ -39,7 +41,7 @@ export interface NodeConfigInput {
   /** This node's name; one of `nodes`. */
   node: string;
   nodes: readonly ClusterNode[];
-  /** Default 127.0.0.1. */
+  /** The address every listener binds, except monitoring, which stays on loopback; default 127.0.0.1. */
   host?: string;
   clusterName: string;
   jetStreamDir: string;
@@ -103,7 +105,7 @@ export function nodeConfig(input: NodeConfigInput): NodeConfig {
   if (new Set(input.nodes.map((n) => n.name)).size !== input.nodes.length)
     throw new Error("nats config: node names repeat");
   const all = input.nodes.flatMap((n) =>
-    Object.entries(n.ports).map(([k, p]) => checkPort(`${n.name} ${k}`, p)),
+    Object.entries(n.ports).map(([k, p]) => `${n.address ?? host}:${checkPort(`${n.name} ${k}`, p)}`),
   );
   if (new Set(all).size !== all.length) throw new Error("nats config: two listeners share a port");
   if (!/^[A-Za-z0-9_-]{1,32}$/.test(input.clusterName))
@@ -121,13 +123,15 @@ export function nodeConfig(input: NodeConfigInput): NodeConfig {
   return {
     server_name: self.name,
     listen: `${host}:${self.ports.client}`,
-    http: `${host}:${self.ports.http}`,
+    http: `127.0.0.1:${self.ports.http}`,
     tls: routeTls,
     jetstream: { store_dir: checkPath("JetStream directory", input.jetStreamDir) },
     cluster: {
       name: input.clusterName,
       listen: `${host}:${self.ports.cluster}`,
-      routes: input.nodes.filter((n) => n !== self).map((n) => `nats-route://${host}:${n.ports.cluster}`),
+      routes: input.nodes
+        .filter((n) => n !== self)
+        .map((n) => `nats-route://${n.address ?? host}:${n.ports.cluster}`),
       // Boards and services are told nothing about routes; they have their own list of MQTT nodes.
       no_advertise: true,
       tls: routeTls,
