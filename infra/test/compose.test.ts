@@ -61,7 +61,7 @@ const bindMounts = services.flatMap(([name, s]) =>
 describe("docker-compose.yml", () => {
   it("has the stack's services, long-running ones with health checks, images pinned to a version", () => {
     expect(Object.keys(compose.services).sort()).toEqual(
-      ["broker-pki", "grafana", "influxdb", "ingest", "mosquitto", "telegraf", "victoriametrics"]);
+      ["broker-pki", "grafana", "influxdb", "ingest", "mosquitto", "nats-n1", "nats-n2", "nats-n3", "telegraf", "victoriametrics"]);
     for (const [name, s] of services) {
       if (s.restart !== "no") expect(s.healthcheck?.test.length, name).toBeGreaterThan(0);
       expect(s.image, name).toMatch(/:[v0-9]/);
@@ -90,6 +90,8 @@ describe("docker-compose.yml", () => {
       /^pki\/broker$/,
       new RegExp(`^pki/services/(${STACK_SERVICES.join("|")})$`),
       /^secrets$/,
+      // The nats-cluster profile: node configurations and the route CA rendered from the PKI (host/src/broker/nats/docker.ts).
+      /^nats-cluster\/docker\/(n[123]\.conf|route-pki)$/,
     ];
     const stateMounts = bindMounts.filter((m) => m.source.startsWith("${EST_STATE_DIR"));
     expect(stateMounts.length).toBeGreaterThan(4);

@@ -69,6 +69,12 @@ async function main(): Promise<void> {
       describe:
         "Subscribe through $share/<group>/… so several ingest processes split the load (needs Mosquitto >= 2.0.12 and one certificate per process); default: a plain subscription, which survives a broker restart on every Mosquitto 2.0",
     })
+    .option("mqtt-version", {
+      type: "number",
+      choices: [4, 5],
+      default: 5,
+      describe: "MQTT protocol: 5, or 4 (3.1.1) for brokers that speak nothing newer, such as NATS 2.9",
+    })
     .option("client-id", {
       type: "string",
       describe:
@@ -159,6 +165,7 @@ async function main(): Promise<void> {
 
   const service = new IngestService({
     brokerUrl: argv.broker,
+    protocolVersion: argv["mqtt-version"] === 4 ? 4 : 5,
     tls,
     clientId: argv["client-id"] ?? `ingest-${argv.group}`,
     group: argv.shared ? argv.group : "",

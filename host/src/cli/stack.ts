@@ -9,7 +9,8 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { startMosquitto, type MosquittoHandle } from "../broker/mosquitto";
+import { startMosquitto } from "../broker/mosquitto";
+import { startNatsClusterBroker } from "../broker/nats/stack-broker";
 import { prepareState } from "../setup/prepare";
 import { repoRoot, stateDir } from "../state/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
@@ -66,7 +67,9 @@ async function main(): Promise<void> {
     .scriptName("npm run stack --")
     .usage("$0 [options]\n\nRuns mosquitto (mTLS), victoria-metrics and the ingest until Ctrl-C.\n" +
       "State (PKI, broker and store data) lives in $EST_STATE_DIR or <repo>/.state.")
-    .option("broker-port", { type: "number", default: 8883, describe: "MQTT over TLS port (0: a free one)" })
+    .option("broker", { type: "string", choices: ["mosquitto", "nats-cluster"], default: "mosquitto",
+      describe: "mosquitto: one node (default); nats-cluster: three nats-server nodes, JetStream R3 (MQTT 3.1.1)" })
+    .option("broker-port", { type: "number", default: 8883, describe: "MQTT over TLS port (0: a free one); nats-cluster uses it and the next two" })
     .option("bind", { type: "string", default: "127.0.0.1", describe: "Address the broker listens on" })
     .option("store-port", { type: "number", default: 8428, describe: "VictoriaMetrics HTTP port (0: a free one)" })
     .option("metrics-port", { type: "number", default: 9464, describe: "Ingest /metrics port (0: a free one)" })
@@ -82,9 +85,10 @@ async function main(): Promise<void> {
     .parseAsync();
 
   const state = stateDir();
+  const nats = argv.broker === "nats-cluster";
   const pki = await prepareState(state, log);
 
-  let broker: MosquittoHandle | undefined;
+  let broker: { url: string; urls: string[]; pid: number; pids: number[]; stop(): Promise<void> } | undefined;
   let store: VictoriaMetricsHandle | undefined;
   let ingest: IngestProcess | undefined;
   let stopping: Promise<void> | undefined;
@@ -111,15 +115,28 @@ async function main(): Promise<void> {
   process.on("SIGTERM", () => onSignal("SIGTERM"));
 
   try {
-    log("starting mosquitto");
-    broker = await startMosquitto({
-      pki,
-      port: argv["broker-port"],
-      bind: argv.bind,
-      dataDir: join(state, "stack", "broker"),
-      logFile: join(state, "stack", "broker", "mosquitto.log"),
-    });
-    log(`mosquitto: ${broker.url} (pid ${broker.pid})`);
+    if (nats) {
+      if (argv.bind !== "127.0.0.1") throw new Error("--broker nats-cluster listens on 127.0.0.1 only");
+      log("starting three nats-server nodes (JetStream R3)");
+      broker = await startNatsClusterBroker({
+        pki,
+        dataDir: join(state, "stack", "nats-cluster"),
+        firstPort: argv["broker-port"],
+        log,
+      });
+      log(`nats-cluster: ${broker.urls.join(" ")} (pids ${broker.pids.join(", ")})`);
+    } else {
+      log("starting mosquitto");
+      const m = await startMosquitto({
+        pki,
+        port: argv["broker-port"],
+        bind: argv.bind,
+        dataDir: join(state, "stack", "broker"),
+        logFile: join(state, "stack", "broker", "mosquitto.log"),
+      });
+      broker = { url: m.url, urls: [m.url], get pid() { return m.pid; }, get pids() { return [m.pid]; }, stop: () => m.stop() };
+      log(`mosquitto: ${broker.url} (pid ${broker.pid})`);
+    }
     store = await startVictoriaMetrics({
       dataDir: join(state, "stack", "victoria-metrics"),
       port: argv["store-port"] || undefined,
@@ -131,6 +148,8 @@ async function main(): Promise<void> {
       "--store-url", store.url,
       argv.encrypted ? "--encrypted" : "--plain",
       "--metrics-port", String(argv["metrics-port"]),
+      // NATS 2.9 speaks MQTT 3.1.1 only.
+      ...(nats ? ["--mqtt-version", "4"] : []),
     ], { ...process.env, EST_STATE_DIR: state });
     log(`ingest: metrics http://127.0.0.1:${ingest.metricsPort}/metrics (pid ${ingest.child.pid})`);
     ingest.child.once("exit", (code) => {
@@ -148,9 +167,10 @@ async function main(): Promise<void> {
   console.log(JSON.stringify({
     ready: true,
     broker: broker.url,
+    brokers: broker.urls,
     store: store.url,
     ingestMetrics: `http://127.0.0.1:${ingest.metricsPort}/metrics`,
-    pids: { mosquitto: broker.pid, victoriaMetrics: store.pid, ingest: ingest.child.pid },
+    pids: { [argv.broker]: nats ? broker.pids : broker.pid, victoriaMetrics: store.pid, ingest: ingest.child.pid },
   }));
 }
 

@@ -53,8 +53,13 @@ export interface IngestServiceOptions {
   metrics?: { port: number; host?: string };
   /** MQTT keepalive in seconds (default 30). */
   keepaliveSec?: number;
-  /** Session kept by the broker while the ingest is away (default 7 days). */
+  /** Session kept by the broker while the ingest is away (default 7 days; MQTT 5 only). */
   sessionExpirySec?: number;
+  /**
+   * MQTT 5 (default) or 3.1.1, which is all NATS 2.9 speaks. Over 3.1.1 there is no Receive Maximum:
+   * the broker's own window bounds what is held (nats-server: mqtt max_ack_pending per subscription).
+   */
+  protocolVersion?: 4 | 5;
   log?: (line: string) => void;
   /**
    * A bug surfaced in the write path (not a store or broker failure, which are retried).
@@ -138,13 +143,17 @@ export class IngestService {
       );
     const options: IClientOptions = {
       clientId: this.#o.clientId,
-      protocolVersion: 5,
+      protocolVersion: this.#o.protocolVersion ?? 5,
       clean: false,
-      properties: {
-        sessionExpiryInterval: this.#o.sessionExpirySec ?? 7 * 86_400,
-        // Flow control: the broker sends at most this many unacknowledged messages.
-        receiveMaximum: this.#maxHeld,
-      },
+      ...(this.#o.protocolVersion === 4
+        ? {}
+        : {
+            properties: {
+              sessionExpiryInterval: this.#o.sessionExpirySec ?? 7 * 86_400,
+              // Flow control: the broker sends at most this many unacknowledged messages.
+              receiveMaximum: this.#maxHeld,
+            },
+          }),
       ca: this.#o.tls.ca,
       cert: this.#o.tls.cert,
       key: this.#o.tls.key,

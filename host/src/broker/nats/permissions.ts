@@ -1,0 +1,70 @@
+/**
+ * The fleet's topic rights as NATS subject permissions, one set per identity: NATS 2.9 has no `%u`
+ * template, so what infra/mosquitto/acl.template grants with `pattern` lines is spelled out per user.
+ * MQTT topic levels become subject tokens (`electrolyser/<id>/telemetry` is `electrolyser.<id>.telemetry`);
+ * host/src/broker/topic-policy.ts is the same rule for Mosquitto and Aedes, and a test checks they agree.
+ */
+import { MONITOR_IDENTITY } from "../topic-policy";
+
+export interface SubjectPermissions {
+  publish: { allow: string[] };
+  subscribe: { allow: string[] };
+}
+
+const ROOT = "electrolyser";
+
+/**
+ * Where the broker delivers QoS 1 messages to an MQTT session (a JetStream consumer's deliver subject).
+ * Every MQTT client subscribes there internally, so it needs the right; an MQTT SUBSCRIBE to a `$` topic
+ * is refused by the broker itself, and the plain NATS port does not accept fleet certificates (see
+ * node-config.ts), so no board can read another's deliveries through it.
+ */
+export const MQTT_DELIVERY_SUBJECTS = "$MQTT.sub.>";
+
+/** The services of acl.template that read the fleet, and what each reads. */
+const FLEET_READERS: Readonly<Record<string, readonly ("telemetry" | "status")[]>> = {
+  [MONITOR_IDENTITY]: ["telemetry", "status"],
+  telegraf: ["telemetry"],
+};
+
+/**
+ * An identity must be one subject token that is also one plain MQTT topic level: no `.` (a NATS separator,
+ * which device ids may otherwise hold), `*` `>` (NATS wildcards), `+` `#` `/` (MQTT's), `$` or whitespace.
+ */
+export function subjectTokenProblem(id: string): string | undefined {
+  if (id.length === 0) return "is empty";
+  if (/[.*>+#/$\s]/.test(id))
+    return "contains one of . * > + # / $ or a space, which NATS or MQTT read as syntax";
+  return undefined;
+}
+
+/**
+ * Every identity gets acl.template's `pattern` rights (they apply to all users in Mosquitto): publish its own
+ * telemetry and status, read its own command topic. The ingest (`ingestIdentity`), `monitor` and `telegraf`
+ * services also read the fleet; nobody publishes anything else.
+ */
+export function permissionsFor(
+  identity: string,
+  kind: "device" | "service",
+  ingestIdentity = "ingest",
+): SubjectPermissions {
+  const problem = subjectTokenProblem(identity);
+  if (problem) throw new Error(`identity "${identity}" ${problem}`);
+  // Stricter than Mosquitto's CN-only ACL: a device certificate named like a service reads nothing more.
+  const reads =
+    kind !== "service"
+      ? undefined
+      : identity === ingestIdentity
+        ? (["telemetry", "status"] as const)
+        : FLEET_READERS[identity];
+  return {
+    publish: { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
+    subscribe: {
+      allow: [
+        `${ROOT}.${identity}.command`,
+        ...(reads ?? []).map((kind) => `${ROOT}.*.${kind}`),
+        MQTT_DELIVERY_SUBJECTS,
+      ],
+    },
+  };
+}
