@@ -14,7 +14,7 @@ import { buildNvsImage } from "../nvs/writer";
 import { ProvisionError } from "../provision/errors";
 import { listEspPorts } from "../provision/ports";
 import { provisionBoard, type ProvisionRequest, type ProvisionResult } from "../provision/provision-board";
-import type { IdentitySettings } from "../provision/identity";
+import { requireFleetSecret, type IdentitySettings } from "../provision/identity";
 import { repoRoot, stateDir } from "../state/state-dir";
 
 interface FlashArgs {
@@ -77,6 +77,9 @@ async function flash(a: FlashArgs): Promise<void> {
       ? { nvs: { offset: parseSize(a.nvsOffset, "--nvs-offset"), size: parseSize(a.nvsSize, "--nvs-size") } }
       : {}),
   };
+
+  // Checked once before any board is touched: with --ports auto every board would fail the same way.
+  if (settings.keyId !== null) await requireFleetSecret(base.stateDir, settings.keyId);
 
   const targets: { path: string; vid?: number; pid?: number }[] = [];
   if (a.ports) {
