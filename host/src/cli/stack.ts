@@ -13,6 +13,7 @@ import { startMosquitto, type MosquittoHandle } from "../broker/mosquitto";
 import { prepareState } from "../setup/prepare";
 import { repoRoot, stateDir } from "../state/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
+import { parseRetention } from "../store/retention";
 
 const log = (line: string) => console.error(`${new Date().toISOString()} stack: ${line}`);
 
@@ -72,9 +73,10 @@ async function main(): Promise<void> {
     .option("metrics-port", { type: "number", default: 9464, describe: "Ingest /metrics port (0: a free one)" })
     .option("encrypted", { type: "boolean", describe: "The fleet seals payloads (emulator: --encrypt)" })
     .option("plain", { type: "boolean", describe: "The fleet sends plain JSON payloads (default)" })
-    .option("retention", { type: "string", default: "30d", describe: "VictoriaMetrics retention" })
+    .option("retention", { type: "string", default: "30d", describe: "Store retention (h, d or w), for VictoriaMetrics and the ingest" })
     .check((a) => {
       if (a.encrypted && a.plain) throw new Error("choose one of --encrypted and --plain");
+      parseRetention(a.retention);
       return true;
     })
     .strict()
@@ -131,6 +133,7 @@ async function main(): Promise<void> {
       "--store-url", store.url,
       argv.encrypted ? "--encrypted" : "--plain",
       "--metrics-port", String(argv["metrics-port"]),
+      "--retention", argv.retention,
     ], { ...process.env, EST_STATE_DIR: state });
     log(`ingest: metrics http://127.0.0.1:${ingest.metricsPort}/metrics (pid ${ingest.child.pid})`);
     ingest.child.once("exit", (code) => {

@@ -25,8 +25,8 @@ export type Outcome =
       line: string;
       /** Device timestamp, for the end-to-end latency; undefined for status messages. */
       deviceTs?: number;
-      /** Change in the device's count of missing sequence numbers. */
-      gapDelta: number;
+      /** The reading's place in its device's sequence: committed to the replay window once stored. */
+      position?: { boot: number; seq: number };
     }
   | { kind: "duplicate"; sensorId: string }
   | { kind: "rejected"; sensorId: string; reason: string; detail: string };
@@ -54,6 +54,8 @@ export class MessageClassifier {
   readonly #maxAgeMs: number;
   readonly #maxFutureMs: number;
   readonly #isKnownDevice: (sensorId: string) => boolean;
+  /** Readings classified for writing and not yet stored or refused: at most the ingest's held messages. */
+  readonly #inFlight = new Set<string>();
 
   constructor(o: ClassifierOptions) {
     this.#mode = o.mode;
@@ -88,32 +90,53 @@ export class MessageClassifier {
       );
 
     const verdict = this.#window.check(r.sensorId, r.boot, r.seq);
-    if (verdict === "duplicate") return { kind: "duplicate", sensorId: r.sensorId };
+    const key = positionKey(r.sensorId, r.boot, r.seq);
+    if (verdict === "duplicate" || this.#inFlight.has(key)) return { kind: "duplicate", sensorId: r.sensorId };
     if (verdict === "replay")
       return reject(r.sensorId, "replay", `boot ${r.boot} seq ${r.seq} is older than the replay window`);
 
-    const prev = this.#window.latest(r.sensorId);
-    let gapDelta = 0;
-    if (prev && prev.boot === r.boot) {
-      if (r.seq > prev.seq + 1) gapDelta = r.seq - prev.seq - 1;
-      else if (r.seq < prev.seq) gapDelta = -1; // a late message fills a hole counted before
-    }
-    this.#window.commit(r.sensorId, r.boot, r.seq);
+    // Not committed here: the window records a reading only once the store accepted it (commit()).
+    // Until then it is in flight, so a re-delivery meanwhile is not written twice.
+    this.#inFlight.add(key);
     return {
       kind: "write",
       sensorId: r.sensorId,
       line: readingLine(r, this.#siteOf(r.sensorId) ?? UNKNOWN_SITE),
       deviceTs: r.ts,
-      gapDelta,
+      position: { boot: r.boot, seq: r.seq },
     };
+  }
+
+  /** Records a stored reading in the replay window; returns the change in its device's gap count. */
+  commit(sensorId: string, position: { boot: number; seq: number }): number {
+    const { boot, seq } = position;
+    this.#inFlight.delete(positionKey(sensorId, boot, seq));
+    if (this.#window.check(sensorId, boot, seq) !== "new") return 0; // overtaken in flight by 4096 newer readings
+    const prev = this.#window.latest(sensorId);
+    let gapDelta = 0;
+    if (prev && prev.boot === boot) {
+      if (seq > prev.seq + 1) gapDelta = seq - prev.seq - 1;
+      else if (seq < prev.seq) gapDelta = -1; // a late message fills a hole counted before
+    }
+    this.#window.commit(sensorId, boot, seq);
+    return gapDelta;
+  }
+
+  /** A reading the store refused: it leaves the in-flight set without entering the window. */
+  release(sensorId: string, position: { boot: number; seq: number }): void {
+    this.#inFlight.delete(positionKey(sensorId, position.boot, position.seq));
   }
 
   #status(sensorId: string, payload: Uint8Array): Outcome {
     const online = parseStatus(payload);
     if (online === undefined)
       return reject(sensorId, "invalid_status", "status payload is not online/offline");
-    return { kind: "write", sensorId, line: statusLine(sensorId, online, this.#now()), gapDelta: 0 };
+    return { kind: "write", sensorId, line: statusLine(sensorId, online, this.#now()) };
   }
+}
+
+function positionKey(sensorId: string, boot: number, seq: number): string {
+  return `${sensorId}\u0000${boot}\u0000${seq}`;
 }
 
 function reject(sensorId: string, reason: string, detail: string): Outcome {

@@ -67,7 +67,7 @@ describe("MessageClassifier", () => {
     const c = plainClassifier({ "el-1": "north" });
     const m = encodeTelemetryMessage(sampleReading("el-1", 0, NOW), { kind: "plain" });
     const o = c.classify(m.topic, m.payload);
-    expect(o).toMatchObject({ kind: "write", sensorId: "el-1", deviceTs: NOW, gapDelta: 0 });
+    expect(o).toMatchObject({ kind: "write", sensorId: "el-1", deviceTs: NOW, position: { boot: 1, seq: 0 } });
     expect(o.kind === "write" && o.line).toContain("site=north");
   });
 
@@ -97,18 +97,31 @@ describe("MessageClassifier", () => {
     });
   });
 
-  it("drops an exact re-delivery, refuses an older boot as replay, and counts gaps", () => {
+  it("drops an exact re-delivery of a stored reading, refuses an older boot as replay, and counts gaps when committed", () => {
     const c = plainClassifier();
     const send = (seq: number, boot = 1) => {
       const m = encodeTelemetryMessage(sampleReading("el-1", seq, NOW, boot), { kind: "plain" });
-      return c.classify(m.topic, m.payload);
+      const o = c.classify(m.topic, m.payload);
+      // What the service does once the store accepted the line.
+      return o.kind === "write" && o.position ? { ...o, committed: c.commit(o.sensorId, o.position) } : o;
     };
-    expect(send(0)).toMatchObject({ kind: "write", gapDelta: 0 });
+    expect(send(0)).toMatchObject({ kind: "write", committed: 0 });
     expect(send(0)).toEqual({ kind: "duplicate", sensorId: "el-1" });
-    expect(send(4)).toMatchObject({ kind: "write", gapDelta: 3 });
-    expect(send(2)).toMatchObject({ kind: "write", gapDelta: -1 });
-    expect(send(0, 2)).toMatchObject({ kind: "write", gapDelta: 0 });
+    expect(send(4)).toMatchObject({ kind: "write", committed: 3 });
+    expect(send(2)).toMatchObject({ kind: "write", committed: -1 });
+    expect(send(0, 2)).toMatchObject({ kind: "write", committed: 0 });
     expect(send(5, 1)).toMatchObject({ kind: "rejected", reason: "replay" });
+  });
+
+  it("commits nothing before the store accepted: a copy in flight is a duplicate, a refused reading is new again", () => {
+    const c = plainClassifier();
+    const m = encodeTelemetryMessage(sampleReading("el-1", 3, NOW), { kind: "plain" });
+    expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "write", position: { boot: 1, seq: 3 } });
+    expect(c.classify(m.topic, m.payload)).toEqual({ kind: "duplicate", sensorId: "el-1" }); // in flight
+    c.release("el-1", { boot: 1, seq: 3 }); // the store refused it
+    expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "write", position: { boot: 1, seq: 3 } });
+    expect(c.commit("el-1", { boot: 1, seq: 3 })).toBe(0);
+    expect(c.classify(m.topic, m.payload)).toEqual({ kind: "duplicate", sensorId: "el-1" });
   });
 
   it("in an encrypted fleet: opens sealed readings, refuses tampered, wrong-key, moved and plain messages", () => {
@@ -188,7 +201,6 @@ describe("MessageClassifier", () => {
       kind: "write",
       sensorId: "el-1",
       line: `device_status,sensor_id=el-1 online=1i ${NOW}`,
-      gapDelta: 0,
     });
     expect(parseStatus(bytes('{"online":false}'))).toBe(false);
     expect(parseStatus(bytes('{"status":"online"}'))).toBe(true);
