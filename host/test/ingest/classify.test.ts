@@ -47,6 +47,10 @@ describe("line protocol", () => {
 
   it("escapes tag values and never writes an empty one", () => {
     expect(escapeTag("a b,c=d\\e")).toBe("a\\ b\\,c\\=d\\\\e");
+    // No escape exists for a newline in line protocol: it would end the point and start a forged one.
+    for (const bad of ["a\nelectrolyser,sensor_id=x purity_pct=1 1", "a\rb", "a\u0000b", "a\tb"])
+      expect(() => escapeTag(bad), JSON.stringify(bad)).toThrow(/control character/);
+    expect(() => readingLine(sampleReading("x", 1, NOW), "s\nelectrolyser,sensor_id=y purity_pct=1 1")).toThrow(RangeError);
     expect(readingLine(sampleReading("x", 1, NOW), "")).toContain(",site=unknown ");
     expect(statusLine("x", true, NOW)).toBe(`device_status,sensor_id=x online=1i ${NOW}`);
     expect(rejectedLine("tag_mismatch", 3, NOW)).toBe(`ingest_rejected,reason=tag_mismatch count=3i ${NOW}`);
