@@ -9,7 +9,13 @@ import { UNKNOWN_DEVICE } from "./account";
 import { readingLine, statusLine, UNKNOWN_SITE } from "./line-protocol";
 
 /** Reasons beyond the payload decoder's codes. */
-export type IngestRejectReason = "invalid_topic" | "invalid_status" | "timestamp_out_of_range" | "unknown_device";
+export type IngestRejectReason =
+  | "invalid_topic"
+  | "invalid_status"
+  | "timestamp_out_of_range"
+  | "timestamp_backwards"
+  | "unknown_device"
+  | "retained";
 
 /**
  * Service identities. The broker's per-board ACL patterns apply to every certificate CN, so a
@@ -42,7 +48,16 @@ export interface ClassifierOptions {
   maxFutureMs?: number;
   /** When given (the fleet manifest's devices), anything else is refused as unknown_device. */
   isKnownDevice?: (sensorId: string) => boolean;
+  /**
+   * History is append-only per boot: a new reading dated more than this before the latest timestamp its
+   * boot has sent is refused as timestamp_backwards (default 2 s), so a board cannot overwrite its own
+   * stored points (one point per series and timestamp) by re-dating new readings into the past.
+   */
+  backwardsToleranceMs?: number;
 }
+
+/** Default slack for a device clock stepping back (an SNTP correction of jitter), in ms. */
+export const BACKWARDS_TOLERANCE_MS = 2000;
 
 const DAY_MS = 86_400_000;
 
@@ -54,6 +69,9 @@ export class MessageClassifier {
   readonly #maxAgeMs: number;
   readonly #maxFutureMs: number;
   readonly #isKnownDevice: (sensorId: string) => boolean;
+  readonly #backwardsToleranceMs: number;
+  /** Per device: its latest boot and the highest timestamp seen in it (one entry a device: bounded memory). */
+  readonly #bootClock = new Map<string, { boot: number; maxTs: number }>();
   /** Readings classified for writing and not yet stored or refused: at most the ingest's held messages. */
   readonly #inFlight = new Set<string>();
 
@@ -65,9 +83,11 @@ export class MessageClassifier {
     this.#maxAgeMs = o.maxAgeMs ?? 30 * DAY_MS;
     this.#maxFutureMs = o.maxFutureMs ?? 3_600_000;
     this.#isKnownDevice = o.isKnownDevice ?? (() => true);
+    this.#backwardsToleranceMs = o.backwardsToleranceMs ?? BACKWARDS_TOLERANCE_MS;
   }
 
-  classify(topic: string, payload: Uint8Array): Outcome {
+  /** @param retained the publisher set RETAIN: fine for a status (the last will), refused for a reading. */
+  classify(topic: string, payload: Uint8Array, retained = false): Outcome {
     const parsed = parseTopic(topic);
     if (!parsed)
       return reject(UNKNOWN_DEVICE, "invalid_topic", `"${printable(topic)}" is not an electrolyser topic`);
@@ -76,6 +96,8 @@ export class MessageClassifier {
     if (parsed.kind === "status") return this.#status(parsed.sensorId, payload);
     if (parsed.kind !== "telemetry")
       return reject(parsed.sensorId, "invalid_topic", `unexpected ${parsed.kind} topic`);
+    // A retained reading is re-delivered at every subscribe (and to every new subscriber): never telemetry.
+    if (retained) return reject(parsed.sensorId, "retained", "telemetry published with RETAIN");
 
     const decoded = decodeTelemetryMessage(topic, payload, this.#mode);
     if (!decoded.ok) return reject(parsed.sensorId, decoded.error.code, decoded.error.message);
@@ -94,6 +116,16 @@ export class MessageClassifier {
     if (verdict === "duplicate" || this.#inFlight.has(key)) return { kind: "duplicate", sensorId: r.sensorId };
     if (verdict === "replay")
       return reject(r.sensorId, "replay", `boot ${r.boot} seq ${r.seq} is older than the replay window`);
+
+    const clock = this.#bootClock.get(r.sensorId);
+    if (clock && clock.boot === r.boot && r.ts < clock.maxTs - this.#backwardsToleranceMs)
+      return reject(
+        r.sensorId,
+        "timestamp_backwards",
+        `boot ${r.boot} seq ${r.seq} is dated ${clock.maxTs - r.ts} ms before the boot's latest reading (tolerance ${this.#backwardsToleranceMs} ms)`,
+      );
+    if (!clock || r.boot > clock.boot) this.#bootClock.set(r.sensorId, { boot: r.boot, maxTs: r.ts });
+    else if (r.boot === clock.boot && r.ts > clock.maxTs) clock.maxTs = r.ts;
 
     // Not committed here: the window records a reading only once the store accepted it (commit()).
     // Until then it is in flight, so a re-delivery meanwhile is not written twice.

@@ -203,7 +203,8 @@ export class IngestService {
       ? `$share/${this.#o.group}/electrolyser/+/telemetry`
       : "electrolyser/+/telemetry";
     const granted = await client.subscribeAsync({
-      [telemetry]: { qos: 1 },
+      // Retain as published: a retained reading is flagged on live delivery too, so it is refused every time.
+      [telemetry]: { qos: 1, rap: true },
       // Not shared: retained last-will statuses are only delivered to plain subscriptions.
       "electrolyser/+/status": { qos: 1 },
     });
@@ -220,7 +221,7 @@ export class IngestService {
     }
     let outcome: Outcome;
     try {
-      outcome = this.#o.classifier.classify(msg.topic, msg.payload);
+      outcome = this.#o.classifier.classify(msg.topic, msg.payload, msg.retain);
     } catch (err) {
       // The decoder returns typed errors; anything thrown is a bug, but one message must not stop the ingest.
       outcome = { kind: "rejected", sensorId: "_unknown", reason: "internal_error", detail: String(err) };

@@ -117,6 +117,23 @@ describe("MessageClassifier", () => {
     expect(send(5, 1)).toMatchObject({ kind: "rejected", reason: "replay" });
   });
 
+  it("keeps each boot's history append-only: a new reading dated back beyond the tolerance is refused", () => {
+    const c = plainClassifier();
+    const send = (seq: number, ts: number, boot = 1) => {
+      const m = encodeTelemetryMessage(sampleReading("el-1", seq, ts, boot), { kind: "plain" });
+      return c.classify(m.topic, m.payload);
+    };
+    expect(send(0, NOW)).toMatchObject({ kind: "write" });
+    expect(send(1, NOW - 1500)).toMatchObject({ kind: "write" }); // within 2 s: a clock correction
+    // Before: accepted, and stored over whatever the board recorded at that time (e.g. a purity drop).
+    expect(send(2, NOW - 86_400_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(3, NOW - 2001)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(4, NOW + 1000)).toMatchObject({ kind: "write" });
+    expect(send(5, NOW - 1001)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" }); // from the new high-water mark
+    expect(send(0, NOW - 3_600_000, 2)).toMatchObject({ kind: "write" }); // a new boot starts its own history
+    expect(send(1, NOW - 3_600_000 + 1000, 2)).toMatchObject({ kind: "write" });
+  });
+
   it("commits nothing before the store accepted: a copy in flight is a duplicate, a refused reading is new again", () => {
     const c = plainClassifier();
     const m = encodeTelemetryMessage(sampleReading("el-1", 3, NOW), { kind: "plain" });
