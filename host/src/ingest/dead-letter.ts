@@ -69,7 +69,13 @@ export function deadLetterFile(path: string, maxBytes = 64 * 1024 * 1024, keepPe
           lines.push(JSON.stringify(r));
         } else {
           c.suppressed++;
-          suppressedNow.set(key, { time: r.time, reason: r.reason, sensor_id: r.sensor_id, suppressed: c.suppressed, kept: c.kept });
+          suppressedNow.set(key, {
+            time: r.time,
+            reason: r.reason,
+            sensor_id: r.sensor_id,
+            suppressed: c.suppressed,
+            kept: c.kept,
+          });
         }
       }
       for (const s of suppressedNow.values()) lines.push(JSON.stringify(s));

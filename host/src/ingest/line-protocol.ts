@@ -16,7 +16,8 @@ export const UNKNOWN_SITE = "unknown";
  */
 export function escapeTag(value: string): string {
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw new RangeError(`tag value ${JSON.stringify(value)} holds a control character`);
+  if (/[\u0000-\u001f\u007f]/.test(value))
+    throw new RangeError(`tag value ${JSON.stringify(value)} holds a control character`);
   return value.replace(/[\\,= ]/g, (c) => `\\${c}`);
 }
 

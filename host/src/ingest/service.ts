@@ -300,8 +300,11 @@ export class IngestService {
     );
     if (!stored) return false;
     const refusedItems = new Map(refused.map((r) => [writes[r.index]!.item, r.detail]));
-    const refusedDead = [...refusedItems].map(([item, detail]) => deadLetterOf(item.msg, STORE_REJECTED, detail, item.outcome.sensorId));
-    if (!(await this.#retrying("dead-letter file", () => this.#o.deadLetters.append(refusedDead)))) return false;
+    const refusedDead = [...refusedItems].map(([item, detail]) =>
+      deadLetterOf(item.msg, STORE_REJECTED, detail, item.outcome.sensorId),
+    );
+    if (!(await this.#retrying("dead-letter file", () => this.#o.deadLetters.append(refusedDead))))
+      return false;
     const now = Date.now();
     let dropped = 0;
     const receiver = this.#receiver;
@@ -339,7 +342,8 @@ export class IngestService {
   async #writeLines(lines: string[]): Promise<RefusedLine[]> {
     const started = performance.now();
     const refused = await writeIsolatingRefused(this.#o.store, lines);
-    if (refused.length > 0) this.#log(`ingest: the store refused ${refused.length} of ${lines.length} lines; dead-lettered`);
+    if (refused.length > 0)
+      this.#log(`ingest: the store refused ${refused.length} of ${lines.length} lines; dead-lettered`);
     this.#metrics.storeWrite.observe((performance.now() - started) / 1000);
     return refused;
   }

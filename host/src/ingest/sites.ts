@@ -4,7 +4,9 @@
 import { loadManifest } from "../../../manifests/src/index";
 
 /** Every device id of the manifest and the site of each; throws ManifestError listing every problem. */
-export async function loadFleet(manifestPath: string): Promise<{ ids: Set<string>; sites: Map<string, string> }> {
+export async function loadFleet(
+  manifestPath: string,
+): Promise<{ ids: Set<string>; sites: Map<string, string> }> {
   const manifest = await loadManifest(manifestPath);
   return {
     ids: new Set(manifest.devices.map((d) => d.id)),

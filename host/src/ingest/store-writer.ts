@@ -87,7 +87,10 @@ export interface RefusedLine {
  * refused lines (the rest were accepted); any other failure (store down) is thrown, and the caller
  * retries the whole batch, which the store's one-point-per-timestamp rule makes harmless.
  */
-export async function writeIsolatingRefused(store: BatchStore, lines: readonly string[]): Promise<RefusedLine[]> {
+export async function writeIsolatingRefused(
+  store: BatchStore,
+  lines: readonly string[],
+): Promise<RefusedLine[]> {
   const refused: RefusedLine[] = [];
   const attempt = async (from: number, to: number): Promise<void> => {
     try {

@@ -9,7 +9,10 @@ const HOUR_MS = UNIT_MS.h;
 /** "30d" → milliseconds; throws with a clear message on anything both stores would not read alike. */
 export function parseRetention(text: string): number {
   const m = /^([1-9]\d{0,5})([hdw])$/.exec(text.trim());
-  if (!m) throw new Error(`retention "${text}" is not <n>h, <n>d or <n>w (e.g. 30d), the units InfluxDB and VictoriaMetrics share`);
+  if (!m)
+    throw new Error(
+      `retention "${text}" is not <n>h, <n>d or <n>w (e.g. 30d), the units InfluxDB and VictoriaMetrics share`,
+    );
   return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
 }
 

@@ -198,7 +198,13 @@ describe("acknowledgements held until the store accepted", () => {
       },
     };
     const ingest = await startIngest(s, {
-      encrypted: false, store: picky, clientId: "ingest-bisect", group: "bisect", batchMs: 20, batchSize: 200, maxHeld: 400,
+      encrypted: false,
+      store: picky,
+      clientId: "ingest-bisect",
+      group: "bisect",
+      batchMs: 20,
+      batchSize: 200,
+      maxHeld: 400,
     });
     await board.publishRaw(msgs[0]!.topic, msgs[0]!.payload);
     await waitUntil(() => requests.length === 1, 10_000, "first batch at the store");

@@ -14,7 +14,11 @@ afterAll(async () => {
 });
 
 const manifest = (site: string) => ({
-  version: 1, fleet: "plant", sites: [{ id: site }], defaults: { board: "esp32-devkitc" }, devices: [{ id: "el-1", site }],
+  version: 1,
+  fleet: "plant",
+  sites: [{ id: site }],
+  defaults: { board: "esp32-devkitc" },
+  devices: [{ id: "el-1", site }],
 });
 
 describe("the fleet manifest the ingest reads", () => {
@@ -29,7 +33,10 @@ describe("the fleet manifest the ingest reads", () => {
   it("refuses a manifest whose site name would inject a point into the store", async () => {
     const path = join(dir, "inject.json");
     // Before validation this site went into the tag verbatim: the newline starts a forged reading.
-    await writeFile(path, JSON.stringify(manifest("north\nelectrolyser,sensor_id=el-2,site=x purity_pct=42 1")));
+    await writeFile(
+      path,
+      JSON.stringify(manifest("north\nelectrolyser,sensor_id=el-2,site=x purity_pct=42 1")),
+    );
     await expect(loadFleet(path)).rejects.toBeInstanceOf(ManifestError);
     await expect(loadFleet(path)).rejects.toThrow(/sites\[0\]\.id/);
   });
