@@ -146,6 +146,9 @@ describe("docker-compose.yml", () => {
     expect(flags).toEqual(expect.arrayContaining(["--broker", "--store-url", "--org", "--bucket", "--token-file", "--plain"]));
     const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "host/src/cli/ingest.ts", "--help"], { cwd: root });
     for (const f of [...flags, "--encrypted"]) expect(stdout, f).toContain(f);
+    // The ingest's oldest accepted reading follows the bucket's retention (one variable for InfluxDB, VictoriaMetrics and the ingest).
+    expect(script).toContain("--retention ${INFLUXDB_RETENTION:-30d}");
+    expect(JSON.stringify(compose.services.influxdb)).toContain("${INFLUXDB_RETENTION:-30d}");
     // Both payload modes are reachable through EST_PAYLOAD_MODE.
     expect(script).toContain("--${EST_PAYLOAD_MODE:-plain}");
   });

@@ -222,9 +222,16 @@ export function readBootCounter(get: NvsGetter): number {
   return typeof v === "number" && Number.isInteger(v) && v >= 0 ? v : 0;
 }
 
-/** The next boot counter to persist, wrapping inside i32 range (NVS stores it as i32, the envelope as u32). */
+/**
+ * The next boot counter to persist (NVS stores it as i32, the envelope as u32). It stops at MAX_BOOT
+ * instead of wrapping: a wrapped counter would seal under boot numbers already used with the same
+ * payload key, reusing GCM nonces. Throws when exhausted; the board then publishes nothing until it is
+ * re-provisioned under a new payload key id.
+ */
 export function nextBootCounter(current: number): number {
-  return current >= MAX_BOOT ? 1 : current + 1;
+  if (current >= MAX_BOOT)
+    throw new RangeError(`boot counter exhausted at ${MAX_BOOT}: re-provision the board with a new payload key id (npm run provision -- --key-id N)`);
+  return current + 1;
 }
 
 /**

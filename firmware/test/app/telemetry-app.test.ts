@@ -308,6 +308,18 @@ describe("boot counter", () => {
     expect(new Set(nonces).size).toBe(nonces.length);
   });
 
+  it("stops at its maximum instead of wrapping: nothing published, the counter left as it was, a clear log", async () => {
+    const { timers, store, broker } = setup();
+    provision(store, testIdentity(), 0x7fffffff);
+    const { app, log } = bootDevice({ store, timers, broker });
+    expect(app.state).toBe("failed");
+    expect(log.text()).toContain("boot counter exhausted at 2147483647");
+    expect(log.text()).toContain("not publishing (nonce safety)");
+    expect(store.get(PROV_NAMESPACE, "boot")).toBe(0x7fffffff);
+    await timers.advance(10_000);
+    expect(broker.connects).toHaveLength(0);
+  });
+
   it("does not publish when the counter cannot be stored", async () => {
     const { timers, store, broker } = setup();
     provision(store);

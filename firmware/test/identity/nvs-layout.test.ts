@@ -120,7 +120,9 @@ describe("NVS identity layout", () => {
 
   it("advances the boot counter within i32", () => {
     expect(nextBootCounter(0)).toBe(1);
-    expect(nextBootCounter(0x7fffffff)).toBe(1);
+    expect(nextBootCounter(0x7ffffffe)).toBe(0x7fffffff);
+    // Wrapping to 1 would reuse (boot, seq) nonces under the same key.
+    expect(() => nextBootCounter(0x7fffffff)).toThrow(/boot counter exhausted at 2147483647: re-provision/);
     expect(readBootCounter(() => undefined)).toBe(0);
   });
 });

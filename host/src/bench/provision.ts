@@ -8,6 +8,7 @@ import { parseArgs } from "node:util";
 import { deflateSync } from "node:zlib";
 import { ensureDevPki } from "../../../pki/src/index";
 import { startVirtualBoard } from "../../test/esp32-rom-double/virtual-board";
+import { loadOrCreatePayloadMaster } from "../crypto/device-keys";
 import { loadIdentity, type IdentitySettings } from "../provision/identity";
 import { identityImage } from "../provision/nvs-image";
 import { buildPartitionTable, MODDABLE_PARTITIONS, MODDABLE_NVS } from "../provision/partition-table";
@@ -32,6 +33,7 @@ export async function run(argv: string[]): Promise<void> {
   try {
     const devices = Array.from({ length: runs }, (_, i) => `elx-bench-${String(i + 1).padStart(4, "0")}`);
     await ensureDevPki({ stateDir: state, devices });
+    await loadOrCreatePayloadMaster(state, 1);
     const settings: IdentitySettings = {
       broker: "mqtts://broker.example.net:8883", intervalMs: 5000, site: "site-1", keyId: 1,
       wifi: { ssid: "plant-floor", psk: "a-typical-wpa2-passphrase" },

@@ -5,8 +5,11 @@
  *   board <id>:  publish electrolyser/<id>/telemetry and electrolyser/<id>/status;
  *                subscribe/read electrolyser/<id>/command
  *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…
+ *   telegraf:    subscribe/read electrolyser/+/telemetry
  *   monitor:     the same reads as ingest (observers such as the emulator's verifier), under its own identity
  *                so it never shares the ingest's session
+ *   services (the ingest identity, monitor, telegraf, bridge): nothing under electrolyser/<own name>/, so the
+ *                board patterns never let a service publish telemetry under its own name
  *   anything else: denied.
  *
  * For "subscribe" the topic may be a filter: it is allowed when every topic it can match is readable
@@ -23,6 +26,9 @@ export type TopicAction = "publish" | "subscribe";
 
 /** The read-only observer identity of infra/mosquitto/acl.template. */
 export const MONITOR_IDENTITY = "monitor";
+
+/** The ACL's service sections, each denying its own electrolyser/<name>/# tree. */
+const SERVICES = ["monitor", "telegraf", "bridge"] as const;
 
 export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = "ingest"): boolean {
   if (!IDENTITY.test(identity)) return false;
@@ -44,6 +50,8 @@ export function isAllowed(identity: string, action: TopicAction, topic: string, 
   if (levels.length !== 3 || levels[0] !== ROOT) return false;
   const [, who, kind] = levels as [string, string, string];
   if (kind.includes("+") || kind.includes("#")) return false;
+  const isService = identity === ingestIdentity || (SERVICES as readonly string[]).includes(identity);
+  if (isService && who === identity) return false; // `topic deny electrolyser/<name>/#`, checked before any grant
 
   if (action === "publish") {
     if (filter !== topic) return false;
@@ -55,6 +63,7 @@ export function isAllowed(identity: string, action: TopicAction, topic: string, 
   const readsFleet = identity === ingestIdentity || identity === MONITOR_IDENTITY;
   if (readsFleet && (kind === "telemetry" || kind === "status") && (who === "+" || IDENTITY.test(who)))
     return true;
+  if (identity === "telegraf" && kind === "telemetry" && (who === "+" || IDENTITY.test(who))) return true;
   // A board reads only its own command topic.
   return who === identity && kind === "command";
 }

@@ -14,6 +14,7 @@ import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
 import { stateDir } from "../state/state-dir";
+import { maxReadingAgeMs, parseRetention } from "../store/retention";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
 
 const log = (line: string) => console.error(`${new Date().toISOString()} ${line}`);
@@ -123,10 +124,11 @@ async function main(): Promise<void> {
       default: 10,
       describe: "Seconds between writes of the account to the store",
     })
-    .option("max-age-days", {
-      type: "number",
-      default: 30,
-      describe: "Refuse readings older than this (keep within the store's retention)",
+    .option("retention", {
+      type: "string",
+      default: "30d",
+      describe:
+        "The store's retention (h, d or w; compose: INFLUXDB_RETENTION); older readings are refused as timestamp_out_of_range",
     })
     .option("progress-interval", {
       type: "number",
@@ -139,6 +141,7 @@ async function main(): Promise<void> {
       if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
       if (a.shared && !/^[A-Za-z0-9_-]{1,64}$/.test(a.group))
         throw new Error("--group must be 1-64 letters, digits, '_' or '-'");
+      parseRetention(a.retention);
       return true;
     })
     .strict()
@@ -176,7 +179,7 @@ async function main(): Promise<void> {
       // look like duplicates, not replays: the window covers at least that many sequence numbers.
       window: new ReplayWindow({ size: Math.max(4096, Math.ceil(argv["max-held"] / 32) * 32) }),
       ...(fleet ? { isKnownDevice: (id: string) => fleet.ids.has(id) } : {}),
-      maxAgeMs: argv["max-age-days"] * 86_400_000,
+      maxAgeMs: maxReadingAgeMs(parseRetention(argv.retention)),
     }),
     store: influxStore({ url: argv["store-url"], org: argv.org, bucket: argv.bucket, token }),
     deadLetters: deadLetterFile(argv["dead-letter"]),

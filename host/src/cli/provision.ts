@@ -15,7 +15,7 @@ import { buildNvsImage } from "../nvs/writer";
 import { ProvisionError } from "../provision/errors";
 import { listEspPorts } from "../provision/ports";
 import { provisionBoard, type ProvisionRequest, type ProvisionResult } from "../provision/provision-board";
-import { loadIdentity } from "../provision/identity";
+import { loadIdentity, requireFleetSecret } from "../provision/identity";
 import type { IdentitySettings } from "../provision/identity";
 import { initialBootCounter } from "../provision/nvs-image";
 import { SIMULATOR_PREFERENCES, readPreferenceFile, simulatorBoot, withIdentity } from "../provision/simulator-preferences";
@@ -81,6 +81,9 @@ async function flash(a: FlashArgs): Promise<void> {
       ? { nvs: { offset: parseSize(a.nvsOffset, "--nvs-offset"), size: parseSize(a.nvsSize, "--nvs-size") } }
       : {}),
   };
+
+  // Checked once before any board is touched: with --ports auto every board would fail the same way.
+  if (settings.keyId !== null) await requireFleetSecret(base.stateDir, settings.keyId);
 
   const targets: { path: string; vid?: number; pid?: number }[] = [];
   if (a.ports) {

@@ -14,6 +14,7 @@ import { startNatsClusterBroker } from "../broker/nats/stack-broker";
 import { prepareState } from "../setup/prepare";
 import { repoRoot, stateDir } from "../state/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
+import { parseRetention } from "../store/retention";
 
 const log = (line: string) => console.error(`${new Date().toISOString()} stack: ${line}`);
 
@@ -75,9 +76,10 @@ async function main(): Promise<void> {
     .option("metrics-port", { type: "number", default: 9464, describe: "Ingest /metrics port (0: a free one)" })
     .option("encrypted", { type: "boolean", describe: "The fleet seals payloads (emulator: --encrypt)" })
     .option("plain", { type: "boolean", describe: "The fleet sends plain JSON payloads (default)" })
-    .option("retention", { type: "string", default: "30d", describe: "VictoriaMetrics retention" })
+    .option("retention", { type: "string", default: "30d", describe: "Store retention (h, d or w), for VictoriaMetrics and the ingest" })
     .check((a) => {
       if (a.encrypted && a.plain) throw new Error("choose one of --encrypted and --plain");
+      parseRetention(a.retention);
       return true;
     })
     .strict()
@@ -150,6 +152,7 @@ async function main(): Promise<void> {
       "--metrics-port", String(argv["metrics-port"]),
       // NATS 2.9 speaks MQTT 3.1.1 only.
       ...(nats ? ["--mqtt-version", "4"] : []),
+      "--retention", argv.retention,
     ], { ...process.env, EST_STATE_DIR: state });
     log(`ingest: metrics http://127.0.0.1:${ingest.metricsPort}/metrics (pid ${ingest.child.pid})`);
     ingest.child.once("exit", (code) => {

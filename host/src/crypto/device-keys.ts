@@ -2,9 +2,8 @@
 // and every device key is HKDF-SHA256(secret, salt, info = device id). Provisioning writes
 // the derived key (never the secret) into the board's NVS; rotating means a new key id.
 import { hkdfSync, randomBytes } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import { join } from "node:path";
-import { writeFileAtomic } from "../state/state-dir";
+import { link, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
+import { dirname, join } from "node:path";
 
 export const PAYLOAD_KEY_SALT = "electrolyser-telemetry/payload-key/v1";
 export const PAYLOAD_MASTER_BYTES = 32;
@@ -37,21 +36,41 @@ export async function loadPayloadMaster(stateDir: string, keyId: number): Promis
   return new Uint8Array(data);
 }
 
-/** Creates the secret at random (0600) on first use; never overwrites an existing one. */
+/**
+ * Creates the secret at random (0600) on first use; never overwrites an existing one. Safe under
+ * concurrency: the new secret is written to a private temporary file and published with `link`,
+ * which fails with EEXIST if another caller got there first; the loser then reads the winner's
+ * secret, so every caller on one host gets the same fleet secret (a rename would let the last
+ * writer win after earlier callers had already derived keys from theirs).
+ */
 export async function loadOrCreatePayloadMaster(stateDir: string, keyId: number): Promise<Uint8Array> {
   checkKeyId(keyId);
+  const path = payloadMasterPath(stateDir, keyId);
+  if (await payloadMasterExists(stateDir, keyId)) return loadPayloadMaster(stateDir, keyId); // a damaged secret is refused, never replaced
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+  const tmp = `${path}.${randomBytes(6).toString("hex")}.tmp`;
+  const handle = await open(tmp, "wx", 0o600);
   try {
-    return await loadPayloadMaster(stateDir, keyId);
+    await handle.writeFile(randomBytes(PAYLOAD_MASTER_BYTES));
+    await handle.sync();
+    await handle.close();
+    await link(tmp, path).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "EEXIST") throw err;
+    });
+  } finally {
+    await handle.close().catch(() => {});
+    await rm(tmp, { force: true });
+  }
+  return loadPayloadMaster(stateDir, keyId);
+}
+
+export async function payloadMasterExists(stateDir: string, keyId: number): Promise<boolean> {
+  try {
+    await stat(payloadMasterPath(stateDir, keyId));
+    return true;
   } catch (err) {
-    const path = payloadMasterPath(stateDir, keyId);
-    try {
-      await readFile(path);
-      throw err; // exists but is bad: refuse rather than replace a fleet secret
-    } catch (readErr) {
-      if ((readErr as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    }
-    await writeFileAtomic(path, randomBytes(PAYLOAD_MASTER_BYTES), 0o600);
-    return loadPayloadMaster(stateDir, keyId);
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return false;
+    throw err;
   }
 }
 

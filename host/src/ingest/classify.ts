@@ -9,7 +9,13 @@ import { UNKNOWN_DEVICE } from "./account";
 import { readingLine, statusLine, UNKNOWN_SITE } from "./line-protocol";
 
 /** Reasons beyond the payload decoder's codes. */
-export type IngestRejectReason = "invalid_topic" | "invalid_status" | "timestamp_out_of_range" | "unknown_device";
+export type IngestRejectReason =
+  | "invalid_topic"
+  | "invalid_status"
+  | "timestamp_out_of_range"
+  | "timestamp_backwards"
+  | "unknown_device"
+  | "retained";
 
 /**
  * Service identities. The broker's per-board ACL patterns apply to every certificate CN, so a
@@ -25,8 +31,8 @@ export type Outcome =
       line: string;
       /** Device timestamp, for the end-to-end latency; undefined for status messages. */
       deviceTs?: number;
-      /** Change in the device's count of missing sequence numbers. */
-      gapDelta: number;
+      /** The reading's place in its device's sequence: committed to the replay window once stored. */
+      position?: { boot: number; seq: number };
     }
   | { kind: "duplicate"; sensorId: string }
   | { kind: "rejected"; sensorId: string; reason: string; detail: string };
@@ -42,7 +48,16 @@ export interface ClassifierOptions {
   maxFutureMs?: number;
   /** When given (the fleet manifest's devices), anything else is refused as unknown_device. */
   isKnownDevice?: (sensorId: string) => boolean;
+  /**
+   * History is append-only per boot: a new reading dated more than this before the latest timestamp its
+   * boot has sent is refused as timestamp_backwards (default 2 s), so a board cannot overwrite its own
+   * stored points (one point per series and timestamp) by re-dating new readings into the past.
+   */
+  backwardsToleranceMs?: number;
 }
+
+/** Default slack for a device clock stepping back (an SNTP correction of jitter), in ms. */
+export const BACKWARDS_TOLERANCE_MS = 2000;
 
 const DAY_MS = 86_400_000;
 
@@ -54,6 +69,11 @@ export class MessageClassifier {
   readonly #maxAgeMs: number;
   readonly #maxFutureMs: number;
   readonly #isKnownDevice: (sensorId: string) => boolean;
+  readonly #backwardsToleranceMs: number;
+  /** Per device: its latest boot and the highest timestamp seen in it (one entry a device: bounded memory). */
+  readonly #bootClock = new Map<string, { boot: number; maxTs: number }>();
+  /** Readings classified for writing and not yet stored or refused: at most the ingest's held messages. */
+  readonly #inFlight = new Set<string>();
 
   constructor(o: ClassifierOptions) {
     this.#mode = o.mode;
@@ -63,9 +83,11 @@ export class MessageClassifier {
     this.#maxAgeMs = o.maxAgeMs ?? 30 * DAY_MS;
     this.#maxFutureMs = o.maxFutureMs ?? 3_600_000;
     this.#isKnownDevice = o.isKnownDevice ?? (() => true);
+    this.#backwardsToleranceMs = o.backwardsToleranceMs ?? BACKWARDS_TOLERANCE_MS;
   }
 
-  classify(topic: string, payload: Uint8Array): Outcome {
+  /** @param retained the publisher set RETAIN: fine for a status (the last will), refused for a reading. */
+  classify(topic: string, payload: Uint8Array, retained = false): Outcome {
     const parsed = parseTopic(topic);
     if (!parsed)
       return reject(UNKNOWN_DEVICE, "invalid_topic", `"${printable(topic)}" is not an electrolyser topic`);
@@ -74,6 +96,8 @@ export class MessageClassifier {
     if (parsed.kind === "status") return this.#status(parsed.sensorId, payload);
     if (parsed.kind !== "telemetry")
       return reject(parsed.sensorId, "invalid_topic", `unexpected ${parsed.kind} topic`);
+    // A retained reading is re-delivered at every subscribe (and to every new subscriber): never telemetry.
+    if (retained) return reject(parsed.sensorId, "retained", "telemetry published with RETAIN");
 
     const decoded = decodeTelemetryMessage(topic, payload, this.#mode);
     if (!decoded.ok) return reject(parsed.sensorId, decoded.error.code, decoded.error.message);
@@ -88,32 +112,63 @@ export class MessageClassifier {
       );
 
     const verdict = this.#window.check(r.sensorId, r.boot, r.seq);
-    if (verdict === "duplicate") return { kind: "duplicate", sensorId: r.sensorId };
+    const key = positionKey(r.sensorId, r.boot, r.seq);
+    if (verdict === "duplicate" || this.#inFlight.has(key)) return { kind: "duplicate", sensorId: r.sensorId };
     if (verdict === "replay")
       return reject(r.sensorId, "replay", `boot ${r.boot} seq ${r.seq} is older than the replay window`);
 
-    const prev = this.#window.latest(r.sensorId);
-    let gapDelta = 0;
-    if (prev && prev.boot === r.boot) {
-      if (r.seq > prev.seq + 1) gapDelta = r.seq - prev.seq - 1;
-      else if (r.seq < prev.seq) gapDelta = -1; // a late message fills a hole counted before
-    }
-    this.#window.commit(r.sensorId, r.boot, r.seq);
+    const clock = this.#bootClock.get(r.sensorId);
+    if (clock && clock.boot === r.boot && r.ts < clock.maxTs - this.#backwardsToleranceMs)
+      return reject(
+        r.sensorId,
+        "timestamp_backwards",
+        `boot ${r.boot} seq ${r.seq} is dated ${clock.maxTs - r.ts} ms before the boot's latest reading (tolerance ${this.#backwardsToleranceMs} ms)`,
+      );
+    if (!clock || r.boot > clock.boot) this.#bootClock.set(r.sensorId, { boot: r.boot, maxTs: r.ts });
+    else if (r.boot === clock.boot && r.ts > clock.maxTs) clock.maxTs = r.ts;
+
+    // Not committed here: the window records a reading only once the store accepted it (commit()).
+    // Until then it is in flight, so a re-delivery meanwhile is not written twice.
+    this.#inFlight.add(key);
     return {
       kind: "write",
       sensorId: r.sensorId,
       line: readingLine(r, this.#siteOf(r.sensorId) ?? UNKNOWN_SITE),
       deviceTs: r.ts,
-      gapDelta,
+      position: { boot: r.boot, seq: r.seq },
     };
+  }
+
+  /** Records a stored reading in the replay window; returns the change in its device's gap count. */
+  commit(sensorId: string, position: { boot: number; seq: number }): number {
+    const { boot, seq } = position;
+    this.#inFlight.delete(positionKey(sensorId, boot, seq));
+    if (this.#window.check(sensorId, boot, seq) !== "new") return 0; // overtaken in flight by 4096 newer readings
+    const prev = this.#window.latest(sensorId);
+    let gapDelta = 0;
+    if (prev && prev.boot === boot) {
+      if (seq > prev.seq + 1) gapDelta = seq - prev.seq - 1;
+      else if (seq < prev.seq) gapDelta = -1; // a late message fills a hole counted before
+    }
+    this.#window.commit(sensorId, boot, seq);
+    return gapDelta;
+  }
+
+  /** A reading the store refused: it leaves the in-flight set without entering the window. */
+  release(sensorId: string, position: { boot: number; seq: number }): void {
+    this.#inFlight.delete(positionKey(sensorId, position.boot, position.seq));
   }
 
   #status(sensorId: string, payload: Uint8Array): Outcome {
     const online = parseStatus(payload);
     if (online === undefined)
       return reject(sensorId, "invalid_status", "status payload is not online/offline");
-    return { kind: "write", sensorId, line: statusLine(sensorId, online, this.#now()), gapDelta: 0 };
+    return { kind: "write", sensorId, line: statusLine(sensorId, online, this.#now()) };
   }
+}
+
+function positionKey(sensorId: string, boot: number, seq: number): string {
+  return `${sensorId}\u0000${boot}\u0000${seq}`;
 }
 
 function reject(sensorId: string, reason: string, detail: string): Outcome {

@@ -79,12 +79,12 @@ export class FleetBoard {
     return m.reading;
   }
 
-  publishRaw(topic: string, payload: Uint8Array, qos: 0 | 1 = 1): Promise<void> {
+  publishRaw(topic: string, payload: Uint8Array, qos: 0 | 1 = 1, retain = false): Promise<void> {
     return new Promise((resolve, reject) => {
       this.client.publish(
         topic,
         Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength),
-        { qos },
+        { qos, retain },
         (err) => (err ? reject(err) : resolve()),
       );
     });

@@ -16,6 +16,8 @@ export interface HeldMessage {
   topic: string;
   payload: Buffer;
   qos: 0 | 1 | 2;
+  /** The publisher set RETAIN (the telemetry subscription asks for retain-as-published). */
+  retain: boolean;
   messageId: number | undefined;
   /** Which connection delivered it. */
   connection: number;
@@ -63,6 +65,7 @@ export class HeldAckReceiver {
         topic: packet.topic,
         payload: typeof packet.payload === "string" ? Buffer.from(packet.payload) : packet.payload,
         qos,
+        retain: packet.retain,
         messageId: packet.messageId,
         connection: this.#connection,
         receivedAt: Date.now(),

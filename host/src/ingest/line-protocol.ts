@@ -9,8 +9,15 @@ export const ACCOUNT_MEASUREMENT = "ingest";
 export const REJECTED_MEASUREMENT = "ingest_rejected";
 export const UNKNOWN_SITE = "unknown";
 
-/** Tag keys and values: comma, equals sign and space are escaped (and the backslash itself). */
+/**
+ * Tag keys and values: comma, equals sign and space are escaped (and the backslash itself). Line
+ * protocol has no escape for a newline (it ends the point, so the rest would be a point of its own) or
+ * other control characters: those are refused, never passed on.
+ */
 export function escapeTag(value: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(value))
+    throw new RangeError(`tag value ${JSON.stringify(value)} holds a control character`);
   return value.replace(/[\\,= ]/g, (c) => `\\${c}`);
 }
 

@@ -11,7 +11,7 @@ import type { DeadLetter, DeadLetterSink } from "./dead-letter";
 import { HeldAckReceiver, type HeldMessage } from "./held-acks";
 import { accountLine, rejectedLine } from "./line-protocol";
 import { createIngestMetrics, serveMetrics, type IngestMetrics } from "./metrics";
-import { StoreRejectedError, type BatchStore } from "./store-writer";
+import { writeIsolatingRefused, type BatchStore, type RefusedLine } from "./store-writer";
 
 export interface IngestTls {
   ca: string | Buffer;
@@ -72,6 +72,8 @@ interface Item {
   msg: HeldMessage;
   outcome: Outcome;
 }
+
+const STORE_REJECTED = "store_rejected";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -210,7 +212,8 @@ export class IngestService {
       ? `$share/${this.#o.group}/electrolyser/+/telemetry`
       : "electrolyser/+/telemetry";
     const granted = await client.subscribeAsync({
-      [telemetry]: { qos: 1 },
+      // Retain as published: a retained reading is flagged on live delivery too, so it is refused every time.
+      [telemetry]: { qos: 1, rap: true },
       // Not shared: retained last-will statuses are only delivered to plain subscriptions.
       "electrolyser/+/status": { qos: 1 },
     });
@@ -227,7 +230,7 @@ export class IngestService {
     }
     let outcome: Outcome;
     try {
-      outcome = this.#o.classifier.classify(msg.topic, msg.payload);
+      outcome = this.#o.classifier.classify(msg.topic, msg.payload, msg.retain);
     } catch (err) {
       // The decoder returns typed errors; anything thrown is a bug, but one message must not stop the ingest.
       outcome = { kind: "rejected", sensorId: "_unknown", reason: "internal_error", detail: String(err) };
@@ -279,36 +282,56 @@ export class IngestService {
     }
   }
 
-  /** Store and dead-letter the batch (retrying while the store is down), then acknowledge it. */
+  /**
+   * Store and dead-letter the batch (retrying while the store is down), then acknowledge it. Data flows
+   * one way: the store answers which lines it refused, and only what it accepted is committed to the
+   * replay window and counted as written.
+   */
   async #commit(batch: Item[]): Promise<boolean> {
-    const lines: string[] = [];
-    const writes: Item[] = [];
+    const writes: { item: Item; line: string }[] = [];
     const dead: DeadLetter[] = [];
     for (const item of batch) {
-      if (item.outcome.kind === "write") {
-        lines.push(item.outcome.line);
-        writes.push(item);
-      } else if (item.outcome.kind === "rejected") {
+      if (item.outcome.kind === "write") writes.push({ item, line: item.outcome.line });
+      else if (item.outcome.kind === "rejected")
         dead.push(deadLetterOf(item.msg, item.outcome.reason, item.outcome.detail, item.outcome.sensorId));
-      }
     }
     if (!(await this.#retrying("dead-letter file", () => this.#o.deadLetters.append(dead)))) return false;
-    const stored = await this.#retrying("store", () => this.#writeLines(lines, writes));
+    let refused: RefusedLine[] = [];
+    const stored = await this.#retrying(
+      "store",
+      async () => {
+        refused = await this.#writeLines(writes.map((w) => w.line));
+      },
+      (up) => {
+        this.#storeUp = up;
+        if (!up) this.#metrics.storeFailures.inc();
+      },
+    );
     if (!stored) return false;
+    const refusedItems = new Map(refused.map((r) => [writes[r.index]!.item, r.detail]));
+    const refusedDead = [...refusedItems].map(([item, detail]) =>
+      deadLetterOf(item.msg, STORE_REJECTED, detail, item.outcome.sensorId),
+    );
+    if (!(await this.#retrying("dead-letter file", () => this.#o.deadLetters.append(refusedDead))))
+      return false;
     const now = Date.now();
     let dropped = 0;
     const receiver = this.#receiver;
     receiver?.batch(() => {
       for (const item of batch) {
         const o = item.outcome;
-        if (o.kind === "write") {
+        if (o.kind === "write" && refusedItems.has(item)) {
+          if (o.position) this.#o.classifier.release(o.sensorId, o.position);
+          this.account.rejected(o.sensorId, STORE_REJECTED);
+        } else if (o.kind === "write") {
+          const gapDelta = o.position ? this.#o.classifier.commit(o.sensorId, o.position) : 0;
           if (o.deviceTs !== undefined) {
             const latency = now - o.deviceTs;
             this.account.written(o.sensorId, latency);
             this.#metrics.latency.observe(latency / 1000);
             this.#metrics.latencyRecent.observe(latency);
           }
-          if (o.gapDelta !== 0) this.account.gaps(o.sensorId, o.gapDelta);
+          if (gapDelta !== 0) this.account.gaps(o.sensorId, gapDelta);
         } else if (o.kind === "duplicate") {
           this.account.duplicate(o.sensorId);
         } else {
@@ -324,53 +347,29 @@ export class IngestService {
     return true;
   }
 
-  /**
-   * A batch the store refuses outright (HTTP 4xx) is written line by line, so one bad line
-   * goes to the dead-letter file instead of blocking the ingest forever.
-   */
-  async #writeLines(lines: string[], writes: Item[]): Promise<void> {
+  /** Writes the lines and returns those the store refused outright (HTTP 4xx), isolated by halving. */
+  async #writeLines(lines: string[]): Promise<RefusedLine[]> {
     const started = performance.now();
-    try {
-      await this.#o.store.write(lines);
-    } catch (err) {
-      if (!(err instanceof StoreRejectedError)) throw err;
-      this.#log(`ingest: ${err.message}; isolating the refused lines`);
-      const refused: DeadLetter[] = [];
-      for (const [i, line] of lines.entries()) {
-        try {
-          await this.#o.store.write([line]);
-        } catch (one) {
-          if (!(one instanceof StoreRejectedError)) throw one;
-          const item = writes[i]!;
-          item.outcome = {
-            kind: "rejected",
-            sensorId: item.outcome.sensorId,
-            reason: "store_rejected",
-            detail: one.message,
-          };
-          refused.push(deadLetterOf(item.msg, "store_rejected", one.message, item.outcome.sensorId));
-        }
-      }
-      await this.#o.deadLetters.append(refused);
-    }
+    const refused = await writeIsolatingRefused(this.#o.store, lines);
+    if (refused.length > 0)
+      this.#log(`ingest: the store refused ${refused.length} of ${lines.length} lines; dead-lettered`);
     this.#metrics.storeWrite.observe((performance.now() - started) / 1000);
+    return refused;
   }
 
-  async #retrying(what: string, op: () => Promise<void>): Promise<boolean> {
+  /** Runs op until it succeeds (or writes are abandoned); `health` hears each success and failure. */
+  async #retrying(what: string, op: () => Promise<void>, health?: (up: boolean) => void): Promise<boolean> {
     let delay = this.#o.retryMinMs ?? 200;
     let failures = 0;
     for (;;) {
       try {
         await op();
         if (failures > 0) this.#log(`ingest: ${what} is back after ${failures} failed attempts`);
-        if (what === "store") this.#storeUp = true;
+        health?.(true);
         return true;
       } catch (err) {
         failures++;
-        if (what === "store") {
-          this.#storeUp = false;
-          this.#metrics.storeFailures.inc();
-        }
+        health?.(false);
         if (failures === 1 || failures % 20 === 0)
           this.#log(
             `ingest: ${what} write failed (${err instanceof Error ? err.message : String(err)}); holding ${this.held} acknowledgements, retrying`,

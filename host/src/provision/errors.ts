@@ -13,7 +13,8 @@ export type ProvisionErrorCode =
   | "identity_elsewhere"
   | "no_device"
   | "bad_input"
-  | "identity";
+  | "identity"
+  | "no_payload_secret";
 
 export class ProvisionError extends Error {
   readonly code: ProvisionErrorCode;

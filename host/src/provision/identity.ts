@@ -5,7 +5,7 @@
  */
 import { createHash } from "node:crypto";
 import { exportDeviceBundle, PkiError, provisionedBrokerPins } from "../../../pki/src/index";
-import { deriveDeviceKey, loadOrCreatePayloadMaster } from "../crypto/device-keys";
+import { deriveDeviceKey, loadPayloadMaster, payloadMasterExists, payloadMasterPath } from "../crypto/device-keys";
 import { parseBrokerUrl, wifiPskProblem, INTERVAL_MS_MAX, INTERVAL_MS_MIN } from "../../../firmware/src/identity/nvs-layout";
 import type { DeviceIdentity } from "../../../firmware/src/identity/nvs-layout";
 import { ProvisionError } from "./errors";
@@ -53,7 +53,7 @@ export async function loadIdentity(stateDir: string, deviceId: string, s: Identi
   }
   let payload: DeviceIdentity["payload"] = null;
   if (s.keyId !== null) {
-    const master = await loadOrCreatePayloadMaster(stateDir, s.keyId);
+    const master = await requireFleetSecret(stateDir, s.keyId);
     payload = { keyId: s.keyId, key: deriveDeviceKey(master, deviceId) };
   }
   const identity: DeviceIdentity = {
@@ -78,4 +78,24 @@ export async function loadIdentity(stateDir: string, deviceId: string, s: Identi
     identity,
     cert: { serial: bundle.serial, sha256: createHash("sha256").update(bundle.certDer).digest("hex"), notAfter: bundle.notAfter.toISOString() },
   };
+}
+
+/**
+ * Provisioning never creates a fleet secret: one made here would exist only on this host, so the ingest
+ * could open none of the boards sealed under it (every reading dead-lettered as `tag_mismatch`).
+ */
+export async function requireFleetSecret(stateDir: string, keyId: number): Promise<Uint8Array> {
+  if (!(await payloadMasterExists(stateDir, keyId))) {
+    throw new ProvisionError(
+      "no_payload_secret",
+      `no fleet payload secret ${keyId} at ${payloadMasterPath(stateDir, keyId)}: provisioning does not create one. ` +
+        "Run `npm run setup` on the ingest's host and copy its secrets folder here (mode 0600), " +
+        "choose a --key-id that exists, or provision with --no-encrypt",
+    );
+  }
+  try {
+    return await loadPayloadMaster(stateDir, keyId);
+  } catch (err) {
+    throw new ProvisionError("no_payload_secret", (err as Error).message);
+  }
 }

@@ -22,7 +22,7 @@ let dir: string;
 let pki: BrokerTestPki;
 let broker: MosquittoHandle;
 let caPem: string;
-const ids: Record<"ingest" | "monitor" | "telegraf" | "devA" | "devB" | "devRsa" | "expired" | "notYetValid" | "wildPlus" | "wildHash" | "foreign", IssuedCert> =
+const ids: Record<"ingest" | "monitor" | "telegraf" | "bridge" | "devA" | "devB" | "devRsa" | "expired" | "notYetValid" | "wildPlus" | "wildHash" | "foreign", IssuedCert> =
   {} as never;
 /**
  * Sees every board's telemetry and status for the whole file. It is the read-only `monitor`
@@ -62,10 +62,11 @@ beforeAll(async () => {
   caPem = pki.ca.certPem;
   const client = { usage: "client" as const };
   const foreignCa = await createCa("Foreign CA", "p256");
-  const [ingestId, monitor, telegraf, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign] = await Promise.all([
+  const [ingestId, monitor, telegraf, bridge, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign] = await Promise.all([
     issue(pki.ca, { cn: "ingest", kind: "p256", ...client }),
     issue(pki.ca, { cn: "monitor", kind: "p256", ...client }),
     issue(pki.ca, { cn: "telegraf", kind: "p256", ...client }),
+    issue(pki.ca, { cn: "bridge", kind: "p256", ...client }),
     issue(pki.ca, { cn: "dev-a", kind: "p256", ...client }),
     issue(pki.ca, { cn: "dev-b", kind: "p256", ...client }),
     issue(pki.ca, { cn: "dev-rsa", kind: "rsa", ...client }),
@@ -75,7 +76,7 @@ beforeAll(async () => {
     issue(pki.ca, { cn: "#", kind: "p256", ...client }),
     issue(foreignCa, { cn: "dev-a", kind: "p256", ...client }),
   ]);
-  Object.assign(ids, { ingest: ingestId, monitor, telegraf, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign });
+  Object.assign(ids, { ingest: ingestId, monitor, telegraf, bridge, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign });
   broker = await startMosquitto({ pki: pki.paths, dataDir: join(dir, "data") });
   observer = await connectAs(ids.monitor, "monitor-access-test");
   observerRx = recorder(observer);
@@ -311,6 +312,39 @@ describe("a connected board cannot reach other boards' topics", () => {
     expect(await publishQos1(svc, "electrolyser/dev-a/telemetry", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
     expect(await publishQos1(svc, "electrolyser/dev-a/command", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
     await endClient(svc);
+  });
+});
+
+describe("service identities publish no telemetry, not even under their own name", () => {
+  it("ingest, monitor, telegraf and bridge: their own telemetry and status topics are refused (PUBACK 0x87) and never delivered", async () => {
+    // Before: `pattern write electrolyser/%u/telemetry` let every service CN publish there, and the Telegraf path stored it.
+    // Two watchers: monitor (the file's observer) and telegraf, which also sees monitor's own telemetry topic.
+    const watcher = await connectAs(ids.telegraf, "telegraf-watch-services");
+    const rx = recorder(watcher);
+    expect(await subscribe(watcher, ["electrolyser/+/telemetry"])).toEqual([1]);
+    const spoofs: string[] = [];
+    for (const which of ["ingest", "bridge", "monitor", "telegraf"] as const) {
+      const svc = which === "monitor" ? observer : which === "telegraf" ? watcher : await connectAs(ids[which], `${which}-own-topic`);
+      for (const kind of ["telemetry", "status"]) {
+        const spoof = `${which}-${kind}-${randomUUID()}`;
+        spoofs.push(spoof);
+        const topic = `electrolyser/${ids[which].cn}/${kind}`;
+        expect({ topic, ...(await publishQos1(svc, topic, spoof)) }).toEqual({ topic, reasonCode: NOT_AUTHORIZED });
+      }
+      if (which === "ingest" || which === "bridge") await endClient(svc);
+    }
+    // A board's reading after all of them, then a SUBACK round trip and a grace for the watcher's socket.
+    const dev = await connectAs(ids.devA, "dev-a-after-services");
+    const marker = `after-services-${randomUUID()}`;
+    expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", marker)).reasonCode).toBe(0);
+    await rx.waitFor((m) => m.payload === marker);
+    await observerRx.waitFor((m) => m.payload === marker);
+    await subscribe(watcher, ["electrolyser/dev-a/status"]);
+    await sleep(200);
+    expect(rx.messages.filter((m) => spoofs.includes(m.payload))).toEqual([]);
+    expect(observerRx.messages.filter((m) => spoofs.includes(m.payload))).toEqual([]);
+    await endClient(dev);
+    await endClient(watcher);
   });
 });
 

@@ -105,19 +105,24 @@ describe("rendered ACL", async () => {
   const { acl } = renderBrokerConfig(await loadTemplates(), { ...LOCAL, ingestIdentity: "ingest-2" });
   const rules = acl.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
 
-  it("grants boards only their own topics; ingest, monitor and telegraf only read", () => {
+  it("grants boards only their own topics; ingest, monitor and telegraf only read, and never their own name's topics", () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
       "pattern read electrolyser/%u/command",
       "user ingest-2",
+      "topic deny electrolyser/ingest-2/#",
       "topic read electrolyser/+/telemetry",
       "topic read electrolyser/+/status",
       "user monitor",
+      "topic deny electrolyser/monitor/#",
       "topic read electrolyser/+/telemetry",
       "topic read electrolyser/+/status",
       "user telegraf",
+      "topic deny electrolyser/telegraf/#",
       "topic read electrolyser/+/telemetry",
+      "user bridge",
+      "topic deny electrolyser/bridge/#",
     ]);
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { mkdtemp, readFile, stat, writeFile, mkdir } from "node:fs/promises";
+import { mkdtemp, readFile, readdir, rm, stat, writeFile, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -19,6 +19,21 @@ describe("payload secrets and device keys", () => {
     expect((await readFile(payloadMasterPath(dir, 0))).length).toBe(32);
     const ring = await loadPayloadKeyring(dir);
     expect([...ring.keys()]).toEqual([0]);
+  });
+
+  it("gives every concurrent caller on an empty secrets folder the same secret (20 rounds of 6)", async () => {
+    // On the code before the fix (write temp + rename) 6 callers got up to 3 different secrets in every round.
+    for (let round = 0; round < 20; round++) {
+      const dir = await mkdtemp(join(tmpdir(), "est-keys-race-"));
+      try {
+        const got = await Promise.all(Array.from({ length: 6 }, () => loadOrCreatePayloadMaster(dir, 1)));
+        const onDisk = Buffer.from(await readFile(payloadMasterPath(dir, 1))).toString("hex");
+        expect(new Set(got.map((m) => Buffer.from(m).toString("hex")))).toEqual(new Set([onDisk]));
+        expect(await readdir(join(dir, "secrets"))).toEqual(["payload-master-1.key"]);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    }
   });
 
   it("refuses a damaged secret instead of overwriting it", async () => {

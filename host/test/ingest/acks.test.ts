@@ -181,4 +181,46 @@ describe("acknowledgements held until the store accepted", () => {
     const dead = await readDeadLetters(s.deadLetterPath);
     expect(dead.filter((d) => d.reason === "store_rejected")).toHaveLength(refusedSeq.length);
   });
+
+  it("isolates one refused line of a 120-line batch in O(log n) requests, and leaves it out of the replay window", async () => {
+    const board = fleet.boards[0]!;
+    const msgs = Array.from({ length: 120 }, () => board.nextMessage());
+    const refusedMsg = msgs[78]!;
+    const bad = refusedMsg.reading.seq;
+    const requests: string[][] = [];
+    let gate: (() => void) | undefined;
+    const gated = new Promise<void>((r) => (gate = r));
+    const picky: BatchStore = {
+      async write(lines) {
+        requests.push([...lines]);
+        if (requests.length === 1) await gated; // the first message's batch waits, so the other 119 form one batch
+        if (lines.some((l) => l.includes(`seq=${bad}i`))) throw new StoreRejectedError(400, "bad line");
+      },
+    };
+    const ingest = await startIngest(s, {
+      encrypted: false,
+      store: picky,
+      clientId: "ingest-bisect",
+      group: "bisect",
+      batchMs: 20,
+      batchSize: 200,
+      maxHeld: 400,
+    });
+    await board.publishRaw(msgs[0]!.topic, msgs[0]!.payload);
+    await waitUntil(() => requests.length === 1, 10_000, "first batch at the store");
+    for (const m of msgs.slice(1)) await board.publishRaw(m.topic, m.payload);
+    await waitUntil(() => ingest.held === 120, 10_000, "120 held");
+    gate!();
+    await waitUntil(() => ingest.held === 0, 10_000, "all acknowledged");
+    expect(requests[1]).toHaveLength(119);
+    // 1 for the batch + 2 per halving level (ceil(log2 119) = 7); line by line would be 1 + 119.
+    expect(requests.length - 1).toBeLessThanOrEqual(1 + 2 * 7);
+    expect(ingest.account.totals()).toMatchObject({ written: 119, rejected: 1, duplicates: 0 });
+    // The refused reading was never stored, so its window slot stays open: a re-send is a new write, not a duplicate.
+    await board.publishRaw(refusedMsg.topic, refusedMsg.payload);
+    await waitUntil(() => ingest.account.totals().received === 121, 10_000, "re-send received");
+    await waitUntil(() => ingest.held === 0, 10_000, "re-send handled");
+    expect(ingest.account.totals()).toMatchObject({ duplicates: 0, rejected: 2 });
+    await ingest.stop();
+  });
 });

@@ -47,6 +47,10 @@ describe("line protocol", () => {
 
   it("escapes tag values and never writes an empty one", () => {
     expect(escapeTag("a b,c=d\\e")).toBe("a\\ b\\,c\\=d\\\\e");
+    // No escape exists for a newline in line protocol: it would end the point and start a forged one.
+    for (const bad of ["a\nelectrolyser,sensor_id=x purity_pct=1 1", "a\rb", "a\u0000b", "a\tb"])
+      expect(() => escapeTag(bad), JSON.stringify(bad)).toThrow(/control character/);
+    expect(() => readingLine(sampleReading("x", 1, NOW), "s\nelectrolyser,sensor_id=y purity_pct=1 1")).toThrow(RangeError);
     expect(readingLine(sampleReading("x", 1, NOW), "")).toContain(",site=unknown ");
     expect(statusLine("x", true, NOW)).toBe(`device_status,sensor_id=x online=1i ${NOW}`);
     expect(rejectedLine("tag_mismatch", 3, NOW)).toBe(`ingest_rejected,reason=tag_mismatch count=3i ${NOW}`);
@@ -67,7 +71,7 @@ describe("MessageClassifier", () => {
     const c = plainClassifier({ "el-1": "north" });
     const m = encodeTelemetryMessage(sampleReading("el-1", 0, NOW), { kind: "plain" });
     const o = c.classify(m.topic, m.payload);
-    expect(o).toMatchObject({ kind: "write", sensorId: "el-1", deviceTs: NOW, gapDelta: 0 });
+    expect(o).toMatchObject({ kind: "write", sensorId: "el-1", deviceTs: NOW, position: { boot: 1, seq: 0 } });
     expect(o.kind === "write" && o.line).toContain("site=north");
   });
 
@@ -97,18 +101,48 @@ describe("MessageClassifier", () => {
     });
   });
 
-  it("drops an exact re-delivery, refuses an older boot as replay, and counts gaps", () => {
+  it("drops an exact re-delivery of a stored reading, refuses an older boot as replay, and counts gaps when committed", () => {
     const c = plainClassifier();
     const send = (seq: number, boot = 1) => {
       const m = encodeTelemetryMessage(sampleReading("el-1", seq, NOW, boot), { kind: "plain" });
+      const o = c.classify(m.topic, m.payload);
+      // What the service does once the store accepted the line.
+      return o.kind === "write" && o.position ? { ...o, committed: c.commit(o.sensorId, o.position) } : o;
+    };
+    expect(send(0)).toMatchObject({ kind: "write", committed: 0 });
+    expect(send(0)).toEqual({ kind: "duplicate", sensorId: "el-1" });
+    expect(send(4)).toMatchObject({ kind: "write", committed: 3 });
+    expect(send(2)).toMatchObject({ kind: "write", committed: -1 });
+    expect(send(0, 2)).toMatchObject({ kind: "write", committed: 0 });
+    expect(send(5, 1)).toMatchObject({ kind: "rejected", reason: "replay" });
+  });
+
+  it("keeps each boot's history append-only: a new reading dated back beyond the tolerance is refused", () => {
+    const c = plainClassifier();
+    const send = (seq: number, ts: number, boot = 1) => {
+      const m = encodeTelemetryMessage(sampleReading("el-1", seq, ts, boot), { kind: "plain" });
       return c.classify(m.topic, m.payload);
     };
-    expect(send(0)).toMatchObject({ kind: "write", gapDelta: 0 });
-    expect(send(0)).toEqual({ kind: "duplicate", sensorId: "el-1" });
-    expect(send(4)).toMatchObject({ kind: "write", gapDelta: 3 });
-    expect(send(2)).toMatchObject({ kind: "write", gapDelta: -1 });
-    expect(send(0, 2)).toMatchObject({ kind: "write", gapDelta: 0 });
-    expect(send(5, 1)).toMatchObject({ kind: "rejected", reason: "replay" });
+    expect(send(0, NOW)).toMatchObject({ kind: "write" });
+    expect(send(1, NOW - 1500)).toMatchObject({ kind: "write" }); // within 2 s: a clock correction
+    // Before: accepted, and stored over whatever the board recorded at that time (e.g. a purity drop).
+    expect(send(2, NOW - 86_400_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(3, NOW - 2001)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(4, NOW + 1000)).toMatchObject({ kind: "write" });
+    expect(send(5, NOW - 1001)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" }); // from the new high-water mark
+    expect(send(0, NOW - 3_600_000, 2)).toMatchObject({ kind: "write" }); // a new boot starts its own history
+    expect(send(1, NOW - 3_600_000 + 1000, 2)).toMatchObject({ kind: "write" });
+  });
+
+  it("commits nothing before the store accepted: a copy in flight is a duplicate, a refused reading is new again", () => {
+    const c = plainClassifier();
+    const m = encodeTelemetryMessage(sampleReading("el-1", 3, NOW), { kind: "plain" });
+    expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "write", position: { boot: 1, seq: 3 } });
+    expect(c.classify(m.topic, m.payload)).toEqual({ kind: "duplicate", sensorId: "el-1" }); // in flight
+    c.release("el-1", { boot: 1, seq: 3 }); // the store refused it
+    expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "write", position: { boot: 1, seq: 3 } });
+    expect(c.commit("el-1", { boot: 1, seq: 3 })).toBe(0);
+    expect(c.classify(m.topic, m.payload)).toEqual({ kind: "duplicate", sensorId: "el-1" });
   });
 
   it("in an encrypted fleet: opens sealed readings, refuses tampered, wrong-key, moved and plain messages", () => {
@@ -188,7 +222,6 @@ describe("MessageClassifier", () => {
       kind: "write",
       sensorId: "el-1",
       line: `device_status,sensor_id=el-1 online=1i ${NOW}`,
-      gapDelta: 0,
     });
     expect(parseStatus(bytes('{"online":false}'))).toBe(false);
     expect(parseStatus(bytes('{"status":"online"}'))).toBe(true);

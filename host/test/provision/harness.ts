@@ -4,6 +4,7 @@ import { mkdtemp, readFile, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { ensureDevPki } from "../../../pki/src/index";
+import { loadOrCreatePayloadMaster } from "../../src/crypto/device-keys";
 
 export const REPO = resolve(import.meta.dirname, "../../..");
 export const CLI = join(REPO, "host/src/cli/provision.ts");
@@ -41,10 +42,14 @@ export function runCli(args: string[], stateDir: string, timeoutMs = 50_000): Pr
   });
 }
 
-/** A state folder with a development PKI holding these device identities. */
-export async function makeState(devices: string[]): Promise<string> {
+/**
+ * A state folder with a development PKI holding these device identities and, unless told otherwise, the
+ * fleet payload secret of key id 1 (what `npm run setup` makes): provisioning refuses to create one.
+ */
+export async function makeState(devices: string[], opts: { payloadSecret?: boolean } = {}): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), "provision-test-"));
   await ensureDevPki({ stateDir: dir, devices });
+  if (opts.payloadSecret !== false) await loadOrCreatePayloadMaster(dir, 1);
   return dir;
 }
 

@@ -1,4 +1,5 @@
 import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseIdentity, PROV_NAMESPACE } from "../../../firmware/src/identity/nvs-layout";
 import { pkiPaths } from "../../../pki/src/index";
@@ -139,6 +140,22 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
     const f = await bindings();
     expect(f.boards).toEqual([expect.objectContaining({ deviceId: "elx-0001", mac: "24:0a:c4:aa:bb:cc" })]);
     expect(f.released).toEqual([expect.objectContaining({ deviceId: "elx-0001", mac: "24:0a:c4:12:34:56" })]);
+  });
+
+  it("refuses to encrypt without the fleet secret, before touching the board, and says which command creates it", async () => {
+    const bare = await makeState(["elx-0601"], { payloadSecret: false });
+    try {
+      const b = await board({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x06, 0x00, 0x01), preload: [moddableTable] });
+      const flashBefore = b.double.flash.slice(NVS, NVS + NVS_SIZE);
+      const run = await runCli([b.hostPath, "--broker", BROKER], bare);
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/^provision: no fleet payload secret 1 at \S+payload-master-1\.key: provisioning does not create one\. Run `npm run setup`/m);
+      expect(b.double.flash.slice(NVS, NVS + NVS_SIZE)).toEqual(flashBefore);
+      expect(await readOrNull(join(bare, "secrets", "payload-master-1.key"))).toBeNull();
+      expect(await readOrNull(bindingsPath(bare))).toBeNull();
+    } finally {
+      await rm(bare, { recursive: true, force: true });
+    }
   });
 
   it("gives an unbound board the next unprovisioned identity, and refuses one carrying a foreign identity", async () => {
