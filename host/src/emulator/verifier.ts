@@ -11,6 +11,7 @@ import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message
 import { parseTopic } from "../../../firmware/src/telemetry/topics";
 import type { Reading } from "../../../firmware/src/telemetry/reading";
 import { Histogram } from "./histogram";
+import { parseStatus } from "../ingest/classify";
 import { LeanMqttClient } from "./mqtt/lean-client";
 
 export class DeviceTally {
@@ -146,7 +147,9 @@ export class Verifier {
   #onMessage(topic: string, payload: Buffer): void {
     const parsed = parseTopic(topic);
     if (parsed?.kind === "status") {
-      this.status.set(parsed.sensorId, payload.toString("utf8"));
+      // The boards announce JSON ({"online": …, "boot": …}); kept here as the word it means.
+      const online = parseStatus(payload);
+      this.status.set(parsed.sensorId, online === undefined ? payload.toString("utf8") : online ? "online" : "offline");
       return;
     }
     const now = Date.now();
