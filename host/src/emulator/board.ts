@@ -21,7 +21,7 @@ import { clockSkewAt, physicsEffectsAt } from "./faults/effects";
 import type { ResolvedFault } from "./faults/scenario";
 import { NodeMqttClient, secureContextFor } from "./mqtt/node-mqtt-client";
 import type { ConnectionProbe } from "./mqtt/node-mqtt-client";
-import { BoardPhysics } from "./physics/board-physics";
+import { PlantInstruments } from "../../../firmware/src/plant/plant-instruments";
 import type { FleetTimers } from "./session/fleet-timers";
 import type { FleetStats } from "./stats";
 
@@ -69,7 +69,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   readonly index: number;
   /** Offset of this board's sampling instants within a period, seconds; spreads the fleet's load. */
   readonly phase: number;
-  readonly physics: BoardPhysics;
+  readonly physics: PlantInstruments;
   readonly outbox: Outbox<OutboxMessage>;
   faults: ResolvedFault[] = [];
   /** Next sample index; the reading with seq k is taken at simulated time phase + k / rate. */
@@ -92,7 +92,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     this.#env = o.env;
     this.#certFile = o.certFile;
     this.#keyFile = o.keyFile;
-    this.physics = new BoardPhysics({ seed: o.seed, deviceId: o.id });
+    this.physics = new PlantInstruments({ seed: o.seed, deviceId: o.id });
     this.outbox = new Outbox<OutboxMessage>({ capacity: o.env.outboxCapacity });
   }
 

@@ -13,7 +13,7 @@ import { Board, MAX_INFLIGHT } from "./board";
 import type { BoardEnvironment } from "./board";
 import { PHYSICS_FAULTS } from "./faults/scenario";
 import type { ResolvedFault } from "./faults/scenario";
-import { Prng } from "./physics/prng";
+import { Prng } from "../../../firmware/src/plant/prng";
 import { FleetTimers } from "./session/fleet-timers";
 import { FleetStats } from "./stats";
 
