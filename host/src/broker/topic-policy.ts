@@ -14,6 +14,7 @@
  * such SUBSCRIBEs and filters each delivery instead; an embedded broker should also check every delivery
  * with action "subscribe" and the concrete topic.
  */
+import { INGEST_IDENTITY, MONITOR_IDENTITY } from "../../../firmware/src/telemetry/vocabulary";
 const ROOT = "electrolyser";
 
 /** Identities are device ids / service names: nothing that could act as a topic wildcard or separator. */
@@ -21,10 +22,9 @@ const IDENTITY = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$/;
 
 export type TopicAction = "publish" | "subscribe";
 
-/** The read-only observer identity of infra/mosquitto/acl.template. */
-export const MONITOR_IDENTITY = "monitor";
+export { MONITOR_IDENTITY } from "../../../firmware/src/telemetry/vocabulary";
 
-export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = "ingest"): boolean {
+export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = INGEST_IDENTITY): boolean {
   if (!IDENTITY.test(identity)) return false;
   if (topic.length === 0 || topic.includes("\u0000")) return false;
 

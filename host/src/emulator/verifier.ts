@@ -4,6 +4,7 @@
  * envelope when the fleet encrypts) and keeps, per device, which sequence numbers of the expected boot arrived
  * and how often. From that come end-to-end latency, duplicates and, at the end, loss.
  */
+import { STATUS_FILTER, TELEMETRY_FILTER } from "../../../firmware/src/telemetry/vocabulary";
 import { createSecureContext } from "node:tls";
 import { readFile } from "node:fs/promises";
 import { decodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-message";
@@ -108,8 +109,8 @@ export class Verifier {
           onConnack: (rc) => {
             if (rc !== 0) return reject(new Error(`verifier: broker refused the ingest identity (CONNACK ${rc})`));
             client.subscribe(1, [
-              { topic: "electrolyser/+/telemetry", qos: 1 },
-              { topic: "electrolyser/+/status", qos: 1 },
+              { topic: TELEMETRY_FILTER, qos: 1 },
+              { topic: STATUS_FILTER, qos: 1 },
             ]);
           },
           onSuback: (_pid, granted) => {
