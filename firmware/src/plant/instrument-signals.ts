@@ -118,15 +118,18 @@ export function ina228Current(maxCurrentA: number, noiseA = 0.02, shuntOhms = 0.
 /**
  * A Modbus RTU mass-flow meter: the measured flow as an IEEE 754 float32 in two registers (ABCD), decoded
  * by the driver's float decoder. A meter has a zero cutoff: it never reports negative flow.
+ * Scenario files keep their channel failure names: "loop_broken" on this channel is a dead bus.
  */
 export function modbusFlowMeter(noiseSccm = 12): Converter {
   const registers = new Uint16Array(2);
   const bytes = new DataView(new ArrayBuffer(4));
   return {
     lsb: 0,
-    failures: ["stuck"],
+    failures: ["stuck", "loop_broken"],
     convert(flow, noise, failure, stuckAt) {
       if (failure === "stuck" && stuckAt !== undefined) return stuckAt;
+      // A broken RS-485 line: the meter never answers and the driver reports a timeout.
+      if (failure === "loop_broken" || failure === "open_circuit") return null;
       bytes.setFloat32(0, Math.max(0, flow + noiseSccm * noise));
       registers[0] = bytes.getUint16(0);
       registers[1] = bytes.getUint16(2);

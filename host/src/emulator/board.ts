@@ -12,7 +12,7 @@ import type { MqttClient, MqttConnectOptions, MqttTlsOptions } from "../../../fi
 import MqttSession from "../../../firmware/src/app/mqtt-session";
 import type { OutboxMessage } from "../../../firmware/src/app/mqtt-session";
 import Sampler from "../../../firmware/src/app/sampler";
-import type { Clock, InstrumentSample, Instruments, Log, RandomSource } from "../../../firmware/src/app/services";
+import type { Clock, InstrumentSample, Instruments, Log, RandomSource, TimerHandle } from "../../../firmware/src/app/services";
 import { offlineStatus, onlineStatus } from "../../../firmware/src/app/status-message";
 import { Outbox } from "../../../firmware/src/outbox/outbox";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
@@ -81,6 +81,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   #session: MqttSession | undefined;
   #sampler: Sampler | undefined;
   #client: NodeMqttClient | undefined;
+  #sampling: TimerHandle | undefined;
   #ackedSeen = 0;
   #droppedSeen = 0;
   #openedAt = 0;
@@ -169,21 +170,21 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     this.#session!.start();
   }
 
-  /** Starts sampling so that reading k is taken at startPerf + sampleTime(k) (performance.now() milliseconds). */
+  /**
+   * Starts sampling so that reading k is taken at startPerf + sampleTime(k) (performance.now() milliseconds).
+   * The firmware's Sampler takes each reading; the pacing is the fleet's timeline rather than Sampler.start's
+   * timer, so a worker that starts late catches up instead of shifting its boards' instants.
+   */
   startSampling(startPerf: number): void {
     this.loadIdentity();
     const sampler = this.#sampler!;
-    this.#env.timers.set(
-      () => {
-        sampler.tick();
-        sampler.start();
-      },
-      startPerf + this.sampleTime(0) * 1000 - performance.now(),
-    );
+    this.#env.timers.clear(this.#sampling);
+    this.#sampling = this.#env.timers.repeatFrom(() => sampler.tick(), 1000 / this.#env.rateHz, startPerf + this.sampleTime(0) * 1000);
   }
 
   stopSampling(): void {
-    this.#sampler?.stop();
+    this.#env.timers.clear(this.#sampling);
+    this.#sampling = undefined;
   }
 
   /** Instruments: the reading due now, from the plant model at its place on the simulated timeline. */
@@ -206,7 +207,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
 
   /** Stops for good: no more sampling or reconnecting; the connection ends and the will says offline. */
   shutdown(): void {
-    this.#sampler?.stop();
+    this.stopSampling();
     this.#session?.stop();
   }
 

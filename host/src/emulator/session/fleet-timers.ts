@@ -40,6 +40,15 @@ export class FleetTimers implements Timers {
     return this.#push({ dueAt: this.#now() + intervalMs, callback, intervalMs, cancelled: false });
   }
 
+  /**
+   * A repeating timer whose first run is at `firstDueAt` (this clock's milliseconds), even if that is
+   * already past: a fleet's boards keep their places on one shared timeline, and a late start catches up.
+   */
+  repeatFrom(callback: () => void, intervalMs: number, firstDueAt: number): TimerHandle {
+    if (!(intervalMs > 0)) throw new RangeError("repeat interval must be > 0 ms");
+    return this.#push({ dueAt: firstDueAt, callback, intervalMs, cancelled: false });
+  }
+
   clear(handle: TimerHandle | undefined): void {
     // Cancelled entries stay in the heap until they come due: cheaper than a removal, and bounded by the
     // number of timers a board ever has pending (a connect timeout, a retry, a sampler).
