@@ -4,6 +4,7 @@
  * lives with the telemetry model (firmware/src/telemetry/reading.ts) so the firmware enforces the same
  * one; this module adds the explanations a user needs when an id is refused.
  */
+import { deviceIdSequence } from "../../firmware/src/telemetry/vocabulary";
 import { isValidDeviceId, MAX_DEVICE_ID_LENGTH } from "../../firmware/src/telemetry/reading";
 
 export { isValidDeviceId };
@@ -44,9 +45,7 @@ export function generateDeviceIds(
   count: number,
   width = Math.max(4, String(count).length),
 ): string[] {
-  if (!Number.isInteger(count) || count < 0)
-    throw new RangeError(`count must be a non-negative integer, got ${count}`);
-  const ids = Array.from({ length: count }, (_, i) => `${prefix}${String(i + 1).padStart(width, "0")}`);
+  const ids = deviceIdSequence(prefix, count, width);
   const problem =
     ids.length > 0 ? (deviceIdProblem(ids[ids.length - 1]) ?? deviceIdProblem(ids[0])) : undefined;
   if (problem) throw new RangeError(`prefix "${prefix}" gives invalid ids: ${problem}`);

@@ -2,6 +2,7 @@ import { basename, join } from "node:path";
 import { readdir } from "node:fs/promises";
 import { x509 } from "./x509";
 import { deviceIdProblem } from "../../manifests/src/device-id";
+import { SERVICE_IDENTITIES } from "../../firmware/src/telemetry/vocabulary";
 import { PkiError, ioError } from "./errors";
 import { loadCa, record, writeCrl, type LoadedCa } from "./ca";
 import {
@@ -82,7 +83,7 @@ export function checkName(kind: "device" | "service", name: unknown): string {
  * holding one of these names would read every board's telemetry, so no device may, whether or
  * not the service has a certificate yet.
  */
-export const RESERVED_SERVICE_NAMES: readonly string[] = ["ingest", "monitor", "telegraf", "bridge"];
+export const RESERVED_SERVICE_NAMES: readonly string[] = SERVICE_IDENTITIES;
 
 /** Device ids and service names share the CN namespace the broker's ACL keys on, so they must not collide. */
 function checkNoClash(ca: LoadedCa, kind: "device" | "service", name: string): void {

@@ -8,7 +8,6 @@ import type { DeviceIdentity, IdentityError, TlsIdentity } from "../identity/nvs
 import { Outbox } from "../outbox/outbox";
 import type { PayloadMode } from "../payload/telemetry-message";
 import { statusTopic } from "../telemetry/topics";
-import { encodeUtf8 } from "../util/utf8";
 import type { AppConfig } from "./app-config";
 import Backoff from "./backoff";
 import BootCounter from "./boot-counter";
@@ -17,6 +16,7 @@ import type { MqttClientFactory, MqttTlsOptions } from "./mqtt-client";
 import MqttSession from "./mqtt-session";
 import type { OutboxMessage } from "./mqtt-session";
 import Sampler from "./sampler";
+import { offlineStatus, onlineStatus } from "./status-message";
 import type { Clock, Instruments, Log, Network, PreferenceStore, RandomSource, TimeSync, TimerHandle, Timers } from "./services";
 
 export interface TelemetryAppOptions {
@@ -203,9 +203,8 @@ export default class TelemetryApp {
       maxInflight: config.maxInflight,
       connectTimeoutMs: config.connectTimeoutMs,
       statusTopic: topic,
-      onlineStatus: () =>
-        json({ online: true, boot, fw: config.fw, queued: outbox.size, dropped: outbox.dropped, ts: o.clock.now() }),
-      offlineStatus: json({ online: false, boot }),
+      onlineStatus: () => onlineStatus({ boot, fw: config.fw, outbox, now: o.clock.now() }),
+      offlineStatus: offlineStatus(boot),
     });
     this.#session = session;
     this.#sampler = new Sampler({
@@ -247,8 +246,4 @@ function tlsBuffers(tls: TlsIdentity): MqttTlsOptions {
     keyDer: toArrayBuffer(tls.keyDer),
     brokerPins: tls.brokerPins.map(toArrayBuffer),
   };
-}
-
-function json(value: unknown): ArrayBuffer {
-  return toArrayBuffer(encodeUtf8(JSON.stringify(value)));
 }

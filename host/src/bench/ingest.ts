@@ -5,6 +5,7 @@
 // stopped, the boards publish a backlog that the broker queues for that session, and the clock
 // runs from the ingest's restart until the store accepted the whole backlog. The publishers'
 // cost is thus outside the measurement; the broker's delivery and the store's writes are inside.
+import { deviceIdSequence } from "../../../firmware/src/telemetry/vocabulary";
 import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
@@ -77,7 +78,7 @@ export async function run(argv: string[]): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), "est-bench-ingest-"));
   const state = join(dir, "state");
   const load0 = loadavg();
-  const ids = Array.from({ length: a.boards }, (_, i) => `bench-${String(i).padStart(5, "0")}`);
+  const ids = deviceIdSequence("bench-", a.boards, 5);
   log(`PKI for ${a.boards} boards (P-256)…`);
   const pki = await ensureDevPki({
     stateDir: state,

@@ -1,6 +1,7 @@
 // `npm run bench -- provision [--runs N] [--baud B]`: time to provision one board through the ESP32
 // ROM-loader double over a socat pty pair (connect, stub, baud switch, partition table and NVS read,
 // compressed write, MD5, read-back), and the NVS image size for a typical identity.
+import { deviceIdSequence } from "../../../firmware/src/telemetry/vocabulary";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -31,7 +32,7 @@ export async function run(argv: string[]): Promise<void> {
 
   const state = await mkdtemp(join(tmpdir(), "bench-provision-"));
   try {
-    const devices = Array.from({ length: runs }, (_, i) => `elx-bench-${String(i + 1).padStart(4, "0")}`);
+    const devices = deviceIdSequence("elx-bench-", runs, 4);
     await ensureDevPki({ stateDir: state, devices });
     await loadOrCreatePayloadMaster(state, 1);
     const settings: IdentitySettings = {

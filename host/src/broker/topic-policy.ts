@@ -17,6 +17,7 @@
  * such SUBSCRIBEs and filters each delivery instead; an embedded broker should also check every delivery
  * with action "subscribe" and the concrete topic.
  */
+import { INGEST_IDENTITY, MONITOR_IDENTITY, SERVICE_IDENTITIES } from "../../../firmware/src/telemetry/vocabulary";
 const ROOT = "electrolyser";
 
 /** Identities are device ids / service names: nothing that could act as a topic wildcard or separator. */
@@ -24,13 +25,9 @@ const IDENTITY = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,31}$/;
 
 export type TopicAction = "publish" | "subscribe";
 
-/** The read-only observer identity of infra/mosquitto/acl.template. */
-export const MONITOR_IDENTITY = "monitor";
+export { MONITOR_IDENTITY } from "../../../firmware/src/telemetry/vocabulary";
 
-/** The ACL's service sections, each denying its own electrolyser/<name>/# tree. */
-const SERVICES = ["monitor", "telegraf", "bridge"] as const;
-
-export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = "ingest"): boolean {
+export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = INGEST_IDENTITY): boolean {
   if (!IDENTITY.test(identity)) return false;
   if (topic.length === 0 || topic.includes("\u0000")) return false;
 
@@ -50,7 +47,7 @@ export function isAllowed(identity: string, action: TopicAction, topic: string, 
   if (levels.length !== 3 || levels[0] !== ROOT) return false;
   const [, who, kind] = levels as [string, string, string];
   if (kind.includes("+") || kind.includes("#")) return false;
-  const isService = identity === ingestIdentity || (SERVICES as readonly string[]).includes(identity);
+  const isService = identity === ingestIdentity || SERVICE_IDENTITIES.includes(identity);
   if (isService && who === identity) return false; // `topic deny electrolyser/<name>/#`, checked before any grant
 
   if (action === "publish") {

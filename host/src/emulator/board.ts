@@ -1,48 +1,55 @@
 /**
- * One emulated board: the firmware's platform-neutral core (reading model, codec, envelope, outbox) driven by
- * the physics model, speaking MQTT over mutual TLS with its own certificate. The fleet decides when it samples
- * and when it may (re)connect; the board owns its session, its outbox and the mapping of packet ids.
+ * One emulated board: the firmware's own board logic above the socket — its Outbox, MqttSession (packet ids,
+ * in-order resend with DUP, CONNACK timeout, retained status and will), Backoff with the firmware's per-board
+ * jitter and its Sampler — driven by the physics model, over the Node MQTT client seam. What stays here is
+ * Node-specific: the identity files, the connection the fleet paces, and the figures the fleet reports.
  */
+import { X509Certificate, createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { createSecureContext } from "node:tls";
-import type { SecureContext } from "node:tls";
+import Backoff from "../../../firmware/src/app/backoff";
+import { deviceRandom } from "../../../firmware/src/app/device-random";
+import type { MqttClient, MqttConnectOptions, MqttTlsOptions } from "../../../firmware/src/app/mqtt-client";
+import MqttSession from "../../../firmware/src/app/mqtt-session";
+import type { OutboxMessage } from "../../../firmware/src/app/mqtt-session";
+import Sampler from "../../../firmware/src/app/sampler";
+import type { Clock, InstrumentSample, Instruments, Log, RandomSource, TimerHandle } from "../../../firmware/src/app/services";
+import { offlineStatus, onlineStatus } from "../../../firmware/src/app/status-message";
 import { Outbox } from "../../../firmware/src/outbox/outbox";
-import { encodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-message";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
-import { statusTopic, telemetryTopic } from "../../../firmware/src/telemetry/topics";
+import { statusTopic } from "../../../firmware/src/telemetry/topics";
 import { clockSkewAt, physicsEffectsAt } from "./faults/effects";
 import type { ResolvedFault } from "./faults/scenario";
-import { BrokerRefusedError, LeanMqttClient } from "./mqtt/lean-client";
-import type { BrokerCheck } from "../tls/node-broker-trust";
-import { BoardPhysics } from "./physics/board-physics";
+import { NodeMqttClient, secureContextFor } from "./mqtt/node-mqtt-client";
+import type { ConnectionProbe } from "./mqtt/node-mqtt-client";
+import { PlantInstruments } from "../../../firmware/src/plant/plant-instruments";
+import type { FleetTimers } from "./session/fleet-timers";
 import type { FleetStats } from "./stats";
+import type { BrokerCheck } from "../tls/node-broker-trust";
 
-/** Telemetry packet ids are derived from the sequence number, so a resend reuses its id (MQTT's DUP rule). */
-const TELEMETRY_PID_SPACE = 65000;
-const STATUS_PID = 65001;
-/** Room for PUBLISH times of the in-flight window (must exceed maxInflight). */
+/** The session's status announcement uses the last packet id; telemetry ids are 1..65534. */
+const STATUS_PACKET_ID = 65535;
+/** Room for PUBLISH times of the in-flight window, indexed by packet id (must exceed maxInflight). */
 const SENT_RING = 64;
-const MAX_OUTBOX_CAPACITY = TELEMETRY_PID_SPACE - 1;
 /** The in-flight window must fit the ring of send times. */
 export const MAX_INFLIGHT = SENT_RING / 2;
 
-/** The firmware's TLS 1.2 suites (Moddable's TLS has its AES-256-GCM suites disabled). */
-const FIRMWARE_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
-
-export interface BoardCredentials {
-  ca: Buffer;
-  certFile: string;
-  keyFile: string;
-}
+/** An emulated board says nothing on a console: its figures go to the fleet's stats. */
+const SILENT: Log = { info: () => undefined, warn: () => undefined, error: () => undefined };
 
 /** What every board shares, set once by the fleet. */
 export interface BoardEnvironment {
   host: string;
   port: number;
-  ca: Buffer;
-  /** The firmware's broker check (pins, strict chain), run before a board sends anything. */
+  /** The trust anchor (the fleet's root CA), DER, shared by every board. */
+  caDer: ArrayBuffer;
+  /** pin-sha256 of the broker keys the boards accept, as provisioning writes them into NVS. */
+  brokerPins: ArrayBuffer[];
+  /** The firmware's broker check (pins, strict chain) over node:crypto, run before a board sends anything. */
   brokerCheck: BrokerCheck;
   stats: FleetStats;
+  timers: FleetTimers;
+  /** The platform's draw for backoff jitter (seeded: same run, same delays); each board mixes in its own stream. */
+  random: RandomSource;
   rateHz: number;
   boot: number;
   fw: string;
@@ -50,37 +57,39 @@ export interface BoardEnvironment {
   maxInflight: number;
   outboxCapacity: number;
   connectTimeoutMs: number;
+  reconnectMinMs: number;
+  reconnectMaxMs: number;
   /** One receive buffer for every board of the fleet (boards only ever receive small acks). */
   readBuffer: Buffer;
   payloadMode(deviceId: string): PayloadMode;
-  /** The board lost or failed its connection: the fleet schedules the next attempt. */
+  /** The board's session wants a connection: the fleet opens it when its pacing allows. */
+  requestOpen(board: Board): void;
+  /** A connection the fleet opened ended (failed, refused or lost). */
   onConnectionEnded(board: Board, established: boolean): void;
   onOnline(board: Board): void;
 }
 
-export class Board {
+export class Board implements Instruments, Clock, ConnectionProbe {
   readonly id: string;
   readonly index: number;
   /** Offset of this board's sampling instants within a period, seconds; spreads the fleet's load. */
   readonly phase: number;
-  readonly physics: BoardPhysics;
-  readonly outbox: Outbox<Uint8Array>;
+  readonly physics: PlantInstruments;
+  readonly outbox: Outbox<OutboxMessage>;
   faults: ResolvedFault[] = [];
   /** Next sample index; the reading with seq k is taken at simulated time phase + k / rate. */
   nextSample = 0;
-  /** performance.now() when the next sample is due (the fleet's scheduler key). */
-  dueAt = 0;
-  attempt = 0;
   readonly #env: BoardEnvironment;
   readonly #certFile: string;
   readonly #keyFile: string;
-  readonly #topic: Buffer;
-  readonly #statusTopic: Buffer;
   readonly #sentAt = new Float64Array(SENT_RING);
-  #context: SecureContext | undefined;
-  #client: LeanMqttClient | undefined;
-  #online = false;
-  #connectStarted = 0;
+  #session: MqttSession | undefined;
+  #sampler: Sampler | undefined;
+  #client: NodeMqttClient | undefined;
+  #sampling: TimerHandle | undefined;
+  #ackedSeen = 0;
+  #droppedSeen = 0;
+  #openedAt = 0;
 
   constructor(o: { id: string; index: number; seed: number | string; certFile: string; keyFile: string; env: BoardEnvironment; phase: number }) {
     this.id = o.id;
@@ -89,17 +98,22 @@ export class Board {
     this.#env = o.env;
     this.#certFile = o.certFile;
     this.#keyFile = o.keyFile;
-    this.physics = new BoardPhysics({ seed: o.seed, deviceId: o.id });
-    this.outbox = new Outbox<Uint8Array>({ capacity: Math.min(o.env.outboxCapacity, MAX_OUTBOX_CAPACITY) });
-    this.#topic = Buffer.from(telemetryTopic(o.id));
-    this.#statusTopic = Buffer.from(statusTopic(o.id));
+    this.physics = new PlantInstruments({ seed: o.seed, deviceId: o.id });
+    this.outbox = new Outbox<OutboxMessage>({ capacity: o.env.outboxCapacity });
   }
 
   get online(): boolean {
-    return this.#online;
+    return this.#client?.established ?? false;
   }
-  get client(): LeanMqttClient | undefined {
+  /** The current connection, if the session has one. */
+  get client(): NodeMqttClient | undefined {
     return this.#client;
+  }
+  get session(): MqttSession | undefined {
+    return this.#session;
+  }
+  get started(): boolean {
+    return this.#session !== undefined && this.#session.state !== "idle";
   }
 
   /** Simulated time of sample k, seconds since the run started. */
@@ -108,147 +122,177 @@ export class Board {
   }
 
   /**
-   * Takes the due reading, queues it and sends what the in-flight window allows. Values follow the simulated
-   * timeline (reproducible); ts is the board's clock now, skew included, as firmware would stamp it.
-   */
-  sample(): void {
-    const env = this.#env;
-    const k = this.nextSample++;
-    const t = this.sampleTime(k);
-    const s = this.physics.sample(t, this.faults.length ? physicsEffectsAt(this.faults, t) : undefined);
-    const skewMs = this.faults.length ? clockSkewAt(this.faults, t) * 1000 : 0;
-    const droppedBefore = this.outbox.dropped;
-    this.outbox.enqueue(
-      (seq) =>
-        encodeTelemetryMessage(
-          { sensorId: this.id, seq, ts: Date.now() + Math.round(skewMs), boot: env.boot, fw: env.fw, values: s.values, faults: s.faults },
-          env.payloadMode(this.id),
-        ).payload,
-    );
-    env.stats.readings++;
-    env.stats.outboxDropped += this.outbox.dropped - droppedBefore;
-    if (this.#online) this.#flush();
-  }
-
-  /**
-   * Loads the board's certificate and key into a TLS context, as a board does at boot. The fleet calls this
-   * before the clock starts, so connect times measure handshakes, not file parsing.
+   * Loads the board's certificate and key and builds its session, as a board does at boot. The fleet calls
+   * this before the clock starts, so connect times measure handshakes, not file parsing.
    */
   loadIdentity(): void {
-    this.#context ??= createSecureContext({
-      ca: this.#env.ca,
-      cert: readFileSync(this.#certFile),
-      key: readFileSync(this.#keyFile),
-      // What the firmware's TLS (Moddable) speaks: TLS 1.2 only, ECDHE with AES-128-GCM. It is also cheaper
-      // here than TLS 1.3 (no post-handshake session tickets to parse and copy per connection). The key
-      // exchange curve is left to OpenSSL (X25519 first): the firmware's P-256 costs ~0.2 ms more a handshake.
-      minVersion: "TLSv1.2",
-      maxVersion: "TLSv1.2",
-      ciphers: FIRMWARE_CIPHERS,
+    if (this.#session) return;
+    const env = this.#env;
+    const tls: MqttTlsOptions = {
+      caDer: env.caDer,
+      certDer: toArrayBuffer(new X509Certificate(readFileSync(this.#certFile)).raw),
+      keyDer: toArrayBuffer(createPrivateKey(readFileSync(this.#keyFile)).export({ format: "der", type: "pkcs8" })),
+      brokerPins: env.brokerPins,
+    };
+    const outbox = this.outbox;
+    const topic = statusTopic(this.id);
+    this.#session = new MqttSession({
+      factory: (options) => this.#newClient(options),
+      timers: env.timers,
+      log: SILENT,
+      backoff: new Backoff({ minMs: env.reconnectMinMs, maxMs: env.reconnectMaxMs, random: deviceRandom(env.random, this.id, env.boot) }),
+      outbox,
+      host: env.host,
+      port: env.port,
+      clientId: this.id,
+      tls,
+      keepaliveMs: env.keepaliveS * 1000,
+      maxInflight: env.maxInflight,
+      connectTimeoutMs: env.connectTimeoutMs,
+      statusTopic: topic,
+      onlineStatus: () => onlineStatus({ boot: env.boot, fw: env.fw, outbox, now: Date.now() }),
+      offlineStatus: offlineStatus(env.boot),
+    });
+    // Built now, not at the first connect: the TLS context is what the board's identity costs.
+    secureContextFor(tls);
+    this.#sampler = new Sampler({
+      timers: env.timers,
+      clock: this,
+      log: SILENT,
+      instruments: this,
+      outbox,
+      intervalMs: 1000 / env.rateHz,
+      sensorId: this.id,
+      boot: env.boot,
+      fw: env.fw,
+      mode: env.payloadMode(this.id),
+      onQueued: () => this.#onQueued(),
     });
   }
 
-  connect(): void {
-    if (this.#client) return;
-    const env = this.#env;
+  /** Starts the session (its first connection); the fleet calls this when its pacing lets the board connect. */
+  startSession(): void {
     this.loadIdentity();
-    this.#connectStarted = performance.now();
-    this.#client = new LeanMqttClient(
-      {
-        host: env.host,
-        port: env.port,
-        secureContext: this.#context!,
-        clientId: this.id,
-        clean: false,
-        keepaliveS: env.keepaliveS,
-        will: { topic: statusTopic(this.id), payload: Buffer.from("offline"), qos: 1, retain: true },
-        connectTimeoutMs: env.connectTimeoutMs,
-        sharedReadBuffer: env.readBuffer,
-        checkServer: (socket) => env.brokerCheck.refusal(socket),
-      },
-      {
-        onConnack: (rc) => this.#onConnack(rc),
-        onPuback: (pid) => this.#onPuback(pid),
-        onClose: (err, handshake) => this.#onClose(handshake, err instanceof BrokerRefusedError),
-      },
-    );
+    this.#session!.start();
+  }
+
+  /**
+   * Starts sampling so that reading k is taken at startPerf + sampleTime(k) (performance.now() milliseconds).
+   * The firmware's Sampler takes each reading; the pacing is the fleet's timeline rather than Sampler.start's
+   * timer, so a worker that starts late catches up instead of shifting its boards' instants.
+   */
+  startSampling(startPerf: number): void {
+    this.loadIdentity();
+    const sampler = this.#sampler!;
+    this.#env.timers.clear(this.#sampling);
+    this.#sampling = this.#env.timers.repeatFrom(() => sampler.tick(), 1000 / this.#env.rateHz, startPerf + this.sampleTime(0) * 1000);
+  }
+
+  stopSampling(): void {
+    this.#env.timers.clear(this.#sampling);
+    this.#sampling = undefined;
+  }
+
+  /** Instruments: the reading due now, from the plant model at its place on the simulated timeline. */
+  sample(): InstrumentSample {
+    const k = this.nextSample++;
+    const t = this.sampleTime(k);
+    return this.physics.sample(t, this.faults.length ? physicsEffectsAt(this.faults, t) : undefined);
+  }
+
+  /** Clock: the board's wall clock, with an injected skew at the reading about to be taken. */
+  now(): number {
+    if (!this.faults.length) return Date.now();
+    return Date.now() + Math.round(clockSkewAt(this.faults, this.sampleTime(this.nextSample)) * 1000);
   }
 
   /** Network failure as the broker sees it: no DISCONNECT, so the broker publishes the will. */
   dropConnection(): void {
-    this.#client?.destroy(new Error("network drop (injected)"));
+    this.#client?.drop("network drop (injected)");
   }
 
-  /** Orderly end: announce offline (retained) and DISCONNECT. */
+  /** Stops for good: no more sampling or reconnecting; the connection ends and the will says offline. */
   shutdown(): void {
-    const c = this.#client;
-    if (!c) return;
-    if (this.#online) c.publish(this.#statusTopic, Buffer.from("offline"), 0, true, 0, false);
-    c.disconnect();
+    this.stopSampling();
+    this.#session?.stop();
   }
 
-  #onConnack(rc: number): void {
-    const env = this.#env;
-    const c = this.#client;
-    if (!c) return;
-    if (rc !== 0) {
-      c.destroy(new Error(`CONNACK return code ${rc}`));
-      return;
-    }
-    this.#online = true;
-    this.attempt = 0;
-    env.stats.connected++;
-    env.stats.connects++;
-    env.stats.connectLatency.recordMs(performance.now() - this.#connectStarted);
-    c.publish(this.#statusTopic, Buffer.from("online"), 1, true, STATUS_PID, false);
-    this.#flush();
-    env.onOnline(this);
+  // ConnectionProbe: what the fleet sees of the connection.
+  onConnack(_client: NodeMqttClient, accepted: boolean): void {
+    if (!accepted) return;
+    const stats = this.#env.stats;
+    stats.connected++;
+    stats.connects++;
+    stats.connectLatency.recordMs(performance.now() - this.#openedAt);
+    this.#env.onOnline(this);
   }
 
-  #flush(): void {
-    const c = this.#client!;
-    const env = this.#env;
-    const now = performance.now();
-    for (const e of this.outbox.takeSendable(env.maxInflight)) {
-      const resend = e.attempts > 1;
-      c.publish(this.#topic, e.item, 1, false, (e.seq % TELEMETRY_PID_SPACE) + 1, resend);
-      this.#sentAt[e.seq % SENT_RING] = now;
-      env.stats.publishes++;
-      if (resend) env.stats.resends++;
-    }
+  onPublish(id: number, duplicate: boolean, retain: boolean): void {
+    if (retain) return; // the status announcement
+    const stats = this.#env.stats;
+    stats.publishes++;
+    if (duplicate) stats.resends++;
+    this.#sentAt[id % SENT_RING] = performance.now();
   }
 
-  #onPuback(pid: number): void {
-    if (pid > TELEMETRY_PID_SPACE) return; // the status announcement
-    const pending = this.outbox.pending();
-    const oldest = pending[0];
-    if (!oldest) return;
-    // The in-flight window is far smaller than the id space: the seq is the first at or after the oldest with this id.
-    const seq = oldest.seq + ((pid - 1 - (oldest.seq % TELEMETRY_PID_SPACE) + TELEMETRY_PID_SPACE) % TELEMETRY_PID_SPACE);
-    if (!this.outbox.ack(seq)) return;
-    const env = this.#env;
-    env.stats.acked++;
-    const ms = performance.now() - this.#sentAt[seq % SENT_RING]!;
-    env.stats.pubackLatency.recordMs(ms);
-    env.stats.pubackWindow.recordMs(ms);
-    if (env.stats.steady) env.stats.pubackSteady.recordMs(ms);
-    this.#flush();
+  onPuback(id: number): void {
+    if (id === STATUS_PACKET_ID) return;
+    // Called after the session handled the PUBACK: it counts only what acknowledged an outbox entry.
+    const acked = this.#session!.counters.acked;
+    if (acked === this.#ackedSeen) return;
+    this.#ackedSeen = acked;
+    const stats = this.#env.stats;
+    stats.acked++;
+    const ms = performance.now() - this.#sentAt[id % SENT_RING]!;
+    stats.pubackLatency.recordMs(ms);
+    stats.pubackWindow.recordMs(ms);
+    if (stats.steady) stats.pubackSteady.recordMs(ms);
   }
 
-  #onClose(handshake: boolean, brokerRefused: boolean): void {
-    const env = this.#env;
-    const wasOnline = this.#online;
-    this.#client = undefined;
-    this.#online = false;
-    this.outbox.connectionLost();
-    if (wasOnline) {
-      env.stats.connected--;
-      env.stats.disconnects++;
+  onClosed(client: NodeMqttClient, established: boolean, handshake: boolean, brokerRefused: boolean): void {
+    const stats = this.#env.stats;
+    if (established) {
+      stats.connected--;
+      stats.disconnects++;
     } else if (handshake) {
-      env.stats.handshakeFailures++;
-      if (brokerRefused) env.stats.brokerRefused++;
-    }
-    else env.stats.connectFailures++;
-    env.onConnectionEnded(this, wasOnline);
+      stats.handshakeFailures++;
+      if (brokerRefused) stats.brokerRefused++;
+    } else stats.connectFailures++;
+    if (client === this.#client) this.#client = undefined;
+    this.#env.onConnectionEnded(this, established);
   }
+
+  /** The fleet's pacing lets the waiting connection open now; false if none was waiting. */
+  open(): boolean {
+    this.#openedAt = performance.now();
+    return this.#client?.open() ?? false;
+  }
+
+  /** The fleet holds this board off the network: the waiting connection fails as if no route existed. */
+  failOpen(): void {
+    const c = this.#client;
+    this.#client = undefined;
+    c?.fail();
+  }
+
+  #newClient(options: MqttConnectOptions): MqttClient {
+    this.#client = undefined;
+    const client = new NodeMqttClient(options, { readBuffer: this.#env.readBuffer, probe: this, brokerCheck: this.#env.brokerCheck });
+    this.#client = client;
+    this.#env.requestOpen(this);
+    return client;
+  }
+
+  #onQueued(): void {
+    const stats = this.#env.stats;
+    stats.readings++;
+    const dropped = this.outbox.dropped;
+    stats.outboxDropped += dropped - this.#droppedSeen;
+    this.#droppedSeen = dropped;
+    this.#session?.notify();
+  }
+}
+
+function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }

@@ -1,7 +1,8 @@
 /**
- * The fleet: creates the boards, paces their sampling (a due-time heap, one timer), paces (re)connections
- * through a token bucket, reconnects with exponential backoff and jitter, injects the scenario's faults and
- * logs each one, and at the end drains the outboxes and reports.
+ * The fleet: creates the boards and runs the firmware's timers for all of them on one heap and one interval,
+ * paces (re)connections through a token bucket (each board's own MqttSession decides when to reconnect, with
+ * the firmware's backoff), injects the scenario's faults and logs each one, and at the end drains the
+ * outboxes and reports.
  */
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
@@ -11,10 +12,10 @@ import { deriveDeviceKey } from "../crypto/device-keys";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
 import { Board, MAX_INFLIGHT } from "./board";
 import type { BoardEnvironment } from "./board";
-import { DueHeap } from "./due-heap";
 import { PHYSICS_FAULTS } from "./faults/scenario";
 import type { ResolvedFault } from "./faults/scenario";
-import { Prng } from "./physics/prng";
+import { Prng } from "../../../firmware/src/plant/prng";
+import { FleetTimers } from "./session/fleet-timers";
 import { FleetStats } from "./stats";
 
 export interface IdentityFiles {
@@ -70,8 +71,9 @@ export interface FaultLogEntry {
   detail?: Record<string, unknown>;
 }
 
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 30_000;
+/** The emulated boards' reconnect backoff (the firmware's Backoff, min and max delay). */
+const RECONNECT_MIN_MS = 500;
+const RECONNECT_MAX_MS = 30_000;
 const TICK_MS = 5;
 
 /** A device's totals at the end of a run. */
@@ -123,15 +125,16 @@ export class Fleet implements FleetControl {
   readonly faultLog: FaultLogEntry[] = [];
   readonly byId = new Map<string, Board>();
   readonly #o: FleetOptions;
-  readonly #heap = new DueHeap<Board>();
+  readonly #boardTimers = new FleetTimers();
   readonly #connectQueue: Board[] = [];
   #queueHead = 0;
   #tokens = 0;
   #lastPump = 0;
   readonly #jitter: Prng;
   readonly #timers: NodeJS.Timeout[] = [];
-  #sampling = false;
   #stopping = false;
+  /** The board whose first connection the pacing is granting right now (it opens without queueing again). */
+  #granting: Board | undefined;
   /** Boards held offline by a network_drop until this performance.now() time. */
   readonly #offlineUntil = new Map<Board, number>();
   readonly #storm = new Set<Board>();
@@ -152,14 +155,17 @@ export class Fleet implements FleetControl {
   /** Reads the CA, builds the boards and loads their identities. Sampling and connecting start with start(). */
   async init(onProgress?: (done: number, total: number) => void): Promise<void> {
     const o = this.#o;
-    const ca = await readFile(o.caFile);
+    const ca = new X509Certificate(await readFile(o.caFile)).raw;
     const keys = new Map<string, Uint8Array>();
     const env: BoardEnvironment = {
       host: o.host,
       port: o.port,
-      ca,
-      brokerCheck: new BrokerCheck({ pins: o.brokerPins, anchor: new Uint8Array(new X509Certificate(ca).raw) }),
+      caDer: ca.buffer.slice(ca.byteOffset, ca.byteOffset + ca.byteLength) as ArrayBuffer,
+      brokerPins: o.brokerPins.map((p) => p.slice().buffer as ArrayBuffer),
+      brokerCheck: new BrokerCheck({ pins: o.brokerPins, anchor: new Uint8Array(ca) }),
       stats: this.stats,
+      timers: this.#boardTimers,
+      random: () => this.#jitter.next(),
       rateHz: o.rateHz,
       boot: o.boot,
       fw: o.fw ?? "emulator-1",
@@ -167,6 +173,8 @@ export class Fleet implements FleetControl {
       maxInflight: Math.min(o.maxInflight ?? 16, MAX_INFLIGHT),
       outboxCapacity: o.outboxCapacity ?? 3600,
       connectTimeoutMs: o.connectTimeoutMs ?? 30_000,
+      reconnectMinMs: RECONNECT_MIN_MS,
+      reconnectMaxMs: RECONNECT_MAX_MS,
       readBuffer: Buffer.allocUnsafe(16 * 1024),
       payloadMode: (id): PayloadMode => {
         const enc = o.encryption;
@@ -178,9 +186,9 @@ export class Fleet implements FleetControl {
         }
         return { kind: "encrypted", aead: nodeAead, keyId: enc.keyId, key };
       },
-      onConnectionEnded: (b, established) => {
+      requestOpen: (b) => this.#requestOpen(b),
+      onConnectionEnded: (b) => {
         this.#pending.delete(b);
-        this.#scheduleReconnect(b, established);
       },
       onOnline: (b) => {
         this.#pending.delete(b);
@@ -227,11 +235,9 @@ export class Fleet implements FleetControl {
     this.startPerf = performance.now() - (now - this.startWallMs);
     this.#lastPump = this.startPerf;
     for (const b of this.boards) {
-      b.dueAt = this.startPerf + b.sampleTime(0) * 1000;
-      this.#heap.push(b);
+      b.startSampling(this.startPerf);
       this.#connectQueue.push(b);
     }
-    this.#sampling = true;
     this.#timers.push(setInterval(() => this.#tick(), TICK_MS));
     this.#timers.push(setInterval(() => this.#keepalive(), 5_000));
     this.#scheduleFaults();
@@ -257,7 +263,7 @@ export class Fleet implements FleetControl {
 
   /** Stops sampling; boards keep their connections so their outboxes can drain. */
   stopSampling(): Promise<void> {
-    this.#sampling = false;
+    for (const b of this.boards) b.stopSampling();
     return Promise.resolve();
   }
 
@@ -277,29 +283,17 @@ export class Fleet implements FleetControl {
   /** Disconnects every board (announcing offline) and stops all timers. */
   async shutdown(): Promise<void> {
     this.#stopping = true;
-    this.#sampling = false;
-    for (const t of this.#timers) clearTimeout(t); // clearTimeout also clears intervals
+    // The sessions close their connections from a timer turn: the tick keeps running until they have.
     for (const b of this.boards) b.shutdown();
     const until = performance.now() + 5_000;
-    while (this.boards.some((b) => b.client !== undefined) && performance.now() < until) await sleep(20);
+    while (this.boards.some((b) => b.client?.opened && !b.client.closed) && performance.now() < until) await sleep(20);
+    for (const t of this.#timers) clearTimeout(t); // clearTimeout also clears intervals
     for (const b of this.boards) b.dropConnection();
   }
 
   #tick(): void {
     const now = performance.now();
-    if (this.#sampling) {
-      const period = 1000 / this.#o.rateHz;
-      for (let b = this.#heap.peek(); b && b.dueAt <= now; b = this.#heap.peek()) {
-        this.#heap.pop();
-        b.sample();
-        b.dueAt = this.startPerf + b.sampleTime(b.nextSample) * 1000;
-        if (b.dueAt < now - 10 * period) {
-          // The process fell far behind (suspended, overloaded): catch up on the timeline, never skip samples.
-          b.dueAt = now;
-        }
-        this.#heap.push(b);
-      }
-    }
+    this.#boardTimers.runDue(now);
     this.#pumpConnects(now);
   }
 
@@ -312,9 +306,13 @@ export class Fleet implements FleetControl {
     while (this.#tokens >= 1 && this.#queueHead < q.length && this.#pending.size < maxPending) {
       const b = q[this.#queueHead++]!;
       this.#tokens -= 1;
-      if (this.#stopping || b.client) continue;
-      this.#pending.add(b);
-      b.connect();
+      if (this.#stopping) continue;
+      if (!b.started) {
+        // The board's first connection: its session starts now, so its CONNACK timeout runs from here.
+        this.#granting = b;
+        b.startSession();
+        this.#granting = undefined;
+      } else this.#open(b);
     }
     if (this.#queueHead > 1024 && this.#queueHead * 2 > q.length) {
       q.splice(0, this.#queueHead);
@@ -322,34 +320,36 @@ export class Fleet implements FleetControl {
     }
   }
 
-  #scheduleReconnect(b: Board, established: boolean): void {
+  /** A board's session asked for a connection (its factory ran): open it now or when the pacing allows. */
+  #requestOpen(b: Board): void {
     if (this.#stopping) return;
-    if (this.#storm.delete(b)) {
-      // A reconnect storm: everyone back at once, past the pacing, to load the broker the way a site outage does.
-      setImmediate(() => !this.#stopping && b.connect());
-      return;
-    }
-    if (!established) b.attempt++;
-    const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(b.attempt, 16));
-    let delay = this.#jitter.next() * cap; // "full jitter": spreads a crowd of failures over the whole window
+    const held = this.#offlineUntil.has(b);
+    // A reconnect storm: everyone back at once, past the pacing, to load the broker the way a site outage does.
+    if (!held && (this.#granting === b || this.#storm.delete(b))) this.#open(b);
+    else this.#connectQueue.push(b);
+  }
+
+  #open(b: Board): void {
     const held = this.#offlineUntil.get(b);
     if (held !== undefined) {
+      if (held > performance.now()) {
+        // Off the network: the attempt fails at once, and the session backs off as it would on a board.
+        b.failOpen();
+        return;
+      }
       this.#offlineUntil.delete(b);
-      delay = Math.max(delay, held - performance.now());
     }
-    const t = setTimeout(() => {
-      if (!this.#stopping) this.#connectQueue.push(b);
-    }, delay);
-    t.unref();
+    if (b.open()) this.#pending.add(b);
   }
 
   #keepalive(): void {
     const now = performance.now();
-    const ka = (this.#o.keepaliveS ?? 60) * 1000;
     for (const b of this.boards) {
       const c = b.client;
-      if (!c || !b.online) continue;
-      if (now - c.lastReceivedAt > 1.5 * ka) c.destroy(new Error("keepalive timeout"));
+      if (!c || !c.established) continue;
+      // The ECMA-419 client's keepalive: PINGREQ at half the period, the connection fails past 1.5 periods.
+      const ka = c.keepaliveMs;
+      if (now - c.lastReceivedAt > 1.5 * ka) c.drop("keepalive timeout");
       else if (now - c.lastSentAt > ka / 2) c.ping();
     }
   }
@@ -386,7 +386,7 @@ export class Fleet implements FleetControl {
             if (f.offlineS !== undefined) this.#offlineUntil.set(b, performance.now() + f.offlineS * 1000);
             b.dropConnection();
           } else if (f.type === "reconnect_storm") {
-            if (b.client) this.#storm.add(b);
+            if (b.online) this.#storm.add(b);
             b.dropConnection();
           }
           this.#log(f, id, "start", detail);

@@ -3,6 +3,7 @@
  * keys, verifying subscriber, fleet, live view, drain, loss accounting. The CLI, the tests and the
  * benchmark all go through here.
  */
+import { deviceIdSequence } from "../../../firmware/src/telemetry/vocabulary";
 import { mkdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { availableParallelism } from "node:os";
@@ -132,8 +133,7 @@ export function defaultWorkers(count: number): number {
 }
 
 export function deviceIds(count: number, prefix = "emu-"): string[] {
-  const width = Math.max(5, String(count).length);
-  return Array.from({ length: count }, (_, i) => `${prefix}${String(i + 1).padStart(width, "0")}`);
+  return deviceIdSequence(prefix, count, Math.max(5, String(count).length));
 }
 
 /** A boot number that grows with every run from this state folder, so (device, boot, seq) and envelope nonces never repeat. */

@@ -4,6 +4,7 @@
  * envelope when the fleet encrypts) and keeps, per device, which sequence numbers of the expected boot arrived
  * and how often. From that come end-to-end latency, duplicates and, at the end, loss.
  */
+import { STATUS_FILTER, TELEMETRY_FILTER } from "../../../firmware/src/telemetry/vocabulary";
 import { createSecureContext } from "node:tls";
 import { readFile } from "node:fs/promises";
 import { decodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-message";
@@ -11,6 +12,7 @@ import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message
 import { parseTopic } from "../../../firmware/src/telemetry/topics";
 import type { Reading } from "../../../firmware/src/telemetry/reading";
 import { Histogram } from "./histogram";
+import { parseStatus } from "../ingest/classify";
 import { LeanMqttClient } from "./mqtt/lean-client";
 
 export class DeviceTally {
@@ -107,8 +109,8 @@ export class Verifier {
           onConnack: (rc) => {
             if (rc !== 0) return reject(new Error(`verifier: broker refused the ingest identity (CONNACK ${rc})`));
             client.subscribe(1, [
-              { topic: "electrolyser/+/telemetry", qos: 1 },
-              { topic: "electrolyser/+/status", qos: 1 },
+              { topic: TELEMETRY_FILTER, qos: 1 },
+              { topic: STATUS_FILTER, qos: 1 },
             ]);
           },
           onSuback: (_pid, granted) => {
@@ -146,7 +148,9 @@ export class Verifier {
   #onMessage(topic: string, payload: Buffer): void {
     const parsed = parseTopic(topic);
     if (parsed?.kind === "status") {
-      this.status.set(parsed.sensorId, payload.toString("utf8"));
+      // The boards announce JSON ({"online": …, "boot": …}); kept here as the word it means.
+      const online = parseStatus(payload);
+      this.status.set(parsed.sensorId, online === undefined ? payload.toString("utf8") : online ? "online" : "offline");
       return;
     }
     const now = Date.now();

@@ -1,6 +1,7 @@
 // What the ingest does with one MQTT message, decided without I/O: write it (as a line),
 // drop it as a re-delivery, or refuse it with a reason. The order of checks matters:
 // topic → envelope (encrypted fleets) → payload → device id vs topic → replay window.
+import { SERVICE_IDENTITIES } from "../../../firmware/src/telemetry/vocabulary";
 import { decodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-message";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
@@ -22,7 +23,7 @@ export type IngestRejectReason =
  * service could publish under its own name; the PKI refuses these as device ids
  * (RESERVED_SERVICE_NAMES), and the ingest refuses them as senders.
  */
-export const SERVICE_IDENTITIES: readonly string[] = ["ingest", "monitor", "telegraf", "bridge"];
+export { SERVICE_IDENTITIES } from "../../../firmware/src/telemetry/vocabulary";
 
 export type Outcome =
   | {

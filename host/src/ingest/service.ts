@@ -3,6 +3,7 @@
 // batch (or, when refused, after it reached the dead-letter file), so a crash at any point
 // leaves it with the broker, which delivers it again; the store's one-sample-per-timestamp
 // rule (InfluxDB overwrite, VictoriaMetrics dedup) makes the repeat harmless.
+import { STATUS_FILTER, TELEMETRY_FILTER, sharedFilter } from "../../../firmware/src/telemetry/vocabulary";
 import type { Server } from "node:http";
 import mqtt, { type IClientOptions, type MqttClient } from "mqtt";
 import { IngestAccount } from "./account";
@@ -209,13 +210,13 @@ export class IngestService {
     const client = this.#client;
     if (!client) return;
     const telemetry = this.#o.group
-      ? `$share/${this.#o.group}/electrolyser/+/telemetry`
-      : "electrolyser/+/telemetry";
+      ? sharedFilter(this.#o.group, TELEMETRY_FILTER)
+      : TELEMETRY_FILTER;
     const granted = await client.subscribeAsync({
       // Retain as published: a retained reading is flagged on live delivery too, so it is refused every time.
       [telemetry]: { qos: 1, rap: true },
       // Not shared: retained last-will statuses are only delivered to plain subscriptions.
-      "electrolyser/+/status": { qos: 1 },
+      [STATUS_FILTER]: { qos: 1 },
     });
     const refused = granted.filter((g) => g.qos > 2);
     if (refused.length > 0)

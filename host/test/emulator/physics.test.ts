@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { CHANNEL_NAMES, CHANNELS, isPhysicallyPlausible } from "../../../firmware/src/telemetry/channels";
-import { BoardPhysics } from "../../src/emulator/physics/board-physics";
-import { loop4to20mA, max31865Pt100 } from "../../src/emulator/physics/converters";
+import { PlantInstruments } from "../../../firmware/src/plant/plant-instruments";
+import { loop4to20mA, max31865Pt100 } from "../../../firmware/src/plant/instrument-signals";
 import {
   DEFAULT_STACK,
   FARADAY,
@@ -10,8 +10,9 @@ import {
   hydrogenMolPerSecond,
   molPerSecondToSccm,
   reversibleVoltage,
-} from "../../src/emulator/physics/electrochemistry";
-import { Prng } from "../../src/emulator/physics/prng";
+} from "../../../firmware/src/plant/electrochemistry";
+import { rtdResistance } from "../../../firmware/src/drivers/callendar-van-dusen";
+import { Prng } from "../../../firmware/src/plant/prng";
 import { physicsEffectsAt } from "../../src/emulator/faults/effects";
 import { resolveScenario } from "../../src/emulator/faults/scenario";
 
@@ -50,11 +51,13 @@ describe("electrochemistry", () => {
 });
 
 describe("converters", () => {
-  it("quantises the MAX31865 to 0.03125 °C and flags an open RTD", () => {
+  it("quantises the PT100 resistance as the MAX31865 does, decodes it with the driver, and flags an open RTD", () => {
     const c = max31865Pt100();
     const v = c.convert(61.2345, 0.3, undefined, undefined)!;
-    expect(v / 0.03125).toBe(Math.round(v / 0.03125));
-    expect(Math.abs(v - 61.2345)).toBeLessThan(0.03125 + 0.02 * 0.3);
+    // The MAX31865 quantises the RTD's resistance (15 bits of 430 Ω); the driver's Callendar–Van Dusen gives °C.
+    const code = rtdResistance(v, 100) / (430 / 32768);
+    expect(code).toBeCloseTo(Math.round(code), 6);
+    expect(Math.abs(v - 61.2345)).toBeLessThan(0.035 + 0.02 * 0.3);
     expect(c.convert(61, 0, "open_circuit", undefined)).toBeNull();
     expect(c.convert(61, 0, "stuck", 42.5)).toBe(42.5);
   });
@@ -72,7 +75,7 @@ describe("converters", () => {
 });
 
 describe("board physics", () => {
-  const boards = Array.from({ length: 30 }, (_, i) => new BoardPhysics({ seed: 7, deviceId: `b${i}` }));
+  const boards = Array.from({ length: 30 }, (_, i) => new PlantInstruments({ seed: 7, deviceId: `b${i}` }));
 
   it("stays within the channels' physical ranges and a PEM stack's operating envelope over two simulated hours", () => {
     // Collect violations rather than calling expect() per value: 40,000 samples stay fast.
@@ -121,8 +124,8 @@ describe("board physics", () => {
   });
 
   it("lets purity fall at part load and with a purity-drop fault", () => {
-    const full = new BoardPhysics({ seed: 1, deviceId: "x", profile: "steady" });
-    const part = new BoardPhysics({ seed: 1, deviceId: "x", profile: "part_load" });
+    const full = new PlantInstruments({ seed: 1, deviceId: "x", profile: "steady" });
+    const part = new PlantInstruments({ seed: 1, deviceId: "x", profile: "part_load" });
     let pFull = 0;
     let pPart = 0;
     for (let t = 0; t < 600; t += 10) {
@@ -138,7 +141,7 @@ describe("board physics", () => {
 
   it("gives the same readings for the same seed and different ones for another seed", () => {
     const run = (seed: number): unknown[] => {
-      const b = new BoardPhysics({ seed, deviceId: "emu-00001" });
+      const b = new PlantInstruments({ seed, deviceId: "emu-00001" });
       return Array.from({ length: 200 }, (_, k) => b.sample(k * 0.5));
     };
     expect(run(3)).toEqual(run(3));
@@ -146,7 +149,7 @@ describe("board physics", () => {
   });
 
   it("makes a trip drop current to zero at once and depressurise afterwards", () => {
-    const b = new BoardPhysics({ seed: 2, deviceId: "t", profile: "steady" });
+    const b = new PlantInstruments({ seed: 2, deviceId: "t", profile: "steady" });
     const before = b.sample(100);
     expect(before.values.current_a!).toBeGreaterThan(100);
     const fx = { crossoverFactor: 1, voltageFlicker: 0, failures: {}, trip: true };

@@ -1,8 +1,8 @@
 /** What a board's active faults amount to at one simulated instant. */
 import type { ChannelName } from "../../../../firmware/src/telemetry/channels";
-import type { SensorFailure } from "../physics/converters";
-import { NO_EFFECTS } from "../physics/board-physics";
-import type { PhysicsEffects } from "../physics/board-physics";
+import type { SensorFailure } from "../../../../firmware/src/plant/instrument-signals";
+import { NO_EFFECTS } from "../../../../firmware/src/plant/plant-instruments";
+import type { PhysicsEffects } from "../../../../firmware/src/plant/plant-instruments";
 import type { ResolvedFault } from "./scenario";
 
 const active = (f: ResolvedFault, t: number): boolean => t >= f.at && t < f.end;

@@ -9,8 +9,8 @@ import { readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import type { ChannelName } from "../../../../firmware/src/telemetry/channels";
 import { CHANNEL_NAMES } from "../../../../firmware/src/telemetry/channels";
-import type { SensorFailure } from "../physics/converters";
-import { Prng } from "../physics/prng";
+import type { SensorFailure } from "../../../../firmware/src/plant/instrument-signals";
+import { Prng } from "../../../../firmware/src/plant/prng";
 
 export type FaultType =
   | "purity_drop"

@@ -1,12 +1,13 @@
 /**
- * One emulated board's view of its electrolyser: load profile → plant → converters, sampled at the board's
- * own simulated time. Everything random comes from the board's seeded streams, so the same seed and the same
+ * The one plant model of the project, for the emulator's boards and the firmware's Linux simulator build:
+ * one board's view of its electrolyser, load profile → plant → instrument signals → the firmware's driver
+ * maths, sampled at the board's own simulated time. Everything random comes from the board's seeded streams, so the same seed and the same
  * fault script give the same readings whatever the wall clock or the network did.
  */
-import type { ChannelName } from "../../../../firmware/src/telemetry/channels";
-import { CHANNEL_NAMES } from "../../../../firmware/src/telemetry/channels";
-import { ina228BusVoltage, ina228Current, loop4to20mA, max31865Pt100 } from "./converters";
-import type { Converter, SensorFailure } from "./converters";
+import type { ChannelName } from "../telemetry/channels";
+import { CHANNEL_NAMES } from "../telemetry/channels";
+import { ina228BusVoltage, ina228Current, loop4to20mA, max31865Pt100, modbusFlowMeter } from "./instrument-signals";
+import type { Converter, SensorFailure } from "./instrument-signals";
 import { DEFAULT_PLANT, Electrolyser } from "./electrolyser";
 import type { PlantDesign } from "./electrolyser";
 import { LoadProfile } from "./load-profile";
@@ -31,12 +32,12 @@ export interface Sample {
   faults: ChannelName[];
 }
 
-/** Instrument spans of the default plant: 0–40 bar(g) transmitter, 0–60 slm mass-flow meter, 99–100 % analyser, 200 A shunt. */
+/** Instruments of the default plant: PT100, 0–40 bar(g) transmitter, Modbus mass-flow meter, 99–100 % analyser, 200 A shunt. */
 export function defaultInstruments(): Record<ChannelName, Converter> {
   return {
     temperature_c: max31865Pt100(),
     pressure_bar: loop4to20mA(0, 40),
-    h2_flow_sccm: loop4to20mA(0, 60_000, 2e-4, { min: 0 }),
+    h2_flow_sccm: modbusFlowMeter(),
     purity_pct: loop4to20mA(99, 100, 2e-4, { max: 100 }),
     voltage_v: ina228BusVoltage(),
     current_a: ina228Current(200),
@@ -46,21 +47,21 @@ export function defaultInstruments(): Record<ChannelName, Converter> {
 /** Converters hold no state, so one set serves every board. */
 const INSTRUMENTS = defaultInstruments();
 
-export interface BoardPhysicsOptions {
+export interface PlantInstrumentsOptions {
   seed: number | string;
   deviceId: string;
   profile?: LoadProfileKind;
   plant?: PlantDesign;
 }
 
-export class BoardPhysics {
+export class PlantInstruments {
   readonly plant: Electrolyser;
   readonly profile: LoadProfile;
   readonly #noise: Prng;
   readonly #flicker: Prng;
   readonly #lastGood: Partial<Record<ChannelName, number>> = {};
 
-  constructor(o: BoardPhysicsOptions) {
+  constructor(o: PlantInstrumentsOptions) {
     const root = new Prng(`${o.seed}/${o.deviceId}`);
     const profileRng = root.fork("profile");
     const kind = o.profile ?? profileRng.pick<LoadProfileKind>(["steady", "part_load", "ramps", "mixed", "mixed"]);

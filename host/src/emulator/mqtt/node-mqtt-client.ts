@@ -1,0 +1,223 @@
+/**
+ * The emulator's implementation of the firmware's MQTT client seam (`MqttClientFactory`/`MqttClient` in
+ * firmware/src/app/mqtt-client.ts) over node:tls, behaving as the ECMA-419 client does for the session:
+ * CONNACK and PUBACK through onControl, writable space reported after CONNACK, one onError when the
+ * connection fails or dies, no callbacks after close(), no outbox, no reconnect. Everything above this
+ * (packet ids, resend with DUP, CONNACK timeout, backoff, status and will) is the firmware's MqttSession.
+ *
+ * This is the one place where an emulated board's DER identity becomes a Node TLS connection, so the
+ * firmware's broker check (pins, strict chain: firmware/src/tls/broker-trust) runs here, before CONNECT, and a
+ * refused server or a failed TLS handshake reaches the session as a TLS failure with its reason, as the
+ * firmware's guarded TLS socket reports it.
+ */
+import { createSecureContext } from "node:tls";
+import type { SecureContext } from "node:tls";
+import { MqttOperation } from "../../../../firmware/src/app/mqtt-client";
+import type {
+  MqttClient,
+  MqttConnectOptions,
+  MqttPublishOptions,
+  MqttTlsOptions,
+} from "../../../../firmware/src/app/mqtt-client";
+import { BrokerRefusedError, LeanMqttClient } from "./lean-client";
+import type { BrokerCheck } from "../../tls/node-broker-trust";
+
+/**
+ * A Node socket buffers whatever is written, so the writable space the session sees is a fixed budget
+ * per write: the session's in-flight window, not the socket, bounds what is queued.
+ */
+export const NODE_WRITABLE_BYTES = 64 * 1024;
+
+/** The firmware's TLS 1.2 suites (Moddable's TLS has its AES-256-GCM suites disabled). */
+const FIRMWARE_CIPHERS = "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+
+const contexts = new WeakMap<MqttTlsOptions, SecureContext>();
+
+function pem(der: ArrayBuffer, label: string): string {
+  const b64 = Buffer.from(der).toString("base64");
+  return `-----BEGIN ${label}-----\n${b64.replace(/.{64}/g, "$&\n")}\n-----END ${label}-----\n`;
+}
+
+/**
+ * The TLS context for a board's identity, built once per identity (a board builds it at boot, before the
+ * fleet's clock starts, so connect times measure handshakes and not key parsing).
+ */
+export function secureContextFor(tls: MqttTlsOptions): SecureContext {
+  let context = contexts.get(tls);
+  if (!context) {
+    context = createSecureContext({
+      ca: pem(tls.caDer, "CERTIFICATE"),
+      cert: pem(tls.certDer, "CERTIFICATE"),
+      key: pem(tls.keyDer, "PRIVATE KEY"),
+      // What the firmware's TLS (Moddable) speaks: TLS 1.2 only, ECDHE with AES-128-GCM. It is also cheaper
+      // here than TLS 1.3 (no post-handshake session tickets to parse and copy per connection). The key
+      // exchange curve is left to OpenSSL (X25519 first): the firmware's P-256 costs ~0.2 ms more a handshake.
+      minVersion: "TLSv1.2",
+      maxVersion: "TLSv1.2",
+      ciphers: FIRMWARE_CIPHERS,
+    });
+    contexts.set(tls, context);
+  }
+  return context;
+}
+
+/** What the fleet observes of a board's connection: pacing and figures, never delivery decisions. */
+export interface ConnectionProbe {
+  onConnack(client: NodeMqttClient, accepted: boolean): void;
+  onPublish(id: number, duplicate: boolean, retain: boolean): void;
+  /** After the session handled the PUBACK. */
+  onPuback(id: number): void;
+  /** Once per opened client, whatever ended it; `brokerRefused` when the broker check refused the server. */
+  onClosed(client: NodeMqttClient, established: boolean, handshake: boolean, brokerRefused: boolean): void;
+}
+
+export interface NodeMqttClientOptions {
+  /** One receive buffer for every board of a thread (boards only ever receive small acks). */
+  readBuffer: Buffer;
+  probe: ConnectionProbe;
+  brokerCheck: BrokerCheck;
+}
+
+export class NodeMqttClient implements MqttClient {
+  readonly #o: MqttConnectOptions;
+  readonly #n: NodeMqttClientOptions;
+  #lean: LeanMqttClient | undefined;
+  #closed = false;
+  #established = false;
+  #topic = "";
+  #topicBytes: Buffer = Buffer.alloc(0);
+
+  constructor(options: MqttConnectOptions, node: NodeMqttClientOptions) {
+    if (!options.tls) throw new Error("emulated boards speak mutual TLS only");
+    this.#o = options;
+    this.#n = node;
+  }
+
+  /** Milliseconds (performance.now) of the last byte written / read, for the fleet's keepalive sweep. */
+  get lastSentAt(): number {
+    return this.#lean?.lastSentAt ?? 0;
+  }
+  get lastReceivedAt(): number {
+    return this.#lean?.lastReceivedAt ?? 0;
+  }
+  get established(): boolean {
+    return this.#established;
+  }
+  /** The session's keepalive, in milliseconds (the ECMA-419 client's unit). */
+  get keepaliveMs(): number {
+    return this.#o.keepalive;
+  }
+  get opened(): boolean {
+    return this.#lean !== undefined;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Opens the TLS connection and sends CONNECT. The owner calls this when its connection pacing allows;
+   * false when there was nothing to open (already open, or closed by the session meanwhile).
+   */
+  open(): boolean {
+    if (this.#closed || this.#lean) return false;
+    const o = this.#o;
+    this.#lean = new LeanMqttClient(
+      {
+        host: o.host,
+        port: o.port,
+        secureContext: secureContextFor(o.tls!),
+        clientId: o.id,
+        clean: o.clean,
+        keepaliveS: Math.round(o.keepalive / 1000),
+        will: {
+          topic: o.will.topic,
+          payload: Buffer.from(o.will.message),
+          qos: o.will.QoS,
+          retain: o.will.retain,
+        },
+        sharedReadBuffer: this.#n.readBuffer,
+        checkServer: (socket) => this.#n.brokerCheck.refusal(socket),
+      },
+      {
+        onConnack: (rc) => this.#onConnack(rc),
+        onPuback: (id) => {
+          if (this.#closed) return;
+          this.#o.onControl({ operation: MqttOperation.PUBACK, id });
+          this.#n.probe.onPuback(id);
+        },
+        onClose: (err, handshake) => this.#onClose(err, handshake),
+      },
+    );
+    return true;
+  }
+
+  /** The connection could not even start (the board's network is down): reported like a failed connect. */
+  fail(): void {
+    if (this.#closed || this.#lean) return;
+    this.#closed = true;
+    this.#o.onError();
+  }
+
+  write(data: ArrayBuffer, options: MqttPublishOptions): number {
+    const lean = this.#lean;
+    if (this.#closed || !lean || !this.#established) throw new Error("not connected");
+    if (options.topic !== this.#topic) {
+      this.#topic = options.topic;
+      this.#topicBytes = Buffer.from(options.topic);
+    }
+    const id = options.id ?? 0;
+    const duplicate = options.duplicate ?? false;
+    const retain = options.retain ?? false;
+    lean.publish(this.#topicBytes, new Uint8Array(data), options.QoS, retain, id, duplicate);
+    this.#n.probe.onPublish(id, duplicate, retain);
+    return NODE_WRITABLE_BYTES;
+  }
+
+  read(_count: number): undefined {
+    return undefined;
+  }
+
+  ping(): void {
+    this.#lean?.ping();
+  }
+
+  /** Ends the connection without DISCONNECT (the broker publishes the will); no callbacks follow. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#lean?.destroy();
+  }
+
+  /** A network failure injected by the fleet: the socket vanishes and the session is told, as on a board. */
+  drop(reason: string): void {
+    this.#lean?.destroy(new Error(reason));
+  }
+
+  #onConnack(rc: number): void {
+    if (this.#closed) return;
+    this.#established = rc === 0;
+    this.#n.probe.onConnack(this, rc === 0);
+    this.#o.onControl({ operation: MqttOperation.CONNACK, returnCode: rc });
+    if (rc === 0 && !this.#closed) this.#o.onWritable(NODE_WRITABLE_BYTES);
+  }
+
+  #onClose(err: Error | undefined, handshake: boolean): void {
+    const wasClosed = this.#closed;
+    this.#closed = true;
+    const refused = err instanceof BrokerRefusedError;
+    this.#n.probe.onClosed(this, this.#established, handshake, refused);
+    this.#established = false;
+    if (!wasClosed) this.#o.onError(handshake ? tlsFailure(err) : undefined);
+  }
+}
+
+/**
+ * The reason a connection that never completed TLS failed in the handshake itself (what the firmware reports
+ * as a TLS failure), or undefined for a socket-level failure (refused, reset, timed out: codes like ECONNREFUSED).
+ */
+function tlsFailure(err: Error | undefined): string | undefined {
+  if (!err) return undefined;
+  if (err instanceof BrokerRefusedError) return err.message;
+  const code = (err as NodeJS.ErrnoException).code;
+  return typeof code === "string" && !/^E[A-Z]+$/.test(code) ? err.message : undefined;
+}
