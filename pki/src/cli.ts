@@ -8,7 +8,7 @@ import { stateDir as defaultStateDir } from "../../host/src/state/state-dir";
 import { loadManifest, ManifestError } from "../../manifests/src/manifest";
 import { generateDeviceIds } from "../../manifests/src/device-id";
 import { createCa } from "./ca";
-import { refreshCrl } from "./dev";
+import { refreshCrl, refreshCrlIfDue } from "./dev";
 import { PkiError } from "./errors";
 import {
   checkDeviceIds,
@@ -357,9 +357,19 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(
       "crl",
-      "re-sign the CRLs (they expire; run before then and restart the broker)",
-      (y) => y,
+      "re-sign the CRLs (they expire; `npm run broker` and `npm run stack` do it themselves)",
+      (y) =>
+        y.option("if-due", {
+          type: "boolean",
+          default: false,
+          describe: "only when a third of their lifetime is left (for a timer; prints whether it re-signed)",
+        }),
       async (a) => {
+        if (a.ifDue) {
+          const did = await refreshCrlIfDue(a.stateDir);
+          out(did ? `pki: CRL re-signed: ${pkiPaths(a.stateDir).crl}` : "pki: CRL not due");
+          return;
+        }
         const p = await refreshCrl(a.stateDir);
         out(`pki: CRL re-signed: ${p.crl}`);
       },

@@ -1,7 +1,7 @@
 // Public API of the fleet PKI. See pki/README.md for the layout, the CA design and the CLI.
 export type { KeyType, IdentityPaths, PkiPaths } from "./paths";
 export { pkiPaths } from "./paths";
-export { ensureDevPki, refreshCrl, type EnsureDevPkiOptions } from "./dev";
+export { ensureDevPki, refreshCrl, refreshCrlIfDue, crlNeedsRefresh, type EnsureDevPkiOptions } from "./dev";
 export { createCa, type InitCaOptions } from "./ca";
 export {
   issueBroker,

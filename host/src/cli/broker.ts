@@ -7,8 +7,9 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { pkiPaths } from "../../../pki/src/paths";
 import { DOCKER_BROKER_PARAMS, dockerConfigDir, loadTemplates, renderBrokerConfig } from "../broker/config";
-import { startMosquitto, type BrokerPki, type MosquittoHandle } from "../broker/mosquitto";
+import { startMosquitto, type BrokerPki } from "../broker/mosquitto";
 import { isProcessAlive, readRunState, writeRunState } from "../broker/run-state";
+import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
 import { stateDir } from "../state/state-dir";
 
 const defaultDataDir = (): string => join(stateDir(), "broker", "data");
@@ -54,6 +55,9 @@ async function runForeground(a: StartArgs): Promise<void> {
   if (existing && isProcessAlive(existing.cliPid) && existing.cliPid !== process.pid) {
     throw new Error(`a broker already runs on this data folder (pid ${existing.cliPid}, ${existing.url})`);
   }
+  // A broker started long after the last re-signing must not load a lapsed CRL (it would refuse every board).
+  const resign = a.crl === undefined ? await localCrlResigner(stateDir()) : undefined;
+  const loadedCrl = await CrlKeeper.prepare(pki.crl, resign);
   console.error(`broker: starting mosquitto (data ${dataDir}) …`);
   const handle = await startMosquitto({
     pki,
@@ -86,30 +90,42 @@ async function runForeground(a: StartArgs): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.error(`broker: ${why}, stopping …`);
+    await keeper.stop();
     await restarting?.catch(() => undefined);
     await handle.stop();
     console.error("broker: stopped");
     process.exit(code);
   };
+  /** One restart at a time, from SIGHUP (`npm run broker -- restart`) or the CRL keeper. */
+  const restartBroker = (why: string): Promise<void> => {
+    if (stopping) return Promise.resolve();
+    restarting ??= (async () => {
+      console.error(`broker: restarting to load the current CRL (${why}) …`);
+      await handle.restart();
+      generation += 1;
+      await record();
+      console.log(`broker: restarted ${handle.url} pid ${handle.pid}`);
+    })()
+      .catch((err: unknown) => {
+        console.error(`broker: restart failed: ${err instanceof Error ? err.message : String(err)}`);
+        void stop("restart failed", 1);
+      })
+      .finally(() => {
+        restarting = undefined;
+      });
+    return restarting;
+  };
+  const keeper = new CrlKeeper(loadedCrl, {
+    crlPath: pki.crl,
+    resignIfDue: resign,
+    restart: restartBroker,
+    log: (line) => console.error(`broker: ${line}`),
+  });
+  keeper.start();
   process.on("SIGINT", () => void stop("SIGINT", 0));
   process.on("SIGTERM", () => void stop("SIGTERM", 0));
   // SIGHUP = restart, so a new CRL is read (mosquitto reads it at start only).
-  process.on("SIGHUP", () => {
-    if (stopping || restarting) return;
-    restarting = restart(handle).then(
-      async () => {
-        generation += 1;
-        await record();
-        console.log(`broker: restarted ${handle.url} pid ${handle.pid}`);
-      },
-      (err: unknown) => {
-        console.error(`broker: restart failed: ${err instanceof Error ? err.message : String(err)}`);
-        void stop("restart failed", 1);
-      },
-    ).finally(() => {
-      restarting = undefined;
-    });
-  });
+  process.on("SIGHUP", () => void restartBroker("requested"));
 
   for (;;) {
     const code = await handle.exited();
@@ -123,11 +139,6 @@ async function runForeground(a: StartArgs): Promise<void> {
     if (tail.length) console.error(tail.join("\n"));
     await stop("broker died", 1);
   }
-}
-
-async function restart(handle: MosquittoHandle): Promise<void> {
-  console.error("broker: restarting to load the current CRL …");
-  await handle.restart();
 }
 
 async function requestRestart(dataDirArg: string, timeoutMs: number): Promise<void> {

@@ -10,6 +10,7 @@ import { createInterface } from "node:readline";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { startMosquitto, type MosquittoHandle } from "../broker/mosquitto";
+import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
 import { prepareState } from "../setup/prepare";
 import { repoRoot, stateDir } from "../state/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
@@ -87,9 +88,11 @@ async function main(): Promise<void> {
   let broker: MosquittoHandle | undefined;
   let store: VictoriaMetricsHandle | undefined;
   let ingest: IngestProcess | undefined;
+  let keeper: CrlKeeper | undefined;
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> => {
     stopping ??= (async () => {
+      await keeper?.stop();
       // Ingest first, so it can write and acknowledge what it holds while store and broker are up.
       if (ingest) await stopChild(ingest.child, 30_000);
       await store?.stop();
@@ -112,6 +115,8 @@ async function main(): Promise<void> {
 
   try {
     log("starting mosquitto");
+    const resign = await localCrlResigner(state);
+    const loadedCrl = await CrlKeeper.prepare(pki.crl, resign);
     broker = await startMosquitto({
       pki,
       port: argv["broker-port"],
@@ -120,6 +125,10 @@ async function main(): Promise<void> {
       logFile: join(state, "stack", "broker", "mosquitto.log"),
     });
     log(`mosquitto: ${broker.url} (pid ${broker.pid})`);
+    const running = broker;
+    // Re-signs the CRL before it lapses and restarts the broker onto it (persistence keeps the sessions).
+    keeper = new CrlKeeper(loadedCrl, { crlPath: pki.crl, resignIfDue: resign, restart: () => running.restart(), log });
+    keeper.start();
     store = await startVictoriaMetrics({
       dataDir: join(state, "stack", "victoria-metrics"),
       port: argv["store-port"] || undefined,
