@@ -16,6 +16,8 @@ import {
   issueDevices,
   issueService,
   revokeDevice,
+  revokeIdentity,
+  revokeSerial,
   rotateDevice,
   DEFAULT_BROKER_HOSTS,
 } from "./identities";
@@ -294,15 +296,40 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command(
-      "revoke <id>",
-      "revoke a device's certificate and regenerate the CRL (restart the broker to enforce it)",
+      "revoke [target]",
+      "revoke every certificate of a device, service:<name> or broker, or one --serial, and re-sign the CRLs (a running `npm run broker` cuts the board off)",
       (y) =>
         y
-          .positional("id", { type: "string", demandOption: true })
-          .option("reason", { type: "string", choices: [...REVOCATION_REASONS], default: "unspecified" }),
+          .positional("target", { type: "string", describe: "device id, service:<name> or broker" })
+          .option("serial", {
+            type: "string",
+            describe: "revoke only the certificate with this serial (hex)",
+          })
+          .option("reason", { type: "string", choices: [...REVOCATION_REASONS], default: "unspecified" })
+          .example("$0 revoke dev-0001", "every certificate dev-0001 ever had")
+          .example("$0 revoke --serial 5a3f…", "one certificate, e.g. a board's replaced one"),
       async (a) => {
-        await revokeDevice(a.stateDir, String(a.id), a.reason);
-        out(`pki: device "${a.id}" revoked; CRL updated: ${pkiPaths(a.stateDir).crl}`);
+        const target = a.target === undefined ? undefined : String(a.target);
+        if ((target === undefined) === (a.serial === undefined))
+          throw new PkiError(
+            "bad_input",
+            "give either a target (device id, service:<name>, broker) or --serial S",
+          );
+        const crl = pkiPaths(a.stateDir).crl;
+        if (a.serial !== undefined) {
+          const r = await revokeSerial(a.stateDir, String(a.serial), a.reason);
+          return out(`pki: ${r.kind} "${r.name}" certificate ${r.serial} revoked; CRL updated: ${crl}`);
+        }
+        const t = target as string;
+        const serials =
+          t === "broker"
+            ? await revokeIdentity(a.stateDir, { kind: "broker" }, a.reason)
+            : t.startsWith("service:")
+              ? await revokeIdentity(a.stateDir, { kind: "service", name: t.slice(8) }, a.reason)
+              : await revokeDevice(a.stateDir, t, a.reason);
+        out(
+          `pki: ${t} revoked (${serials.length} certificate(s): ${serials.join(", ")}); CRL updated: ${crl}`,
+        );
       },
     )
     .command(

@@ -8,6 +8,8 @@ export {
   issueService,
   issueDevices,
   revokeDevice,
+  revokeIdentity,
+  revokeSerial,
   rotateDevice,
   checkDeviceIds,
   listDeviceIds,
@@ -29,6 +31,7 @@ export { REVOCATION_REASONS, type RevocationReason, type IdentityKind } from "./
 export { PkiError, type PkiErrorCode } from "./errors";
 export type { Progress } from "./keygen";
 export { splitCrls } from "./crl";
+export { revocationList, type RevocationList } from "./revocations";
 export { isValidDeviceId, deviceIdProblem } from "../../manifests/src/device-id";
 
 import { issueDevices, type IssueDevicesOptions, type IssuedIdentity } from "./identities";

@@ -10,6 +10,7 @@ import { DOCKER_BROKER_PARAMS, dockerConfigDir, loadTemplates, renderBrokerConfi
 import { startMosquitto, type BrokerPki } from "../broker/mosquitto";
 import { isProcessAlive, readRunState, writeRunState } from "../broker/run-state";
 import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
+import { prepareLauncherRevocation } from "../broker/revocation-setup";
 import { stateDir } from "../state/state-dir";
 
 const defaultDataDir = (): string => join(stateDir(), "broker", "data");
@@ -58,6 +59,10 @@ async function runForeground(a: StartArgs): Promise<void> {
   // A broker started long after the last re-signing must not load a lapsed CRL (it would refuse every board).
   const resign = a.crl === undefined ? await localCrlResigner(stateDir()) : undefined;
   const loadedCrl = await CrlKeeper.prepare(pki.crl, resign);
+  const say = (line: string): void => console.error(`broker: ${line}`);
+  // Cutting off by identity needs the PKI's revocation list: not with an external --crl.
+  const revocation =
+    a.crl === undefined ? await prepareLauncherRevocation({ stateDir: stateDir(), dataDir, log: say }) : undefined;
   console.error(`broker: starting mosquitto (data ${dataDir}) …`);
   const handle = await startMosquitto({
     pki,
@@ -67,6 +72,7 @@ async function runForeground(a: StartArgs): Promise<void> {
     ingestIdentity: a.ingestIdentity,
     bindClientIdToIdentity: a.bindClientId,
     logFile: a.logFile,
+    dynsec: revocation?.prepared.dynsec,
     onLogLine: a.quiet ? undefined : (line) => process.stderr.write(`mosquitto: ${line}\n`),
   });
   let generation = 1;
@@ -91,6 +97,7 @@ async function runForeground(a: StartArgs): Promise<void> {
     stopping = true;
     console.error(`broker: ${why}, stopping …`);
     await keeper.stop();
+    await sync?.stop();
     await restarting?.catch(() => undefined);
     await handle.stop();
     console.error("broker: stopped");
@@ -115,11 +122,13 @@ async function runForeground(a: StartArgs): Promise<void> {
       });
     return restarting;
   };
+  const sync = await revocation?.attach(handle.url);
   const keeper = new CrlKeeper(loadedCrl, {
     crlPath: pki.crl,
     resignIfDue: resign,
     restart: restartBroker,
-    log: (line) => console.error(`broker: ${line}`),
+    onNewRevocations: sync ? (serials) => sync.onNewRevocations(serials) : undefined,
+    log: say,
   });
   keeper.start();
   process.on("SIGINT", () => void stop("SIGINT", 0));

@@ -11,6 +11,8 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { startMosquitto, type MosquittoHandle } from "../broker/mosquitto";
 import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
+import { prepareLauncherRevocation } from "../broker/revocation-setup";
+import type { RevocationSync } from "../broker/revocation-sync";
 import { prepareState } from "../setup/prepare";
 import { repoRoot, stateDir } from "../state/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
@@ -89,10 +91,12 @@ async function main(): Promise<void> {
   let store: VictoriaMetricsHandle | undefined;
   let ingest: IngestProcess | undefined;
   let keeper: CrlKeeper | undefined;
+  let sync: RevocationSync | undefined;
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> => {
     stopping ??= (async () => {
       await keeper?.stop();
+      await sync?.stop();
       // Ingest first, so it can write and acknowledge what it holds while store and broker are up.
       if (ingest) await stopChild(ingest.child, 30_000);
       await store?.stop();
@@ -117,17 +121,27 @@ async function main(): Promise<void> {
     log("starting mosquitto");
     const resign = await localCrlResigner(state);
     const loadedCrl = await CrlKeeper.prepare(pki.crl, resign);
+    const brokerDir = join(state, "stack", "broker");
+    const revocation = await prepareLauncherRevocation({ stateDir: state, dataDir: brokerDir, log });
     broker = await startMosquitto({
+      dynsec: revocation?.prepared.dynsec,
       pki,
       port: argv["broker-port"],
       bind: argv.bind,
-      dataDir: join(state, "stack", "broker"),
+      dataDir: brokerDir,
       logFile: join(state, "stack", "broker", "mosquitto.log"),
     });
     log(`mosquitto: ${broker.url} (pid ${broker.pid})`);
     const running = broker;
     // Re-signs the CRL before it lapses and restarts the broker onto it (persistence keeps the sessions).
-    keeper = new CrlKeeper(loadedCrl, { crlPath: pki.crl, resignIfDue: resign, restart: () => running.restart(), log });
+    const cutter = (sync = await revocation?.attach(broker.url));
+    keeper = new CrlKeeper(loadedCrl, {
+      crlPath: pki.crl,
+      resignIfDue: resign,
+      restart: () => running.restart(),
+      onNewRevocations: cutter ? (serials) => cutter.onNewRevocations(serials) : undefined,
+      log,
+    });
     keeper.start();
     store = await startVictoriaMetrics({
       dataDir: join(state, "stack", "victoria-metrics"),

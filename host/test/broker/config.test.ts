@@ -105,7 +105,7 @@ describe("rendered ACL", async () => {
   const { acl } = renderBrokerConfig(await loadTemplates(), { ...LOCAL, ingestIdentity: "ingest-2" });
   const rules = acl.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
 
-  it("grants boards only their own topics; ingest, monitor and telegraf only read", () => {
+  it("grants boards only their own topics; ingest, monitor and telegraf only read; broker-admin only the dynsec control topics", () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
@@ -118,6 +118,9 @@ describe("rendered ACL", async () => {
       "topic read electrolyser/+/status",
       "user telegraf",
       "topic read electrolyser/+/telemetry",
+      "user broker-admin",
+      "topic write $CONTROL/dynamic-security/v1",
+      "topic read $CONTROL/dynamic-security/v1/response",
     ]);
   });
 });

@@ -3,21 +3,19 @@
  * the launcher and its mosquitto) still admits a valid board, because the launcher re-signs the CRL
  * before mosquitto reads it. Without that, the 90-day CRL has lapsed and OpenSSL refuses every client.
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ensureDevPki, type PkiPaths } from "../../../pki/src/index";
 import { viewCrl } from "../../src/broker/crl-view";
-import { isProcessAlive } from "../../src/broker/run-state";
-import { repoRoot } from "../../src/state/state-dir";
+import { startBrokerCli, type BrokerCli } from "./helpers/broker-cli";
 import { endClient, publishQos1, tryConnect } from "./helpers/clients";
 
 const DAY = 86_400_000;
 let dir: string;
 let paths: PkiPaths;
-let cli: ChildProcess | undefined;
+let broker: BrokerCli | undefined;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "est-crl-lapse-"));
@@ -30,49 +28,14 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  if (cli?.pid && isProcessAlive(cli.pid)) {
-    const exited = new Promise((r) => cli?.once("exit", r));
-    cli.kill("SIGTERM");
-    await exited;
-  }
+  await broker?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 
-function startBrokerLater(days: number): Promise<string> {
-  cli = spawn(
-    "faketime",
-    [
-      "-f",
-      `+${days}d`,
-      process.execPath,
-      "--import",
-      "tsx",
-      join(repoRoot(), "host/src/cli/broker.ts"),
-      "--port",
-      "0",
-      "--quiet",
-      "--data-dir",
-      join(dir, "data"),
-    ],
-    { cwd: repoRoot(), env: { ...process.env, EST_STATE_DIR: dir }, stdio: ["ignore", "pipe", "pipe"] },
-  );
-  const proc = cli;
-  return new Promise((resolve, reject) => {
-    let out = "";
-    let err = "";
-    proc.stderr?.on("data", (c: Buffer) => (err += c.toString()));
-    proc.stdout?.on("data", (c: Buffer) => {
-      out += c.toString();
-      const m = out.match(/broker: ready (\S+)/);
-      if (m?.[1]) resolve(m[1]);
-    });
-    proc.once("exit", (code) => reject(new Error(`broker CLI exited (${code}): ${err}`)));
-  });
-}
-
 it("a broker started 100 days after setup admits a valid board", async () => {
   const before = viewCrl(await readFile(paths.crl, "utf8"));
-  const url = await startBrokerLater(100);
+  broker = await startBrokerCli({ stateDir: dir, dataDir: join(dir, "data"), fakeDays: 100 });
+  const url = broker.url;
 
   const identity = {
     certPem: await readFile(paths.device("dev-lapse").cert, "utf8"),
