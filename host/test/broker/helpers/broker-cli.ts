@@ -4,6 +4,9 @@ import { join } from "node:path";
 import { isProcessAlive } from "../../../src/broker/run-state";
 import { repoRoot } from "../../../src/state/state-dir";
 
+/** Debian's libfaketime (package libfaketime, which `faketime` depends on). */
+export const FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 export interface BrokerCli {
   url: string;
   proc: ChildProcess;
@@ -17,12 +20,16 @@ export function startBrokerCli(o: {
   dataDir: string;
   fakeDays?: number;
 }): Promise<BrokerCli> {
-  const node = [process.execPath, "--import", "tsx", join(repoRoot(), "host/src/cli/broker.ts")];
-  const args = [...node, "--port", "0", "--quiet", "--data-dir", o.dataDir];
-  const [cmd, ...rest] = o.fakeDays === undefined ? args : ["faketime", "-f", `+${o.fakeDays}d`, ...args];
-  const proc = spawn(cmd as string, rest, {
+  const args = ["--import", "tsx", join(repoRoot(), "host/src/cli/broker.ts"), "--port", "0", "--quiet"];
+  // libfaketime preloaded into the launcher itself (and so into the mosquitto it starts), not through the
+  // `faketime` wrapper, whose PID is not the launcher's: stopping it could leave the broker running.
+  const clock =
+    o.fakeDays === undefined
+      ? {}
+      : { LD_PRELOAD: FAKETIME_LIB, FAKETIME: `+${o.fakeDays}d`, FAKETIME_NO_CACHE: "1" };
+  const proc = spawn(process.execPath, [...args, "--data-dir", o.dataDir], {
     cwd: repoRoot(),
-    env: { ...process.env, EST_STATE_DIR: o.stateDir },
+    env: { ...process.env, EST_STATE_DIR: o.stateDir, ...clock },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
