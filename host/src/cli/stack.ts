@@ -16,6 +16,7 @@ import type { RevocationSync } from "../broker/revocation-sync";
 import { prepareState } from "../setup/prepare";
 import { repoRoot, stateDir } from "../state/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
+import { startPkiExpiryExporter } from "../store/pki-expiry";
 
 const log = (line: string) => console.error(`${new Date().toISOString()} stack: ${line}`);
 
@@ -92,9 +93,11 @@ async function main(): Promise<void> {
   let ingest: IngestProcess | undefined;
   let keeper: CrlKeeper | undefined;
   let sync: RevocationSync | undefined;
+  let expiry: { stop(): void } | undefined;
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> => {
     stopping ??= (async () => {
+      expiry?.stop();
       await keeper?.stop();
       await sync?.stop();
       // Ingest first, so it can write and acknowledge what it holds while store and broker are up.
@@ -149,6 +152,8 @@ async function main(): Promise<void> {
       retentionPeriod: argv.retention,
     });
     log(`victoria-metrics: ${store.url} (pid ${store.pid})`);
+    // Expiry of every certificate and CRL, for the 30-day alert rule (est-pki-expiry).
+    expiry = startPkiExpiryExporter({ stateDir: state, storeUrl: store.url, log });
     ingest = await startIngest([
       "--broker", broker.url,
       "--store-url", store.url,
