@@ -5,7 +5,9 @@
 // Printed: time to cut-off, the restart's reconnect storm, readings delayed and lost on the other boards.
 import { spawn, type ChildProcess } from "node:child_process";
 import { X509Certificate } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import mqtt from "mqtt";
@@ -240,7 +242,7 @@ export async function run(argv: string[]): Promise<void> {
 
     const f = (n: number): string => n.toFixed(2);
     console.log(
-      `\nrevocation with ${a.count} connected boards (${keyType}, 1 msg/s each, ${allIn.toFixed(1)} s until all delivered), Debian mosquitto via npm run broker`,
+      `\nrevocation with ${a.count} connected boards (${keyType}, 1 msg/s each, ${allIn.toFixed(1)} s until all delivered), Debian mosquitto via npm run broker; load average ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")} on ${availableParallelism()} cores`,
     );
     console.log(
       `identity revoked (plugin, no restart): pki revoke ${f((kRevoked - k0) / 1000)} s, board disconnected ${f((kCut - k0) / 1000)} s after the call; other boards in the next 10 s: e2e p50/p99/max ${percentile(kickWin, 0.5)}/${percentile(kickWin, 0.99)}/${kickWin.at(-1) ?? "-"} ms, ${delayed(kickWin)} readings over ${a["delayed-ms"]} ms`,
