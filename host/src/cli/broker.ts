@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm run broker`: Debian's mosquitto with the project's mTLS configuration and ACL, in the
-// foreground, without Docker. `npm run broker -- restart` makes a running one enforce a new CRL.
+// foreground, without Docker. It keeps the CRL fresh and enforces revocations (crl-keeper.ts,
+// revocation-sync.ts); `npm run broker -- restart` makes a running one reload the CRL by hand.
 import { access, constants, mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import yargs from "yargs";
@@ -183,7 +184,8 @@ await yargs(hideBin(process.argv))
   .usage(
     "$0 [start] [options]\n\nRuns Debian's mosquitto in the foreground with the project's mutual-TLS configuration and ACL, " +
       "using the PKI under the state folder. Stops cleanly on Ctrl-C / SIGTERM.\n\n" +
-      "Revoking a board: `npm run pki -- revoke <id>` then `npm run broker -- restart` (mosquitto reads the CRL at start only).",
+      "Revoking a board: `npm run pki -- revoke <id>`; the running broker cuts it off by itself within seconds and re-signs " +
+        "the CRL before it lapses. `npm run broker -- restart` reloads the CRL by hand (mosquitto reads it at start only).",
   )
   .command(
     ["start", "$0"],
