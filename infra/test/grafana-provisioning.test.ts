@@ -61,7 +61,7 @@ describe("Grafana provisioning", () => {
 
       const groups = docs.flatMap(({ doc }) => (doc.groups as { rules: { data: { datasourceUid: string }[] }[] }[] | undefined) ?? []);
       const rules = groups.flatMap((g) => g.rules);
-      expect(rules.length).toBe(5);
+      expect(rules.length).toBe(6);
       for (const r of rules) {
         expect(r.data.map((d) => d.datasourceUid)).toEqual([DATASOURCES[kind].uid, "__expr__"]);
       }

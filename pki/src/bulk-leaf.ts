@@ -1,7 +1,13 @@
 import { createHash, createPrivateKey, sign, type KeyObject } from "node:crypto";
 import { x509 } from "./x509";
 import { bitString, explicit, octetString, oid, seq, set, tlv, unsignedInteger, x509Time } from "./der";
-import { profileExtensions, randomSerial, subjectAttributes, validityWindow } from "./profiles";
+import {
+  clampToIssuer,
+  profileExtensions,
+  randomSerial,
+  subjectAttributes,
+  validityWindow,
+} from "./profiles";
 import type { CaKeyType } from "./keys";
 import type { Signer } from "./sign";
 
@@ -25,6 +31,8 @@ export interface LeafTemplate {
   authorityKeyId: Uint8Array;
   signatureAlgorithm: Uint8Array;
   signingKey: KeyObject;
+  /** No leaf outlives its issuer (clampToIssuer). */
+  issuerNotAfter: Date;
 }
 
 const SHA256_WITH_RSA = seq(oid("1.2.840.113549.1.1.11"), new Uint8Array([0x05, 0x00]));
@@ -37,6 +45,7 @@ export function leafTemplate(issuer: Signer, leafKeyType: CaKeyType): LeafTempla
     authorityKeyId: new Uint8Array(new x509.AuthorityKeyIdentifierExtension(issuer.keyId).rawData),
     signatureAlgorithm: issuer.keyType === "p256" ? ECDSA_WITH_SHA256 : SHA256_WITH_RSA,
     signingKey: createPrivateKey({ key: Buffer.from(issuer.material.pkcs8), format: "der", type: "pkcs8" }),
+    issuerNotAfter: issuer.cert.notAfter,
   };
 }
 
@@ -109,7 +118,7 @@ export function issueLeaf(
   const w = validityWindow(o.now, o.days);
   // Certificates carry whole seconds; keep the record equal to what is encoded.
   const notBefore = wholeSeconds(o.notBefore ?? w.notBefore);
-  const notAfter = wholeSeconds(o.notAfter ?? w.notAfter);
+  const notAfter = wholeSeconds(clampToIssuer(o.notAfter ?? w.notAfter, t.issuerNotAfter, o.now));
   const serial = o.serial ?? randomSerial();
   const tbs = buildTbs(t, { serial, notBefore, notAfter, name: o.name, spki: o.spki });
   return new Promise((resolve, reject) => {

@@ -18,6 +18,7 @@ import {
 } from "./store";
 import { databaseFile, databaseText, loadDatabase, type CaDatabase, type IssuedRecord } from "./database";
 import { buildCrlPem } from "./crl";
+import { revocationsFile } from "./revocations";
 
 /**
  * CA names carry a random instance id: two fleets (or a dev and a test PKI) then never present
@@ -131,6 +132,7 @@ export async function createCa(stateDir: string, o: InitCaOptions = {}): Promise
       { path: paths.crlIssuing, data: crls.issuing, mode: PUBLIC_MODE, how: "replace" },
       { path: paths.crlRoot, data: crls.root, mode: PUBLIC_MODE, how: "replace" },
       { path: paths.crl, data: crls.combined, mode: PUBLIC_MODE, how: "replace" },
+      revocationsFile(paths.revocations, db),
     ]);
   });
   return paths;
@@ -250,5 +252,6 @@ export async function writeCrl(ca: LoadedCa, now = new Date(), extra: FileWrite[
     { path: ca.paths.crlIssuing, data: crls.issuing, mode: PUBLIC_MODE, how: "replace" },
     { path: ca.paths.crlRoot, data: crls.root, mode: PUBLIC_MODE, how: "replace" },
     { path: ca.paths.crl, data: crls.combined, mode: PUBLIC_MODE, how: "replace" },
+    revocationsFile(ca.paths.revocations, ca.db),
   ]);
 }

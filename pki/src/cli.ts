@@ -8,7 +8,7 @@ import { stateDir as defaultStateDir } from "../../host/src/state/state-dir";
 import { loadManifest, ManifestError } from "../../manifests/src/manifest";
 import { generateDeviceIds } from "../../manifests/src/device-id";
 import { createCa } from "./ca";
-import { refreshCrl } from "./dev";
+import { refreshCrl, refreshCrlIfDue } from "./dev";
 import { PkiError } from "./errors";
 import {
   checkDeviceIds,
@@ -16,6 +16,8 @@ import {
   issueDevices,
   issueService,
   revokeDevice,
+  revokeIdentity,
+  revokeSerial,
   rotateDevice,
   DEFAULT_BROKER_HOSTS,
 } from "./identities";
@@ -326,15 +328,40 @@ export async function main(argv: string[]): Promise<void> {
       },
     )
     .command(
-      "revoke <id>",
-      "revoke a device's certificate and regenerate the CRL (restart the broker to enforce it)",
+      "revoke [target]",
+      "revoke every certificate of a device, service:<name> or broker, or one --serial, and re-sign the CRLs (a running `npm run broker` cuts the board off)",
       (y) =>
         y
-          .positional("id", { type: "string", demandOption: true })
-          .option("reason", { type: "string", choices: [...REVOCATION_REASONS], default: "unspecified" }),
+          .positional("target", { type: "string", describe: "device id, service:<name> or broker" })
+          .option("serial", {
+            type: "string",
+            describe: "revoke only the certificate with this serial (hex)",
+          })
+          .option("reason", { type: "string", choices: [...REVOCATION_REASONS], default: "unspecified" })
+          .example("$0 revoke dev-0001", "every certificate dev-0001 ever had")
+          .example("$0 revoke --serial 5a3f…", "one certificate, e.g. a board's replaced one"),
       async (a) => {
-        await revokeDevice(a.stateDir, String(a.id), a.reason);
-        out(`pki: device "${a.id}" revoked; CRL updated: ${pkiPaths(a.stateDir).crl}`);
+        const target = a.target === undefined ? undefined : String(a.target);
+        if ((target === undefined) === (a.serial === undefined))
+          throw new PkiError(
+            "bad_input",
+            "give either a target (device id, service:<name>, broker) or --serial S",
+          );
+        const crl = pkiPaths(a.stateDir).crl;
+        if (a.serial !== undefined) {
+          const r = await revokeSerial(a.stateDir, String(a.serial), a.reason);
+          return out(`pki: ${r.kind} "${r.name}" certificate ${r.serial} revoked; CRL updated: ${crl}`);
+        }
+        const t = target as string;
+        const serials =
+          t === "broker"
+            ? await revokeIdentity(a.stateDir, { kind: "broker" }, a.reason)
+            : t.startsWith("service:")
+              ? await revokeIdentity(a.stateDir, { kind: "service", name: t.slice(8) }, a.reason)
+              : await revokeDevice(a.stateDir, t, a.reason);
+        out(
+          `pki: ${t} revoked (${serials.length} certificate(s): ${serials.join(", ")}); CRL updated: ${crl}`,
+        );
       },
     )
     .command(
@@ -399,9 +426,19 @@ export async function main(argv: string[]): Promise<void> {
     )
     .command(
       "crl",
-      "re-sign the CRLs (they expire; run before then and restart the broker)",
-      (y) => y,
+      "re-sign the CRLs (they expire; `npm run broker` and `npm run stack` do it themselves)",
+      (y) =>
+        y.option("if-due", {
+          type: "boolean",
+          default: false,
+          describe: "only when a third of their lifetime is left (for a timer; prints whether it re-signed)",
+        }),
       async (a) => {
+        if (a.ifDue) {
+          const did = await refreshCrlIfDue(a.stateDir);
+          out(did ? `pki: CRL re-signed: ${pkiPaths(a.stateDir).crl}` : "pki: CRL not due");
+          return;
+        }
         const p = await refreshCrl(a.stateDir);
         out(`pki: CRL re-signed: ${p.crl}`);
       },

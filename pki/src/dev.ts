@@ -86,6 +86,22 @@ export async function crlNeedsRefresh(paths: PkiPaths, now = new Date()): Promis
   });
 }
 
+/**
+ * Re-signs the CRLs when a third of their lifetime is left (or they lapsed), under the CA lock; returns
+ * whether it did. Broker launchers call it at start and on a schedule, so a stack started long after
+ * setup never serves a lapsed CRL (which makes Mosquitto refuse every board).
+ */
+export async function refreshCrlIfDue(stateDir: string, now = new Date()): Promise<boolean> {
+  const paths = pkiPaths(stateDir);
+  if (!(await crlNeedsRefresh(paths, now))) return false;
+  return withCa(stateDir, async (ca) => {
+    // Another run may have re-signed it while this one waited for the lock.
+    if (!(await crlNeedsRefresh(paths, now))) return false;
+    await writeCrl(ca, now);
+    return true;
+  });
+}
+
 /** Re-signs the CRLs (e.g. from cron before they expire); the broker must be restarted to read them. */
 export async function refreshCrl(stateDir: string): Promise<PkiPaths> {
   await loadCa(stateDir);

@@ -8,6 +8,9 @@ import { loadCa, record, writeCrl, type LoadedCa } from "./ca";
 import {
   currentRecord,
   databaseFile,
+  findBySerial,
+  normaliseSerial,
+  type IssuedRecord,
   type IdentityKind,
   type RevocationReason,
   REVOCATION_REASONS,
@@ -18,6 +21,7 @@ import { type KeyType, type IdentityPaths, type PkiPaths } from "./paths";
 import { DEFAULT_VALIDITY_DAYS } from "./profiles";
 import { signCertificate } from "./sign";
 import { issueLeaf, leafTemplate, type LeafCert } from "./bulk-leaf";
+import { revocationsFile } from "./revocations";
 import {
   exists,
   readBytes,
@@ -64,6 +68,14 @@ function identityFiles(
   if (p.keyDer) files.push({ path: p.keyDer, data: key.pkcs8, mode: KEY_MODE, how });
   if (p.certDer) files.push({ path: p.certDer, data: certDer, mode: PUBLIC_MODE, how });
   return files;
+}
+
+/**
+ * The database and the broker's revocation list, written with every change: a new certificate for an
+ * identity whose certificates were all revoked takes it off the list the broker denies.
+ */
+function caRecords(ca: LoadedCa): FileWrite[] {
+  return [databaseFile(ca.paths.database, ca.db), revocationsFile(ca.paths.revocations, ca.db)];
 }
 
 const derOf = (cert: x509.X509Certificate): Uint8Array => new Uint8Array(cert.rawData);
@@ -146,7 +158,7 @@ export async function issueBroker(
     ca.db.issued.push(record(cert, "broker", hosts[0] ?? "broker", key.type, now));
     await writeFiles([
       ...identityFiles(p, key, derOf(cert), o.force ? "replace" : "new", ca.issuing.cert),
-      databaseFile(ca.paths.database, ca.db),
+      ...caRecords(ca),
     ]);
     return { name: hosts[0] ?? "broker", serial: cert.serialNumber, notAfter: cert.notAfter, paths: p };
   });
@@ -180,10 +192,7 @@ export async function issueService(
     );
     supersede(ca, "service", name, cert);
     ca.db.issued.push(record(cert, "service", name, key.type, now));
-    await writeFiles([
-      ...identityFiles(p, key, derOf(cert), o.force ? "replace" : "new"),
-      databaseFile(ca.paths.database, ca.db),
-    ]);
+    await writeFiles([...identityFiles(p, key, derOf(cert), o.force ? "replace" : "new"), ...caRecords(ca)]);
     return { name, serial: cert.serialNumber, notAfter: cert.notAfter, paths: p };
   });
 }
@@ -306,7 +315,7 @@ export async function issueDevices(o: IssueDevicesOptions): Promise<IssueDevices
               o.force ? "replace" : "new",
             ),
           ),
-          databaseFile(ca.paths.database, ca.db),
+          ...caRecords(ca),
         ],
         { precheck: false },
       );
@@ -338,30 +347,121 @@ export function parseReason(reason: string | undefined): RevocationReason {
   return r as RevocationReason;
 }
 
-/** Revokes the device's current certificate and rewrites the CRL file. Revoking twice is harmless. */
+/**
+ * Revokes every certificate the device ever had (the current one, those replaced by `rotate` or
+ * `devices --force`, and any in its archive folder) and rewrites the CRLs. Revoking twice is harmless.
+ */
 export async function revokeDevice(
   stateDir: string,
   id: string,
   reason?: string,
   now = new Date(),
-): Promise<void> {
+): Promise<string[]> {
   checkName("device", id);
   const why = parseReason(reason);
-  await withCa(stateDir, async (ca) => {
-    const cert = await readDeviceCert(ca.paths, id);
-    const serial = cert.serialNumber.toLowerCase();
-    let rec = ca.db.issued.find((r) => r.serial === serial);
-    if (!rec) {
-      // Issued by a run that stopped before saving its database chunk: still ours if our issuing CA signed it.
-      if (!(await cert.verify({ publicKey: ca.issuing.cert.publicKey, signatureOnly: true }))) {
-        throw new PkiError("bad_input", `the certificate of device "${id}" was not issued by this CA`);
-      }
-      rec = record(cert, "device", id, "unknown", now);
-      ca.db.issued.push(rec);
-    }
-    rec.revoked ??= { at: now.toISOString(), reason: why };
+  return withCa(stateDir, async (ca) => {
+    for (const cert of await deviceCertsOnDisk(ca.paths, id)) await adoptRecord(ca, cert, "device", id, now);
+    const serials = revokeRecords(ca, (r) => r.kind === "device" && r.name === id, why, now);
+    if (serials.length === 0)
+      throw new PkiError("not_found", `unknown device "${id}" (nothing was issued to it)`);
     await writeCrl(ca, now);
+    return serials;
   });
+}
+
+/** Every certificate of a service identity (e.g. `ingest`), or of the broker. */
+export async function revokeIdentity(
+  stateDir: string,
+  target: { kind: "service"; name: string } | { kind: "broker" },
+  reason?: string,
+  now = new Date(),
+): Promise<string[]> {
+  if (target.kind === "service") checkName("service", target.name);
+  const why = parseReason(reason);
+  const label = target.kind === "service" ? `service "${target.name}"` : "the broker";
+  return withCa(stateDir, async (ca) => {
+    const serials = revokeRecords(
+      ca,
+      (r) => r.kind === target.kind && (target.kind === "broker" || r.name === target.name),
+      why,
+      now,
+    );
+    if (serials.length === 0) throw new PkiError("not_found", `no certificate was issued to ${label}`);
+    await writeCrl(ca, now);
+    return serials;
+  });
+}
+
+/** One certificate by serial (hex, any case, colons allowed): a leaf or the issuing CA, never the root. */
+export async function revokeSerial(
+  stateDir: string,
+  serial: string,
+  reason?: string,
+  now = new Date(),
+): Promise<IssuedRecord> {
+  const why = parseReason(reason);
+  const wanted = normaliseSerial(serial);
+  if (!/^[0-9a-f]+$/.test(wanted))
+    throw new PkiError("bad_input", `"${serial}" is not a hexadecimal serial number`);
+  return withCa(stateDir, async (ca) => {
+    const rec = findBySerial(ca.db, wanted);
+    if (!rec) throw new PkiError("not_found", `no certificate with serial ${wanted} was issued by this CA`);
+    if (rec.kind === "root")
+      throw new PkiError(
+        "bad_input",
+        "the root CA cannot be revoked by its own CRL; replace the CA (init --force)",
+      );
+    revokeRecords(ca, (r) => r === rec, why, now);
+    await writeCrl(ca, now);
+    return rec;
+  });
+}
+
+function revokeRecords(
+  ca: LoadedCa,
+  which: (r: IssuedRecord) => boolean,
+  reason: RevocationReason,
+  now: Date,
+): string[] {
+  const hit = ca.db.issued.filter(which);
+  for (const r of hit) r.revoked ??= { at: now.toISOString(), reason };
+  return hit.map((r) => r.serial);
+}
+
+/** The device's current certificate and its archived ones, as files (a record may be missing for them). */
+async function deviceCertsOnDisk(paths: PkiPaths, id: string): Promise<x509.X509Certificate[]> {
+  const p = paths.device(id);
+  const files = (await exists(p.cert)) ? [p.cert] : [];
+  const archive = join(p.cert, "..", "archive");
+  try {
+    for (const e of await readdir(archive, { withFileTypes: true }))
+      if (e.isDirectory() && (await exists(join(archive, e.name, "cert.pem"))))
+        files.push(join(archive, e.name, "cert.pem"));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw ioError("read", archive, err);
+  }
+  return Promise.all(
+    files.map(async (f) => new x509.X509Certificate(await readText(f, `certificate of device "${id}"`))),
+  );
+}
+
+/** A certificate issued by a run that stopped before saving its database chunk: still ours if our issuing CA signed it. */
+async function adoptRecord(
+  ca: LoadedCa,
+  cert: x509.X509Certificate,
+  kind: IdentityKind,
+  name: string,
+  now: Date,
+): Promise<void> {
+  const serial = normaliseSerial(cert.serialNumber);
+  if (ca.db.issued.some((r) => r.serial === serial)) return;
+  if (!(await cert.verify({ publicKey: ca.issuing.cert.publicKey, signatureOnly: true }))) {
+    throw new PkiError(
+      "bad_input",
+      `a certificate of ${kind} "${name}" (${serial}) was not issued by this CA`,
+    );
+  }
+  ca.db.issued.push({ ...record(cert, kind, name, "unknown", now), serial });
 }
 
 /**
@@ -412,7 +512,7 @@ export async function rotateDevice(
     // The archive is complete on disk before the identity it preserves is replaced.
     await writeFiles(archived);
     if (o.revokeOld) await writeCrl(ca, now, files);
-    else await writeFiles([...files, databaseFile(ca.paths.database, ca.db)]);
+    else await writeFiles([...files, ...caRecords(ca)]);
     return { name: o.id, serial: cert.serialNumber, notAfter: cert.notAfter, paths: p };
   });
 }

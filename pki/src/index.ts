@@ -1,13 +1,15 @@
 // Public API of the fleet PKI. See pki/README.md for the layout, the CA design and the CLI.
 export type { KeyType, IdentityPaths, PkiPaths } from "./paths";
 export { pkiPaths } from "./paths";
-export { ensureDevPki, refreshCrl, type EnsureDevPkiOptions } from "./dev";
+export { ensureDevPki, refreshCrl, refreshCrlIfDue, crlNeedsRefresh, type EnsureDevPkiOptions } from "./dev";
 export { createCa, type InitCaOptions } from "./ca";
 export {
   issueBroker,
   issueService,
   issueDevices,
   revokeDevice,
+  revokeIdentity,
+  revokeSerial,
   rotateDevice,
   checkDeviceIds,
   listDeviceIds,
@@ -38,6 +40,7 @@ export { REVOCATION_REASONS, type RevocationReason, type IdentityKind } from "./
 export { PkiError, type PkiErrorCode } from "./errors";
 export type { Progress } from "./keygen";
 export { splitCrls } from "./crl";
+export { revocationList, type RevocationList } from "./revocations";
 export { isValidDeviceId, deviceIdProblem } from "../../manifests/src/device-id";
 
 import { issueDevices, type IssueDevicesOptions, type IssuedIdentity } from "./identities";

@@ -20,6 +20,8 @@ export interface PkiPaths {
   /** The same two CRLs one per file (issuing CA's, root CA's), for tools that read one CRL per file. */
   crlIssuing: string;
   crlRoot: string;
+  /** Revoked serials with their identities, and the identities with no valid certificate left (JSON), for the broker. */
+  revocations: string;
   broker: IdentityPaths;
   service(name: string): IdentityPaths;
   device(id: string): IdentityPaths;
@@ -46,7 +48,8 @@ export interface PkiPaths {
  * The layout of `<stateDir>/pki/`, split by who may read it, so docker-compose can mount
  * `public/` and `broker/` into the broker and nothing else:
  *   ca-private/  root + issuing CA keys, database.json   (0700, never mounted)
- *   public/      root.pem, issuing.pem, ca-bundle.pem, crl.pem (= crl-issuing.pem + crl-root.pem), root.der, issuing.der
+ *   public/      root.pem, issuing.pem, ca-bundle.pem, crl.pem (= crl-issuing.pem + crl-root.pem), root.der, issuing.der,
+ *                revocations.json
  *   broker/      cert.pem (leaf + issuing CA), key.pem
  *   services/<name>/cert.pem, key.pem
  *   devices/<id>/cert.pem, key.pem, cert.der, key.der (PKCS#8)
@@ -76,6 +79,7 @@ export function pkiPaths(stateDir: string): PkiPaths {
     crl: join(publicDir, "crl.pem"),
     crlIssuing: join(publicDir, "crl-issuing.pem"),
     crlRoot: join(publicDir, "crl-root.pem"),
+    revocations: join(publicDir, "revocations.json"),
     rootKey: join(caPrivateDir, "root.key.pem"),
     issuingKey: join(caPrivateDir, "issuing.key.pem"),
     database: join(caPrivateDir, "database.json"),

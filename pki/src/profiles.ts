@@ -3,6 +3,7 @@ import { isIP } from "node:net";
 import { x509 } from "./x509";
 import type { CaKeyType } from "./keys";
 import type { IdentityKind } from "./database";
+import { PkiError } from "./errors";
 
 /** Organisation in every subject, so a certificate from this project is recognisable in logs. */
 export const ORGANISATION = "Electrolyser Secure Telemetry";
@@ -110,4 +111,18 @@ export function validityWindow(now: Date, days: number): { notBefore: Date; notA
     notBefore: new Date(now.getTime() - BACKDATE_MS),
     notAfter: new Date(now.getTime() + days * 86_400_000),
   };
+}
+
+/**
+ * A certificate must not outlive its issuer: a chain is only as valid as its shortest link, so a leaf past
+ * its CA's notAfter would look valid in `pki list` and fail at every handshake. The leaf's end is moved to
+ * the issuer's; an issuer that has already expired cannot issue at all.
+ */
+export function clampToIssuer(notAfter: Date, issuerNotAfter: Date, now: Date): Date {
+  if (issuerNotAfter.getTime() <= now.getTime())
+    throw new PkiError(
+      "no_ca",
+      `the issuing CA expired on ${issuerNotAfter.toISOString()}; renew it before issuing (npm run pki -- init)`,
+    );
+  return notAfter.getTime() > issuerNotAfter.getTime() ? issuerNotAfter : notAfter;
 }

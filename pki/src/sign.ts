@@ -1,7 +1,7 @@
 import { x509, type CryptoKey } from "./x509";
 import { signingAlgorithm, type CaKeyType, type KeyMaterial } from "./keys";
 import type { IdentityKind } from "./database";
-import { profileExtensions, randomSerial, subjectFor, validityWindow } from "./profiles";
+import { clampToIssuer, profileExtensions, randomSerial, subjectFor, validityWindow } from "./profiles";
 
 /** What signing needs from a CA: its certificate (for the issuer name and key id), its key and key type. */
 export interface Signer {
@@ -45,7 +45,9 @@ export async function signCertificate(
     subject,
     issuer: issuedBy ? issuedBy.cert.subjectName : subject,
     notBefore: req.notBefore ?? window.notBefore,
-    notAfter: req.notAfter ?? window.notAfter,
+    notAfter: issuedBy
+      ? clampToIssuer(req.notAfter ?? window.notAfter, issuedBy.cert.notAfter, req.now)
+      : (req.notAfter ?? window.notAfter),
     publicKey,
     signingKey: issuedBy ? issuedBy.key : (signer as { selfKey: CryptoKey }).selfKey,
     signingAlgorithm: signingAlgorithm(issuedBy ? issuedBy.keyType : req.keyType),

@@ -16,7 +16,8 @@ let keys: Record<"p256" | "rsa-2048", KeyMaterial>;
 
 beforeAll(async () => {
   dir = await tempStateDir();
-  await createCa(dir);
+  // Leaves end no later than their issuer: the cases below issue up to 2050 (GeneralizedTime).
+  await createCa(dir, { rootDays: 40 * 365, issuingDays: 30 * 365 });
   ca = await loadCa(dir);
   keys = { p256: await generateKey("p256"), "rsa-2048": await generateKey("rsa-2048") };
 });

@@ -86,6 +86,7 @@ describe("layout", () => {
       "/crl.pem",
       "/issuing.der",
       "/issuing.pem",
+      "/revocations.json",
       "/root.der",
       "/root.pem",
     ]);

@@ -26,6 +26,8 @@ export const SERVICE_IDENTITIES: readonly string[] = Object.freeze([
   MONITOR_IDENTITY,
   "telegraf",
   "bridge",
+  // The broker launcher's identity for Mosquitto's dynamic-security plugin (host/src/broker/revocation-sync.ts).
+  "broker-admin",
 ]);
 
 export function isServiceIdentity(name: string): boolean {

@@ -22,6 +22,8 @@ export interface BrokerConfigParams {
    * session and no client can take over another's (see the template). Keep it true; false is unsafe.
    */
   bindClientIdToIdentity: boolean;
+  /** Mosquitto's dynamic-security plugin and its JSON file, through which the launcher cuts off revoked identities. */
+  dynsec?: { plugin: string; configFile: string };
 }
 
 export interface BrokerTemplates {
@@ -92,6 +94,9 @@ export function renderBrokerConfig(templates: BrokerTemplates, p: BrokerConfigPa
     PERSISTENCE_DIR: dir.endsWith("/") ? dir : `${dir}/`,
     LOG_DEST: checkValue("logDest", p.logDest, true),
     BIND_CLIENT_ID: p.bindClientIdToIdentity ? "true" : "false",
+    REVOCATION_PLUGIN: p.dynsec
+      ? `plugin ${checkValue("dynsec plugin", p.dynsec.plugin, false)}\nplugin_opt_config_file ${checkValue("dynsec file", p.dynsec.configFile, false)}`
+      : "# (not loaded here: no launcher drives it, so a revocation takes a broker restart)",
   });
   const acl = fillTemplate(templates.acl, { INGEST_IDENTITY: p.ingestIdentity });
   return { conf, acl };

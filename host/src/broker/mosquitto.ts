@@ -42,6 +42,8 @@ export interface StartMosquittoOptions {
   logFile?: string;
   /** Every broker log line, e.g. for a foreground CLI. */
   onLogLine?: (line: string) => void;
+  /** Load the dynamic-security plugin with this file (see host/src/broker/revocation-sync.ts). */
+  dynsec?: { plugin: string; configFile: string };
   /** Default: $MOSQUITTO_BIN or /usr/sbin/mosquitto (Debian). */
   binary?: string;
   readyTimeoutMs?: number;
@@ -201,6 +203,7 @@ export async function startMosquitto(o: StartMosquittoOptions): Promise<Mosquitt
       logDest: "stderr",
       ingestIdentity: o.ingestIdentity ?? "ingest",
       bindClientIdToIdentity: o.bindClientIdToIdentity ?? true,
+      dynsec: o.dynsec,
     });
     await writeFileAtomic(aclFile, rendered.acl, 0o600);
     await writeFileAtomic(configFile, rendered.conf, 0o600);

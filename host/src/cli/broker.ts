@@ -1,14 +1,17 @@
 #!/usr/bin/env node
 // `npm run broker`: Debian's mosquitto with the project's mTLS configuration and ACL, in the
-// foreground, without Docker. `npm run broker -- restart` makes a running one enforce a new CRL.
+// foreground, without Docker. It keeps the CRL fresh and enforces revocations (crl-keeper.ts,
+// revocation-sync.ts); `npm run broker -- restart` makes a running one reload the CRL by hand.
 import { access, constants, mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { pkiPaths } from "../../../pki/src/paths";
 import { DOCKER_BROKER_PARAMS, dockerConfigDir, loadTemplates, renderBrokerConfig } from "../broker/config";
-import { startMosquitto, type BrokerPki, type MosquittoHandle } from "../broker/mosquitto";
+import { startMosquitto, type BrokerPki } from "../broker/mosquitto";
 import { isProcessAlive, readRunState, writeRunState } from "../broker/run-state";
+import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
+import { prepareLauncherRevocation } from "../broker/revocation-setup";
 import { stateDir } from "../state/state-dir";
 
 const defaultDataDir = (): string => join(stateDir(), "broker", "data");
@@ -54,6 +57,13 @@ async function runForeground(a: StartArgs): Promise<void> {
   if (existing && isProcessAlive(existing.cliPid) && existing.cliPid !== process.pid) {
     throw new Error(`a broker already runs on this data folder (pid ${existing.cliPid}, ${existing.url})`);
   }
+  // A broker started long after the last re-signing must not load a lapsed CRL (it would refuse every board).
+  const resign = a.crl === undefined ? await localCrlResigner(stateDir()) : undefined;
+  const loadedCrl = await CrlKeeper.prepare(pki.crl, resign);
+  const say = (line: string): void => console.error(`broker: ${line}`);
+  // Cutting off by identity needs the PKI's revocation list: not with an external --crl.
+  const revocation =
+    a.crl === undefined ? await prepareLauncherRevocation({ stateDir: stateDir(), dataDir, log: say }) : undefined;
   console.error(`broker: starting mosquitto (data ${dataDir}) …`);
   const handle = await startMosquitto({
     pki,
@@ -63,6 +73,7 @@ async function runForeground(a: StartArgs): Promise<void> {
     ingestIdentity: a.ingestIdentity,
     bindClientIdToIdentity: a.bindClientId,
     logFile: a.logFile,
+    dynsec: revocation?.prepared.dynsec,
     onLogLine: a.quiet ? undefined : (line) => process.stderr.write(`mosquitto: ${line}\n`),
   });
   let generation = 1;
@@ -86,30 +97,45 @@ async function runForeground(a: StartArgs): Promise<void> {
     if (stopping) return;
     stopping = true;
     console.error(`broker: ${why}, stopping …`);
+    await keeper.stop();
+    await sync?.stop();
     await restarting?.catch(() => undefined);
     await handle.stop();
     console.error("broker: stopped");
     process.exit(code);
   };
+  /** One restart at a time, from SIGHUP (`npm run broker -- restart`) or the CRL keeper. */
+  const restartBroker = (why: string): Promise<void> => {
+    if (stopping) return Promise.resolve();
+    restarting ??= (async () => {
+      console.error(`broker: restarting to load the current CRL (${why}) …`);
+      await handle.restart();
+      generation += 1;
+      await record();
+      console.log(`broker: restarted ${handle.url} pid ${handle.pid}`);
+    })()
+      .catch((err: unknown) => {
+        console.error(`broker: restart failed: ${err instanceof Error ? err.message : String(err)}`);
+        void stop("restart failed", 1);
+      })
+      .finally(() => {
+        restarting = undefined;
+      });
+    return restarting;
+  };
+  const sync = await revocation?.attach(handle.url);
+  const keeper = new CrlKeeper(loadedCrl, {
+    crlPath: pki.crl,
+    resignIfDue: resign,
+    restart: restartBroker,
+    onNewRevocations: sync ? (serials) => sync.onNewRevocations(serials) : undefined,
+    log: say,
+  });
+  keeper.start();
   process.on("SIGINT", () => void stop("SIGINT", 0));
   process.on("SIGTERM", () => void stop("SIGTERM", 0));
   // SIGHUP = restart, so a new CRL is read (mosquitto reads it at start only).
-  process.on("SIGHUP", () => {
-    if (stopping || restarting) return;
-    restarting = restart(handle).then(
-      async () => {
-        generation += 1;
-        await record();
-        console.log(`broker: restarted ${handle.url} pid ${handle.pid}`);
-      },
-      (err: unknown) => {
-        console.error(`broker: restart failed: ${err instanceof Error ? err.message : String(err)}`);
-        void stop("restart failed", 1);
-      },
-    ).finally(() => {
-      restarting = undefined;
-    });
-  });
+  process.on("SIGHUP", () => void restartBroker("requested"));
 
   for (;;) {
     const code = await handle.exited();
@@ -123,11 +149,6 @@ async function runForeground(a: StartArgs): Promise<void> {
     if (tail.length) console.error(tail.join("\n"));
     await stop("broker died", 1);
   }
-}
-
-async function restart(handle: MosquittoHandle): Promise<void> {
-  console.error("broker: restarting to load the current CRL …");
-  await handle.restart();
 }
 
 async function requestRestart(dataDirArg: string, timeoutMs: number): Promise<void> {
@@ -163,7 +184,8 @@ await yargs(hideBin(process.argv))
   .usage(
     "$0 [start] [options]\n\nRuns Debian's mosquitto in the foreground with the project's mutual-TLS configuration and ACL, " +
       "using the PKI under the state folder. Stops cleanly on Ctrl-C / SIGTERM.\n\n" +
-      "Revoking a board: `npm run pki -- revoke <id>` then `npm run broker -- restart` (mosquitto reads the CRL at start only).",
+      "Revoking a board: `npm run pki -- revoke <id>`; the running broker cuts it off by itself within seconds and re-signs " +
+        "the CRL before it lapses. `npm run broker -- restart` reloads the CRL by hand (mosquitto reads it at start only).",
   )
   .command(
     ["start", "$0"],

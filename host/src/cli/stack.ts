@@ -10,11 +10,15 @@ import { createInterface } from "node:readline";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { startMosquitto } from "../broker/mosquitto";
+import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
+import { prepareLauncherRevocation } from "../broker/revocation-setup";
+import type { RevocationSync } from "../broker/revocation-sync";
 import { startNatsClusterBroker } from "../broker/nats/stack-broker";
 import { prepareState } from "../setup/prepare";
 import { repoRoot, stateDir } from "../state/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
 import { parseRetention } from "../store/retention";
+import { startPkiExpiryExporter } from "../store/pki-expiry";
 
 const log = (line: string) => console.error(`${new Date().toISOString()} stack: ${line}`);
 
@@ -93,9 +97,15 @@ async function main(): Promise<void> {
   let broker: { url: string; urls: string[]; pid: number; pids: number[]; stop(): Promise<void> } | undefined;
   let store: VictoriaMetricsHandle | undefined;
   let ingest: IngestProcess | undefined;
+  let keeper: CrlKeeper | undefined;
+  let sync: RevocationSync | undefined;
+  let expiry: { stop(): void } | undefined;
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> => {
     stopping ??= (async () => {
+      expiry?.stop();
+      await keeper?.stop();
+      await sync?.stop();
       // Ingest first, so it can write and acknowledge what it holds while store and broker are up.
       if (ingest) await stopChild(ingest.child, 30_000);
       await store?.stop();
@@ -129,15 +139,31 @@ async function main(): Promise<void> {
       log(`nats-cluster: ${broker.urls.join(" ")} (pids ${broker.pids.join(", ")})`);
     } else {
       log("starting mosquitto");
+      const resign = await localCrlResigner(state);
+      const loadedCrl = await CrlKeeper.prepare(pki.crl, resign);
+      const brokerDir = join(state, "stack", "broker");
+      const revocation = await prepareLauncherRevocation({ stateDir: state, dataDir: brokerDir, log });
       const m = await startMosquitto({
+        dynsec: revocation?.prepared.dynsec,
         pki,
         port: argv["broker-port"],
         bind: argv.bind,
-        dataDir: join(state, "stack", "broker"),
+        dataDir: brokerDir,
         logFile: join(state, "stack", "broker", "mosquitto.log"),
       });
       broker = { url: m.url, urls: [m.url], get pid() { return m.pid; }, get pids() { return [m.pid]; }, stop: () => m.stop() };
-      log(`mosquitto: ${broker.url} (pid ${broker.pid})`);
+      log(`mosquitto: ${m.url} (pid ${m.pid})`);
+      // Re-signs the CRL before it lapses and restarts the broker onto it (persistence keeps the sessions);
+      // cuts off revoked identities through the dynamic-security plugin.
+      const cutter = (sync = await revocation?.attach(m.url));
+      keeper = new CrlKeeper(loadedCrl, {
+        crlPath: pki.crl,
+        resignIfDue: resign,
+        restart: () => m.restart(),
+        onNewRevocations: cutter ? (serials) => cutter.onNewRevocations(serials) : undefined,
+        log,
+      });
+      keeper.start();
     }
     store = await startVictoriaMetrics({
       dataDir: join(state, "stack", "victoria-metrics"),
@@ -145,6 +171,8 @@ async function main(): Promise<void> {
       retentionPeriod: argv.retention,
     });
     log(`victoria-metrics: ${store.url} (pid ${store.pid})`);
+    // Expiry of every certificate and CRL, for the 30-day alert rule (est-pki-expiry).
+    expiry = startPkiExpiryExporter({ stateDir: state, storeUrl: store.url, log });
     ingest = await startIngest([
       "--broker", broker.url,
       "--store-url", store.url,

@@ -4,7 +4,7 @@
  * back with `verify`), reset it into the firmware, and only then record the binding (bindings file and,
  * with one, the fleet manifest). Any failure before the end leaves both files as they were.
  */
-import { issueDevice, listDeviceIds, PkiError, pkiPaths } from "../../../pki/src/index";
+import { issueDevice, listDeviceIds, PkiError, pkiPaths, revokeSerial, rotateDevice } from "../../../pki/src/index";
 import { checkBinding, checkBoards, readBindings, recordBinding, type BindingLike, type BoardBinding } from "./bindings";
 import { ProvisionError } from "./errors";
 import { EspFlasher } from "./flasher";
@@ -99,10 +99,18 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     reservedId = deviceId;
     const check = checkBinding(bindings, deviceId, mac, r.force);
     if (!check.ok) throw check.error;
+    const released: BindingLike[] = [...check.release];
     if (fleet) {
       const inFleet = checkBoards(inManifest, deviceId, mac, r.force, fleet.path);
       if (!inFleet.ok) throw inFleet.error;
+      released.push(...inFleet.release);
     }
+    // The identity moves here from another board (--force), which keeps a copy of its key: this board gets a
+    // new key and certificate, and the old board's certificate is revoked once this one is bound.
+    const movedFrom = released.filter((b) => b.deviceId === deviceId && b.mac !== mac);
+    const oldSerials = [
+      ...new Set(movedFrom.flatMap((b) => ("certSerial" in b && typeof b.certSerial === "string" ? [b.certSerial] : []))),
+    ];
     const boundHere = bindings.boards.some((b) => b.mac === mac) || inManifest.some((b) => b.mac === mac);
     if (current.deviceId !== undefined && current.deviceId !== deviceId && !boundHere && !r.force) {
       throw new ProvisionError("already_bound", `board ${mac} already carries identity "${current.deviceId}" in its NVS (not in this fleet's bindings); use --force to replace it with "${deviceId}"`);
@@ -125,6 +133,16 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
           if (err instanceof PkiError) throw new ProvisionError("identity", `cannot issue identity "${deviceId}": ${err.message}`);
           throw err;
         }
+      }
+    }
+    if (movedFrom.length > 0) {
+      if (r.dryRun) r.progress(`dry run: ${deviceId} would get a new key and certificate, and its old board's certificate would be revoked`);
+      else {
+        r.progress(`${deviceId} moves from ${movedFrom.map((b) => b.mac).join(", ")}: new key and certificate for this board`);
+        await rotateDevice({ stateDir: r.stateDir, id: deviceId }).catch((err: unknown) => {
+          if (err instanceof PkiError) throw new ProvisionError("identity", `cannot renew identity "${deviceId}": ${err.message}`);
+          throw err;
+        });
       }
     }
     const { identity, cert } = await loadIdentity(r.stateDir, deviceId, settings);
@@ -171,6 +189,15 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     await recordBinding(r.stateDir, binding, r.force, now(),
       manifestPath !== undefined ? () => bindInManifest(manifestPath, binding, r.force) : undefined);
     r.progress(`bound ${deviceId} to ${mac}${manifestPath !== undefined ? ` (recorded in ${manifestPath})` : ""}`);
+    for (const serial of oldSerials.filter((x) => x !== cert.serial)) {
+      try {
+        await revokeSerial(r.stateDir, serial, "superseded");
+        r.progress(`revoked the old board's certificate ${serial}`);
+      } catch (err) {
+        // A binding whose certificate this CA never recorded (another PKI): nothing of ours to revoke.
+        if (!(err instanceof PkiError && err.code === "not_found")) throw err;
+      }
+    }
     return result(true, verified, writeMs);
 
     function result(written: boolean, verifiedResult: boolean, wMs: number): ProvisionResult {

@@ -105,7 +105,7 @@ describe("rendered ACL", async () => {
   const { acl } = renderBrokerConfig(await loadTemplates(), { ...LOCAL, ingestIdentity: "ingest-2" });
   const rules = acl.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
 
-  it("grants boards only their own topics; ingest, monitor and telegraf only read, and never their own name's topics", () => {
+  it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics", () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
@@ -123,6 +123,9 @@ describe("rendered ACL", async () => {
       "topic read electrolyser/+/telemetry",
       "user bridge",
       "topic deny electrolyser/bridge/#",
+      "user broker-admin",
+      "topic write $CONTROL/dynamic-security/v1",
+      "topic read $CONTROL/dynamic-security/v1/response",
     ]);
   });
 });

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { parseIdentity, PROV_NAMESPACE } from "../../../firmware/src/identity/nvs-layout";
 import { pkiPaths } from "../../../pki/src/index";
+import { loadDatabase } from "../../../pki/src/database";
 import { deriveDeviceKey, loadPayloadMaster } from "../../src/crypto/device-keys";
 import { readNvsImage } from "../../src/nvs/reader";
 import { bindingsPath, type BindingsFile } from "../../src/provision/bindings";
@@ -140,6 +141,13 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
     const f = await bindings();
     expect(f.boards).toEqual([expect.objectContaining({ deviceId: "elx-0001", mac: "24:0a:c4:aa:bb:cc" })]);
     expect(f.released).toEqual([expect.objectContaining({ deviceId: "elx-0001", mac: "24:0a:c4:12:34:56" })]);
+    // The old board keeps a copy of the old key: the new board got a new certificate and the old one is revoked.
+    const oldSerial = f.released[0]!.certSerial;
+    expect(f.boards[0]!.certSerial).not.toBe(oldSerial);
+    const db = await loadDatabase(pkiPaths(state).database);
+    expect(db.issued.find((r) => r.serial === oldSerial)?.revoked?.reason).toBe("superseded");
+    expect(db.issued.find((r) => r.serial === f.boards[0]!.certSerial)?.revoked).toBeUndefined();
+    expect(decodeIdentity(b.double.flash.slice(NVS, NVS + NVS_SIZE)).identity.deviceId).toBe("elx-0001");
   });
 
   it("refuses to encrypt without the fleet secret, before touching the board, and says which command creates it", async () => {

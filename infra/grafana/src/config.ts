@@ -51,6 +51,8 @@ export const ALERT_LIMITS = {
   reportIntervalS: 5,
   /** A board is silent after this many missed reports. */
   silentIntervals: 6,
+  /** Certificates (CAs, broker, services, devices) and CRLs alarm this many days before they expire. */
+  pkiExpiryDays: 30,
   /** Alert rules look at this window and are evaluated this often. */
   windowS: 300,
   evaluateEveryS: 60,

@@ -15,6 +15,7 @@ import { deviceIds, runEmulator, type EmulatorSummary } from "../../../host/src/
 import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
 import { repoRoot } from "../../../host/src/state/state-dir";
 import { BENCH_FIELDS } from "../../grafana/src/definitions/benchmark";
+import { writePkiExpiry } from "../../../host/src/store/pki-expiry";
 
 export interface FeedResult {
   boards: string[];
@@ -163,6 +164,9 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
         ];
         return `bench,run=${run},component=${component} ${fields.join(",")} ${startedMs + k * 2000}`;
       }))));
+
+    // The PKI's expiry figures, by the exporter `npm run stack` runs (host/src/store/pki-expiry.ts).
+    await writePkiExpiry({ stateDir, storeUrl: o.storeUrl });
 
     await until("every board's readings in the store", async () =>
       (await seriesCount(o.storeUrl, "electrolyser_seq")) === BOARD_COUNT);

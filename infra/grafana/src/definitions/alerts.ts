@@ -62,6 +62,27 @@ export const alertDefinitions: readonly AlertDef[] = [
     severity: "critical",
   },
   {
+    uid: "est-pki-expiry",
+    title: "Certificate or CRL expires soon",
+    summary:
+      `The {{ $labels.kind }} "{{ $labels.name }}" certificate (or CRL) expires in less than ${ALERT_LIMITS.pkiExpiryDays} days: ` +
+      "renew it (npm run pki -- rotate / broker --force / service --force / crl).",
+    query: {
+      measurement: "pki_expiry",
+      field: "days_left",
+      aggregation: { kind: "gauge", reducer: "min" },
+      across: "min",
+      by: ["kind", "name"],
+      legend: "{{kind}} {{name}}",
+    },
+    comparison: "below",
+    limit: ALERT_LIMITS.pkiExpiryDays,
+    // Written every 5 minutes (host/src/store/pki-expiry.ts).
+    windowS: 3600,
+    forDuration: "0s",
+    severity: "warning",
+  },
+  {
     uid: "est-board-silent",
     title: "Board silent",
     summary: `No telemetry from {{ $labels.sensor_id }} for more than ${ALERT_LIMITS.silentIntervals} report intervals ` +
