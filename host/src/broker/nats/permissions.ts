@@ -7,8 +7,8 @@
 import { MONITOR_IDENTITY } from "../topic-policy";
 
 export interface SubjectPermissions {
-  publish: { allow: string[] };
-  subscribe: { allow: string[] };
+  publish: { allow: string[]; deny?: string[] };
+  subscribe: { allow: string[]; deny?: string[] };
 }
 
 const ROOT = "electrolyser";
@@ -39,9 +39,10 @@ export function subjectTokenProblem(id: string): string | undefined {
 }
 
 /**
- * Every identity gets acl.template's `pattern` rights (they apply to all users in Mosquitto): publish its own
- * telemetry and status, read its own command topic. The ingest (`ingestIdentity`), `monitor` and `telegraf`
- * services also read the fleet; nobody publishes anything else.
+ * A board gets acl.template's `pattern` rights: publish its own telemetry and status, read its own command
+ * topic. A service gets none of them (acl.template's `topic deny electrolyser/<service>/#`: no service
+ * publishes telemetry under its own name); the ingest (`ingestIdentity`), `monitor` and `telegraf` read the
+ * fleet. Nobody publishes anything else.
  */
 export function permissionsFor(
   identity: string,
@@ -57,14 +58,20 @@ export function permissionsFor(
       : identity === ingestIdentity
         ? (["telemetry", "status"] as const)
         : FLEET_READERS[identity];
+  const service = kind === "service";
   return {
-    publish: { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
+    // An empty allow list means "no restriction" to NATS: a service's publish rights are an explicit deny-all.
+    publish: service
+      ? { allow: [], deny: [">"] }
+      : { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
     subscribe: {
       allow: [
-        `${ROOT}.${identity}.command`,
+        ...(service ? [] : [`${ROOT}.${identity}.command`]),
         ...(reads ?? []).map((kind) => `${ROOT}.*.${kind}`),
         MQTT_DELIVERY_SUBJECTS,
       ],
+      // A service's own-name tree is nobody's telemetry: it reads none of it (acl.template's deny line).
+      ...(service ? { deny: [`${ROOT}.${identity}.>`] } : {}),
     },
   };
 }

@@ -51,13 +51,17 @@ describe("permissionsFor agrees with the Mosquitto ACL (topic-policy)", () => {
       const perms = permissionsFor(id, kind);
       for (const topic of topics) {
         const subject = topic.replaceAll("/", ".");
-        const pub = perms.publish.allow.some((p) => subjectMatches(p, subject));
-        const sub = perms.subscribe.allow.some((p) => subjectMatches(p, subject));
+        const pub =
+          perms.publish.allow.some((p) => subjectMatches(p, subject)) &&
+          !(perms.publish.deny ?? []).some((p) => subjectMatches(p, subject));
+        const sub =
+          perms.subscribe.allow.some((p) => subjectMatches(p, subject)) &&
+          !(perms.subscribe.deny ?? []).some((p) => subjectMatches(p, subject));
         expect({ topic, pub }).toEqual({ topic, pub: isAllowed(id, "publish", topic) });
         // telegraf reads telemetry only (acl.template); topic-policy folds it into "anything else: denied".
         const expected =
           id === "telegraf"
-            ? /^electrolyser\/[^/]+\/telemetry$/.test(topic) || topic === "electrolyser/telegraf/command"
+            ? /^electrolyser\/[^/]+\/telemetry$/.test(topic) && !topic.startsWith("electrolyser/telegraf/")
             : isAllowed(id, "subscribe", topic);
         expect({ topic, sub }).toEqual({ topic, sub: expected });
       }
