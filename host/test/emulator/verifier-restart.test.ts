@@ -106,5 +106,6 @@ it("keeps receiving after a clean broker restart and after a SIGKILL, through it
 
   const tally = verifier.tallies.get(DEVICE)!;
   expect(tally.missingBelow(60)).toBe(0);
-  expect(verifier.reconnects).toBeGreaterThanOrEqual(2);
+  // Queued messages can arrive before the SUBACK that completes the reconnect (and counts it).
+  while (verifier.reconnects < 2) await sleep(50);
 });

@@ -8,8 +8,22 @@ import { payloadFor } from "./payload";
 
 const [path, sectors, boot] = process.argv.slice(2);
 const ring = new FlashRing({ flash: new FileFlashArea({ path: path!, sectors: Number(sectors) }) });
-writeSync(1, `ready ${ring.unconfirmed}\n`);
+const pause = new Int32Array(new SharedArrayBuffer(4));
+/** stdout is a non-blocking pipe: when the parent reads slowly (a loaded machine) a write fails with EAGAIN. */
+function report(line: string): void {
+  for (;;) {
+    try {
+      writeSync(1, line); // under PIPE_BUF: all or nothing
+      return;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EAGAIN") throw e;
+      Atomics.wait(pause, 0, 0, 5);
+    }
+  }
+}
+
+report(`ready ${ring.unconfirmed}\n`);
 for (let seq = 0; ; seq++) {
   ring.append(Number(boot), seq, payloadFor(Number(boot), seq));
-  writeSync(1, `${seq}\n`);
+  report(`${seq}\n`);
 }
