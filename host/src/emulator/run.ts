@@ -265,7 +265,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         keepReadings: o.keepReadings ?? false,
       });
       await verifier.start();
-      verifier.onLost = (err) => log(`${err.message}: readings from now on count as lost`);
+      verifier.onReconnecting = (err) => log(`verifier: ${err.message}; reconnecting (its persistent session keeps what arrives meanwhile)`);
     }
 
     // Memory per board counts everything a board brings: its TLS context, socket, outbox and physics.

@@ -5,7 +5,7 @@
  * and how often. From that come end-to-end latency, duplicates and, at the end, loss.
  */
 import { STATUS_FILTER, TELEMETRY_FILTER } from "../../../firmware/src/telemetry/vocabulary";
-import { createSecureContext } from "node:tls";
+import { createSecureContext, type SecureContext } from "node:tls";
 import { readFile } from "node:fs/promises";
 import { decodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-message";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
@@ -97,25 +97,87 @@ export class Verifier {
     return n;
   }
 
-  /** Connects and subscribes; resolves once the broker granted both subscriptions. */
+  /** Times the connection to the broker was lost and made again (a broker restart, a network drop). */
+  reconnects = 0;
+
+  /**
+   * Connects and subscribes; resolves once the broker granted both subscriptions. From then on it keeps a
+   * persistent session (clean = false) and reconnects after any loss, so a broker restart costs the count
+   * nothing the broker itself kept: what it queued for the session while the verifier was away arrives
+   * after the reconnect. Whatever the verifier then still misses, the broker lost (issue 15).
+   */
   async start(): Promise<void> {
     const o = this.#o;
-    const [ca, cert, key] = await Promise.all([readFile(o.caFile), readFile(o.certFile), readFile(o.keyFile)]);
-    const secureContext = createSecureContext({ ca, cert, key, minVersion: "TLSv1.2" });
-    await new Promise<void>((resolve, reject) => {
+    const [ca, cert, key] = await Promise.all([
+      readFile(o.caFile),
+      readFile(o.certFile),
+      readFile(o.keyFile),
+    ]);
+    this.#secureContext = createSecureContext({ ca, cert, key, minVersion: "TLSv1.2" });
+    // A session left by an earlier run would replay its queue: start from none (clean = true ends it).
+    await this.#connectOnce(true, false);
+    await this.#connectOnce(false, true);
+    this.#keepalive = setInterval(() => this.#client?.ping(), 30_000);
+  }
+
+  #secureContext: SecureContext | undefined;
+  #keepalive: NodeJS.Timeout | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  /** Called when an established connection is lost; the verifier then reconnects by itself. */
+  onReconnecting: ((err: Error) => void) | undefined;
+
+  stop(): void {
+    this.#closed = true;
+    if (this.#keepalive) clearInterval(this.#keepalive);
+    if (this.#retry) clearTimeout(this.#retry);
+    this.#client?.disconnect();
+    // Ending the persistent session needs one more connection with clean = true; best effort.
+    if (this.#secureContext) void this.#connectOnce(true, false).catch(() => undefined);
+  }
+
+  /** One connection: resolves when subscribed (or, without `subscribe`, at CONNACK, then disconnects). */
+  #connectOnce(clean: boolean, subscribe: boolean): Promise<void> {
+    const o = this.#o;
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      let up = false;
+      const settle = (err?: Error) => {
+        if (settled) return;
+        settled = true;
+        if (err) reject(err);
+        else resolve();
+      };
       const client = new LeanMqttClient(
-        { host: o.host, port: o.port, secureContext, clientId: o.clientId, clean: true, keepaliveS: 60, connectTimeoutMs: 15_000 },
+        {
+          host: o.host,
+          port: o.port,
+          secureContext: this.#secureContext!,
+          clientId: o.clientId,
+          clean,
+          keepaliveS: 60,
+          connectTimeoutMs: 15_000,
+        },
         {
           onConnack: (rc) => {
-            if (rc !== 0) return reject(new Error(`verifier: broker refused the ingest identity (CONNACK ${rc})`));
+            if (rc !== 0)
+              return settle(new Error(`verifier: broker refused the verifying identity (CONNACK ${rc})`));
+            if (!subscribe) {
+              client.disconnect();
+              return settle();
+            }
+            // Re-subscribing on a resumed session is harmless and covers a broker that lost it.
             client.subscribe(1, [
               { topic: TELEMETRY_FILTER, qos: 1 },
               { topic: STATUS_FILTER, qos: 1 },
             ]);
           },
           onSuback: (_pid, granted) => {
-            if (granted.some((g) => g > 1)) reject(new Error("verifier: broker refused the ingest subscriptions"));
-            else resolve();
+            if (granted.some((g) => g > 1))
+              settle(new Error("verifier: broker refused the verifier's subscriptions"));
+            else {
+              up = true;
+              settle();
+            }
           },
           onPuback: () => undefined,
           onPublish: (topic, payload, qos, pid) => {
@@ -123,26 +185,31 @@ export class Verifier {
             if (qos > 0) client.puback(pid);
           },
           onClose: (err) => {
-            if (!this.#closed) {
-              const e = new Error(`verifier: connection to the broker lost${err ? ` (${err.message})` : ""}`);
-              reject(e);
-              this.onLost?.(e);
-            }
+            const e = new Error(`verifier: connection to the broker lost${err ? ` (${err.message})` : ""}`);
+            settle(e);
+            // A connection that never came up is retried by whoever made it; one that was up, from here.
+            if (!up || this.#closed || this.#client !== client) return;
+            this.onReconnecting?.(e);
+            this.#scheduleReconnect(500);
           },
         },
       );
-      this.#client = client;
+      if (subscribe) this.#client = client;
     });
-    this.#keepalive = setInterval(() => this.#client?.ping(), 30_000);
   }
 
-  #keepalive: NodeJS.Timeout | undefined;
-  onLost: ((err: Error) => void) | undefined;
-
-  stop(): void {
-    this.#closed = true;
-    if (this.#keepalive) clearInterval(this.#keepalive);
-    this.#client?.disconnect();
+  #scheduleReconnect(delayMs: number): void {
+    if (this.#closed) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      if (this.#closed) return;
+      this.#connectOnce(false, true).then(
+        () => {
+          this.reconnects++;
+        },
+        () => this.#scheduleReconnect(Math.min(delayMs * 2, 5_000)),
+      );
+    }, delayMs);
   }
 
   #onMessage(topic: string, payload: Buffer): void {

@@ -18,6 +18,8 @@ export interface VictoriaMetricsHandle {
   stop(): Promise<void>;
   /** Starts it again after stop(), on the same port and data folder. */
   start(): Promise<void>;
+  /** SIGKILLs the process, as a crash would (no flush), and waits for it to exit; start() brings it back. */
+  kill(): Promise<void>;
 }
 
 export interface VictoriaMetricsOptions {
@@ -135,6 +137,14 @@ export async function startVictoriaMetrics(o: VictoriaMetricsOptions): Promise<V
         proc.kill("SIGKILL");
         await exited(proc);
       }
+    },
+    async kill() {
+      const proc = child;
+      child = undefined;
+      handle.pid = 0;
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.kill("SIGKILL");
+      await exited(proc);
     },
     async start() {
       if (child) return;
