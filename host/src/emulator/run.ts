@@ -91,6 +91,8 @@ export interface EmulatorSummary {
     latencyP50Ms: number;
     latencyP99Ms: number;
     handshakeFailures: number;
+    /** Of the handshake failures, servers the boards' broker check refused (key not pinned, chain not the fleet's). */
+    brokerRefused: number;
     connectFailures: number;
     reconnects: number;
   };
@@ -429,6 +431,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         latencyP50Ms: round(s.connectLatency.percentileMs(0.5)),
         latencyP99Ms: round(s.connectLatency.percentileMs(0.99)),
         handshakeFailures: s.handshakeFailures,
+        brokerRefused: s.brokerRefused,
         connectFailures: s.connectFailures,
         reconnects: Math.max(0, s.connects - o.count),
       },
@@ -493,7 +496,7 @@ export function summaryLines(s: EmulatorSummary): string[] {
   return [
     `${s.ok ? "OK" : "FAILED"}: ${s.boards} boards${s.workers > 1 ? ` on ${s.workers} worker threads` : ""}, ${s.durationS} s at ${s.rateHz} Hz against ${s.embeddedBroker ? "the embedded broker" : s.broker}${s.encrypt ? ", encrypted" : ""}, seed ${s.seed}, boot ${s.boot}`,
     `  connect: all connected in ${s.connect.allConnectedS ?? "-"} s, latency p50 ${s.connect.latencyP50Ms} ms p99 ${s.connect.latencyP99Ms} ms, ` +
-      `handshake failures ${s.connect.handshakeFailures}, connect failures ${s.connect.connectFailures}, reconnects ${s.connect.reconnects}`,
+      `handshake failures ${s.connect.handshakeFailures} (broker refused ${s.connect.brokerRefused}), connect failures ${s.connect.connectFailures}, reconnects ${s.connect.reconnects}`,
     `  messages: ${s.messages.readings} readings, ${s.messages.acked} acknowledged (${s.messages.ackedPerS}/s), ${s.messages.resends} resent, ` +
       `${s.messages.outboxDropped} dropped by full outboxes, ${s.messages.unacked} never acknowledged`,
     `  PUBACK latency p50 ${s.pubackMs.p50} ms p99 ${s.pubackMs.p99} ms max ${s.pubackMs.max} ms` +
