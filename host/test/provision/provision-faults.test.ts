@@ -87,7 +87,7 @@ describe("provisioning faults from the ROM-loader double", () => {
 
   it("one corrupted block is retried and the board is provisioned", async () => {
     const { b, run } = await provisionWith({ badChecksum: "once" }, ["--verify"]);
-    expect(run.code).toBe(0);
+    expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: "" });
     expect(run.stdout).toMatch(/provisioned and verified: elx-0101/);
     expect(b.double.log.filter((l) => l.startsWith("FLASH_DEFL_DATA")).length).toBe(2);
     await expectRecordedThenRestore();
