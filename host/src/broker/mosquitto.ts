@@ -8,6 +8,7 @@ import { writeFileAtomic } from "../state/state-dir";
 import { loadTemplates, renderBrokerConfig } from "./config";
 import { findFreePort } from "../net/free-port";
 import { waitForTls } from "./wait-tls";
+import { reapOnExit } from "../process/reap-on-exit";
 
 /**
  * The files of the fleet PKI the broker needs. `PkiPaths` from pki/src/index.ts has this
@@ -90,24 +91,6 @@ export const LAUNCH_SCRIPT = [
   `if command -v setpriv >/dev/null 2>&1; then exec setpriv --pdeathsig TERM -- "$1" -c "$2"; fi`,
   `exec "$1" -c "$2"`,
 ].join("\n");
-
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-
-/** A broker must not outlive the process that started it (a crashed test, an interrupted CLI). */
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of running) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-    }
-  });
-}
 
 export function defaultMosquittoBinary(): string {
   return process.env.MOSQUITTO_BIN ?? "/usr/sbin/mosquitto";
@@ -219,11 +202,12 @@ export async function startMosquitto(o: StartMosquittoOptions): Promise<Mosquitt
       // stops the broker in order (so the broker never "dies unexpectedly" mid-shutdown).
       detached: true,
     });
+    const reaped = reapOnExit(proc);
     let dead = false;
     exitPromise = new Promise((res) => {
       proc.once("exit", (code, signal) => {
         dead = true;
-        running.delete(proc);
+        reaped.forget();
         res(code ?? (signal ? null : 0));
       });
     });
@@ -231,8 +215,6 @@ export async function startMosquitto(o: StartMosquittoOptions): Promise<Mosquitt
     proc.stdout?.on("data", (c: Buffer) => log.push(c));
     proc.stderr?.on("data", (c: Buffer) => log.push(c));
     if (proc.pid === undefined) throw new Error("could not spawn mosquitto");
-    running.add(proc);
-    installExitHook();
     child = proc;
     try {
       await waitForTls({ host, port, ca, timeoutMs: readyTimeoutMs, isDead: () => dead });

@@ -13,6 +13,7 @@ import { startMosquitto } from "../../src/broker/mosquitto";
 import type { MosquittoHandle } from "../../src/broker/mosquitto";
 import { Fleet } from "../../src/emulator/fleet";
 import type { FleetOptions } from "../../src/emulator/fleet";
+import { until } from "./fleet-helpers";
 
 const DEVICES = ["rot-0001", "rot-0002", "rot-0003", "rot-0004"];
 let dir: string;
@@ -28,14 +29,6 @@ afterAll(async () => {
   await broker?.stop();
   await rm(dir, { recursive: true, force: true });
 });
-
-async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** pin-sha256 of the key the broker serves now. */
 async function servedPin(): Promise<Uint8Array> {

@@ -18,6 +18,7 @@ import { Fleet } from "../../src/emulator/fleet";
 import { Verifier } from "../../src/emulator/verifier";
 import { forgeChains } from "../tls/forged-chains";
 import type { ServerChain } from "../tls/forged-chains";
+import { until } from "./fleet-helpers";
 
 const DEVICES = ["pin-0001", "pin-0002", "pin-0003"];
 const BOOT = 7;
@@ -53,14 +54,6 @@ async function switchableAddress(initial: number): Promise<{ server: NetServer; 
   await new Promise<void>((r) => state.server.listen(0, "127.0.0.1", r));
   state.port = (state.server.address() as { port: number }).port;
   return state;
-}
-
-async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 let dir: string;

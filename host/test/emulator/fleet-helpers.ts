@@ -56,3 +56,12 @@ export function missingOrExtra(summary: EmulatorSummary, readings: readonly Read
   }
   return problems;
 }
+
+/** Polls `cond` every 50 ms until it holds; fails naming `what` after `timeoutMs`. */
+export async function until(what: string, cond: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}

@@ -20,6 +20,7 @@ import {
   type NodePorts,
 } from "./node-config";
 import { ensureRoutePki, type RoutePki } from "./route-pki";
+import { reapOnExit } from "../../process/reap-on-exit";
 
 export interface StartNatsClusterOptions {
   /** The fleet side: CA bundle, CRL, broker certificate and key (PkiPaths fits). */
@@ -95,22 +96,6 @@ const STOP_TIMEOUT_MS = 15_000;
 
 export function defaultNatsServerBinary(): string {
   return process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
-}
-
-const running = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on("exit", () => {
-    for (const child of running) {
-      try {
-        child.kill("SIGTERM");
-      } catch {
-        // already gone
-      }
-    }
-  });
 }
 
 async function freePorts(count: number): Promise<number[]> {
@@ -203,9 +188,10 @@ class NatsNode implements NatsNodeHandle {
       stdio: ["ignore", "pipe", "pipe"],
       detached: true,
     });
+    const reaped = reapOnExit(proc);
     this.exitPromise = new Promise((res) => {
       proc.once("exit", (code, signal) => {
-        running.delete(proc);
+        reaped.forget();
         res(code ?? (signal ? null : 0));
       });
     });
@@ -213,8 +199,6 @@ class NatsNode implements NatsNodeHandle {
     proc.stdout?.on("data", (c: Buffer) => this.push(c));
     proc.stderr?.on("data", (c: Buffer) => this.push(c));
     if (proc.pid === undefined) throw new Error(`could not spawn nats-server for ${this.name}`);
-    running.add(proc);
-    installExitHook();
     this.child = proc;
   }
 
