@@ -124,15 +124,30 @@ export default class Board {
       onError,
     });
     const flow = new MassFlowMeter({
-      sensor: { port: s.rs485Port, transmit: s.rs485Transmit, receive: s.rs485Receive, baud: s.rs485Baud, io: Serial },
+      sensor: {
+        port: s.rs485Port,
+        transmit: s.rs485Transmit,
+        receive: s.rs485Receive,
+        baud: s.rs485Baud,
+        io: Serial,
+      },
       timer: Timer,
       unit: s.flowUnit,
       points: {
-        h2_flow_sccm: { function: s.flowFunction, address: s.flowAddress, wordOrder: s.flowWordOrder, scale: s.flowScale },
+        h2_flow_sccm: {
+          function: s.flowFunction,
+          address: s.flowAddress,
+          wordOrder: s.flowWordOrder,
+          scale: s.flowScale,
+        },
       },
     });
     this.instruments = new InstrumentPanel({ rtd, loops, power, flow, log });
-    this.network = new WifiNetwork({ WiFi: WiFi as unknown as Ecma419WiFiConstructor, log, timers: options.timers });
+    this.network = new WifiNetwork({
+      WiFi: WiFi as unknown as Ecma419WiFiConstructor,
+      log,
+      timers: options.timers,
+    });
     const dns = options.config.dns;
     this.dnsServers = typeof dns === "string" && dns.length > 0 ? dns.split(",") : ["1.1.1.1"];
   }

@@ -19,7 +19,13 @@ export default class Board {
 
   constructor(options: BoardOptions) {
     const sim = new SimulatedInstruments({ clock: options.clock });
-    this.instruments = new InstrumentPanel({ rtd: sim.rtd, loops: sim.loops, power: sim.power, flow: sim.flow, log: options.log });
+    this.instruments = new InstrumentPanel({
+      rtd: sim.rtd,
+      loops: sim.loops,
+      power: sim.power,
+      flow: sim.flow,
+      log: options.log,
+    });
     this.network = { connect: (_wifi, done) => done(true) };
     const dns = options.config.dns;
     this.dnsServers = typeof dns === "string" && dns.length > 0 ? dns.split(",") : [];

@@ -27,7 +27,8 @@ export default class CertificateManager extends SdkCertificateManager {
     super(options);
     let trust: BrokerTrust | undefined;
     let problem = "";
-    if (!options.brokerPins?.length || !options.certificate) problem = "no broker pins or trust anchor were provisioned";
+    if (!options.brokerPins?.length || !options.certificate)
+      problem = "no broker pins or trust anchor were provisioned";
     else {
       try {
         trust = new BrokerTrust({
@@ -38,7 +39,8 @@ export default class CertificateManager extends SdkCertificateManager {
             digest.write(copy(data));
             return new Uint8Array(digest.close());
           },
-          verifySignature: (issuer, cert) => this._verify(X509.decodeSPKI(copy(issuer)), X509.decode(copy(cert))),
+          verifySignature: (issuer, cert) =>
+            this._verify(X509.decodeSPKI(copy(issuer)), X509.decode(copy(cert))),
         });
       } catch (e) {
         problem = e instanceof Error ? e.message : String(e);

@@ -34,8 +34,10 @@ const services = Object.entries(compose.services);
 
 /** The value docker compose substitutes for `${VAR:-default}` / `${VAR:?msg}` when VAR is unset; each store variant for EST_STORE. */
 function expand(value: string, store: string): string {
-  return value.replace(/\$\{([A-Z_]+)(?::-([^}]*)|:\?[^}]*)?\}/g, (_m, name: string, def: string | undefined) =>
-    name === "EST_STORE" ? store : (def ?? `<${name}>`));
+  return value.replace(
+    /\$\{([A-Z_]+)(?::-([^}]*)|:\?[^}]*)?\}/g,
+    (_m, name: string, def: string | undefined) => (name === "EST_STORE" ? store : (def ?? `<${name}>`)),
+  );
 }
 
 /** "source:target[:mode]", where the source may hold `${VAR:-default}`. */
@@ -55,13 +57,26 @@ function splitVolume(v: string): string[] {
 }
 
 const bindMounts = services.flatMap(([name, s]) =>
-  (s.volumes ?? []).map(splitVolume).map(([source = "", target = ""]) => ({ service: name, source, target }))
-    .filter((m) => m.source.startsWith(".") || m.source.startsWith("$")));
+  (s.volumes ?? [])
+    .map(splitVolume)
+    .map(([source = "", target = ""]) => ({ service: name, source, target }))
+    .filter((m) => m.source.startsWith(".") || m.source.startsWith("$")),
+);
 
 describe("docker-compose.yml", () => {
   it("has the stack's services, long-running ones with health checks, images pinned to a version", () => {
-    expect(Object.keys(compose.services).sort()).toEqual(
-      ["broker-pki", "grafana", "influxdb", "ingest", "mosquitto", "nats-n1", "nats-n2", "nats-n3", "telegraf", "victoriametrics"]);
+    expect(Object.keys(compose.services).sort()).toEqual([
+      "broker-pki",
+      "grafana",
+      "influxdb",
+      "ingest",
+      "mosquitto",
+      "nats-n1",
+      "nats-n2",
+      "nats-n3",
+      "telegraf",
+      "victoriametrics",
+    ]);
     for (const [name, s] of services) {
       if (s.restart !== "no") expect(s.healthcheck?.test.length, name).toBeGreaterThan(0);
       expect(s.image, name).toMatch(/:[v0-9]/);
@@ -97,7 +112,10 @@ describe("docker-compose.yml", () => {
     expect(stateMounts.length).toBeGreaterThan(4);
     for (const m of stateMounts) {
       const rel = normalize(m.source.replace(/^\$\{EST_STATE_DIR:-\.\/\.state\}\//, ""));
-      expect(allowed.some((re) => re.test(rel)), `${m.service} mounts ${rel}`).toBe(true);
+      expect(
+        allowed.some((re) => re.test(rel)),
+        `${m.service} mounts ${rel}`,
+      ).toBe(true);
       expect(rel).not.toMatch(/ca-private/);
     }
     expect(text).not.toMatch(/ca-private/);
@@ -106,7 +124,8 @@ describe("docker-compose.yml", () => {
   });
 
   it("declares every named volume it uses", () => {
-    const named = services.flatMap(([, s]) => (s.volumes ?? []).map((v) => splitVolume(v)[0] ?? ""))
+    const named = services
+      .flatMap(([, s]) => (s.volumes ?? []).map((v) => splitVolume(v)[0] ?? ""))
       .filter((src) => /^[a-z][a-z0-9-]*$/.test(src));
     expect(named.length).toBeGreaterThan(5);
     for (const v of named) expect(Object.keys(compose.volumes)).toContain(v);
@@ -114,7 +133,10 @@ describe("docker-compose.yml", () => {
 
   it("gives each service only its own InfluxDB token: Grafana, which may only read, never mounts a write token", () => {
     const mountersOf = (volume: string) =>
-      services.filter(([, s]) => (s.volumes ?? []).some((v) => splitVolume(v)[0] === volume)).map(([n]) => n).sort();
+      services
+        .filter(([, s]) => (s.volumes ?? []).some((v) => splitVolume(v)[0] === volume))
+        .map(([n]) => n)
+        .sort();
     expect(mountersOf("tokens-ingest")).toEqual(["influxdb", "ingest"]);
     expect(mountersOf("tokens-grafana")).toEqual(["grafana", "influxdb"]);
     expect(mountersOf("tokens-telegraf")).toEqual(["influxdb", "telegraf"]);
@@ -127,11 +149,14 @@ describe("docker-compose.yml", () => {
     for (const name of required) expect(generated).toContain(name);
     for (const [name, s] of services) {
       for (const [key, value] of Object.entries(s.environment ?? {})) {
-        if (/PASSWORD|TOKEN|SECRET/.test(key)) expect(String(value), `${name}.${key}`).toMatch(/^\$\{[A-Z_]+(:[?-][^}]*)?\}$/);
+        if (/PASSWORD|TOKEN|SECRET/.test(key))
+          expect(String(value), `${name}.${key}`).toMatch(/^\$\{[A-Z_]+(:[?-][^}]*)?\}$/);
       }
     }
     // Nothing that looks like a generated secret (a long run mixing lower case and digits).
-    const secretLike = [...text.matchAll(/[A-Za-z0-9+/_-]{24,}/g)].map((m) => m[0]).filter((w) => /[a-z]/.test(w) && /[0-9]/.test(w));
+    const secretLike = [...text.matchAll(/[A-Za-z0-9+/_-]{24,}/g)]
+      .map((m) => m[0])
+      .filter((w) => /[a-z]/.test(w) && /[0-9]/.test(w));
     expect(secretLike).toEqual([]);
     // Every variable the file reads is one setup writes (or EST_STORE-style settings it documents).
     const used = new Set([...text.matchAll(/\$\{([A-Z_]+)/g)].map((m) => m[1] as string));
@@ -141,10 +166,17 @@ describe("docker-compose.yml", () => {
   it("passes the ingest only flags its CLI accepts", async () => {
     const cmd = compose.services.ingest?.command;
     const script = Array.isArray(cmd) ? cmd.join(" ") : String(cmd);
-    const flags = [...expand(script, "influxdb").matchAll(/\s(--[a-z][a-z-]*)/g)].map((m) => m[1] as string)
+    const flags = [...expand(script, "influxdb").matchAll(/\s(--[a-z][a-z-]*)/g)]
+      .map((m) => m[1] as string)
       .filter((f) => !["--no-audit", "--no-fund", "--ignore-scripts"].includes(f));
-    expect(flags).toEqual(expect.arrayContaining(["--broker", "--store-url", "--org", "--bucket", "--token-file", "--plain"]));
-    const { stdout } = await promisify(execFile)(process.execPath, ["--import", "tsx", "host/src/cli/ingest.ts", "--help"], { cwd: root });
+    expect(flags).toEqual(
+      expect.arrayContaining(["--broker", "--store-url", "--org", "--bucket", "--token-file", "--plain"]),
+    );
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      ["--import", "tsx", "host/src/cli/ingest.ts", "--help"],
+      { cwd: root },
+    );
     for (const f of [...flags, "--encrypted"]) expect(stdout, f).toContain(f);
     // The ingest's oldest accepted reading follows the bucket's retention (one variable for InfluxDB, VictoriaMetrics and the ingest).
     expect(script).toContain("--retention ${INFLUXDB_RETENTION:-30d}");
@@ -156,9 +188,15 @@ describe("docker-compose.yml", () => {
   it("the broker container gets the config the broker engineer renders for docker, at the paths it names", async () => {
     const conf = await readFile(join(root, "infra/mosquitto/docker/mosquitto.conf"), "utf8");
     const targets = (compose.services.mosquitto?.volumes ?? []).map((v) => splitVolume(v)[1] ?? "");
-    const referenced = [...conf.matchAll(/^(?:cafile|certfile|keyfile|crlfile|acl_file)\s+(\S+)/gm)].map((m) => m[1] as string);
+    const referenced = [...conf.matchAll(/^(?:cafile|certfile|keyfile|crlfile|acl_file)\s+(\S+)/gm)].map(
+      (m) => m[1] as string,
+    );
     expect(referenced.length).toBe(5);
-    for (const path of referenced) expect(targets.some((t) => path === t || path.startsWith(`${t}/`)), path).toBe(true);
+    for (const path of referenced)
+      expect(
+        targets.some((t) => path === t || path.startsWith(`${t}/`)),
+        path,
+      ).toBe(true);
   });
 
   it("the influxdb init script is valid bash and scopes each token to one bucket right", async () => {

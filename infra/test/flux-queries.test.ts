@@ -23,7 +23,8 @@ function problems(text: string, check: FluxCheck): string[] {
   const lines = text.split("\n");
   return [
     ...check.syntax,
-    ...check.diagnostics.filter((d) => !isOptionHint(d, lines))
+    ...check.diagnostics
+      .filter((d) => !isOptionHint(d, lines))
       .map((d) => `${d.message} (line ${(d.range?.start.line ?? -1) + 1})`),
   ];
 }
@@ -40,12 +41,19 @@ describe("Flux queries", () => {
   });
 
   it("every dashboard, variable and alert query is valid Flux", async () => {
-    const queries = allQueries("influxdb", DASHBOARDS.map((d) => d.def), ALERTS);
+    const queries = allQueries(
+      "influxdb",
+      DASHBOARDS.map((d) => d.def),
+      ALERTS,
+    );
     expect(queries.length).toBeGreaterThan(30);
     const texts = queries.map((q) => interpolateFlux(q.text));
     const checks = await checkFlux(texts);
     const failures = queries
-      .map((q, i) => ({ where: q.where, problems: problems(texts[i] ?? "", checks[i] ?? { syntax: ["no result"], diagnostics: [] }) }))
+      .map((q, i) => ({
+        where: q.where,
+        problems: problems(texts[i] ?? "", checks[i] ?? { syntax: ["no result"], diagnostics: [] }),
+      }))
       .filter((f) => f.problems.length > 0);
     expect(failures).toEqual([]);
   });

@@ -29,7 +29,9 @@ interface Panel {
   title: string;
   datasource?: { type: string; uid: string };
   targets?: { refId: string; query?: string; expr?: string; datasource?: { type: string } }[];
-  fieldConfig?: { defaults: { unit?: string; thresholds?: { steps: { value: number | null; color: string }[] } } };
+  fieldConfig?: {
+    defaults: { unit?: string; thresholds?: { steps: { value: number | null; color: string }[] } };
+  };
 }
 
 describe("Grafana provisioning", () => {
@@ -50,16 +52,26 @@ describe("Grafana provisioning", () => {
     for (const kind of DATASOURCE_KINDS) {
       const dir = join(grafanaDir, "provisioning", DATASOURCES[kind].folder);
       const files = await yamlFiles(dir);
-      const docs = await Promise.all(files.map(async (f) => ({ f, doc: parse(await readFile(f, "utf8")) as Record<string, unknown> })));
+      const docs = await Promise.all(
+        files.map(async (f) => ({ f, doc: parse(await readFile(f, "utf8")) as Record<string, unknown> })),
+      );
       for (const { f, doc } of docs) expect(doc.apiVersion, f).toBe(1);
 
-      const datasources = docs.flatMap(({ doc }) => (doc.datasources as { uid: string; type: string }[] | undefined) ?? []);
-      expect(datasources.map((d) => [d.uid, d.type])).toEqual([[DATASOURCES[kind].uid, DATASOURCES[kind].type]]);
+      const datasources = docs.flatMap(
+        ({ doc }) => (doc.datasources as { uid: string; type: string }[] | undefined) ?? [],
+      );
+      expect(datasources.map((d) => [d.uid, d.type])).toEqual([
+        [DATASOURCES[kind].uid, DATASOURCES[kind].type],
+      ]);
 
-      const providers = docs.flatMap(({ doc }) => (doc.providers as { options: { path: string } }[] | undefined) ?? []);
+      const providers = docs.flatMap(
+        ({ doc }) => (doc.providers as { options: { path: string } }[] | undefined) ?? [],
+      );
       expect(providers.map((p) => p.options.path)).toEqual(["/var/lib/grafana/dashboards"]);
 
-      const groups = docs.flatMap(({ doc }) => (doc.groups as { rules: { data: { datasourceUid: string }[] }[] }[] | undefined) ?? []);
+      const groups = docs.flatMap(
+        ({ doc }) => (doc.groups as { rules: { data: { datasourceUid: string }[] }[] }[] | undefined) ?? [],
+      );
       const rules = groups.flatMap((g) => g.rules);
       expect(rules.length).toBe(6);
       for (const r of rules) {
@@ -69,7 +81,9 @@ describe("Grafana provisioning", () => {
   });
 
   it("the InfluxDB datasource reads its token from the token volume, not from the file", async () => {
-    const doc = parse(await readFile(join(grafanaDir, "provisioning/influxdb/datasources/datasources.yaml"), "utf8")) as {
+    const doc = parse(
+      await readFile(join(grafanaDir, "provisioning/influxdb/datasources/datasources.yaml"), "utf8"),
+    ) as {
       datasources: { jsonData: { version: string }; secureJsonData: { token: string } }[];
     };
     expect(doc.datasources[0]?.jsonData.version).toBe("Flux");
@@ -116,7 +130,8 @@ describe("Grafana provisioning", () => {
     }
     const voltage = d.panels.find((p) => p.title === CHANNELS.voltage_v.label);
     expect(voltage?.fieldConfig?.defaults.thresholds?.steps).toContainEqual({
-      value: ALERT_LIMITS.cellVoltageMaxV * ALERT_LIMITS.cellsPerStack, color: "red",
+      value: ALERT_LIMITS.cellVoltageMaxV * ALERT_LIMITS.cellsPerStack,
+      color: "red",
     });
   });
 });

@@ -8,7 +8,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ALERT_LIMITS } from "../grafana/src/config";
 import { ALERTS, DASHBOARDS } from "../grafana/src/outputs";
 import { allQueries } from "../grafana/src/queries";
-import { exportSeries, queryInstant, queryRange, startVictoriaMetrics, type VictoriaMetricsHandle } from "../../host/src/store/victoria-metrics";
+import {
+  exportSeries,
+  queryInstant,
+  queryRange,
+  startVictoriaMetrics,
+  type VictoriaMetricsHandle,
+} from "../../host/src/store/victoria-metrics";
 import { interpolatePromQL, type GrafanaVars } from "./support/interpolate";
 import { feedThroughIngest, type FeedResult } from "./support/feed";
 
@@ -36,7 +42,11 @@ function finiteValues(values: [number, string][]): number[] {
 }
 
 describe("PromQL queries against VictoriaMetrics", () => {
-  const queries = allQueries("victoriametrics", DASHBOARDS.map((d) => d.def), ALERTS);
+  const queries = allQueries(
+    "victoriametrics",
+    DASHBOARDS.map((d) => d.def),
+    ALERTS,
+  );
 
   it("covers every panel and alert", () => {
     expect(queries.filter((q) => q.where.startsWith("alert ")).length).toBe(ALERTS.length);
@@ -55,7 +65,9 @@ describe("PromQL queries against VictoriaMetrics", () => {
       const variable = /^label_values\((\w+), (\w+)\)$/.exec(text);
       if (variable) {
         const [, metric, label] = variable;
-        const res = await fetch(`${vm!.url}/api/v1/label/${label}/values?${new URLSearchParams({ "match[]": metric ?? "" })}`);
+        const res = await fetch(
+          `${vm!.url}/api/v1/label/${label}/values?${new URLSearchParams({ "match[]": metric ?? "" })}`,
+        );
         const body = (await res.json()) as { data: string[] };
         expect(body.data.length).toBeGreaterThan(0);
         return;
@@ -64,11 +76,21 @@ describe("PromQL queries against VictoriaMetrics", () => {
       if (q.instant) {
         const samples = await queryInstant(vm!.url, text, now);
         expect(samples.length, text).toBeGreaterThan(0);
-        expect(samples.every((s) => Number.isFinite(Number(s.value[1]))), text).toBe(true);
+        expect(
+          samples.every((s) => Number.isFinite(Number(s.value[1]))),
+          text,
+        ).toBe(true);
       } else {
-        const series = await queryRange(vm!.url, text, { startMs: feed.startedMs - 60_000, endMs: now + VARS.intervalS * 1000, stepMs: VARS.intervalS * 1000 });
+        const series = await queryRange(vm!.url, text, {
+          startMs: feed.startedMs - 60_000,
+          endMs: now + VARS.intervalS * 1000,
+          stepMs: VARS.intervalS * 1000,
+        });
         expect(series.length, text).toBeGreaterThan(0);
-        expect(series.some((s) => finiteValues(s.values).length > 0), text).toBe(true);
+        expect(
+          series.some((s) => finiteValues(s.values).length > 0),
+          text,
+        ).toBe(true);
       }
     });
   }
@@ -89,7 +111,11 @@ describe("PromQL queries against VictoriaMetrics", () => {
     expect(rejected.length).toBe(1);
     expect(rejected[0]?.metric.reason).toMatch(/^[a-z_]+$/);
 
-    const silence = await queryInstant(vm!.url, textOf("Fleet Health / Seconds since last message / A"), Date.now());
+    const silence = await queryInstant(
+      vm!.url,
+      textOf("Fleet Health / Seconds since last message / A"),
+      Date.now(),
+    );
     expect(silence.map((x) => x.metric.sensor_id).sort()).toEqual([...feed.boards].sort());
     for (const x of silence) expect(Number(x.value[1])).toBeLessThan(120);
 
@@ -109,7 +135,9 @@ describe("PromQL queries against VictoriaMetrics", () => {
     const perBoard = queries.find((q) => q.where === "Electrolyser Telemetry / Stack temperature / A");
     expect(perBoard).toBeDefined();
     const series = await queryRange(vm!.url, interpolatePromQL(perBoard!.text, VARS), {
-      startMs: feed.startedMs - 60_000, endMs: Date.now() + 5000, stepMs: 5000,
+      startMs: feed.startedMs - 60_000,
+      endMs: Date.now() + 5000,
+      stepMs: 5000,
     });
     expect(series.map((s) => s.metric.sensor_id).sort()).toEqual([...feed.boards].sort());
   });

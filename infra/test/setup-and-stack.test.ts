@@ -38,23 +38,41 @@ describe("npm run setup", () => {
     const envA = join(dir, "a.env");
     const envB = join(dir, "b.env");
     const env = { ...process.env, EST_STATE_DIR: join(dir, "state") };
-    await run(process.execPath, [...TSX, "host/src/cli/setup.ts", "--env-path", envA], { cwd: repoRoot(), env });
+    await run(process.execPath, [...TSX, "host/src/cli/setup.ts", "--env-path", envA], {
+      cwd: repoRoot(),
+      env,
+    });
     expect((await stat(envA)).mode & 0o777).toBe(0o600);
     const first = parseEnv(await readFile(envA, "utf8"));
     for (const e of ENV_ENTRIES) expect(first.get(e.key), e.key).toBeTruthy();
-    for (const e of ENV_ENTRIES.filter((x) => x.secret)) expect(first.get(e.key)?.length, e.key).toBeGreaterThanOrEqual(24);
+    for (const e of ENV_ENTRIES.filter((x) => x.secret))
+      expect(first.get(e.key)?.length, e.key).toBeGreaterThanOrEqual(24);
 
-    const { stdout } = await run(process.execPath, [...TSX, "host/src/cli/setup.ts", "--env-path", envA], { cwd: repoRoot(), env });
+    const { stdout } = await run(process.execPath, [...TSX, "host/src/cli/setup.ts", "--env-path", envA], {
+      cwd: repoRoot(),
+      env,
+    });
     expect(parseEnv(await readFile(envA, "utf8"))).toEqual(first);
     // No secret value is ever printed.
     for (const e of ENV_ENTRIES.filter((x) => x.secret)) expect(stdout).not.toContain(first.get(e.key));
 
-    await run(process.execPath, [...TSX, "host/src/cli/setup.ts", "--env-path", envB], { cwd: repoRoot(), env });
+    await run(process.execPath, [...TSX, "host/src/cli/setup.ts", "--env-path", envB], {
+      cwd: repoRoot(),
+      env,
+    });
     const second = parseEnv(await readFile(envB, "utf8"));
     for (const e of ENV_ENTRIES.filter((x) => x.secret)) expect(second.get(e.key)).not.toBe(first.get(e.key));
 
     const pki = pkiPaths(join(dir, "state"));
-    for (const f of [pki.caBundle, pki.crl, pki.broker.cert, pki.broker.key, pki.service("ingest").cert, pki.service("monitor").cert, pki.service("telegraf").cert]) {
+    for (const f of [
+      pki.caBundle,
+      pki.crl,
+      pki.broker.cert,
+      pki.broker.key,
+      pki.service("ingest").cert,
+      pki.service("monitor").cert,
+      pki.service("telegraf").cert,
+    ]) {
       await expect(stat(f), f).resolves.toBeDefined();
     }
     // Inside compose the ingest reaches the broker as `mosquitto`.
@@ -64,14 +82,35 @@ describe("npm run setup", () => {
 
 describe("npm run stack", () => {
   it("starts broker, store and ingest, and stops all three on SIGINT", async () => {
-    const child = spawn(process.execPath, [
-      ...TSX, "host/src/cli/stack.ts", "--broker-port", "0", "--store-port", "0", "--metrics-port", "0", "--plain",
-    ], { cwd: repoRoot(), env: { ...process.env, EST_STATE_DIR: join(dir, "stack-state") }, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(
+      process.execPath,
+      [
+        ...TSX,
+        "host/src/cli/stack.ts",
+        "--broker-port",
+        "0",
+        "--store-port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--plain",
+      ],
+      {
+        cwd: repoRoot(),
+        env: { ...process.env, EST_STATE_DIR: join(dir, "stack-state") },
+        stdio: ["ignore", "pipe", "pipe"],
+      },
+    );
     let stderr = "";
     child.stderr?.setEncoding("utf8").on("data", (c: string) => (stderr = (stderr + c).slice(-6000)));
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     try {
-      const ready = await new Promise<{ broker: string; store: string; ingestMetrics: string; pids: Record<string, number> }>((resolve, reject) => {
+      const ready = await new Promise<{
+        broker: string;
+        store: string;
+        ingestMetrics: string;
+        pids: Record<string, number>;
+      }>((resolve, reject) => {
         const timer = setTimeout(() => reject(new Error(`stack not ready: ${stderr}`)), 90_000);
         void exited.then((code) => reject(new Error(`stack exited ${code}: ${stderr}`)));
         createInterface({ input: child.stdout! }).on("line", (line) => {

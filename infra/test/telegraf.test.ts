@@ -11,35 +11,75 @@ import { readingLine, TELEMETRY_MEASUREMENT } from "../../host/src/ingest/line-p
 import { TELEMETRY_BUCKET } from "../grafana/src/config";
 import { repoRoot } from "../../host/src/state/state-dir";
 
-interface JsonField { path: string; type: string; rename?: string; optional?: boolean }
+interface JsonField {
+  path: string;
+  type: string;
+  rename?: string;
+  optional?: boolean;
+}
 interface TelegrafConf {
   agent: { precision: string };
-  inputs: { mqtt_consumer: {
-    servers: string[]; topics: string[]; qos: number; persistent_session: boolean; client_id: string;
-    tls_ca: string; tls_cert: string; tls_key: string; data_format: string; tags: Record<string, string>;
-    topic_parsing: { topic: string; tags: string }[];
-    json_v2: { measurement_name: string; timestamp_path: string; timestamp_format: string; field: JsonField[] }[];
-  }[] };
+  inputs: {
+    mqtt_consumer: {
+      servers: string[];
+      topics: string[];
+      qos: number;
+      persistent_session: boolean;
+      client_id: string;
+      tls_ca: string;
+      tls_cert: string;
+      tls_key: string;
+      data_format: string;
+      tags: Record<string, string>;
+      topic_parsing: { topic: string; tags: string }[];
+      json_v2: {
+        measurement_name: string;
+        timestamp_path: string;
+        timestamp_format: string;
+        field: JsonField[];
+      }[];
+    }[];
+  };
   outputs: { influxdb_v2: { bucket: string; token: string; namepass: string[] }[] };
 }
 
-const conf = parse(await readFile(join(repoRoot(), "infra/telegraf/telegraf.conf"), "utf8")) as unknown as TelegrafConf;
+const conf = parse(
+  await readFile(join(repoRoot(), "infra/telegraf/telegraf.conf"), "utf8"),
+) as unknown as TelegrafConf;
 const mqttIn = conf.inputs.mqtt_consumer[0]!;
 const json = mqttIn.json_v2[0]!;
 
 /** What the ingest writes for one reading: measurement, tag keys, field name → "float" | "int". */
-function ingestSchema(): { measurement: string; tags: string[]; fields: Record<string, string>; timestamp: string } {
+function ingestSchema(): {
+  measurement: string;
+  tags: string[];
+  fields: Record<string, string>;
+  timestamp: string;
+} {
   const reading: Reading = {
-    sensorId: "elx-1", seq: 7, ts: 1_764_000_000_123, boot: 2, fw: "1.0.0",
-    values: { temperature_c: 60, pressure_bar: 30, h2_flow_sccm: 4000, purity_pct: 99.99, voltage_v: 70, current_a: 150 },
+    sensorId: "elx-1",
+    seq: 7,
+    ts: 1_764_000_000_123,
+    boot: 2,
+    fw: "1.0.0",
+    values: {
+      temperature_c: 60,
+      pressure_bar: 30,
+      h2_flow_sccm: 4000,
+      purity_pct: 99.99,
+      voltage_v: 70,
+      current_a: 150,
+    },
     faults: [],
   };
   const [head = "", fieldsText = "", timestamp = ""] = readingLine(reading, "site-a").split(" ");
   const [measurement = "", ...tagPairs] = head.split(",");
-  const fields = Object.fromEntries(fieldsText.split(",").map((kv) => {
-    const [k = "", v = ""] = kv.split("=");
-    return [k, v.endsWith("i") ? "int" : "float"];
-  }));
+  const fields = Object.fromEntries(
+    fieldsText.split(",").map((kv) => {
+      const [k = "", v = ""] = kv.split("=");
+      return [k, v.endsWith("i") ? "int" : "float"];
+    }),
+  );
   return { measurement, tags: tagPairs.map((t) => t.split("=")[0] ?? ""), fields, timestamp };
 }
 
@@ -69,7 +109,10 @@ describe("telegraf.conf", () => {
   it("writes the ingest's measurement, tags, fields and field types", () => {
     expect(json.measurement_name).toBe(TELEMETRY_MEASUREMENT);
     expect(ingest.measurement).toBe(TELEMETRY_MEASUREMENT);
-    const telegrafTags = [...mqttIn.topic_parsing[0]!.tags.split("/").filter((t) => t !== "_"), ...Object.keys(mqttIn.tags)].sort();
+    const telegrafTags = [
+      ...mqttIn.topic_parsing[0]!.tags.split("/").filter((t) => t !== "_"),
+      ...Object.keys(mqttIn.tags),
+    ].sort();
     expect(telegrafTags).toEqual([...ingest.tags].sort());
     const telegrafFields = Object.fromEntries(json.field.map((f) => [f.rename ?? f.path, f.type]));
     expect(telegrafFields).toEqual(ingest.fields);

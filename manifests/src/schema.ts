@@ -56,8 +56,16 @@ const provisioning = {
   required: ["mac", "certSerial", "certSha256", "keyId", "at"],
   properties: {
     mac: { type: "string", pattern: MAC_PATTERN, description: "the ESP32's factory MAC, lower-case" },
-    certSerial: { type: "string", pattern: "^[0-9a-f]{1,40}$", description: "serial of the certificate written" },
-    certSha256: { type: "string", pattern: "^[0-9a-f]{64}$", description: "SHA-256 of the certificate (DER)" },
+    certSerial: {
+      type: "string",
+      pattern: "^[0-9a-f]{1,40}$",
+      description: "serial of the certificate written",
+    },
+    certSha256: {
+      type: "string",
+      pattern: "^[0-9a-f]{64}$",
+      description: "SHA-256 of the certificate (DER)",
+    },
     keyId: {
       type: ["integer", "null"],
       minimum: 0,

@@ -217,12 +217,16 @@ describe("provisioning records on devices", () => {
   it("the schema takes a complete record and refuses a malformed or duplicated one", () => {
     const ok = validateManifest(minimal([{ id: "a", site: "s", board: "b", provisioning: record }]));
     expect(ok.ok && ok.value.devices[0]?.provisioning).toEqual(record);
-    expect(errorsOf(minimal([{ id: "a", site: "s", board: "b", provisioning: { ...record, mac: "24-0A-C4-12-34-56" } }]))).toEqual([
+    expect(
+      errorsOf(
+        minimal([{ id: "a", site: "s", board: "b", provisioning: { ...record, mac: "24-0A-C4-12-34-56" } }]),
+      ),
+    ).toEqual([
       'devices[0].provisioning.mac: "24-0A-C4-12-34-56" does not match ^[0-9a-f]{2}(:[0-9a-f]{2}){5}$',
     ]);
-    expect(errorsOf(minimal([{ id: "a", site: "s", board: "b", provisioning: { ...record, key: "secret" } }]))).toEqual([
-      'devices[0].provisioning: unknown property "key"',
-    ]);
+    expect(
+      errorsOf(minimal([{ id: "a", site: "s", board: "b", provisioning: { ...record, key: "secret" } }])),
+    ).toEqual(['devices[0].provisioning: unknown property "key"']);
     expect(
       errorsOf(
         minimal([
@@ -234,8 +238,20 @@ describe("provisioning records on devices", () => {
   });
 
   it("setProvisioning sets and removes records in JSON (2-space) and refuses unknown devices", () => {
-    const text = `${JSON.stringify(minimal([{ id: "a", site: "s", board: "b", provisioning: record }, { id: "c", site: "s", board: "b" }]))}\n`;
-    const moved = setProvisioning(text, "json", new Map([["a", null], ["c", { ...record, keyId: null }]]));
+    const text = `${JSON.stringify(
+      minimal([
+        { id: "a", site: "s", board: "b", provisioning: record },
+        { id: "c", site: "s", board: "b" },
+      ]),
+    )}\n`;
+    const moved = setProvisioning(
+      text,
+      "json",
+      new Map([
+        ["a", null],
+        ["c", { ...record, keyId: null }],
+      ]),
+    );
     expect(moved).toBe(`${JSON.stringify(JSON.parse(moved), null, 2)}\n`);
     const m = parseManifest(moved, "json");
     expect(m.devices.map((d) => d.provisioning ?? null)).toEqual([null, { ...record, keyId: null }]);
@@ -243,6 +259,8 @@ describe("provisioning records on devices", () => {
       /^f\.json: no device "zz" to record provisioning on$/,
     );
     // Two devices on one board would be an invalid manifest: refused, not written.
-    expect(() => setProvisioning(text, "json", new Map([["c", record]]), "f.json")).toThrow(/is also recorded on devices\[0\]/);
+    expect(() => setProvisioning(text, "json", new Map([["c", record]]), "f.json")).toThrow(
+      /is also recorded on devices\[0\]/,
+    );
   });
 });

@@ -37,7 +37,10 @@ export function spkiPin(spki: Uint8Array): Uint8Array {
 export async function brokerPins(stateDir: string): Promise<BrokerPins> {
   const paths = pkiPaths(stateDir);
   if (!(await exists(paths.broker.cert))) {
-    throw new PkiError("not_found", `no broker certificate at ${paths.broker.cert}: run npm run pki -- broker`);
+    throw new PkiError(
+      "not_found",
+      `no broker certificate at ${paths.broker.cert}: run npm run pki -- broker`,
+    );
   }
   const leaf = new x509.X509Certificate(firstPem(await readText(paths.broker.cert, "broker certificate")));
   const out: BrokerPins = { current: spkiPin(new Uint8Array(leaf.publicKey.rawData)) };
@@ -53,11 +56,17 @@ export async function provisionedBrokerPins(stateDir: string): Promise<Uint8Arra
 }
 
 /** Makes the next broker key if there is none (or replaces it with `force`); returns its pin. */
-export async function ensureNextBrokerKey(stateDir: string, o: { force?: boolean } = {}): Promise<{ created: boolean; pin: Uint8Array }> {
+export async function ensureNextBrokerKey(
+  stateDir: string,
+  o: { force?: boolean } = {},
+): Promise<{ created: boolean; pin: Uint8Array }> {
   const path = nextBrokerKeyPath(pkiPaths(stateDir));
-  if (!o.force && (await exists(path))) return { created: false, pin: spkiPin(publicSpki(await readText(path, "next broker key"))) };
+  if (!o.force && (await exists(path)))
+    return { created: false, pin: spkiPin(publicSpki(await readText(path, "next broker key"))) };
   const key = await generateKey("rsa-2048");
-  await writeFiles([{ path, data: pem("PRIVATE KEY", key.pkcs8), mode: KEY_MODE, how: o.force ? "replace" : "new" }]);
+  await writeFiles([
+    { path, data: pem("PRIVATE KEY", key.pkcs8), mode: KEY_MODE, how: o.force ? "replace" : "new" },
+  ]);
   return { created: true, pin: spkiPin(key.spki) };
 }
 
@@ -90,12 +99,15 @@ async function currentBrokerHosts(paths: PkiPaths): Promise<string[]> {
   const leaf = new x509.X509Certificate(firstPem(await readText(paths.broker.cert, "broker certificate")));
   const san = leaf.getExtension(x509.SubjectAlternativeNameExtension);
   const hosts = san?.names.items.filter((n) => n.type === "dns" || n.type === "ip").map((n) => n.value) ?? [];
-  if (hosts.length === 0) throw new PkiError("bad_input", "the current broker certificate names no host: give --host");
+  if (hosts.length === 0)
+    throw new PkiError("bad_input", "the current broker certificate names no host: give --host");
   return hosts;
 }
 
 function publicSpki(privatePem: string): Uint8Array {
-  return new Uint8Array(createPublicKey(createPrivateKey(privatePem)).export({ type: "spki", format: "der" }));
+  return new Uint8Array(
+    createPublicKey(createPrivateKey(privatePem)).export({ type: "spki", format: "der" }),
+  );
 }
 
 function firstPem(text: string): string {

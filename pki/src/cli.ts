@@ -185,7 +185,8 @@ export async function main(argv: string[]): Promise<void> {
           })
           .option("next", {
             type: "boolean",
-            describe: "only make the broker's next key ahead of time (its pin goes to boards at provisioning)",
+            describe:
+              "only make the broker's next key ahead of time (its pin goes to boards at provisioning)",
           })
           .option("rotate", {
             type: "boolean",
@@ -207,9 +208,15 @@ export async function main(argv: string[]): Promise<void> {
             hosts: hostGiven ? a.host.map(String) : undefined,
             days: positiveDays(a.days),
           });
-          out(`pki: broker certificate ${r.serial} for the former next key, valid until ${r.notAfter.toISOString()}: ${r.paths.cert}`);
-          out(`pki: pins now current ${b64(r.pins.current)}, next ${r.pins.next ? b64(r.pins.next) : "none"}`);
-          out("pki: restart the broker to serve the new key (npm run broker -- restart); boards provisioned with the old next pin accept it");
+          out(
+            `pki: broker certificate ${r.serial} for the former next key, valid until ${r.notAfter.toISOString()}: ${r.paths.cert}`,
+          );
+          out(
+            `pki: pins now current ${b64(r.pins.current)}, next ${r.pins.next ? b64(r.pins.next) : "none"}`,
+          );
+          out(
+            "pki: restart the broker to serve the new key (npm run broker -- restart); boards provisioned with the old next pin accept it",
+          );
           return;
         }
         const r = await issueBroker({
@@ -222,7 +229,9 @@ export async function main(argv: string[]): Promise<void> {
         out(
           `pki: broker certificate ${r.serial} for ${a.host.join(", ")} valid until ${r.notAfter.toISOString()}: ${r.paths.cert}`,
         );
-        out(`pki: next broker key pin-sha256 ${b64(next.pin)} (provisioned with the current pin, so the key can rotate later)`);
+        out(
+          `pki: next broker key pin-sha256 ${b64(next.pin)} (provisioned with the current pin, so the key can rotate later)`,
+        );
       },
     )
     .command(

@@ -48,7 +48,13 @@ export const DEFAULT_APP_CONFIG: Readonly<AppConfig> = Object.freeze({
 
 export type ConfigProblem = string;
 
-function integer(raw: unknown, name: string, min: number, max: number, problems: ConfigProblem[]): number | undefined {
+function integer(
+  raw: unknown,
+  name: string,
+  min: number,
+  max: number,
+  problems: ConfigProblem[],
+): number | undefined {
   if (raw === undefined || raw === null || raw === "") return undefined;
   const n = typeof raw === "number" ? raw : typeof raw === "string" ? Number(raw) : NaN;
   if (!Number.isInteger(n) || n < min || n > max) {
@@ -71,14 +77,18 @@ function text(raw: unknown): string | undefined {
 }
 
 /** Reads mc/config. Bad values fall back to the default and are reported, never thrown. */
-export function parseAppConfig(raw: Readonly<Record<string, unknown>>): { config: AppConfig; problems: ConfigProblem[] } {
+export function parseAppConfig(raw: Readonly<Record<string, unknown>>): {
+  config: AppConfig;
+  problems: ConfigProblem[];
+} {
   const problems: ConfigProblem[] = [];
   const d = DEFAULT_APP_CONFIG;
   const interval = integer(raw.interval, "interval", 100, 86_400_000, problems);
   const port = integer(raw.brokerPort, "brokerPort", 1, 65535, problems);
   const host = text(raw.brokerHost);
   const fw = text(raw.fw);
-  if (fw !== undefined && (fw.length === 0 || fw.length > 32)) problems.push("config fw must be 1..32 characters");
+  if (fw !== undefined && (fw.length === 0 || fw.length > 32))
+    problems.push("config fw must be 1..32 characters");
   const minMs = integer(raw.reconnectMinMs, "reconnectMinMs", 100, 3_600_000, problems) ?? d.reconnectMinMs;
   let maxMs = integer(raw.reconnectMaxMs, "reconnectMaxMs", 100, 3_600_000, problems) ?? d.reconnectMaxMs;
   if (maxMs < minMs) {
@@ -98,9 +108,12 @@ export function parseAppConfig(raw: Readonly<Record<string, unknown>>): { config
     keepaliveMs: integer(raw.keepalive, "keepalive", 1_000, 3_600_000, problems) ?? d.keepaliveMs,
     reconnectMinMs: minMs,
     reconnectMaxMs: maxMs,
-    provisioningPollMs: integer(raw.provisioningPoll, "provisioningPoll", 100, 3_600_000, problems) ?? d.provisioningPollMs,
-    connectTimeoutMs: integer(raw.connectTimeout, "connectTimeout", 1_000, 600_000, problems) ?? d.connectTimeoutMs,
-    statsIntervalMs: integer(raw.statsInterval, "statsInterval", 0, 86_400_000, problems) ?? d.statsIntervalMs,
+    provisioningPollMs:
+      integer(raw.provisioningPoll, "provisioningPoll", 100, 3_600_000, problems) ?? d.provisioningPollMs,
+    connectTimeoutMs:
+      integer(raw.connectTimeout, "connectTimeout", 1_000, 600_000, problems) ?? d.connectTimeoutMs,
+    statsIntervalMs:
+      integer(raw.statsInterval, "statsInterval", 0, 86_400_000, problems) ?? d.statsIntervalMs,
   };
   return { config, problems };
 }

@@ -15,7 +15,8 @@ export default class Backoff {
   #failures = 0;
 
   constructor(options: BackoffOptions) {
-    if (!(options.minMs > 0) || !(options.maxMs >= options.minMs)) throw new RangeError("backoff needs 0 < minMs <= maxMs");
+    if (!(options.minMs > 0) || !(options.maxMs >= options.minMs))
+      throw new RangeError("backoff needs 0 < minMs <= maxMs");
     this.#minMs = options.minMs;
     this.#maxMs = options.maxMs;
     this.#random = options.random;

@@ -77,7 +77,8 @@ export default class MqttSession {
   readonly #topicBytes = new Map<string, number>();
 
   constructor(options: MqttSessionOptions) {
-    if (!Number.isInteger(options.maxInflight) || options.maxInflight < 1) throw new RangeError("maxInflight must be >= 1");
+    if (!Number.isInteger(options.maxInflight) || options.maxInflight < 1)
+      throw new RangeError("maxInflight must be >= 1");
     this.#o = options;
   }
 
@@ -190,8 +191,14 @@ export default class MqttSession {
     try {
       if (this.#statusPending) {
         const status = o.onlineStatus();
-        if (publishPacketBytes(this.#topicLength(o.statusTopic), status.byteLength, 1) > this.#writable) return;
-        this.#writable = this.#client.write(status, { topic: o.statusTopic, QoS: 1, retain: true, id: STATUS_PACKET_ID });
+        if (publishPacketBytes(this.#topicLength(o.statusTopic), status.byteLength, 1) > this.#writable)
+          return;
+        this.#writable = this.#client.write(status, {
+          topic: o.statusTopic,
+          QoS: 1,
+          retain: true,
+          id: STATUS_PACKET_ID,
+        });
         this.#statusPending = false;
       }
       const outbox = o.outbox;
@@ -209,7 +216,12 @@ export default class MqttSession {
         if (!entry || entry.seq !== next.seq) throw new Error("outbox order broken");
         const resend = entry.attempts > 1;
         this.#inflightIds.set(id, entry.seq);
-        this.#writable = this.#client.write(entry.item.payload, { topic: entry.item.topic, QoS: 1, id, duplicate: resend });
+        this.#writable = this.#client.write(entry.item.payload, {
+          topic: entry.item.topic,
+          QoS: 1,
+          id,
+          duplicate: resend,
+        });
         this.#counters.published++;
         if (resend) this.#counters.republished++;
       }

@@ -17,7 +17,17 @@ import MqttSession from "./mqtt-session";
 import type { OutboxMessage } from "./mqtt-session";
 import Sampler from "./sampler";
 import { offlineStatus, onlineStatus } from "./status-message";
-import type { Clock, Instruments, Log, Network, PreferenceStore, RandomSource, TimeSync, TimerHandle, Timers } from "./services";
+import type {
+  Clock,
+  Instruments,
+  Log,
+  Network,
+  PreferenceStore,
+  RandomSource,
+  TimeSync,
+  TimerHandle,
+  Timers,
+} from "./services";
 
 export interface TelemetryAppOptions {
   config: AppConfig;
@@ -115,9 +125,17 @@ export default class TelemetryApp {
     if (result.ok) {
       identity = applyOverrides(result.identity, config);
       if (config.encryptRequired && !identity.payload)
-        problems.push({ key: "encrypt", code: "invalid", message: "encrypt is 0 but this firmware requires payload encryption" });
+        problems.push({
+          key: "encrypt",
+          code: "invalid",
+          message: "encrypt is 0 but this firmware requires payload encryption",
+        });
       if (identity.payload && !this.#o.aead)
-        problems.push({ key: "encrypt", code: "invalid", message: "encrypt is 1 but this build has no AES-GCM" });
+        problems.push({
+          key: "encrypt",
+          code: "invalid",
+          message: "encrypt is 1 but this build has no AES-GCM",
+        });
     }
     if (!identity || problems.length > 0) {
       this.#state = "awaiting-provisioning";
@@ -125,7 +143,9 @@ export default class TelemetryApp {
       log.error(`identity: ${missing ? "not provisioned" : "unusable"} (namespace "${PROV_NAMESPACE}")`);
       // Keys and rules only: values may be secrets.
       for (const p of problems) log.error(`  ${p.message}`);
-      log.error(`waiting for provisioning (npm run provision); checking again every ${config.provisioningPollMs} ms`);
+      log.error(
+        `waiting for provisioning (npm run provision); checking again every ${config.provisioningPollMs} ms`,
+      );
       this.#retry = this.#o.timers.set(() => this.#loadIdentity(), config.provisioningPollMs);
       return;
     }
@@ -223,7 +243,8 @@ export default class TelemetryApp {
     this.#state = "running";
     session.start();
     this.#sampler.start();
-    if (config.statsIntervalMs > 0) this.#stats = o.timers.repeat(() => o.log.info(this.statsLine()), config.statsIntervalMs);
+    if (config.statsIntervalMs > 0)
+      this.#stats = o.timers.repeat(() => o.log.info(this.statsLine()), config.statsIntervalMs);
   }
 }
 

@@ -50,7 +50,8 @@ export default class ModdableAead<C extends object> implements Aead {
     const out = gcm.process(copyBuffer(plaintext), undefined, copyBuffer(nonce), copyBuffer(aad), true);
     if (!out) throw new Error("AES-GCM produced no output");
     const sealed = asBytes(out);
-    if (sealed.length !== plaintext.length + GCM_TAG_BYTES) throw new Error("AES-GCM output has the wrong length");
+    if (sealed.length !== plaintext.length + GCM_TAG_BYTES)
+      throw new Error("AES-GCM output has the wrong length");
     return sealed;
   }
 
@@ -64,7 +65,8 @@ export default class ModdableAead<C extends object> implements Aead {
   }
 
   #gcm(key: Uint8Array, nonce: Uint8Array): ModdableGcm {
-    if (key.length !== AES_256_KEY_BYTES) throw new RangeError(`AES-256 key must be ${AES_256_KEY_BYTES} bytes`);
+    if (key.length !== AES_256_KEY_BYTES)
+      throw new RangeError(`AES-256 key must be ${AES_256_KEY_BYTES} bytes`);
     // gcm.js hashes an IV of any other length into a different counter block: only 12 bytes match the envelope.
     if (nonce.length !== GCM_NONCE_BYTES) throw new RangeError(`GCM nonce must be ${GCM_NONCE_BYTES} bytes`);
     return new this.#GCM(new this.#BlockCipher("AES", copyBuffer(key)), GCM_TAG_BYTES);

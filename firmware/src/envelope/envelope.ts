@@ -38,7 +38,8 @@ export interface OpenedEnvelope extends EnvelopeHeader {
 }
 
 function writeHeader(h: EnvelopeHeader): Uint8Array {
-  if (!Number.isInteger(h.keyId) || h.keyId < 0 || h.keyId > 255) throw new RangeError("key id must be 0..255");
+  if (!Number.isInteger(h.keyId) || h.keyId < 0 || h.keyId > 255)
+    throw new RangeError("key id must be 0..255");
   if (!Number.isInteger(h.boot) || h.boot < 0 || h.boot > MAX_BOOT) throw new RangeError("boot out of range");
   if (!Number.isSafeInteger(h.counter) || h.counter < 0) throw new RangeError("counter out of range");
   const out = new Uint8Array(ENVELOPE_HEADER_BYTES);
@@ -78,7 +79,8 @@ export function readEnvelopeHeader(bytes: Uint8Array): DecodeResult<EnvelopeHead
     return fail("truncated", `envelope is ${bytes.length} bytes, shorter than header + tag + 1`);
   if (bytes.length > MAX_ENVELOPE_BYTES)
     return fail("oversized", `envelope is ${bytes.length} bytes, limit ${MAX_ENVELOPE_BYTES}`);
-  if (bytes[0] !== ENVELOPE_VERSION) return fail("unknown_version", `envelope version ${bytes[0]} is not supported`);
+  if (bytes[0] !== ENVELOPE_VERSION)
+    return fail("unknown_version", `envelope version ${bytes[0]} is not supported`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const hi = view.getUint32(6);
   if (hi >= 0x20_0000) return fail("out_of_range", "envelope counter exceeds 2^53");
@@ -103,7 +105,8 @@ export function openEnvelope(
     aadFor(header, p.sensorId, p.topic),
     p.bytes.subarray(ENVELOPE_HEADER_BYTES),
   );
-  if (!plaintext) return fail("tag_mismatch", "authentication tag does not verify (tampered, wrong key or wrong topic)");
+  if (!plaintext)
+    return fail("tag_mismatch", "authentication tag does not verify (tampered, wrong key or wrong topic)");
   return ok({ ...head.value, plaintext });
 }
 

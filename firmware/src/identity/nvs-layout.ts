@@ -41,22 +41,118 @@ export interface NvsKeySpec {
 }
 
 export const PROV_KEYS = {
-  deviceId: { key: "device_id", type: "string", required: "always", secret: false, description: "sensor id: MQTT topic level, certificate CN" },
-  broker: { key: "broker", type: "string", required: "always", secret: false, description: "broker URL, mqtt://host or mqtts://host[:port]" },
-  port: { key: "port", type: "i32", required: "always", secret: false, description: "broker TCP port, 1..65535" },
-  interval: { key: "interval", type: "i32", required: "always", secret: false, description: "milliseconds between readings" },
-  secure: { key: "secure", type: "u8", required: "always", secret: false, description: "1 = mutual TLS to the broker" },
-  encrypt: { key: "encrypt", type: "u8", required: "always", secret: false, description: "1 = payloads sealed in the AES-256-GCM envelope" },
-  site: { key: "site", type: "string", required: "optional", secret: false, description: "site label (store tag `site`)" },
-  caDer: { key: "ca_der", type: "blob", required: "tls", secret: false, description: "CA certificate the broker's chain is checked against (the fleet root), DER" },
-  certDer: { key: "cert_der", type: "blob", required: "tls", secret: false, description: "client certificate, DER" },
-  keyDer: { key: "key_der", type: "blob", required: "tls", secret: true, description: "client RSA private key, PKCS#8 DER" },
-  brokerPins: { key: "broker_pins", type: "blob", required: "tls", secret: false, description: "pin-sha256 of the broker's current and next public keys, 32 bytes each, concatenated" },
-  keyId: { key: "key_id", type: "i32", required: "encrypt", secret: false, description: "payload key id, 0..255 (envelope byte)" },
-  payloadKey: { key: "payload_key", type: "blob", required: "encrypt", secret: true, description: "32-byte AES-256-GCM payload key" },
-  wifiSsid: { key: "wifi_ssid", type: "string", required: "optional", secret: false, description: "Wi-Fi network name" },
-  wifiPsk: { key: "wifi_psk", type: "string", required: "optional", secret: true, description: "Wi-Fi WPA2 passphrase" },
-  boot: { key: "boot", type: "i32", required: "optional", secret: false, description: "boot counter (envelope nonce prefix); the firmware advances it" },
+  deviceId: {
+    key: "device_id",
+    type: "string",
+    required: "always",
+    secret: false,
+    description: "sensor id: MQTT topic level, certificate CN",
+  },
+  broker: {
+    key: "broker",
+    type: "string",
+    required: "always",
+    secret: false,
+    description: "broker URL, mqtt://host or mqtts://host[:port]",
+  },
+  port: {
+    key: "port",
+    type: "i32",
+    required: "always",
+    secret: false,
+    description: "broker TCP port, 1..65535",
+  },
+  interval: {
+    key: "interval",
+    type: "i32",
+    required: "always",
+    secret: false,
+    description: "milliseconds between readings",
+  },
+  secure: {
+    key: "secure",
+    type: "u8",
+    required: "always",
+    secret: false,
+    description: "1 = mutual TLS to the broker",
+  },
+  encrypt: {
+    key: "encrypt",
+    type: "u8",
+    required: "always",
+    secret: false,
+    description: "1 = payloads sealed in the AES-256-GCM envelope",
+  },
+  site: {
+    key: "site",
+    type: "string",
+    required: "optional",
+    secret: false,
+    description: "site label (store tag `site`)",
+  },
+  caDer: {
+    key: "ca_der",
+    type: "blob",
+    required: "tls",
+    secret: false,
+    description: "CA certificate the broker's chain is checked against (the fleet root), DER",
+  },
+  certDer: {
+    key: "cert_der",
+    type: "blob",
+    required: "tls",
+    secret: false,
+    description: "client certificate, DER",
+  },
+  keyDer: {
+    key: "key_der",
+    type: "blob",
+    required: "tls",
+    secret: true,
+    description: "client RSA private key, PKCS#8 DER",
+  },
+  brokerPins: {
+    key: "broker_pins",
+    type: "blob",
+    required: "tls",
+    secret: false,
+    description: "pin-sha256 of the broker's current and next public keys, 32 bytes each, concatenated",
+  },
+  keyId: {
+    key: "key_id",
+    type: "i32",
+    required: "encrypt",
+    secret: false,
+    description: "payload key id, 0..255 (envelope byte)",
+  },
+  payloadKey: {
+    key: "payload_key",
+    type: "blob",
+    required: "encrypt",
+    secret: true,
+    description: "32-byte AES-256-GCM payload key",
+  },
+  wifiSsid: {
+    key: "wifi_ssid",
+    type: "string",
+    required: "optional",
+    secret: false,
+    description: "Wi-Fi network name",
+  },
+  wifiPsk: {
+    key: "wifi_psk",
+    type: "string",
+    required: "optional",
+    secret: true,
+    description: "Wi-Fi WPA2 passphrase",
+  },
+  boot: {
+    key: "boot",
+    type: "i32",
+    required: "optional",
+    secret: false,
+    description: "boot counter (envelope nonce prefix); the firmware advances it",
+  },
 } as const satisfies Record<string, NvsKeySpec>;
 
 export type ProvKeyName = keyof typeof PROV_KEYS;
@@ -140,7 +236,8 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
   }
   const broker = r.string(PROV_KEYS.broker, true);
   const port = r.i32(PROV_KEYS.port, true);
-  if (port !== undefined && (port < 1 || port > 65535)) r.invalid(PROV_KEYS.port, `must be 1..65535, is ${port}`);
+  if (port !== undefined && (port < 1 || port > 65535))
+    r.invalid(PROV_KEYS.port, `must be 1..65535, is ${port}`);
   const intervalMs = r.i32(PROV_KEYS.interval, true);
   if (intervalMs !== undefined && (intervalMs < INTERVAL_MS_MIN || intervalMs > INTERVAL_MS_MAX)) {
     r.invalid(PROV_KEYS.interval, `must be ${INTERVAL_MS_MIN}..${INTERVAL_MS_MAX} ms, is ${intervalMs}`);
@@ -156,14 +253,18 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
     } else {
       brokerHost = parsed.host;
       if (secure !== undefined && parsed.tls !== secure) {
-        r.invalid(PROV_KEYS.broker, `scheme ${parsed.tls ? "mqtts" : "mqtt"} disagrees with secure=${secure ? 1 : 0}`);
+        r.invalid(
+          PROV_KEYS.broker,
+          `scheme ${parsed.tls ? "mqtts" : "mqtt"} disagrees with secure=${secure ? 1 : 0}`,
+        );
       }
       if (parsed.port !== undefined && port !== undefined && parsed.port !== port) {
         r.invalid(PROV_KEYS.broker, `URL port ${parsed.port} disagrees with port=${port}`);
       }
     }
   }
-  if (broker !== undefined && utf8Length(broker) > BROKER_MAX_BYTES) r.invalid(PROV_KEYS.broker, `longer than ${BROKER_MAX_BYTES} bytes`);
+  if (broker !== undefined && utf8Length(broker) > BROKER_MAX_BYTES)
+    r.invalid(PROV_KEYS.broker, `longer than ${BROKER_MAX_BYTES} bytes`);
 
   const site = r.string(PROV_KEYS.site, false);
   if (site !== undefined && (site.length === 0 || utf8Length(site) > SITE_MAX_BYTES)) {
@@ -176,9 +277,17 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
   const keyDer = r.blob(PROV_KEYS.keyDer, secure === true);
   const pinBlob = r.blob(PROV_KEYS.brokerPins, secure === true);
   const brokerPins = pinBlob ? splitPins(pinBlob) : null;
-  if (pinBlob && !brokerPins) r.invalid(PROV_KEYS.brokerPins, `must be 1..${MAX_PINS} pins of ${PIN_BYTES} bytes, is ${pinBlob.length} bytes`);
+  if (pinBlob && !brokerPins)
+    r.invalid(
+      PROV_KEYS.brokerPins,
+      `must be 1..${MAX_PINS} pins of ${PIN_BYTES} bytes, is ${pinBlob.length} bytes`,
+    );
   if (secure === true && caDer && certDer && keyDer && brokerPins) {
-    for (const [spec, der] of [[PROV_KEYS.caDer, caDer], [PROV_KEYS.certDer, certDer], [PROV_KEYS.keyDer, keyDer]] as const) {
+    for (const [spec, der] of [
+      [PROV_KEYS.caDer, caDer],
+      [PROV_KEYS.certDer, certDer],
+      [PROV_KEYS.keyDer, keyDer],
+    ] as const) {
       // Every DER object here is a SEQUENCE; anything else is a truncated or mis-typed value.
       if (der.length < 2 || der[0] !== 0x30) r.invalid(spec, "is not a DER SEQUENCE");
     }
@@ -188,11 +297,13 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
   let payload: PayloadKeyIdentity | null = null;
   const keyId = r.i32(PROV_KEYS.keyId, encrypt === true);
   const payloadKey = r.blob(PROV_KEYS.payloadKey, encrypt === true);
-  if (keyId !== undefined && (keyId < 0 || keyId > 255)) r.invalid(PROV_KEYS.keyId, `must be 0..255, is ${keyId}`);
+  if (keyId !== undefined && (keyId < 0 || keyId > 255))
+    r.invalid(PROV_KEYS.keyId, `must be 0..255, is ${keyId}`);
   if (payloadKey !== undefined && payloadKey.length !== PAYLOAD_KEY_BYTES) {
     r.invalid(PROV_KEYS.payloadKey, `must be ${PAYLOAD_KEY_BYTES} bytes, is ${payloadKey.length}`);
   }
-  if (encrypt === true && keyId !== undefined && payloadKey !== undefined) payload = { keyId, key: payloadKey };
+  if (encrypt === true && keyId !== undefined && payloadKey !== undefined)
+    payload = { keyId, key: payloadKey };
 
   let wifi: WifiSettings | null = null;
   const ssid = r.string(PROV_KEYS.wifiSsid, false);
@@ -207,8 +318,14 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
   }
   if (ssid !== undefined) wifi = psk === undefined ? { ssid } : { ssid, psk };
 
-  if (errors.length > 0 || deviceId === undefined || broker === undefined || brokerHost === undefined
-    || port === undefined || intervalMs === undefined) {
+  if (
+    errors.length > 0 ||
+    deviceId === undefined ||
+    broker === undefined ||
+    brokerHost === undefined ||
+    port === undefined ||
+    intervalMs === undefined
+  ) {
     return { ok: false, errors };
   }
   const identity: DeviceIdentity = { deviceId, broker, brokerHost, port, intervalMs, tls, payload, wifi };
@@ -230,7 +347,9 @@ export function readBootCounter(get: NvsGetter): number {
  */
 export function nextBootCounter(current: number): number {
   if (current >= MAX_BOOT)
-    throw new RangeError(`boot counter exhausted at ${MAX_BOOT}: re-provision the board with a new payload key id (npm run provision -- --key-id N)`);
+    throw new RangeError(
+      `boot counter exhausted at ${MAX_BOOT}: re-provision the board with a new payload key id (npm run provision -- --key-id N)`,
+    );
   return current + 1;
 }
 
@@ -261,7 +380,8 @@ export function identityToEntries(id: DeviceIdentity, boot?: number): ProvEntry[
   }
   if (id.wifi) {
     out.push({ key: PROV_KEYS.wifiSsid.key, type: "string", value: id.wifi.ssid });
-    if (id.wifi.psk !== undefined) out.push({ key: PROV_KEYS.wifiPsk.key, type: "string", value: id.wifi.psk });
+    if (id.wifi.psk !== undefined)
+      out.push({ key: PROV_KEYS.wifiPsk.key, type: "string", value: id.wifi.psk });
   }
   if (boot !== undefined) out.push({ key: PROV_KEYS.boot.key, type: "i32", value: boot });
   return out;
@@ -325,7 +445,8 @@ class FieldReader {
   i32(spec: NvsKeySpec, required: boolean): number | undefined {
     const v = this.#read(spec, required);
     if (v === undefined) return undefined;
-    if (typeof v !== "number" || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) return this.#wrongType(spec, v);
+    if (typeof v !== "number" || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff)
+      return this.#wrongType(spec, v);
     return v;
   }
 
@@ -355,7 +476,12 @@ class FieldReader {
   #read(spec: NvsKeySpec, required: boolean): unknown {
     const v = this.#get(spec.key);
     if (v === undefined || v === null) {
-      if (required) this.#errors.push({ key: spec.key, code: "missing", message: `${spec.key} (${spec.type}) is missing` });
+      if (required)
+        this.#errors.push({
+          key: spec.key,
+          code: "missing",
+          message: `${spec.key} (${spec.type}) is missing`,
+        });
       return undefined;
     }
     return v;
@@ -364,7 +490,11 @@ class FieldReader {
   #wrongType(spec: NvsKeySpec, v: unknown): undefined {
     const got = v instanceof ArrayBuffer || v instanceof Uint8Array ? "blob" : typeof v;
     // The value itself is never echoed: it may be a secret.
-    this.#errors.push({ key: spec.key, code: "wrong_type", message: `${spec.key} should be ${spec.type}, is ${got}` });
+    this.#errors.push({
+      key: spec.key,
+      code: "wrong_type",
+      message: `${spec.key} should be ${spec.type}, is ${got}`,
+    });
     return undefined;
   }
 }

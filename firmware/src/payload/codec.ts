@@ -70,7 +70,8 @@ export function decodeReading(bytes: Uint8Array): DecodeResult<Reading> {
     if (!(field in o)) return fail("missing_field", `missing field "${field}"`);
   }
   if (typeof o.v !== "number") return fail("wrong_type", `"v" must be a number`);
-  if (o.v !== PAYLOAD_VERSION) return fail("unknown_version", `payload version ${String(o.v)} is not supported`);
+  if (o.v !== PAYLOAD_VERSION)
+    return fail("unknown_version", `payload version ${String(o.v)} is not supported`);
   if (typeof o.sensor_id !== "string") return fail("wrong_type", `"sensor_id" must be a string`);
   if (!isValidDeviceId(o.sensor_id)) return fail("invalid_device_id", `"sensor_id" is not a valid device id`);
   for (const [field, max] of [
@@ -81,16 +82,19 @@ export function decodeReading(bytes: Uint8Array): DecodeResult<Reading> {
     const v = o[field];
     if (typeof v !== "number") return fail("wrong_type", `"${field}" must be a number`);
     if (!Number.isFinite(v)) return fail("not_finite", `"${field}" is not finite`);
-    if (!isNonNegativeInteger(v, max)) return fail("out_of_range", `"${field}" must be an integer in 0..${max}`);
+    if (!isNonNegativeInteger(v, max))
+      return fail("out_of_range", `"${field}" must be an integer in 0..${max}`);
   }
   if (typeof o.fw !== "string") return fail("wrong_type", `"fw" must be a string`);
-  if (o.fw.length > MAX_FIRMWARE_VERSION_LENGTH) return fail("out_of_range", `"fw" is longer than 32 characters`);
+  if (o.fw.length > MAX_FIRMWARE_VERSION_LENGTH)
+    return fail("out_of_range", `"fw" is longer than 32 characters`);
 
   const faults: ChannelName[] = [];
   if (o.faults !== undefined) {
     if (!Array.isArray(o.faults)) return fail("wrong_type", `"faults" must be an array`);
     for (const f of o.faults) {
-      if (typeof f !== "string" || !isChannelName(f)) return fail("wrong_type", `"faults" lists an unknown channel`);
+      if (typeof f !== "string" || !isChannelName(f))
+        return fail("wrong_type", `"faults" lists an unknown channel`);
       if (!faults.includes(f)) faults.push(f);
     }
   }
@@ -108,7 +112,10 @@ export function decodeReading(bytes: Uint8Array): DecodeResult<Reading> {
     if (faults.includes(name)) return fail("wrong_type", `"${name}" has a value but is listed in "faults"`);
     if (!isPhysicallyPlausible(name, v)) {
       const spec = CHANNELS[name];
-      return fail("out_of_range", `"${name}" = ${v} is outside ${spec.physicalMin}..${spec.physicalMax} ${spec.unit}`);
+      return fail(
+        "out_of_range",
+        `"${name}" = ${v} is outside ${spec.physicalMin}..${spec.physicalMax} ${spec.unit}`,
+      );
     }
     values[name] = v;
   }

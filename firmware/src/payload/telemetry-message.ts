@@ -10,9 +10,13 @@ import { decodeReading, encodeReading } from "./codec";
 import { fail, ok } from "./result";
 import type { DecodeResult } from "./result";
 
-export type PayloadMode = { kind: "plain" } | { kind: "encrypted"; aead: Aead; keyId: number; key: Uint8Array };
+export type PayloadMode =
+  { kind: "plain" } | { kind: "encrypted"; aead: Aead; keyId: number; key: Uint8Array };
 
-export function encodeTelemetryMessage(reading: Reading, mode: PayloadMode): { topic: string; payload: Uint8Array } {
+export function encodeTelemetryMessage(
+  reading: Reading,
+  mode: PayloadMode,
+): { topic: string; payload: Uint8Array } {
   const topic = telemetryTopic(reading.sensorId);
   const plaintext = encodeReading(reading);
   if (mode.kind === "plain") return { topic, payload: plaintext };
@@ -33,13 +37,21 @@ export type DecodeMode =
   | { kind: "plain" }
   | { kind: "encrypted"; aead: Aead; keyFor: (keyId: number, sensorId: string) => Uint8Array | undefined };
 
-export function decodeTelemetryMessage(topic: string, payload: Uint8Array, mode: DecodeMode): DecodeResult<Reading> {
+export function decodeTelemetryMessage(
+  topic: string,
+  payload: Uint8Array,
+  mode: DecodeMode,
+): DecodeResult<Reading> {
   const parsed = parseTopic(topic);
   if (!parsed || parsed.kind !== "telemetry")
     return fail("invalid_device_id", `"${topic}" is not a telemetry topic with a valid device id`);
   const sensorId = parsed.sensorId;
   if (mode.kind === "encrypted") {
-    const r = openReading(mode.aead, (keyId) => mode.keyFor(keyId, sensorId), { topic, sensorId, bytes: payload });
+    const r = openReading(mode.aead, (keyId) => mode.keyFor(keyId, sensorId), {
+      topic,
+      sensorId,
+      bytes: payload,
+    });
     if (!r.ok) return r;
     const { keyId: _keyId, ...reading } = r.value;
     return ok(reading);
@@ -47,6 +59,9 @@ export function decodeTelemetryMessage(topic: string, payload: Uint8Array, mode:
   const r = decodeReading(payload);
   if (!r.ok) return r;
   if (r.value.sensorId !== sensorId)
-    return fail("device_mismatch", `payload names "${r.value.sensorId}" but arrived on the topic of "${sensorId}"`);
+    return fail(
+      "device_mismatch",
+      `payload names "${r.value.sensorId}" but arrived on the topic of "${sensorId}"`,
+    );
   return r;
 }

@@ -133,7 +133,11 @@ export class Electrolyser {
   #openCircuitVoltage(): number {
     return (
       this.design.stack.cells *
-      cellVoltage(this.design.stack, { currentA: 0, temperatureC: this.#s.temperatureC, pressureBar: this.#s.pressureBarG + ATMOSPHERE_BAR }).total
+      cellVoltage(this.design.stack, {
+        currentA: 0,
+        temperatureC: this.#s.temperatureC,
+        pressureBar: this.#s.pressureBarG + ATMOSPHERE_BAR,
+      }).total
     );
   }
 
@@ -160,9 +164,14 @@ export class Electrolyser {
     const producing = currentA > 0.005 * rated;
 
     // Thermal: heat above thermoneutral warms the stack, the coolant loop removes UA·(T − coolant).
-    const cellV = cellVoltage(d.stack, { currentA, temperatureC: s.temperatureC, pressureBar: s.pressureBarG + ATMOSPHERE_BAR }).total;
+    const cellV = cellVoltage(d.stack, {
+      currentA,
+      temperatureC: s.temperatureC,
+      pressureBar: s.pressureBarG + ATMOSPHERE_BAR,
+    }).total;
     const heat = heatWatts(d.stack.cells, currentA, cellV);
-    let temperatureC = s.temperatureC + ((heat - this.#ua * (s.temperatureC - d.coolantC)) / this.#heatCapacity) * dt;
+    let temperatureC =
+      s.temperatureC + ((heat - this.#ua * (s.temperatureC - d.coolantC)) / this.#heatCapacity) * dt;
     temperatureC = Math.min(d.maxTemperatureC, temperatureC);
 
     // Pressure: production fills the gas volume, the back-pressure regulator opens proportionally near setpoint.
@@ -190,14 +199,25 @@ export class Electrolyser {
     const currentA = load * d.stack.ratedCurrentA;
     const production = hydrogenMolPerSecond(d.stack.cells, currentA);
     const producing = load > 0.005;
-    const pressureBarG = producing ? d.pressureSetpointBarG - 1 + Math.min(1, production / this.#regulatorCapacityMolS) : 0;
+    const pressureBarG = producing
+      ? d.pressureSetpointBarG - 1 + Math.min(1, production / this.#regulatorCapacityMolS)
+      : 0;
     let temperatureC = d.coolantC;
     let cellV = 0;
     for (let i = 0; i < 20; i++) {
-      cellV = cellVoltage(d.stack, { currentA, temperatureC, pressureBar: pressureBarG + ATMOSPHERE_BAR }).total;
-      temperatureC = Math.min(d.maxTemperatureC, d.coolantC + heatWatts(d.stack.cells, currentA, cellV) / this.#ua);
+      cellV = cellVoltage(d.stack, {
+        currentA,
+        temperatureC,
+        pressureBar: pressureBarG + ATMOSPHERE_BAR,
+      }).total;
+      temperatureC = Math.min(
+        d.maxTemperatureC,
+        d.coolantC + heatWatts(d.stack.cells, currentA, cellV) / this.#ua,
+      );
     }
-    const o2Fraction = producing ? this.#targetO2Fraction(currentA, pressureBarG, { crossoverFactor: 1 }) : d.o2FractionAtRated;
+    const o2Fraction = producing
+      ? this.#targetO2Fraction(currentA, pressureBarG, { crossoverFactor: 1 })
+      : d.o2FractionAtRated;
     return { t: 0, load, currentA, temperatureC, pressureBarG, o2Fraction, cellV };
   }
 }

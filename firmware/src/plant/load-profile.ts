@@ -48,7 +48,11 @@ export class LoadProfile {
       case "steady":
         return { until: start + 3600, setpoint: r.uniform(0.8, 1), tripped: false };
       case "part_load":
-        return { until: start + r.uniform(120, 600), setpoint: r.uniform(MIN_PART_LOAD, 0.4), tripped: false };
+        return {
+          until: start + r.uniform(120, 600),
+          setpoint: r.uniform(MIN_PART_LOAD, 0.4),
+          tripped: false,
+        };
       case "ramps":
         // Following a renewable supply: a new level every one to three minutes.
         return { until: start + r.uniform(60, 180), setpoint: r.uniform(MIN_PART_LOAD, 1), tripped: false };
@@ -57,7 +61,11 @@ export class LoadProfile {
         const wasTripped = this.#lastTripped;
         this.#lastTripped = !wasTripped && start > 0 && r.next() < 0.02;
         if (this.#lastTripped) return { until: start + r.uniform(30, 180), setpoint: 0, tripped: true };
-        return { until: start + r.exponential(300) + 30, setpoint: r.uniform(MIN_PART_LOAD, 1), tripped: false };
+        return {
+          until: start + r.exponential(300) + 30,
+          setpoint: r.uniform(MIN_PART_LOAD, 1),
+          tripped: false,
+        };
       }
     }
   }

@@ -6,7 +6,13 @@
  */
 import type { ChannelName } from "../telemetry/channels";
 import { CHANNEL_NAMES } from "../telemetry/channels";
-import { ina228BusVoltage, ina228Current, loop4to20mA, max31865Pt100, modbusFlowMeter } from "./instrument-signals";
+import {
+  ina228BusVoltage,
+  ina228Current,
+  loop4to20mA,
+  max31865Pt100,
+  modbusFlowMeter,
+} from "./instrument-signals";
 import type { Converter, SensorFailure } from "./instrument-signals";
 import { DEFAULT_PLANT, Electrolyser } from "./electrolyser";
 import type { PlantDesign } from "./electrolyser";
@@ -25,7 +31,12 @@ export interface PhysicsEffects {
   trip: boolean;
 }
 
-export const NO_EFFECTS: Readonly<PhysicsEffects> = Object.freeze({ crossoverFactor: 1, voltageFlicker: 0, failures: {}, trip: false });
+export const NO_EFFECTS: Readonly<PhysicsEffects> = Object.freeze({
+  crossoverFactor: 1,
+  voltageFlicker: 0,
+  failures: {},
+  trip: false,
+});
 
 export interface Sample {
   values: Record<ChannelName, number | null>;
@@ -64,7 +75,8 @@ export class PlantInstruments {
   constructor(o: PlantInstrumentsOptions) {
     const root = new Prng(`${o.seed}/${o.deviceId}`);
     const profileRng = root.fork("profile");
-    const kind = o.profile ?? profileRng.pick<LoadProfileKind>(["steady", "part_load", "ramps", "mixed", "mixed"]);
+    const kind =
+      o.profile ?? profileRng.pick<LoadProfileKind>(["steady", "part_load", "ramps", "mixed", "mixed"]);
     this.profile = new LoadProfile(kind, profileRng);
     const design: PlantDesign = o.plant ?? {
       ...DEFAULT_PLANT,
@@ -80,7 +92,9 @@ export class PlantInstruments {
   /** The reading at simulated time `t` seconds (non-decreasing across calls). */
   sample(t: number, fx: PhysicsEffects = NO_EFFECTS): Sample {
     const cmd = this.profile.at(t);
-    this.plant.advanceTo(t, fx.trip ? { setpoint: 0, tripped: true } : cmd, { crossoverFactor: fx.crossoverFactor });
+    this.plant.advanceTo(t, fx.trip ? { setpoint: 0, tripped: true } : cmd, {
+      crossoverFactor: fx.crossoverFactor,
+    });
     const truth = this.plant.outputs();
     const flicker = this.#flicker.next();
     if (fx.voltageFlicker > 0 && flicker < 0.5) {

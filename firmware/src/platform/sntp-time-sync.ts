@@ -6,7 +6,8 @@ export interface SntpModule {
   readonly time: number;
   readonly error: number;
 }
-export type SntpConstructor = SntpModule & (new (options: { host: string }, callback: (message: number, value?: number) => void) => object);
+export type SntpConstructor = SntpModule &
+  (new (options: { host: string }, callback: (message: number, value?: number) => void) => object);
 export interface TimeModule {
   set(seconds: number): void;
 }
@@ -21,7 +22,12 @@ export default class SntpTimeSync implements TimeSync {
   readonly #clock: Clock;
 
   /** host "" means the clock is kept by someone else (the simulator's host): only checked. */
-  constructor(options: { host: string; SNTP: SntpConstructor | null; Time: TimeModule | null; clock: Clock }) {
+  constructor(options: {
+    host: string;
+    SNTP: SntpConstructor | null;
+    Time: TimeModule | null;
+    clock: Clock;
+  }) {
     this.#host = options.host;
     this.#SNTP = options.SNTP;
     this.#Time = options.Time;

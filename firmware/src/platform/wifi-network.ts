@@ -9,7 +9,9 @@ export interface Ecma419WiFi {
   connect(options: { SSID: string; password?: string }): void;
   close(): void;
 }
-export type Ecma419WiFiConstructor = new (options: { onChanged?: (this: Ecma419WiFi) => void }) => Ecma419WiFi;
+export type Ecma419WiFiConstructor = new (options: {
+  onChanged?: (this: Ecma419WiFi) => void;
+}) => Ecma419WiFi;
 
 /** The interface's `connection` codes: < 500 not (yet) usable, >= 500 has an address. */
 const HAS_ADDRESS = 500;

@@ -2,7 +2,8 @@
 // a value outside them is a broken sensor or a forged message and is rejected, never clamped.
 // Safe ranges are operating limits for a PEM stack; crossing one is an alarm, not an error.
 
-export type ChannelName = "temperature_c" | "pressure_bar" | "h2_flow_sccm" | "purity_pct" | "voltage_v" | "current_a";
+export type ChannelName =
+  "temperature_c" | "pressure_bar" | "h2_flow_sccm" | "purity_pct" | "voltage_v" | "current_a";
 
 export interface ChannelSpec {
   name: ChannelName;

@@ -37,7 +37,8 @@ export type BrokerRefusal =
   | "untrusted_root"
   | "unknown_critical_extension";
 
-export type BrokerVerdict = { ok: true; pinIndex: number } | { ok: false; reason: BrokerRefusal; detail: string };
+export type BrokerVerdict =
+  { ok: true; pinIndex: number } | { ok: false; reason: BrokerRefusal; detail: string };
 
 export interface BrokerTrustOptions {
   /** pin-sha256 values, 32 bytes each: the broker's current key first, then the next. */
@@ -58,7 +59,8 @@ export default class BrokerTrust {
 
   constructor(options: BrokerTrustOptions) {
     if (options.pins.length === 0) throw new RangeError("at least one broker pin is required");
-    for (const pin of options.pins) if (pin.length !== PIN_BYTES) throw new RangeError(`a broker pin is ${PIN_BYTES} bytes`);
+    for (const pin of options.pins)
+      if (pin.length !== PIN_BYTES) throw new RangeError(`a broker pin is ${PIN_BYTES} bytes`);
     this.#pins = options.pins.slice();
     this.#anchorDer = options.anchor;
     this.#anchor = parseCertificate(options.anchor);
@@ -79,17 +81,21 @@ export default class BrokerTrust {
     const leaf = certs[0]!;
     const pin = this.#sha256(leaf.spki);
     const pinIndex = this.#pins.findIndex((p) => sameBytes(p, pin));
-    if (pinIndex < 0) return refuse("pin_mismatch", "the server's key is not the broker's (pin-sha256 not provisioned)");
-    if (leaf.isCa || !mayServeTls(leaf)) return refuse("leaf_not_server", "the leaf is a CA or not for TLS servers");
+    if (pinIndex < 0)
+      return refuse("pin_mismatch", "the server's key is not the broker's (pin-sha256 not provisioned)");
+    if (leaf.isCa || !mayServeTls(leaf))
+      return refuse("leaf_not_server", "the leaf is a CA or not for TLS servers");
 
     // A server may append the root itself; the anchor is what the board holds, not what it was sent.
     if (certs.length > 1 && sameBytes(chain[chain.length - 1]!, this.#anchorDer)) certs = certs.slice(0, -1);
     const path = [...certs, this.#anchor];
     for (let i = 0; i < path.length; i++) {
       const cert = path[i]!;
-      if (now < cert.notBefore) return refuse("not_yet_valid", `certificate ${i} is valid from ${iso(cert.notBefore)}`);
+      if (now < cert.notBefore)
+        return refuse("not_yet_valid", `certificate ${i} is valid from ${iso(cert.notBefore)}`);
       if (now > cert.notAfter) return refuse("expired", `certificate ${i} expired ${iso(cert.notAfter)}`);
-      if (cert.unknownCritical.length) return refuse("unknown_critical_extension", `certificate ${i}: ${cert.unknownCritical.join(", ")}`);
+      if (cert.unknownCritical.length)
+        return refuse("unknown_critical_extension", `certificate ${i}: ${cert.unknownCritical.join(", ")}`);
     }
     for (let i = 0; i + 1 < path.length; i++) {
       const subject = path[i]!;
@@ -100,10 +106,14 @@ export default class BrokerTrust {
           ? refuse("untrusted_root", `certificate ${i} is not issued by the fleet root`)
           : refuse("issuer_mismatch", `certificate ${i} names another issuer than certificate ${i + 1}`);
       }
-      if (!issuer.isCa || !mayCertify(issuer)) return refuse("issuer_not_ca", `certificate ${i + 1} may not issue certificates`);
+      if (!issuer.isCa || !mayCertify(issuer))
+        return refuse("issuer_not_ca", `certificate ${i + 1} may not issue certificates`);
       // Intermediates below this issuer, the leaf not counted (RFC 5280 §4.2.1.9).
       if (issuer.pathLength !== undefined && i > issuer.pathLength) {
-        return refuse("path_length", `certificate ${i + 1} allows ${issuer.pathLength} intermediate(s) below it`);
+        return refuse(
+          "path_length",
+          `certificate ${i + 1} allows ${issuer.pathLength} intermediate(s) below it`,
+        );
       }
       if (!this.#verify(issuer.der, subject.der)) {
         return last

@@ -45,7 +45,8 @@ export function parseCertificate(der: Uint8Array): Certificate {
   const outer = expectTlv(der, 0, der.length, DerTag.SEQUENCE, "Certificate");
   if (outer.end !== der.length) throw new DerError("trailing bytes after the certificate");
   const [tbsTlv, algorithm, signature] = children(der, outer);
-  if (!tbsTlv || !algorithm || !signature || tbsTlv.tag !== DerTag.SEQUENCE) throw new DerError("Certificate: wrong shape");
+  if (!tbsTlv || !algorithm || !signature || tbsTlv.tag !== DerTag.SEQUENCE)
+    throw new DerError("Certificate: wrong shape");
   const fields = children(der, tbsTlv);
   let i = 0;
   // [0] EXPLICIT version: v3 certificates carry it; extensions exist only in v3.
@@ -56,7 +57,8 @@ export function parseCertificate(der: Uint8Array): Certificate {
   const validity = fields[i++];
   const subject = fields[i++];
   const spki = fields[i++];
-  if (!serial || !signatureAlgorithm || !issuer || !validity || !subject || !spki) throw new DerError("TBSCertificate: fields missing");
+  if (!serial || !signatureAlgorithm || !issuer || !validity || !subject || !spki)
+    throw new DerError("TBSCertificate: fields missing");
   if (issuer.tag !== DerTag.SEQUENCE || subject.tag !== DerTag.SEQUENCE || spki.tag !== DerTag.SEQUENCE) {
     throw new DerError("TBSCertificate: wrong shape");
   }
@@ -119,7 +121,8 @@ function readExtensions(der: Uint8Array, wrapper: Tlv, cert: Certificate): void 
       if (items[k]?.tag === DerTag.BOOLEAN) cert.isCa = der[items[k++]!.valueStart] !== 0;
       if (items[k]?.tag === DerTag.INTEGER) cert.pathLength = smallInteger(der, items[k]!);
     } else if (oid === Oid.KEY_USAGE) {
-      if (inner.tag !== DerTag.BIT_STRING || inner.end <= inner.valueStart) throw new DerError("keyUsage: not a BIT STRING");
+      if (inner.tag !== DerTag.BIT_STRING || inner.end <= inner.valueStart)
+        throw new DerError("keyUsage: not a BIT STRING");
       cert.keyUsage = der.subarray(inner.valueStart + 1, inner.end);
     } else if (oid === Oid.EXT_KEY_USAGE) {
       cert.extKeyUsage = children(der, inner).map((p) => oidString(der, p));

@@ -17,7 +17,8 @@ export const DEVICE_ID = "elx-test-0001";
 export const PAYLOAD_KEY = Uint8Array.from({ length: 32 }, (_, i) => (i * 7 + 3) & 0xff);
 
 /** DER-shaped placeholders: the app hands them to TLS untouched, the shim broker never parses them. */
-const der = (tag: number, n: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i === 0 ? 0x30 : (i * tag) & 0xff));
+const der = (tag: number, n: number): Uint8Array =>
+  Uint8Array.from({ length: n }, (_, i) => (i === 0 ? 0x30 : (i * tag) & 0xff));
 
 export function testIdentity(overrides: Partial<DeviceIdentity> = {}): DeviceIdentity {
   return {
@@ -26,14 +27,23 @@ export function testIdentity(overrides: Partial<DeviceIdentity> = {}): DeviceIde
     brokerHost: "broker.test",
     port: 8883,
     intervalMs: 1000,
-    tls: { caDer: der(3, 40), certDer: der(5, 50), keyDer: der(11, 60), brokerPins: [new Uint8Array(32).fill(7)] },
+    tls: {
+      caDer: der(3, 40),
+      certDer: der(5, 50),
+      keyDer: der(11, 60),
+      brokerPins: [new Uint8Array(32).fill(7)],
+    },
     payload: { keyId: 2, key: PAYLOAD_KEY },
     wifi: { ssid: "plant-floor", psk: "correct horse battery" },
     ...overrides,
   };
 }
 
-export function provision(store: MemoryPreference, identity: DeviceIdentity = testIdentity(), boot?: number): void {
+export function provision(
+  store: MemoryPreference,
+  identity: DeviceIdentity = testIdentity(),
+  boot?: number,
+): void {
   store.load(PROV_NAMESPACE, identityToEntries(identity, boot));
 }
 
@@ -85,7 +95,9 @@ export function bootDevice(o: DeviceOptions): Device {
     clock: o.timers,
     log,
     random: o.random ?? (() => 0.5),
-    instruments: o.instruments ?? new InstrumentPanel({ rtd: sim.rtd, loops: sim.loops, power: sim.power, flow: sim.flow, log }),
+    instruments:
+      o.instruments ??
+      new InstrumentPanel({ rtd: sim.rtd, loops: sim.loops, power: sim.power, flow: sim.flow, log }),
     network: o.network ?? upNow,
     timeSync: o.timeSync ?? clockSet,
     mqtt: o.broker.factory,

@@ -45,11 +45,23 @@ describe("ModdableMqttFactory", () => {
     }
     close(): void {}
   }
-  const factory = new ModdableMqttFactory({ MQTTClient, TCP, TLSSocket, UDP, Resolver, dnsServers: ["192.0.2.53"] });
+  const factory = new ModdableMqttFactory({
+    MQTTClient,
+    TCP,
+    TLSSocket,
+    UDP,
+    Resolver,
+    dnsServers: ["192.0.2.53"],
+  });
 
   it("asks for TLS 1.2 with the CA, the client certificate, its PKCS#8 key and the broker pins over the TLS socket", () => {
     const pins = [new ArrayBuffer(32), new ArrayBuffer(32)];
-    const tls = { caDer: new ArrayBuffer(10), certDer: new ArrayBuffer(20), keyDer: new ArrayBuffer(30), brokerPins: pins };
+    const tls = {
+      caDer: new ArrayBuffer(10),
+      certDer: new ArrayBuffer(20),
+      keyDer: new ArrayBuffer(30),
+      brokerPins: pins,
+    };
     factory.create(connectOptions(tls));
     const o = captured.at(-1)!;
     expect(o).toMatchObject({ host: "broker.lan", port: 8883, id: "elx-1", clean: false, keepalive: 60_000 });
@@ -75,7 +87,11 @@ describe("ModdableMqttFactory", () => {
 
   it("relays the client's callbacks (onControl gets the message itself)", () => {
     const seen: unknown[] = [];
-    factory.create({ ...connectOptions(null), onControl: (m) => seen.push(m), onError: () => seen.push("error") });
+    factory.create({
+      ...connectOptions(null),
+      onControl: (m) => seen.push(m),
+      onError: () => seen.push("error"),
+    });
     const o = captured.at(-1)! as { onControl(m: object): void; onError(): void };
     o.onControl({ operation: 4, id: 7 });
     o.onError();
@@ -120,7 +136,10 @@ describe("ModdableMqttFactory over a TLS socket whose handshake throws", () => {
   }
   class SdkLikeMqttClient {
     readonly #socket: ThrowingTLSSocket;
-    constructor(options: { socket: Record<string, unknown> & { io: typeof ThrowingTLSSocket }; onError(): void }) {
+    constructor(options: {
+      socket: Record<string, unknown> & { io: typeof ThrowingTLSSocket };
+      onError(): void;
+    }) {
       this.#socket = new options.socket.io({
         ...(options.socket as unknown as { TCP: { io: new (o: object) => RecordingTCP } }),
         onError: () => {
@@ -140,7 +159,9 @@ describe("ModdableMqttFactory over a TLS socket whose handshake throws", () => {
 
   it("turns the escaping TLS error into one onError with its reason, and closes the socket", () => {
     const factory = new ModdableMqttFactory({
-      MQTTClient: SdkLikeMqttClient as unknown as ConstructorParameters<typeof ModdableMqttFactory>[0]["MQTTClient"],
+      MQTTClient: SdkLikeMqttClient as unknown as ConstructorParameters<
+        typeof ModdableMqttFactory
+      >[0]["MQTTClient"],
       TCP: RecordingTCP,
       TLSSocket: ThrowingTLSSocket,
       UDP,
@@ -148,7 +169,12 @@ describe("ModdableMqttFactory over a TLS socket whose handshake throws", () => {
       dnsServers: [],
     });
     const errors: (string | undefined)[] = [];
-    const tls = { caDer: new ArrayBuffer(1), certDer: new ArrayBuffer(1), keyDer: new ArrayBuffer(1), brokerPins: [new ArrayBuffer(32)] };
+    const tls = {
+      caDer: new ArrayBuffer(1),
+      certDer: new ArrayBuffer(1),
+      keyDer: new ArrayBuffer(1),
+      brokerPins: [new ArrayBuffer(32)],
+    };
     factory.create({ ...connectOptions(tls), onError: (reason) => errors.push(reason) });
     expect(() => tcpOptions!.onReadable(200)).not.toThrow();
     expect(errors).toEqual(["TLS: certificate: auth err"]);
@@ -194,7 +220,12 @@ describe("SntpTimeSync", () => {
   it("sets the clock from SNTP before reporting success", () => {
     const hosts: string[] = [];
     const set: number[] = [];
-    const sync = new SntpTimeSync({ host: "pool.ntp.org", SNTP: fakeSntp("time", hosts), Time: { set: (s) => set.push(s) }, clock: { now: () => 0 } });
+    const sync = new SntpTimeSync({
+      host: "pool.ntp.org",
+      SNTP: fakeSntp("time", hosts),
+      Time: { set: (s) => set.push(s) },
+      clock: { now: () => 0 },
+    });
     const done: unknown[] = [];
     sync.sync((ok, detail) => done.push([ok, detail]));
     expect(hosts).toEqual(["pool.ntp.org"]);
@@ -203,7 +234,12 @@ describe("SntpTimeSync", () => {
   });
 
   it("reports an unanswered SNTP server once", () => {
-    const sync = new SntpTimeSync({ host: "ntp.lan", SNTP: fakeSntp("error", []), Time: { set: () => {} }, clock: { now: () => 0 } });
+    const sync = new SntpTimeSync({
+      host: "ntp.lan",
+      SNTP: fakeSntp("error", []),
+      Time: { set: () => {} },
+      clock: { now: () => 0 },
+    });
     const done: unknown[] = [];
     sync.sync((ok, detail) => done.push([ok, detail]));
     expect(done).toEqual([[false, "SNTP ntp.lan did not answer"]]);
@@ -211,14 +247,21 @@ describe("SntpTimeSync", () => {
 
   it("without a server, trusts only a clock that is already plausibly set", () => {
     const results: boolean[] = [];
-    new SntpTimeSync({ host: "", SNTP: null, Time: null, clock: { now: () => PLAUSIBLE_CLOCK_MS + 1 } }).sync((ok) => results.push(ok));
-    new SntpTimeSync({ host: "", SNTP: null, Time: null, clock: { now: () => 1000 } }).sync((ok) => results.push(ok));
+    new SntpTimeSync({ host: "", SNTP: null, Time: null, clock: { now: () => PLAUSIBLE_CLOCK_MS + 1 } }).sync(
+      (ok) => results.push(ok),
+    );
+    new SntpTimeSync({ host: "", SNTP: null, Time: null, clock: { now: () => 1000 } }).sync((ok) =>
+      results.push(ok),
+    );
     expect(results).toEqual([true, false]);
   });
 });
 
 describe("WifiNetwork", () => {
-  function fakeWifi(script: number[], joins: unknown[]): { WiFi: Ecma419WiFiConstructor; instances: Ecma419WiFi[] } {
+  function fakeWifi(
+    script: number[],
+    joins: unknown[],
+  ): { WiFi: Ecma419WiFiConstructor; instances: Ecma419WiFi[] } {
     const instances: Ecma419WiFi[] = [];
     class WiFi implements Ecma419WiFi {
       connection = 0;

@@ -13,7 +13,11 @@ import { MemoryPreference } from "./shims/memory-preference";
 import { VirtualTimers } from "./shims/virtual-timers";
 
 const TOPIC = telemetryTopic(DEVICE_ID);
-const encrypted: DecodeMode = { kind: "encrypted", aead: nodeAead, keyFor: (keyId) => (keyId === 2 ? PAYLOAD_KEY : undefined) };
+const encrypted: DecodeMode = {
+  kind: "encrypted",
+  aead: nodeAead,
+  keyFor: (keyId) => (keyId === 2 ? PAYLOAD_KEY : undefined),
+};
 
 function decode(m: BrokerMessage, mode: DecodeMode = encrypted): Reading {
   const r = decodeTelemetryMessage(m.topic, m.payload, mode);
@@ -51,7 +55,8 @@ describe("boot without an identity", () => {
     const { app, log } = bootDevice({ store, timers, broker, config: { provisioningPoll: 5000 } });
     expect(app.state).toBe("awaiting-provisioning");
     expect(log.text()).toContain("not provisioned");
-    for (const key of ["device_id", "broker", "port", "interval", "secure", "encrypt"]) expect(log.text()).toMatch(new RegExp(`${key} \\(\\w+\\) is missing`));
+    for (const key of ["device_id", "broker", "port", "interval", "secure", "encrypt"])
+      expect(log.text()).toMatch(new RegExp(`${key} \\(\\w+\\) is missing`));
     await timers.advance(12_000);
     expect(broker.connects).toHaveLength(0);
     expect(store.get(PROV_NAMESPACE, "boot")).toBeUndefined();
@@ -102,7 +107,13 @@ describe("running", () => {
     await timers.advance(100);
     expect(broker.connects).toHaveLength(1);
     const c = broker.connects[0]!;
-    expect(c).toMatchObject({ host: "broker.test", port: 8883, id: DEVICE_ID, clean: false, keepalive: 30_000 });
+    expect(c).toMatchObject({
+      host: "broker.test",
+      port: 8883,
+      id: DEVICE_ID,
+      clean: false,
+      keepalive: 30_000,
+    });
     expect(new Uint8Array(c.tls!.caDer)).toEqual(id.tls!.caDer);
     expect(new Uint8Array(c.tls!.certDer)).toEqual(id.tls!.certDer);
     expect(new Uint8Array(c.tls!.keyDer)).toEqual(id.tls!.keyDer);
@@ -111,7 +122,11 @@ describe("running", () => {
     const status = broker.published(statusTopic(DEVICE_ID));
     expect(status).toHaveLength(1);
     expect(status[0]!.retain).toBe(true);
-    expect(JSON.parse(Buffer.from(status[0]!.payload).toString())).toMatchObject({ online: true, boot: 1, dropped: 0 });
+    expect(JSON.parse(Buffer.from(status[0]!.payload).toString())).toMatchObject({
+      online: true,
+      boot: 1,
+      dropped: 0,
+    });
   });
 
   it("queues one reading per interval, sealed, at QoS 1, in order, each acknowledged", async () => {
@@ -133,7 +148,10 @@ describe("running", () => {
     }
     // Plaintext never goes out on an encrypting fleet: the payload is the binary envelope.
     expect(decodeTelemetryMessage(TOPIC, msgs[0]!.payload, { kind: "plain" }).ok).toBe(false);
-    expect(readEnvelopeHeader(msgs[3]!.payload)).toEqual({ ok: true, value: { keyId: 2, boot: 1, counter: 3 } });
+    expect(readEnvelopeHeader(msgs[3]!.payload)).toEqual({
+      ok: true,
+      value: { keyId: 2, boot: 1, counter: 3 },
+    });
     expect(app.outbox!.size).toBe(0);
     expect(app.session!.counters.acked).toBe(10);
   });
@@ -141,7 +159,12 @@ describe("running", () => {
   it("uses the interval and broker overrides from mc/config", async () => {
     const { timers, store, broker } = setup();
     provision(store);
-    bootDevice({ store, timers, broker, config: { interval: "250", brokerHost: "localhost", brokerPort: "18883" } });
+    bootDevice({
+      store,
+      timers,
+      broker,
+      config: { interval: "250", brokerHost: "localhost", brokerPort: "18883" },
+    });
     await timers.advance(1_010);
     expect(broker.connects[0]).toMatchObject({ host: "localhost", port: 18883 });
     expect(broker.published(TOPIC)).toHaveLength(4);
@@ -150,7 +173,12 @@ describe("running", () => {
   it("delivers every reading once, in order, after the broker was away for several intervals", async () => {
     const { timers, store, broker } = setup();
     provision(store);
-    const { app, log } = bootDevice({ store, timers, broker, config: { reconnectMinMs: 500, reconnectMaxMs: 4000 } });
+    const { app, log } = bootDevice({
+      store,
+      timers,
+      broker,
+      config: { reconnectMinMs: 500, reconnectMaxMs: 4000 },
+    });
     await timers.advance(5_500); // readings 0..4 delivered and acked
     expect(app.outbox!.size).toBe(0);
     broker.stop();
@@ -175,7 +203,12 @@ describe("running", () => {
   it("resends readings whose PUBACK was lost, with the DUP flag, and a consumer ends up with each once in order", async () => {
     const { timers, store, broker } = setup();
     provision(store);
-    const { app } = bootDevice({ store, timers, broker, config: { reconnectMinMs: 500, reconnectMaxMs: 2000, maxInflight: 4 } });
+    const { app } = bootDevice({
+      store,
+      timers,
+      broker,
+      config: { reconnectMinMs: 500, reconnectMaxMs: 2000, maxInflight: 4 },
+    });
     await timers.advance(3_500); // 0..2 acked
     broker.holdPubacks = true;
     await timers.advance(6_000); // 3..8 reach the broker (at most 4 in flight), none acknowledged
@@ -199,7 +232,12 @@ describe("running", () => {
     const { timers, store, broker } = setup();
     provision(store);
     broker.stop();
-    const { app, log } = bootDevice({ store, timers, broker, config: { outboxCapacity: 5, reconnectMinMs: 1000, reconnectMaxMs: 1000 } });
+    const { app, log } = bootDevice({
+      store,
+      timers,
+      broker,
+      config: { outboxCapacity: 5, reconnectMinMs: 1000, reconnectMaxMs: 1000 },
+    });
     await timers.advance(9_000); // 9 readings, room for 5
     expect(app.outbox!.size).toBe(5);
     expect(app.outbox!.dropped).toBe(4);
@@ -208,7 +246,9 @@ describe("running", () => {
     await timers.advance(1_500);
     const seqs = broker.published(TOPIC).map((m) => decode(m).seq);
     expect(seqs.slice(0, 5)).toEqual([4, 5, 6, 7, 8]);
-    const online = broker.published(statusTopic(DEVICE_ID)).map((m) => JSON.parse(Buffer.from(m.payload).toString()) as Record<string, unknown>);
+    const online = broker
+      .published(statusTopic(DEVICE_ID))
+      .map((m) => JSON.parse(Buffer.from(m.payload).toString()) as Record<string, unknown>);
     expect(online[0]).toMatchObject({ online: true, dropped: 4 });
     // The status went out before the backlog.
     expect(broker.published()[0]!.topic).toBe(statusTopic(DEVICE_ID));
@@ -218,7 +258,13 @@ describe("running", () => {
     const { timers, store, broker } = setup();
     provision(store);
     broker.stop();
-    bootDevice({ store, timers, broker, random: Math.random, config: { reconnectMinMs: 1000, reconnectMaxMs: 8000 } });
+    bootDevice({
+      store,
+      timers,
+      broker,
+      random: Math.random,
+      config: { reconnectMinMs: 1000, reconnectMaxMs: 8000 },
+    });
     await timers.advance(60_000);
     const gaps = broker.attempts.slice(1).map((t, k) => t - broker.attempts[k]! - broker.connectLatencyMs);
     expect(gaps.length).toBeGreaterThanOrEqual(8);
@@ -244,8 +290,15 @@ describe("a server the TLS handshake refuses", () => {
   it("is a normal failed connection: logged with its reason, counted, retried with backoff, and nothing is lost", async () => {
     const { timers, store, broker } = setup();
     provision(store);
-    broker.tlsRefusal = "broker refused (pin_mismatch): the server's key is not the broker's (pin-sha256 not provisioned)";
-    const { app, log } = bootDevice({ store, timers, broker, random: () => 0.5, config: { reconnectMinMs: 1000, reconnectMaxMs: 4000 } });
+    broker.tlsRefusal =
+      "broker refused (pin_mismatch): the server's key is not the broker's (pin-sha256 not provisioned)";
+    const { app, log } = bootDevice({
+      store,
+      timers,
+      broker,
+      random: () => 0.5,
+      config: { reconnectMinMs: 1000, reconnectMaxMs: 4000 },
+    });
     await timers.advance(20_000);
     expect(broker.received).toHaveLength(0);
     expect(broker.attempts.length).toBeGreaterThanOrEqual(5);
@@ -271,7 +324,12 @@ describe("a connection that never completes", () => {
     const { timers, store, broker } = setup();
     provision(store);
     broker.answersConnects = false;
-    const { app, log } = bootDevice({ store, timers, broker, config: { connectTimeout: 5000, reconnectMinMs: 1000, reconnectMaxMs: 1000 } });
+    const { app, log } = bootDevice({
+      store,
+      timers,
+      broker,
+      config: { connectTimeout: 5000, reconnectMinMs: 1000, reconnectMaxMs: 1000 },
+    });
     await timers.advance(13_000);
     expect(log.text()).toContain("no CONNACK within 5000 ms");
     expect(broker.attempts.length).toBe(3); // at 0, 6 s and 12 s

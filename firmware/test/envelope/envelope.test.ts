@@ -25,7 +25,9 @@ interface Vector {
   plaintext: string;
   envelope: string;
 }
-const file = JSON.parse(readFileSync(new URL("../vectors/envelope-vectors.json", import.meta.url), "utf8")) as {
+const file = JSON.parse(
+  readFileSync(new URL("../vectors/envelope-vectors.json", import.meta.url), "utf8"),
+) as {
   payloadMaster: string;
   vectors: Vector[];
 };
@@ -43,7 +45,11 @@ async function webcryptoSeal(v: Vector): Promise<Uint8Array> {
   const aad = Buffer.concat([header, Buffer.from(v.sensorId), Buffer.from([0]), Buffer.from(v.topic)]);
   const key = await subtle.importKey("raw", h(v.deviceKey), "AES-GCM", false, ["encrypt"]);
   const ct = new Uint8Array(
-    await subtle.encrypt({ name: "AES-GCM", iv: header.subarray(2), additionalData: aad, tagLength: 128 }, key, h(v.plaintext)),
+    await subtle.encrypt(
+      { name: "AES-GCM", iv: header.subarray(2), additionalData: aad, tagLength: 128 },
+      key,
+      h(v.plaintext),
+    ),
   );
   return new Uint8Array(Buffer.concat([header, ct]));
 }
@@ -61,30 +67,33 @@ async function webcryptoHkdf(master: Uint8Array, sensorId: string): Promise<Uint
 describe("envelope known-answer vectors", () => {
   it("has vectors", () => expect(file.vectors.length).toBeGreaterThanOrEqual(4));
 
-  it.each(file.vectors.map((v, i) => [i, v] as const))("vector %i matches node:crypto and WebCrypto", async (_i, v) => {
-    const master = h(file.payloadMaster);
-    expect(Buffer.from(deriveDeviceKey(master, v.sensorId)).toString("hex")).toBe(v.deviceKey);
-    expect(Buffer.from(await webcryptoHkdf(master, v.sensorId)).toString("hex")).toBe(v.deviceKey);
+  it.each(file.vectors.map((v, i) => [i, v] as const))(
+    "vector %i matches node:crypto and WebCrypto",
+    async (_i, v) => {
+      const master = h(file.payloadMaster);
+      expect(Buffer.from(deriveDeviceKey(master, v.sensorId)).toString("hex")).toBe(v.deviceKey);
+      expect(Buffer.from(await webcryptoHkdf(master, v.sensorId)).toString("hex")).toBe(v.deviceKey);
 
-    const sealed = sealEnvelope(nodeAead, h(v.deviceKey), {
-      keyId: v.keyId,
-      boot: v.boot,
-      counter: Number(v.counter),
-      topic: v.topic,
-      sensorId: v.sensorId,
-      plaintext: h(v.plaintext),
-    });
-    expect(Buffer.from(sealed).toString("hex")).toBe(v.envelope);
-    expect(Buffer.from(await webcryptoSeal(v)).toString("hex")).toBe(v.envelope);
-    expect(Buffer.from(sealed.subarray(2, 14)).toString("hex")).toBe(v.nonce);
+      const sealed = sealEnvelope(nodeAead, h(v.deviceKey), {
+        keyId: v.keyId,
+        boot: v.boot,
+        counter: Number(v.counter),
+        topic: v.topic,
+        sensorId: v.sensorId,
+        plaintext: h(v.plaintext),
+      });
+      expect(Buffer.from(sealed).toString("hex")).toBe(v.envelope);
+      expect(Buffer.from(await webcryptoSeal(v)).toString("hex")).toBe(v.envelope);
+      expect(Buffer.from(sealed.subarray(2, 14)).toString("hex")).toBe(v.nonce);
 
-    const opened = openEnvelope(nodeAead, (id) => (id === v.keyId ? h(v.deviceKey) : undefined), {
-      topic: v.topic,
-      sensorId: v.sensorId,
-      bytes: h(v.envelope),
-    });
-    expect(opened.ok && Buffer.from(opened.value.plaintext).toString("hex")).toBe(v.plaintext);
-  });
+      const opened = openEnvelope(nodeAead, (id) => (id === v.keyId ? h(v.deviceKey) : undefined), {
+        topic: v.topic,
+        sensorId: v.sensorId,
+        bytes: h(v.envelope),
+      });
+      expect(opened.ok && Buffer.from(opened.value.plaintext).toString("hex")).toBe(v.plaintext);
+    },
+  );
 });
 
 describe("envelope security properties", () => {
@@ -118,7 +127,10 @@ describe("envelope security properties", () => {
         bad[bit >> 3] = bad[bit >> 3]! ^ (1 << (bit & 7));
         const out = openReading(nodeAead, keyFor, { topic, sensorId: r.sensorId, bytes: bad });
         expect(out.ok).toBe(false);
-        if (!out.ok) expect(["tag_mismatch", "unknown_version", "unknown_key_id", "out_of_range"]).toContain(out.error.code);
+        if (!out.ok)
+          expect(["tag_mismatch", "unknown_version", "unknown_key_id", "out_of_range"]).toContain(
+            out.error.code,
+          );
       }),
       { numRuns: sealed.length * 8 },
     );
@@ -134,7 +146,11 @@ describe("envelope security properties", () => {
       bytes: sealed,
     });
     expect(!moved.ok && moved.error.code).toBe("tag_mismatch");
-    const short = openEnvelope(nodeAead, keyFor, { topic, sensorId: r.sensorId, bytes: sealed.subarray(0, 29) });
+    const short = openEnvelope(nodeAead, keyFor, {
+      topic,
+      sensorId: r.sensorId,
+      bytes: sealed.subarray(0, 29),
+    });
     expect(!short.ok && short.error.code).toBe("truncated");
     const unknown = openEnvelope(nodeAead, () => undefined, { topic, sensorId: r.sensorId, bytes: sealed });
     expect(!unknown.ok && unknown.error.code).toBe("unknown_key_id");

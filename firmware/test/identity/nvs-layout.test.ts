@@ -1,6 +1,11 @@
 import { describe, expect, it } from "vitest";
 import {
-  identityToEntries, nextBootCounter, parseIdentity, PROV_KEY_LIST, PROV_NAMESPACE, readBootCounter,
+  identityToEntries,
+  nextBootCounter,
+  parseIdentity,
+  PROV_KEY_LIST,
+  PROV_NAMESPACE,
+  readBootCounter,
   NVS_KEY_MAX_CHARS,
 } from "../../src/identity/nvs-layout";
 import type { DeviceIdentity, ProvEntry } from "../../src/identity/nvs-layout";
@@ -18,7 +23,12 @@ const full: DeviceIdentity = {
   port: 8883,
   intervalMs: 5000,
   site: "site1",
-  tls: { caDer: der(600), certDer: der(900), keyDer: der(1200), brokerPins: [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)] },
+  tls: {
+    caDer: der(600),
+    certDer: der(900),
+    keyDer: der(1200),
+    brokerPins: [new Uint8Array(32).fill(1), new Uint8Array(32).fill(2)],
+  },
   payload: { keyId: 3, key: new Uint8Array(32).fill(9) },
   wifi: { ssid: "plant-floor", psk: "correct horse battery" },
 };
@@ -53,7 +63,15 @@ describe("NVS identity layout", () => {
   });
 
   it("accepts a plain-MQTT, unencrypted identity without TLS material", () => {
-    const plain: DeviceIdentity = { ...full, broker: "mqtt://10.0.0.2", brokerHost: "10.0.0.2", port: 1883, tls: null, payload: null, wifi: null };
+    const plain: DeviceIdentity = {
+      ...full,
+      broker: "mqtt://10.0.0.2",
+      brokerHost: "10.0.0.2",
+      port: 1883,
+      tls: null,
+      payload: null,
+      wifi: null,
+    };
     delete plain.site;
     expect(parseIdentity(moddableGetter(identityToEntries(plain)))).toEqual({ ok: true, identity: plain });
   });
@@ -62,7 +80,14 @@ describe("NVS identity layout", () => {
     const r = parseIdentity(() => undefined);
     expect(r.ok).toBe(false);
     if (r.ok) return;
-    expect(r.errors.map((e) => e.key).sort()).toEqual(["broker", "device_id", "encrypt", "interval", "port", "secure"]);
+    expect(r.errors.map((e) => e.key).sort()).toEqual([
+      "broker",
+      "device_id",
+      "encrypt",
+      "interval",
+      "port",
+      "secure",
+    ]);
     expect(r.errors.every((e) => e.code === "missing")).toBe(true);
   });
 
@@ -79,17 +104,34 @@ describe("NVS identity layout", () => {
 
   it("rejects mistyped and malformed values with specific errors and without echoing secrets", () => {
     const values: Record<string, unknown> = {
-      device_id: "bad id/with+wildcards", broker: "http://x", port: 70000, interval: -5, secure: true, encrypt: 1,
-      ca_der: new Uint8Array([1, 2, 3]).buffer, cert_der: der(10).buffer, key_der: "s3cr3t-key-material",
-      key_id: 300, payload_key: new Uint8Array(16).buffer, wifi_psk: "short", broker_pins: new Uint8Array(33).buffer,
+      device_id: "bad id/with+wildcards",
+      broker: "http://x",
+      port: 70000,
+      interval: -5,
+      secure: true,
+      encrypt: 1,
+      ca_der: new Uint8Array([1, 2, 3]).buffer,
+      cert_der: der(10).buffer,
+      key_der: "s3cr3t-key-material",
+      key_id: 300,
+      payload_key: new Uint8Array(16).buffer,
+      wifi_psk: "short",
+      broker_pins: new Uint8Array(33).buffer,
     };
     const r = parseIdentity((k) => values[k]);
     expect(r.ok).toBe(false);
     if (r.ok) return;
     const codes = Object.fromEntries(r.errors.map((e) => [e.key, e.code]));
     expect(codes).toEqual({
-      device_id: "invalid", port: "invalid", interval: "invalid", broker: "invalid", key_der: "wrong_type",
-      key_id: "invalid", payload_key: "invalid", wifi_psk: "invalid", broker_pins: "invalid",
+      device_id: "invalid",
+      port: "invalid",
+      interval: "invalid",
+      broker: "invalid",
+      key_der: "wrong_type",
+      key_id: "invalid",
+      payload_key: "invalid",
+      wifi_psk: "invalid",
+      broker_pins: "invalid",
     });
     expect(JSON.stringify(r.errors)).not.toContain("s3cr3t");
     expect(JSON.stringify(r.errors)).not.toContain("short");
@@ -101,8 +143,14 @@ describe("NVS identity layout", () => {
     const withoutPins = identityToEntries(full).filter((e) => e.key !== "broker_pins");
     const r = parseIdentity(moddableGetter(withoutPins));
     expect(r.ok).toBe(false);
-    if (!r.ok) expect(r.errors).toEqual([{ key: "broker_pins", code: "missing", message: "broker_pins (blob) is missing" }]);
-    const fivePins = identityToEntries({ ...full, tls: { ...full.tls!, brokerPins: Array.from({ length: 5 }, () => new Uint8Array(32)) } });
+    if (!r.ok)
+      expect(r.errors).toEqual([
+        { key: "broker_pins", code: "missing", message: "broker_pins (blob) is missing" },
+      ]);
+    const fivePins = identityToEntries({
+      ...full,
+      tls: { ...full.tls!, brokerPins: Array.from({ length: 5 }, () => new Uint8Array(32)) },
+    });
     const tooMany = parseIdentity(moddableGetter(fivePins));
     expect(tooMany.ok).toBe(false);
   });

@@ -6,13 +6,16 @@ import { CHANNEL_NAMES, CHANNELS } from "../../src/telemetry/channels";
 import { sampleReading } from "./sample-reading";
 
 const enc = (o: unknown): Uint8Array => new Uint8Array(Buffer.from(JSON.stringify(o)));
-const wire = (): Record<string, unknown> => JSON.parse(Buffer.from(encodeReading(sampleReading())).toString());
+const wire = (): Record<string, unknown> =>
+  JSON.parse(Buffer.from(encodeReading(sampleReading())).toString());
 
 describe("payload codec", () => {
   it("keeps the field names users know and round-trips a reading", () => {
     const r = sampleReading();
     const o = wire();
-    expect(Object.keys(o)).toEqual(expect.arrayContaining(["sensor_id", "seq", "ts", "boot", ...CHANNEL_NAMES]));
+    expect(Object.keys(o)).toEqual(
+      expect.arrayContaining(["sensor_id", "seq", "ts", "boot", ...CHANNEL_NAMES]),
+    );
     expect(o.temperature_c).toBe(65.5);
     const back = decodeReading(encodeReading(r));
     expect(back).toEqual({ ok: true, value: r });
@@ -50,7 +53,11 @@ describe("payload codec", () => {
     ["temperature as bool", enc({ ...wire(), temperature_c: true }), "wrong_type"],
     ["null without fault", enc({ ...wire(), voltage_v: null }), "wrong_type"],
     ["unknown fault channel", enc({ ...wire(), faults: ["x"] }), "wrong_type"],
-    ["Infinity via 1e999", new Uint8Array(Buffer.from(JSON.stringify(wire()).replace('"current_a":512.25', '"current_a":1e999'))), "not_finite"],
+    [
+      "Infinity via 1e999",
+      new Uint8Array(Buffer.from(JSON.stringify(wire()).replace('"current_a":512.25', '"current_a":1e999'))),
+      "not_finite",
+    ],
   ];
   it.each(cases)("rejects %s with a typed error", (_name, bytes, code) => {
     const r = decodeReading(bytes);
@@ -77,7 +84,14 @@ describe("payload codec", () => {
     fc.assert(
       fc.property(
         fc.constantFrom(...Object.keys(base)),
-        fc.oneof(fc.double(), fc.string(), fc.constant(null), fc.integer(), fc.boolean(), fc.array(fc.string())),
+        fc.oneof(
+          fc.double(),
+          fc.string(),
+          fc.constant(null),
+          fc.integer(),
+          fc.boolean(),
+          fc.array(fc.string()),
+        ),
         (field, value) => {
           const r = decodeReading(enc({ ...base, [field]: value }));
           if (r.ok) {

@@ -31,7 +31,13 @@ describe("replay window", () => {
         let max = -1;
         for (const s of seqs) {
           const v = w.check("d", 1, s);
-          const expected = seen.has(s) ? (s <= max - 64 ? "replay" : "duplicate") : s <= max - 64 ? "replay" : "new";
+          const expected = seen.has(s)
+            ? s <= max - 64
+              ? "replay"
+              : "duplicate"
+            : s <= max - 64
+              ? "replay"
+              : "new";
           expect(v).toBe(expected);
           if (v === "new") {
             w.commit("d", 1, s);

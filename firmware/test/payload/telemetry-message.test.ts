@@ -10,12 +10,19 @@ describe("telemetry message", () => {
   const keys = new DeviceKeyCache(ring);
   const r = sampleReading();
   const enc = { kind: "encrypted" as const, aead: nodeAead, keyId: 2, key: keys.keyFor(2, r.sensorId)! };
-  const dec = { kind: "encrypted" as const, aead: nodeAead, keyFor: (k: number, id: string) => keys.keyFor(k, id) };
+  const dec = {
+    kind: "encrypted" as const,
+    aead: nodeAead,
+    keyFor: (k: number, id: string) => keys.keyFor(k, id),
+  };
 
   it("round-trips plain and encrypted", () => {
     const plain = encodeTelemetryMessage(r, { kind: "plain" });
     expect(plain.topic).toBe("electrolyser/elx-site1-0001/telemetry");
-    expect(decodeTelemetryMessage(plain.topic, plain.payload, { kind: "plain" })).toEqual({ ok: true, value: r });
+    expect(decodeTelemetryMessage(plain.topic, plain.payload, { kind: "plain" })).toEqual({
+      ok: true,
+      value: r,
+    });
     const sealed = encodeTelemetryMessage(r, enc);
     expect(decodeTelemetryMessage(sealed.topic, sealed.payload, dec)).toEqual({ ok: true, value: r });
   });
@@ -28,7 +35,9 @@ describe("telemetry message", () => {
 
   it("rejects a payload whose sensor_id differs from the topic", () => {
     const plain = encodeTelemetryMessage(r, { kind: "plain" });
-    const out = decodeTelemetryMessage("electrolyser/elx-site1-0002/telemetry", plain.payload, { kind: "plain" });
+    const out = decodeTelemetryMessage("electrolyser/elx-site1-0002/telemetry", plain.payload, {
+      kind: "plain",
+    });
     expect(!out.ok && out.error.code).toBe("device_mismatch");
     const sealed = encodeTelemetryMessage(r, enc);
     const moved = decodeTelemetryMessage("electrolyser/elx-site1-0002/telemetry", sealed.payload, dec);
@@ -37,7 +46,11 @@ describe("telemetry message", () => {
 
   it("rejects a topic that is not a telemetry topic", () => {
     const plain = encodeTelemetryMessage(r, { kind: "plain" });
-    for (const t of ["electrolyser/elx-site1-0001/status", "other/elx-site1-0001/telemetry", "electrolyser/+/telemetry"]) {
+    for (const t of [
+      "electrolyser/elx-site1-0001/status",
+      "other/elx-site1-0001/telemetry",
+      "electrolyser/+/telemetry",
+    ]) {
       const out = decodeTelemetryMessage(t, plain.payload, { kind: "plain" });
       expect(out.ok).toBe(false);
     }

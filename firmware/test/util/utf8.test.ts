@@ -13,7 +13,7 @@ describe("utf8", () => {
     );
   });
   it("switches from the ASCII path to the general one at any point, lone surrogates becoming U+FFFD like Buffer", () => {
-    const piece = fc.constantFrom("a", "{\"x\":1}", "é", "€", "😀", "\ud800", "\udfff", "\u007f", "\u0080");
+    const piece = fc.constantFrom("a", '{"x":1}', "é", "€", "😀", "\ud800", "\udfff", "\u007f", "\u0080");
     fc.assert(
       fc.property(fc.array(piece, { maxLength: 30 }), (parts) => {
         const s = parts.join("");
@@ -23,7 +23,14 @@ describe("utf8", () => {
     );
   });
   it("rejects malformed sequences that a lenient decoder would paper over", () => {
-    for (const bad of [[0xc0, 0x80], [0xe0, 0x80], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0x80], [0xe2, 0x82]]) {
+    for (const bad of [
+      [0xc0, 0x80],
+      [0xe0, 0x80],
+      [0xed, 0xa0, 0x80],
+      [0xf4, 0x90, 0x80, 0x80],
+      [0x80],
+      [0xe2, 0x82],
+    ]) {
       expect(decodeUtf8(Uint8Array.from(bad))).toBeUndefined();
     }
   });
@@ -38,7 +45,8 @@ describe("utf8", () => {
           expected = undefined;
         }
         // TextDecoder drops a leading BOM; ours keeps every byte.
-        if (expected !== undefined && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf) expected = "\ufeff" + expected;
+        if (expected !== undefined && b[0] === 0xef && b[1] === 0xbb && b[2] === 0xbf)
+          expected = "\ufeff" + expected;
         expect(decodeUtf8(b)).toBe(expected);
       }),
       { numRuns: 5000 },

@@ -79,18 +79,29 @@ async function one(o: {
       "--import",
       "tsx",
       join(repoRoot(), "host/src/cli/emulate.ts"),
-      "--count", String(o.count),
-      "--rate", String(o.rateHz),
-      "--duration", String(o.durationS),
-      "--broker", broker.url,
-      "--connect-rate", String(o.connectRate),
-      "--key-type", o.keyType,
-      "--boot", String(boot),
+      "--count",
+      String(o.count),
+      "--rate",
+      String(o.rateHz),
+      "--duration",
+      String(o.durationS),
+      "--broker",
+      broker.url,
+      "--connect-rate",
+      String(o.connectRate),
+      "--key-type",
+      o.keyType,
+      "--boot",
+      String(boot),
       "--no-verify",
-      "--workers", String(o.workers),
-      "--report", reportFile,
+      "--workers",
+      String(o.workers),
+      "--report",
+      reportFile,
     ];
-    o.log(`  ${o.count} boards (${o.keyType}, ${o.workers} thread${o.workers > 1 ? "s" : ""}) for ${o.durationS} s against mosquitto ${broker.url} …`);
+    o.log(
+      `  ${o.count} boards (${o.keyType}, ${o.workers} thread${o.workers > 1 ? "s" : ""}) for ${o.durationS} s against mosquitto ${broker.url} …`,
+    );
     // Steady state for end-to-end latency: every board has delivered, plus a few seconds for backlogs to clear.
     const steadyWatch = setInterval(() => {
       if (verifier.tallies.size === o.count) {
@@ -99,7 +110,10 @@ async function one(o: {
       }
     }, 250);
     const code = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(process.execPath, args, { env: { ...process.env, EST_STATE_DIR: o.state }, stdio: ["ignore", "pipe", "inherit"] });
+      const child = spawn(process.execPath, args, {
+        env: { ...process.env, EST_STATE_DIR: o.state },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
       child.stdout.on("data", (d: Buffer) => {
         for (const line of d.toString().split("\n")) if (line.trim()) o.log(`    | ${line.trim()}`);
       });
@@ -108,7 +122,8 @@ async function one(o: {
     });
     clearInterval(steadyWatch);
     const s = JSON.parse(await readFile(reportFile, "utf8")) as EmulatorSummary;
-    if (code !== 0 && s.messages.acked === 0) throw new Error(`emulator exited with ${code} and published nothing`);
+    if (code !== 0 && s.messages.acked === 0)
+      throw new Error(`emulator exited with ${code} and published nothing`);
     const published = s.devices.reduce((n, d) => n + d.published, 0);
     const until = performance.now() + 20_000;
     while (verifier.unique < published && performance.now() < until) await sleep(100);
@@ -148,16 +163,31 @@ async function one(o: {
 export async function run(argv: string[]): Promise<void> {
   const a = await yargs(argv)
     .scriptName("npm run bench -- emulate")
-    .usage("$0 [options]\n\nRuns the emulator against Debian's Mosquitto at each board count and prints connect time, failures, msg/s, latency, loss, emulator CPU per message and memory per board.")
-    .option("counts", { type: "string", default: "1000,5000,10000", describe: "board counts (P-256 device keys)" })
-    .option("rsa-count", { type: "number", default: 1000, describe: "boards for the RSA-2048 connect run (0 to skip)" })
+    .usage(
+      "$0 [options]\n\nRuns the emulator against Debian's Mosquitto at each board count and prints connect time, failures, msg/s, latency, loss, emulator CPU per message and memory per board.",
+    )
+    .option("counts", {
+      type: "string",
+      default: "1000,5000,10000",
+      describe: "board counts (P-256 device keys)",
+    })
+    .option("rsa-count", {
+      type: "number",
+      default: 1000,
+      describe: "boards for the RSA-2048 connect run (0 to skip)",
+    })
     .option("duration", { type: "number", default: 60, describe: "seconds of sampling per run" })
     .option("rate", { type: "number", default: 1, describe: "messages per second per board" })
-    .option("connect-rate", { type: "number", default: 2000, describe: "connections per second the emulator may open" })
+    .option("connect-rate", {
+      type: "number",
+      default: 2000,
+      describe: "connections per second the emulator may open",
+    })
     .option("workers", {
       type: "string",
       default: "auto",
-      describe: "emulator threads for the boards, a comma-separated list to compare (auto: the emulator's default for each count)",
+      describe:
+        "emulator threads for the boards, a comma-separated list to compare (auto: the emulator's default for each count)",
     })
     .strict()
     .help()
@@ -169,7 +199,8 @@ export async function run(argv: string[]): Promise<void> {
   const threadsFor = (count: number): number[] => [
     ...new Set(workerChoices.map((w) => (w === "auto" ? defaultWorkers(count) : Number(w)))),
   ];
-  if (counts.some((n) => !Number.isInteger(n) || n < 1)) throw new Error("--counts must be positive integers, comma-separated");
+  if (counts.some((n) => !Number.isInteger(n) || n < 1))
+    throw new Error("--counts must be positive integers, comma-separated");
   const log = (s: string): void => console.error(s);
   ensureFdLimit(Math.max(...counts, a["rsa-count"]) + 200);
   const rows: BenchRow[] = [];
@@ -179,20 +210,58 @@ export async function run(argv: string[]): Promise<void> {
     const state = join(base, "rsa-2048");
     await mkdir(state, { recursive: true });
     log(`PKI (RSA-2048, ${a["rsa-count"]} devices) in ${state} …`);
-    const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(a["rsa-count"]), services: ["monitor"], deviceKeyType: "rsa-2048", onProgress: progress(log) });
+    const pki = await ensureDevPki({
+      stateDir: state,
+      devices: deviceIds(a["rsa-count"]),
+      services: ["monitor"],
+      deviceKeyType: "rsa-2048",
+      onProgress: progress(log),
+    });
     for (const workers of threadsFor(a["rsa-count"]))
-      rows.push(await one({ count: a["rsa-count"], keyType: "rsa-2048", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers, log }));
+      rows.push(
+        await one({
+          count: a["rsa-count"],
+          keyType: "rsa-2048",
+          pki,
+          state,
+          durationS: a.duration,
+          rateHz: a.rate,
+          connectRate: a["connect-rate"],
+          workers,
+          log,
+        }),
+      );
   }
   const state = join(base, "p256");
   await mkdir(state, { recursive: true });
   log(`PKI (P-256, ${Math.max(...counts)} devices) in ${state} …`);
-  const pki = await ensureDevPki({ stateDir: state, devices: deviceIds(Math.max(...counts)), services: ["monitor"], deviceKeyType: "p256", onProgress: progress(log) });
+  const pki = await ensureDevPki({
+    stateDir: state,
+    devices: deviceIds(Math.max(...counts)),
+    services: ["monitor"],
+    deviceKeyType: "p256",
+    onProgress: progress(log),
+  });
   for (const count of counts) {
     for (const workers of threadsFor(count))
-      rows.push(await one({ count, keyType: "p256", pki, state, durationS: a.duration, rateHz: a.rate, connectRate: a["connect-rate"], workers, log }));
+      rows.push(
+        await one({
+          count,
+          keyType: "p256",
+          pki,
+          state,
+          durationS: a.duration,
+          rateHz: a.rate,
+          connectRate: a["connect-rate"],
+          workers,
+          log,
+        }),
+      );
   }
 
-  console.log(`\nemulator vs mosquitto ${a.rate} msg/s/board, ${a.duration} s each, mTLS, QoS 1 (load average at end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`);
+  console.log(
+    `\nemulator vs mosquitto ${a.rate} msg/s/board, ${a.duration} s each, mTLS, QoS 1 (load average at end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")})`,
+  );
   console.log(
     "steady-state latencies (after every board connected and sent its backlog); *_all_p99 includes the connect phase\n" +
       "boards  threads  key       connect_s  hs_fail  conn_fail  msg/s    puback_p50/p99_ms  e2e_p50/p99_ms   puback/e2e_all_p99  lost  dups  emu_us/msg  emu_B/board  broker_us/msg",

@@ -23,7 +23,9 @@ const PAYLOAD_BYTES = 227; // a plain reading
 export async function run(argv: string[]): Promise<void> {
   const a = await yargs(argv)
     .scriptName("npm run bench -- tls-floor")
-    .usage("$0 [options]\n\nThe cost of bare per-device mTLS connections in Node: memory per context and connection, CPU per QoS 1 message.")
+    .usage(
+      "$0 [options]\n\nThe cost of bare per-device mTLS connections in Node: memory per context and connection, CPU per QoS 1 message.",
+    )
     .option("count", { type: "number", default: 5000, describe: "connections (P-256 device identities)" })
     .option("duration", { type: "number", default: 30, describe: "seconds of publishing" })
     .strict()
@@ -36,15 +38,33 @@ export async function run(argv: string[]): Promise<void> {
   const log = (s: string): void => console.error(s);
   log(`PKI (P-256, ${n} devices) in ${state} …`);
   const ids = deviceIds(n);
-  const pki = await ensureDevPki({ stateDir: state, devices: ids, services: ["monitor"], deviceKeyType: "p256" });
+  const pki = await ensureDevPki({
+    stateDir: state,
+    devices: ids,
+    services: ["monitor"],
+    deviceKeyType: "p256",
+  });
   const dataDir = await mkdtemp(join(state, "mosquitto-floor-"));
   const broker = await startMosquitto({ pki, dataDir });
   const sockets: TLSSocket[] = [];
   try {
     const root = await readFile(pki.root);
-    const files = await Promise.all(ids.map(async (id) => ({ cert: await readFile(pki.device(id).cert), key: await readFile(pki.device(id).key) })));
+    const files = await Promise.all(
+      ids.map(async (id) => ({
+        cert: await readFile(pki.device(id).cert),
+        key: await readFile(pki.device(id).key),
+      })),
+    );
     const rss0 = process.memoryUsage().rss;
-    const contexts: SecureContext[] = files.map((f) => createSecureContext({ ca: root, cert: f.cert, key: f.key, minVersion: "TLSv1.2", maxVersion: "TLSv1.2" }));
+    const contexts: SecureContext[] = files.map((f) =>
+      createSecureContext({
+        ca: root,
+        cert: f.cert,
+        key: f.key,
+        minVersion: "TLSv1.2",
+        maxVersion: "TLSv1.2",
+      }),
+    );
     const rss1 = process.memoryUsage().rss;
     log(`${n} contexts loaded; connecting …`);
 
@@ -82,7 +102,16 @@ export async function run(argv: string[]): Promise<void> {
         const socket = tlsConnect(options);
         socket.setNoDelay(true);
         socket.once("secureConnect", () =>
-          socket.write(mqttPacket.generate({ cmd: "connect", protocolId: "MQTT", protocolVersion: 4, clientId: ids[i]!, clean: true, keepalive: 600 })),
+          socket.write(
+            mqttPacket.generate({
+              cmd: "connect",
+              protocolId: "MQTT",
+              protocolVersion: 4,
+              clientId: ids[i]!,
+              clean: true,
+              keepalive: 600,
+            }),
+          ),
         );
         socket.on("error", () => undefined);
         socket.once("close", () => {
@@ -120,9 +149,15 @@ export async function run(argv: string[]): Promise<void> {
     const messages = acks - acks0;
     const rss3 = process.memoryUsage().rss;
     const us = (x: number): string => (x / Math.max(1, messages)).toFixed(1);
-    console.log(`\nbare mTLS clients (TLS 1.2, own certificate each) vs mosquitto, ${n} connections, ${a.duration} s at 1 msg/s, QoS 1`);
-    console.log(`memory: ${((rss1 - rss0) / n / 1024).toFixed(1)} KB per SecureContext + ${((rss2 - rss1) / n / 1024).toFixed(1)} KB per idle connection = ${((rss2 - rss0) / n / 1024).toFixed(1)} KB per board before any board state; ${((rss3 - rss0) / n / 1024).toFixed(1)} KB per board after the traffic`);
-    console.log(`cpu: ${us(cpu.user + cpu.system)} µs per acknowledged message (user ${us(cpu.user)}, system ${us(cpu.system)}), ${messages} messages`);
+    console.log(
+      `\nbare mTLS clients (TLS 1.2, own certificate each) vs mosquitto, ${n} connections, ${a.duration} s at 1 msg/s, QoS 1`,
+    );
+    console.log(
+      `memory: ${((rss1 - rss0) / n / 1024).toFixed(1)} KB per SecureContext + ${((rss2 - rss1) / n / 1024).toFixed(1)} KB per idle connection = ${((rss2 - rss0) / n / 1024).toFixed(1)} KB per board before any board state; ${((rss3 - rss0) / n / 1024).toFixed(1)} KB per board after the traffic`,
+    );
+    console.log(
+      `cpu: ${us(cpu.user + cpu.system)} µs per acknowledged message (user ${us(cpu.user)}, system ${us(cpu.system)}), ${messages} messages`,
+    );
     console.log(`connect: ${connacks} in ${connectS.toFixed(2)} s, ${failures} failed`);
   } finally {
     for (const s of sockets) s.destroy();

@@ -73,14 +73,18 @@ export function fillTemplate(template: string, values: Readonly<Record<string, s
 function checkValue(name: string, value: string, allowSpace: boolean): string {
   if (value.length === 0) throw new Error(`mosquitto config: ${name} is empty`);
   // eslint-disable-next-line no-control-regex
-  if (/[\u0000-\u001f\u007f]/.test(value)) throw new Error(`mosquitto config: ${name} contains a control character`);
-  if (!allowSpace && /\s/.test(value)) throw new Error(`mosquitto config: ${name} must not contain spaces: ${value}`);
+  if (/[\u0000-\u001f\u007f]/.test(value))
+    throw new Error(`mosquitto config: ${name} contains a control character`);
+  if (!allowSpace && /\s/.test(value))
+    throw new Error(`mosquitto config: ${name} must not contain spaces: ${value}`);
   return value;
 }
 
 export function renderBrokerConfig(templates: BrokerTemplates, p: BrokerConfigParams): RenderedBrokerConfig {
-  if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535) throw new Error(`mosquitto config: invalid port ${p.port}`);
-  if (!IDENTITY.test(p.ingestIdentity)) throw new Error(`mosquitto config: invalid ingest identity "${p.ingestIdentity}"`);
+  if (!Number.isInteger(p.port) || p.port < 1 || p.port > 65535)
+    throw new Error(`mosquitto config: invalid port ${p.port}`);
+  if (!IDENTITY.test(p.ingestIdentity))
+    throw new Error(`mosquitto config: invalid ingest identity "${p.ingestIdentity}"`);
   const dir = checkValue("persistenceDir", p.persistenceDir, false);
   const conf = fillTemplate(templates.conf, {
     USER: checkValue("user", p.user, false),

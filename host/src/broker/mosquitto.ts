@@ -131,7 +131,9 @@ async function assertExecutable(binary: string): Promise<void> {
   try {
     await access(binary, constants.X_OK);
   } catch {
-    throw new Error(`mosquitto binary not found or not executable: ${binary} (Debian: apt-get install mosquitto)`);
+    throw new Error(
+      `mosquitto binary not found or not executable: ${binary} (Debian: apt-get install mosquitto)`,
+    );
   }
 }
 
@@ -147,7 +149,9 @@ async function assertReadable(what: string, path: string): Promise<void> {
 async function assertCrlReadableByOpenSsl(path: string): Promise<void> {
   const text = await readFile(path, "utf8");
   if (!text.includes("-----BEGIN X509 CRL-----")) {
-    throw new Error(`CRL ${path} has no "-----BEGIN X509 CRL-----" block (mosquitto/OpenSSL read only that PEM label)`);
+    throw new Error(
+      `CRL ${path} has no "-----BEGIN X509 CRL-----" block (mosquitto/OpenSSL read only that PEM label)`,
+    );
   }
 }
 

@@ -17,7 +17,11 @@
  * such SUBSCRIBEs and filters each delivery instead; an embedded broker should also check every delivery
  * with action "subscribe" and the concrete topic.
  */
-import { INGEST_IDENTITY, MONITOR_IDENTITY, SERVICE_IDENTITIES } from "../../../firmware/src/telemetry/vocabulary";
+import {
+  INGEST_IDENTITY,
+  MONITOR_IDENTITY,
+  SERVICE_IDENTITIES,
+} from "../../../firmware/src/telemetry/vocabulary";
 const ROOT = "electrolyser";
 
 /** Identities are device ids / service names: nothing that could act as a topic wildcard or separator. */
@@ -27,7 +31,12 @@ export type TopicAction = "publish" | "subscribe";
 
 export { MONITOR_IDENTITY } from "../../../firmware/src/telemetry/vocabulary";
 
-export function isAllowed(identity: string, action: TopicAction, topic: string, ingestIdentity = INGEST_IDENTITY): boolean {
+export function isAllowed(
+  identity: string,
+  action: TopicAction,
+  topic: string,
+  ingestIdentity = INGEST_IDENTITY,
+): boolean {
   if (!IDENTITY.test(identity)) return false;
   if (topic.length === 0 || topic.includes("\u0000")) return false;
 

@@ -50,5 +50,7 @@ export async function waitForTls(o: {
     await new Promise((r) => setTimeout(r, 50));
   }
   const why = last instanceof Error ? last.message : String(last);
-  throw new Error(`TLS listener ${o.host}:${o.port} did not accept within ${o.timeoutMs} ms (last error: ${why})`);
+  throw new Error(
+    `TLS listener ${o.host}:${o.port} did not accept within ${o.timeoutMs} ms (last error: ${why})`,
+  );
 }

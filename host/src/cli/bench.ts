@@ -12,8 +12,10 @@ const available = readdirSync(benchDir)
 
 const [name, ...rest] = process.argv.slice(2);
 if (!name || name === "--help" || name === "-h") {
-  console.log(`Usage: npm run bench -- <name> [options]\n\nBenchmarks: ${available.join(", ")}\n\n` +
-    "Each prints its figures; `npm run bench -- <name> --help` lists its options.");
+  console.log(
+    `Usage: npm run bench -- <name> [options]\n\nBenchmarks: ${available.join(", ")}\n\n` +
+      "Each prints its figures; `npm run bench -- <name> --help` lists its options.",
+  );
   process.exit(name ? 0 : 1);
 }
 if (!available.includes(name)) {

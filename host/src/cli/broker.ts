@@ -40,11 +40,18 @@ function brokerPki(a: StartArgs): BrokerPki {
 }
 
 async function assertPkiPresent(pki: BrokerPki): Promise<void> {
-  for (const [what, path] of [["CA bundle", pki.caBundle], ["CRL", pki.crl], ["broker certificate", pki.broker.cert], ["broker key", pki.broker.key]] as const) {
+  for (const [what, path] of [
+    ["CA bundle", pki.caBundle],
+    ["CRL", pki.crl],
+    ["broker certificate", pki.broker.cert],
+    ["broker key", pki.broker.key],
+  ] as const) {
     try {
       await access(path, constants.R_OK);
     } catch {
-      throw new Error(`${what} not found at ${path}: create the PKI first (npm run pki -- --help) or pass --ca/--crl/--cert/--key`);
+      throw new Error(
+        `${what} not found at ${path}: create the PKI first (npm run pki -- --help) or pass --ca/--crl/--cert/--key`,
+      );
     }
   }
 }
@@ -63,7 +70,9 @@ async function runForeground(a: StartArgs): Promise<void> {
   const say = (line: string): void => console.error(`broker: ${line}`);
   // Cutting off by identity needs the PKI's revocation list: not with an external --crl.
   const revocation =
-    a.crl === undefined ? await prepareLauncherRevocation({ stateDir: stateDir(), dataDir, log: say }) : undefined;
+    a.crl === undefined
+      ? await prepareLauncherRevocation({ stateDir: stateDir(), dataDir, log: say })
+      : undefined;
   console.error(`broker: starting mosquitto (data ${dataDir}) …`);
   const handle = await startMosquitto({
     pki,
@@ -155,7 +164,9 @@ async function requestRestart(dataDirArg: string, timeoutMs: number): Promise<vo
   const dataDir = resolve(dataDirArg);
   const state = await readRunState(dataDir);
   if (!state || !isProcessAlive(state.cliPid)) {
-    throw new Error(`no running \`npm run broker\` for ${dataDir}; under docker-compose use \`docker compose restart mosquitto\``);
+    throw new Error(
+      `no running \`npm run broker\` for ${dataDir}; under docker-compose use \`docker compose restart mosquitto\``,
+    );
   }
   process.kill(state.cliPid, "SIGHUP");
   const deadline = Date.now() + timeoutMs;
@@ -163,7 +174,9 @@ async function requestRestart(dataDirArg: string, timeoutMs: number): Promise<vo
     await new Promise((r) => setTimeout(r, 100));
     const now = await readRunState(dataDir).catch(() => undefined);
     if (now && now.generation > state.generation) {
-      console.log(`broker: restarted ${now.url} pid ${now.brokerPid} (was ${state.brokerPid}); the current CRL is enforced`);
+      console.log(
+        `broker: restarted ${now.url} pid ${now.brokerPid} (was ${state.brokerPid}); the current CRL is enforced`,
+      );
       return;
     }
     if (!isProcessAlive(state.cliPid)) throw new Error("the broker stopped while restarting; see its output");
@@ -185,7 +198,7 @@ await yargs(hideBin(process.argv))
     "$0 [start] [options]\n\nRuns Debian's mosquitto in the foreground with the project's mutual-TLS configuration and ACL, " +
       "using the PKI under the state folder. Stops cleanly on Ctrl-C / SIGTERM.\n\n" +
       "Revoking a board: `npm run pki -- revoke <id>`; the running broker cuts it off by itself within seconds and re-signs " +
-        "the CRL before it lapses. `npm run broker -- restart` reloads the CRL by hand (mosquitto reads it at start only).",
+      "the CRL before it lapses. `npm run broker -- restart` reloads the CRL by hand (mosquitto reads it at start only).",
   )
   .command(
     ["start", "$0"],
@@ -193,9 +206,21 @@ await yargs(hideBin(process.argv))
     (y) =>
       y
         .option("port", { type: "number", default: 8883, describe: "TLS listener port (0 = a free port)" })
-        .option("bind", { type: "string", default: "127.0.0.1", describe: "address to listen on (0.0.0.0 to serve boards on the LAN)" })
-        .option("data-dir", { type: "string", default: defaultDataDir(), describe: "rendered config, ACL and persistence database" })
-        .option("ingest-identity", { type: "string", default: "ingest", describe: "certificate CN of the ingest service" })
+        .option("bind", {
+          type: "string",
+          default: "127.0.0.1",
+          describe: "address to listen on (0.0.0.0 to serve boards on the LAN)",
+        })
+        .option("data-dir", {
+          type: "string",
+          default: defaultDataDir(),
+          describe: "rendered config, ACL and persistence database",
+        })
+        .option("ingest-identity", {
+          type: "string",
+          default: "ingest",
+          describe: "certificate CN of the ingest service",
+        })
         .option("bind-client-id", {
           type: "boolean",
           default: true,
@@ -206,7 +231,10 @@ await yargs(hideBin(process.argv))
         .option("log-file", { type: "string", describe: "also append the broker log to this file" })
         .option("ca", { type: "string", describe: "CA bundle (default: the PKI's public/ca-bundle.pem)" })
         .option("crl", { type: "string", describe: "CRL (default: the PKI's public/crl.pem)" })
-        .option("cert", { type: "string", describe: "broker certificate (default: the PKI's broker/cert.pem)" })
+        .option("cert", {
+          type: "string",
+          describe: "broker certificate (default: the PKI's broker/cert.pem)",
+        })
         .option("key", { type: "string", describe: "broker private key (default: the PKI's broker/key.pem)" })
         .option("quiet", { type: "boolean", default: false, describe: "do not echo the broker log" }),
     (a) => runForeground(a as unknown as StartArgs),
@@ -216,8 +244,16 @@ await yargs(hideBin(process.argv))
     "restart a running `npm run broker` (same port and data) so it enforces the current CRL",
     (y) =>
       y
-        .option("data-dir", { type: "string", default: defaultDataDir(), describe: "data folder of the running broker" })
-        .option("timeout", { type: "number", default: 30_000, describe: "milliseconds to wait for the restart" }),
+        .option("data-dir", {
+          type: "string",
+          default: defaultDataDir(),
+          describe: "data folder of the running broker",
+        })
+        .option("timeout", {
+          type: "number",
+          default: 30_000,
+          describe: "milliseconds to wait for the restart",
+        }),
     (a) => requestRestart(a.dataDir, a.timeout),
   )
   .command(

@@ -19,23 +19,62 @@ const argv = await yargs(hideBin(process.argv))
   .option("count", { alias: "n", type: "number", demandOption: true, describe: "number of boards" })
   .option("rate", { type: "number", default: 1, describe: "readings per second per board" })
   .option("duration", { type: "number", describe: "seconds to sample (default: until Ctrl-C)" })
-  .option("broker", { type: "string", describe: "mqtts://host:port of an external broker (default: embedded)" })
-  .option("encrypt", { type: "boolean", default: false, describe: "seal readings in the AES-256-GCM envelope (per-device keys from the fleet payload secret)" })
+  .option("broker", {
+    type: "string",
+    describe: "mqtts://host:port of an external broker (default: embedded)",
+  })
+  .option("encrypt", {
+    type: "boolean",
+    default: false,
+    describe: "seal readings in the AES-256-GCM envelope (per-device keys from the fleet payload secret)",
+  })
   .option("key-id", { type: "number", default: 1, describe: "payload secret key id used with --encrypt" })
   .option("scenario", { type: "string", describe: "fault scenario file (JSON or YAML)" })
-  .option("random-faults", { type: "number", default: 0, describe: "random faults per minute across the fleet (drawn from --seed)" })
-  .option("seed", { type: "string", default: "1", describe: "seed for physics, load profiles and faults: same seed, same readings" })
-  .option("connect-rate", { type: "number", default: 500, describe: "new connections per second (reconnects included)" })
-  .option("max-pending-connects", { type: "number", default: 256, describe: "connections in progress at once (TLS handshakes the broker has not finished)" })
+  .option("random-faults", {
+    type: "number",
+    default: 0,
+    describe: "random faults per minute across the fleet (drawn from --seed)",
+  })
+  .option("seed", {
+    type: "string",
+    default: "1",
+    describe: "seed for physics, load profiles and faults: same seed, same readings",
+  })
+  .option("connect-rate", {
+    type: "number",
+    default: 500,
+    describe: "new connections per second (reconnects included)",
+  })
+  .option("max-pending-connects", {
+    type: "number",
+    default: 256,
+    describe: "connections in progress at once (TLS handshakes the broker has not finished)",
+  })
   .option("workers", {
     type: "number",
-    describe: "worker threads running the boards (default: one per core from 1,000 boards, otherwise 1, this thread)",
+    describe:
+      "worker threads running the boards (default: one per core from 1,000 boards, otherwise 1, this thread)",
   })
   .option("report", { type: "string", describe: "write the summary (and fault log) as JSON here" })
-  .option("verify", { type: "boolean", default: true, describe: "run the verifying subscriber, a read-only identity (--no-verify to skip)" })
-  .option("key-type", { choices: ["rsa-2048", "p256"] as const, default: "rsa-2048" as const, describe: "key type for newly issued device certificates" })
-  .option("boot", { type: "number", describe: "boot number for this run (default: next from the state folder)" })
-  .option("store-url", { type: "string", describe: "write the emulator's own figures (measurement `bench`) to this InfluxDB v2 / VictoriaMetrics URL; token from $EST_STORE_TOKEN" })
+  .option("verify", {
+    type: "boolean",
+    default: true,
+    describe: "run the verifying subscriber, a read-only identity (--no-verify to skip)",
+  })
+  .option("key-type", {
+    choices: ["rsa-2048", "p256"] as const,
+    default: "rsa-2048" as const,
+    describe: "key type for newly issued device certificates",
+  })
+  .option("boot", {
+    type: "number",
+    describe: "boot number for this run (default: next from the state folder)",
+  })
+  .option("store-url", {
+    type: "string",
+    describe:
+      "write the emulator's own figures (measurement `bench`) to this InfluxDB v2 / VictoriaMetrics URL; token from $EST_STORE_TOKEN",
+  })
   .option("store-org", { type: "string", describe: "InfluxDB organisation for --store-url" })
   .option("store-bucket", { type: "string", describe: "InfluxDB bucket for --store-url" })
   .option("verify-identity", {

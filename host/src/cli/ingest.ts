@@ -102,7 +102,11 @@ async function main(): Promise<void> {
       default: pki.service("ingest").key,
       describe: "Ingest client private key",
     })
-    .option("manifest", { type: "string", describe: "Fleet manifest (JSON/YAML): each device's site; devices it does not list are refused (unknown_device)" })
+    .option("manifest", {
+      type: "string",
+      describe:
+        "Fleet manifest (JSON/YAML): each device's site; devices it does not list are refused (unknown_device)",
+    })
     .option("dead-letter", {
       type: "string",
       default: join(state, "ingest", "dead-letter.jsonl"),

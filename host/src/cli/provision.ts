@@ -18,7 +18,12 @@ import { provisionBoard, type ProvisionRequest, type ProvisionResult } from "../
 import { loadIdentity, requireFleetSecret } from "../provision/identity";
 import type { IdentitySettings } from "../provision/identity";
 import { initialBootCounter } from "../provision/nvs-image";
-import { SIMULATOR_PREFERENCES, readPreferenceFile, simulatorBoot, withIdentity } from "../provision/simulator-preferences";
+import {
+  SIMULATOR_PREFERENCES,
+  readPreferenceFile,
+  simulatorBoot,
+  withIdentity,
+} from "../provision/simulator-preferences";
 import { repoRoot, stateDir } from "../state/state-dir";
 
 interface FlashArgs {
@@ -46,27 +51,50 @@ interface FlashArgs {
 
 function parseSize(text: string, what: string): number {
   const n = /^0x[0-9a-f]+$/i.test(text) ? parseInt(text, 16) : /^\d+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n) || n <= 0) throw new ProvisionError("bad_input", `${what} "${text}" is not a number (decimal or 0x hex)`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new ProvisionError("bad_input", `${what} "${text}" is not a number (decimal or 0x hex)`);
   return n;
 }
 
 async function flash(a: FlashArgs): Promise<void> {
-  if (!a.port && !a.ports) throw new ProvisionError("bad_input", "give a serial port (e.g. /dev/ttyUSB0) or --ports auto");
-  if (a.port && a.ports) throw new ProvisionError("bad_input", "give either a port or --ports auto, not both");
+  if (!a.port && !a.ports)
+    throw new ProvisionError("bad_input", "give a serial port (e.g. /dev/ttyUSB0) or --ports auto");
+  if (a.port && a.ports)
+    throw new ProvisionError("bad_input", "give either a port or --ports auto, not both");
   if (a.ports && a.ports !== "auto") throw new ProvisionError("bad_input", `--ports takes only "auto"`);
-  if (a.ports && a.device) throw new ProvisionError("bad_input", "--device names one identity; it cannot go to every attached board");
-  if (!a.broker) throw new ProvisionError("bad_input", "--broker mqtts://host:port is required: the address the boards connect to");
-  if (a.wifiPskFile !== undefined && a.wifiSsid === undefined) throw new ProvisionError("bad_input", "--wifi-psk-file needs --wifi-ssid");
-  if ((a.nvsOffset === undefined) !== (a.nvsSize === undefined)) throw new ProvisionError("bad_input", "give both --nvs-offset and --nvs-size, or neither");
+  if (a.ports && a.device)
+    throw new ProvisionError(
+      "bad_input",
+      "--device names one identity; it cannot go to every attached board",
+    );
+  if (!a.broker)
+    throw new ProvisionError(
+      "bad_input",
+      "--broker mqtts://host:port is required: the address the boards connect to",
+    );
+  if (a.wifiPskFile !== undefined && a.wifiSsid === undefined)
+    throw new ProvisionError("bad_input", "--wifi-psk-file needs --wifi-ssid");
+  if ((a.nvsOffset === undefined) !== (a.nvsSize === undefined))
+    throw new ProvisionError("bad_input", "give both --nvs-offset and --nvs-size, or neither");
 
-  const manifestPath = a.manifest === false ? undefined : a.manifest ?? defaultManifest();
-  if (manifestPath !== undefined) console.log(`fleet manifest ${manifestPath}${a.site !== undefined ? " (its sites take precedence over --site)" : ""}`);
+  const manifestPath = a.manifest === false ? undefined : (a.manifest ?? defaultManifest());
+  if (manifestPath !== undefined)
+    console.log(
+      `fleet manifest ${manifestPath}${a.site !== undefined ? " (its sites take precedence over --site)" : ""}`,
+    );
 
-  const settings: IdentitySettings = { broker: a.broker, intervalMs: a.interval, keyId: a.encrypt ? a.keyId : null };
+  const settings: IdentitySettings = {
+    broker: a.broker,
+    intervalMs: a.interval,
+    keyId: a.encrypt ? a.keyId : null,
+  };
   if (a.site !== undefined) settings.site = a.site;
   if (a.wifiSsid !== undefined) {
     // The passphrase comes from a file so it never shows in the shell history or the process list.
-    settings.wifi = a.wifiPskFile === undefined ? { ssid: a.wifiSsid } : { ssid: a.wifiSsid, psk: await readSecretLine(a.wifiPskFile) };
+    settings.wifi =
+      a.wifiPskFile === undefined
+        ? { ssid: a.wifiSsid }
+        : { ssid: a.wifiSsid, psk: await readSecretLine(a.wifiPskFile) };
   }
   const base = {
     stateDir: stateDir(),
@@ -88,26 +116,32 @@ async function flash(a: FlashArgs): Promise<void> {
   const targets: { path: string; vid?: number; pid?: number }[] = [];
   if (a.ports) {
     const found = await listEspPorts();
-    if (found.length === 0) throw new ProvisionError("no_port", "no ESP32 USB-UART bridge attached (looked for CP210x, CH340, CH9102, FTDI, Espressif USB-JTAG)");
+    if (found.length === 0)
+      throw new ProvisionError(
+        "no_port",
+        "no ESP32 USB-UART bridge attached (looked for CP210x, CH340, CH9102, FTDI, Espressif USB-JTAG)",
+      );
     for (const p of found) {
       console.log(`found ${p.path} (${p.bridge})`);
       targets.push({ path: p.path, vid: p.vid, pid: p.pid });
     }
   } else targets.push({ path: a.port! });
 
-  const results = await Promise.allSettled(targets.map((t) => {
-    const tag = targets.length > 1 ? `[${basename(t.path)}] ` : "";
-    const req: ProvisionRequest = {
-      ...base,
-      path: t.path,
-      progress: (line) => console.log(`${tag}${line}`),
-      ...(a.verbose ? { debug: (line: string) => console.log(`${tag}  esptool: ${line}`) } : {}),
-      ...(a.device !== undefined ? { deviceId: a.device } : {}),
-      ...(t.vid !== undefined ? { usbVendorId: t.vid } : {}),
-      ...(t.pid !== undefined ? { usbProductId: t.pid } : {}),
-    };
-    return provisionBoard(req);
-  }));
+  const results = await Promise.allSettled(
+    targets.map((t) => {
+      const tag = targets.length > 1 ? `[${basename(t.path)}] ` : "";
+      const req: ProvisionRequest = {
+        ...base,
+        path: t.path,
+        progress: (line) => console.log(`${tag}${line}`),
+        ...(a.verbose ? { debug: (line: string) => console.log(`${tag}  esptool: ${line}`) } : {}),
+        ...(a.device !== undefined ? { deviceId: a.device } : {}),
+        ...(t.vid !== undefined ? { usbVendorId: t.vid } : {}),
+        ...(t.pid !== undefined ? { usbProductId: t.pid } : {}),
+      };
+      return provisionBoard(req);
+    }),
+  );
   let failed = 0;
   results.forEach((r, i) => {
     const path = targets[i]!.path;
@@ -128,8 +162,10 @@ function defaultManifest(): string | undefined {
 
 function summary(path: string, r: ProvisionResult): string {
   const what = r.written ? (r.verified ? "provisioned and verified" : "provisioned") : "dry run ok";
-  return `${path}: ${what}: ${r.deviceId} on ${r.mac} (${r.chip}), NVS 0x${r.nvsOffset.toString(16)}+0x${r.nvsSize.toString(16)}, `
-    + `${r.usedBytes} bytes used, boot ${r.boot}, cert ${r.certSerial}, ${(r.timings.totalMs / 1000).toFixed(2)} s`;
+  return (
+    `${path}: ${what}: ${r.deviceId} on ${r.mac} (${r.chip}), NVS 0x${r.nvsOffset.toString(16)}+0x${r.nvsSize.toString(16)}, ` +
+    `${r.usedBytes} bytes used, boot ${r.boot}, cert ${r.certSerial}, ${(r.timings.totalMs / 1000).toFixed(2)} s`
+  );
 }
 
 async function readSecretLine(path: string): Promise<string> {
@@ -137,10 +173,17 @@ async function readSecretLine(path: string): Promise<string> {
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new ProvisionError("bad_input", `cannot read --wifi-psk-file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ProvisionError(
+      "bad_input",
+      `cannot read --wifi-psk-file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   const line = text.replace(/\r?\n$/, "");
-  if (line.includes("\n")) throw new ProvisionError("bad_input", `--wifi-psk-file ${path} must hold the passphrase on a single line`);
+  if (line.includes("\n"))
+    throw new ProvisionError(
+      "bad_input",
+      `--wifi-psk-file ${path} must hold the passphrase on a single line`,
+    );
   return line;
 }
 
@@ -150,7 +193,10 @@ async function image(a: { csv: string; size: string; out: string }): Promise<voi
   try {
     text = await readFile(a.csv, "utf8");
   } catch (err) {
-    throw new ProvisionError("bad_input", `cannot read ${a.csv}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ProvisionError(
+      "bad_input",
+      `cannot read ${a.csv}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   // nvs_partition_gen.py resolves `file` rows against the working directory; fall back to the CSV's folder.
   const readRef = (p: string): Uint8Array => {
@@ -169,11 +215,25 @@ async function image(a: { csv: string; size: string; out: string }): Promise<voi
   await writeFile(a.out, bytes, { mode: 0o600 });
   const decoded = readNvsImage(bytes);
   const used = decoded.pages.reduce((n, p) => n + p.usedEntries, 0);
-  console.log(`wrote ${a.out}: ${bytes.length} bytes, ${used} of ${decoded.pages.length * 126} entries used, last page kept free`);
+  console.log(
+    `wrote ${a.out}: ${bytes.length} bytes, ${used} of ${decoded.pages.length * 126} entries used, last page kept free`,
+  );
 }
 
-async function simulator(a: { device: string; broker: string; interval: number; encrypt: boolean; keyId: number; site?: string; out: string }): Promise<void> {
-  const settings: IdentitySettings = { broker: a.broker, intervalMs: a.interval, keyId: a.encrypt ? a.keyId : null };
+async function simulator(a: {
+  device: string;
+  broker: string;
+  interval: number;
+  encrypt: boolean;
+  keyId: number;
+  site?: string;
+  out: string;
+}): Promise<void> {
+  const settings: IdentitySettings = {
+    broker: a.broker,
+    intervalMs: a.interval,
+    keyId: a.encrypt ? a.keyId : null,
+  };
   if (a.site !== undefined) settings.site = a.site;
   const { identity, cert } = await loadIdentity(stateDir(), a.device, settings);
   const file = await readPreferenceFile(a.out);
@@ -183,8 +243,8 @@ async function simulator(a: { device: string; broker: string; interval: number; 
   await writeFile(tmp, JSON.stringify(withIdentity(file, identity, boot)), { mode: 0o600 });
   await rename(tmp, a.out);
   console.log(
-    `wrote ${a.out}: ${identity.deviceId} (cert ${cert.serial}), ${a.broker}, every ${a.interval} ms, `
-      + `${identity.payload ? `encrypted (key ${identity.payload.keyId})` : "plaintext"}, ${identity.tls!.brokerPins.length} broker pin(s), boot ${boot}`,
+    `wrote ${a.out}: ${identity.deviceId} (cert ${cert.serial}), ${a.broker}, every ${a.interval} ms, ` +
+      `${identity.payload ? `encrypted (key ${identity.payload.keyId})` : "plaintext"}, ${identity.tls!.brokerPins.length} broker pin(s), boot ${boot}`,
   );
 }
 
@@ -195,11 +255,16 @@ async function inspect(a: { file: string }): Promise<void> {
   try {
     bytes = new Uint8Array(await readFile(a.file));
   } catch (err) {
-    throw new ProvisionError("bad_input", `cannot read ${a.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ProvisionError(
+      "bad_input",
+      `cannot read ${a.file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   const d = readNvsImage(bytes);
   const states = d.pages.map((p) => p.state).join(", ");
-  console.log(`${a.file}: ${d.pages.length} pages (${states}); spare page ${d.hasSparePage ? "present" : "MISSING: nvs_flash_init would fail"}`);
+  console.log(
+    `${a.file}: ${d.pages.length} pages (${states}); spare page ${d.hasSparePage ? "present" : "MISSING: nvs_flash_init would fail"}`,
+  );
   for (const [ns, entries] of d.namespaces) {
     console.log(`namespace ${ns}`);
     for (const [key, v] of entries) console.log(`  ${key.padEnd(15)} ${v.type.padEnd(6)} ${show(key, v)}`);
@@ -220,54 +285,130 @@ function show(key: string, v: NvsValue): string {
 
 await yargs(hideBin(process.argv))
   .scriptName("npm run provision --")
-  .usage("$0 <port> [options]\n\nWrites a board's identity (certificate, key, CA, payload key, settings) into its ESP32 NVS over serial, "
-    + "checks it, resets the board and records which chip (MAC) holds which identity under the state folder and in the fleet manifest.")
+  .usage(
+    "$0 <port> [options]\n\nWrites a board's identity (certificate, key, CA, payload key, settings) into its ESP32 NVS over serial, " +
+      "checks it, resets the board and records which chip (MAC) holds which identity under the state folder and in the fleet manifest.",
+  )
   .command(
     ["$0 [port]", "flash [port]"],
     "provision the board on <port> (e.g. /dev/ttyUSB0)",
-    (y) => y
-      .positional("port", { type: "string", describe: "serial port of the board" })
-      .option("ports", { type: "string", describe: "\"auto\": every attached ESP32 (by USB VID/PID), in parallel" })
-      .option("device", { type: "string", describe: "identity to write (default: the board's bound identity, else the next unprovisioned one); must be in the manifest" })
-      .option("manifest", { type: "string", describe: "fleet manifest (JSON/YAML): devices handed out in its order, their sites, bindings recorded on them "
-        + "(default: manifests/fleet.json if it exists; --no-manifest: none)" })
-      .option("baud", { type: "number", default: 921600, describe: "baud rate after the stub is running" })
-      .option("broker", { type: "string", describe: "broker URL the board connects to, mqtts://host:port (required)" })
-      .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
-      .option("site", { type: "string", describe: "site label stored with the identity when there is no manifest (the manifest's site wins)" })
-      .option("key-id", { type: "number", default: 1, describe: "payload key id (fleet secret under .state/secrets)" })
-      .option("encrypt", { type: "boolean", default: true, describe: "seal payloads with the device key (--no-encrypt: TLS only)" })
-      .option("wifi-ssid", { type: "string", describe: "Wi-Fi network name" })
-      .option("wifi-psk-file", { type: "string", describe: "file holding the Wi-Fi passphrase (never on the command line)" })
-      .option("force", { type: "boolean", default: false, describe: "re-provision a bound board or move an identity to another board" })
-      .option("dry-run", { type: "boolean", default: false, describe: "connect, check and build the image, but write nothing" })
-      .option("verify", { type: "boolean", default: false, describe: "read the partition back and compare byte for byte" })
-      .option("nvs-offset", { type: "string", describe: "NVS partition offset (default: from the board's partition table, else 0x9000)" })
-      .option("nvs-size", { type: "string", describe: "NVS partition size (default: from the partition table, else 0x6000)" })
-      .option("connect-attempts", { type: "number", default: 7, describe: "reset-and-sync attempts before giving up" })
-      .option("verbose", { type: "boolean", default: false, describe: "show esptool-js's own log" }),
+    (y) =>
+      y
+        .positional("port", { type: "string", describe: "serial port of the board" })
+        .option("ports", {
+          type: "string",
+          describe: '"auto": every attached ESP32 (by USB VID/PID), in parallel',
+        })
+        .option("device", {
+          type: "string",
+          describe:
+            "identity to write (default: the board's bound identity, else the next unprovisioned one); must be in the manifest",
+        })
+        .option("manifest", {
+          type: "string",
+          describe:
+            "fleet manifest (JSON/YAML): devices handed out in its order, their sites, bindings recorded on them " +
+            "(default: manifests/fleet.json if it exists; --no-manifest: none)",
+        })
+        .option("baud", { type: "number", default: 921600, describe: "baud rate after the stub is running" })
+        .option("broker", {
+          type: "string",
+          describe: "broker URL the board connects to, mqtts://host:port (required)",
+        })
+        .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
+        .option("site", {
+          type: "string",
+          describe:
+            "site label stored with the identity when there is no manifest (the manifest's site wins)",
+        })
+        .option("key-id", {
+          type: "number",
+          default: 1,
+          describe: "payload key id (fleet secret under .state/secrets)",
+        })
+        .option("encrypt", {
+          type: "boolean",
+          default: true,
+          describe: "seal payloads with the device key (--no-encrypt: TLS only)",
+        })
+        .option("wifi-ssid", { type: "string", describe: "Wi-Fi network name" })
+        .option("wifi-psk-file", {
+          type: "string",
+          describe: "file holding the Wi-Fi passphrase (never on the command line)",
+        })
+        .option("force", {
+          type: "boolean",
+          default: false,
+          describe: "re-provision a bound board or move an identity to another board",
+        })
+        .option("dry-run", {
+          type: "boolean",
+          default: false,
+          describe: "connect, check and build the image, but write nothing",
+        })
+        .option("verify", {
+          type: "boolean",
+          default: false,
+          describe: "read the partition back and compare byte for byte",
+        })
+        .option("nvs-offset", {
+          type: "string",
+          describe: "NVS partition offset (default: from the board's partition table, else 0x9000)",
+        })
+        .option("nvs-size", {
+          type: "string",
+          describe: "NVS partition size (default: from the partition table, else 0x6000)",
+        })
+        .option("connect-attempts", {
+          type: "number",
+          default: 7,
+          describe: "reset-and-sync attempts before giving up",
+        })
+        .option("verbose", { type: "boolean", default: false, describe: "show esptool-js's own log" }),
     (a) => flash(a as unknown as FlashArgs),
   )
   .command(
     "image",
     "build an NVS image from ESP-IDF's mass-manufacturing CSV (same bytes as nvs_partition_gen.py)",
-    (y) => y
-      .option("csv", { type: "string", demandOption: true, describe: "CSV: key,type,encoding,value" })
-      .option("size", { type: "string", default: "0x6000", describe: "partition size" })
-      .option("out", { type: "string", demandOption: true, describe: "image file to write" }),
+    (y) =>
+      y
+        .option("csv", { type: "string", demandOption: true, describe: "CSV: key,type,encoding,value" })
+        .option("size", { type: "string", default: "0x6000", describe: "partition size" })
+        .option("out", { type: "string", demandOption: true, describe: "image file to write" }),
     (a) => image(a),
   )
   .command(
     "sim",
     "write an identity into the Moddable Linux simulator's Preference file instead of a board's NVS",
-    (y) => y
-      .option("device", { type: "string", demandOption: true, describe: "identity to write (a device of the PKI)" })
-      .option("broker", { type: "string", demandOption: true, describe: "broker URL the simulated board connects to, mqtts://host:port" })
-      .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
-      .option("site", { type: "string", describe: "site label stored with the identity" })
-      .option("key-id", { type: "number", default: 1, describe: "payload key id (fleet secret under .state/secrets)" })
-      .option("encrypt", { type: "boolean", default: true, describe: "seal payloads with the device key (--no-encrypt: TLS only)" })
-      .option("out", { type: "string", default: SIMULATOR_PREFERENCES, describe: "the simulator's preference file (its other domains are kept)" }),
+    (y) =>
+      y
+        .option("device", {
+          type: "string",
+          demandOption: true,
+          describe: "identity to write (a device of the PKI)",
+        })
+        .option("broker", {
+          type: "string",
+          demandOption: true,
+          describe: "broker URL the simulated board connects to, mqtts://host:port",
+        })
+        .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
+        .option("site", { type: "string", describe: "site label stored with the identity" })
+        .option("key-id", {
+          type: "number",
+          default: 1,
+          describe: "payload key id (fleet secret under .state/secrets)",
+        })
+        .option("encrypt", {
+          type: "boolean",
+          default: true,
+          describe: "seal payloads with the device key (--no-encrypt: TLS only)",
+        })
+        .option("out", {
+          type: "string",
+          default: SIMULATOR_PREFERENCES,
+          describe: "the simulator's preference file (its other domains are kept)",
+        }),
     (a) => simulator(a),
   )
   .command(

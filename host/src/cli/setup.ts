@@ -22,9 +22,15 @@ async function readIfExists(path: string): Promise<string | undefined> {
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("npm run setup --")
-    .usage("$0 [--env-path PATH]\n\nCreates (or completes) .env with random secrets, the dev PKI and the payload secret.\n" +
-      "Existing values, keys and certificates are kept. The state folder is $EST_STATE_DIR or <repo>/.state.")
-    .option("env-path", { type: "string", default: join(repoRoot(), ".env"), describe: "The compose .env file to write" })
+    .usage(
+      "$0 [--env-path PATH]\n\nCreates (or completes) .env with random secrets, the dev PKI and the payload secret.\n" +
+        "Existing values, keys and certificates are kept. The state folder is $EST_STATE_DIR or <repo>/.state.",
+    )
+    .option("env-path", {
+      type: "string",
+      default: join(repoRoot(), ".env"),
+      describe: "The compose .env file to write",
+    })
     .strict()
     .help()
     .parseAsync();
@@ -41,8 +47,10 @@ async function main(): Promise<void> {
   const merged = mergeEnv(parseEnv(previous ?? ""), undefined, { EST_STATE_DIR: stateForCompose });
   await writeFileAtomic(envPath, merged.text, 0o600);
   await chmod(envPath, 0o600);
-  log(`${envPath}: ${merged.created.length ? `generated ${merged.created.join(", ")}` : "nothing new"}` +
-    `${merged.kept.length ? `; kept ${merged.kept.length} existing value(s)` : ""} (mode 0600)`);
+  log(
+    `${envPath}: ${merged.created.length ? `generated ${merged.created.join(", ")}` : "nothing new"}` +
+      `${merged.kept.length ? `; kept ${merged.kept.length} existing value(s)` : ""} (mode 0600)`,
+  );
   log("done. Next: `docker compose up -d`, or without Docker: `npm run stack`");
 }
 

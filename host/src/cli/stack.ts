@@ -30,12 +30,16 @@ interface IngestProcess {
 function startIngest(args: string[], env: NodeJS.ProcessEnv): Promise<IngestProcess> {
   // Its own process group: a terminal's Ctrl-C reaches only this process, which then sends the
   // ingest one SIGTERM (flush, acknowledge, disconnect) rather than two signals at once.
-  const child = spawn(process.execPath, ["--import", "tsx", join(repoRoot(), "host/src/cli/ingest.ts"), ...args], {
-    cwd: repoRoot(),
-    env,
-    stdio: ["ignore", "pipe", "inherit"],
-    detached: true,
-  });
+  const child = spawn(
+    process.execPath,
+    ["--import", "tsx", join(repoRoot(), "host/src/cli/ingest.ts"), ...args],
+    {
+      cwd: repoRoot(),
+      env,
+      stdio: ["ignore", "pipe", "inherit"],
+      detached: true,
+    },
+  );
   // Never outlive this process, however it ends.
   process.once("exit", () => {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
@@ -70,17 +74,40 @@ async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("npm run stack --")
-    .usage("$0 [options]\n\nRuns mosquitto (mTLS), victoria-metrics and the ingest until Ctrl-C.\n" +
-      "State (PKI, broker and store data) lives in $EST_STATE_DIR or <repo>/.state.")
-    .option("broker", { type: "string", choices: ["mosquitto", "nats-cluster"], default: "mosquitto",
-      describe: "mosquitto: one node (default); nats-cluster: three nats-server nodes, JetStream R3 (MQTT 3.1.1)" })
-    .option("broker-port", { type: "number", default: 8883, describe: "MQTT over TLS port (0: a free one); nats-cluster uses it and the next two" })
+    .usage(
+      "$0 [options]\n\nRuns mosquitto (mTLS), victoria-metrics and the ingest until Ctrl-C.\n" +
+        "State (PKI, broker and store data) lives in $EST_STATE_DIR or <repo>/.state.",
+    )
+    .option("broker", {
+      type: "string",
+      choices: ["mosquitto", "nats-cluster"],
+      default: "mosquitto",
+      describe:
+        "mosquitto: one node (default); nats-cluster: three nats-server nodes, JetStream R3 (MQTT 3.1.1)",
+    })
+    .option("broker-port", {
+      type: "number",
+      default: 8883,
+      describe: "MQTT over TLS port (0: a free one); nats-cluster uses it and the next two",
+    })
     .option("bind", { type: "string", default: "127.0.0.1", describe: "Address the broker listens on" })
-    .option("store-port", { type: "number", default: 8428, describe: "VictoriaMetrics HTTP port (0: a free one)" })
-    .option("metrics-port", { type: "number", default: 9464, describe: "Ingest /metrics port (0: a free one)" })
+    .option("store-port", {
+      type: "number",
+      default: 8428,
+      describe: "VictoriaMetrics HTTP port (0: a free one)",
+    })
+    .option("metrics-port", {
+      type: "number",
+      default: 9464,
+      describe: "Ingest /metrics port (0: a free one)",
+    })
     .option("encrypted", { type: "boolean", describe: "The fleet seals payloads (emulator: --encrypt)" })
     .option("plain", { type: "boolean", describe: "The fleet sends plain JSON payloads (default)" })
-    .option("retention", { type: "string", default: "30d", describe: "Store retention (h, d or w), for VictoriaMetrics and the ingest" })
+    .option("retention", {
+      type: "string",
+      default: "30d",
+      describe: "Store retention (h, d or w), for VictoriaMetrics and the ingest",
+    })
     .check((a) => {
       if (a.encrypted && a.plain) throw new Error("choose one of --encrypted and --plain");
       parseRetention(a.retention);
@@ -115,13 +142,16 @@ async function main(): Promise<void> {
   };
   const onSignal = (signal: string) => {
     log(`${signal}: stopping ingest, store and broker`);
-    stopAll().then(() => {
-      log("stopped");
-      process.exit(0);
-    }, (err: unknown) => {
-      console.error(`stack: stopping failed: ${err instanceof Error ? err.message : String(err)}`);
-      process.exit(1);
-    });
+    stopAll().then(
+      () => {
+        log("stopped");
+        process.exit(0);
+      },
+      (err: unknown) => {
+        console.error(`stack: stopping failed: ${err instanceof Error ? err.message : String(err)}`);
+        process.exit(1);
+      },
+    );
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
   process.on("SIGTERM", () => onSignal("SIGTERM"));
@@ -151,7 +181,17 @@ async function main(): Promise<void> {
         dataDir: brokerDir,
         logFile: join(state, "stack", "broker", "mosquitto.log"),
       });
-      broker = { url: m.url, urls: [m.url], get pid() { return m.pid; }, get pids() { return [m.pid]; }, stop: () => m.stop() };
+      broker = {
+        url: m.url,
+        urls: [m.url],
+        get pid() {
+          return m.pid;
+        },
+        get pids() {
+          return [m.pid];
+        },
+        stop: () => m.stop(),
+      };
       log(`mosquitto: ${m.url} (pid ${m.pid})`);
       // Re-signs the CRL before it lapses and restarts the broker onto it (persistence keeps the sessions);
       // cuts off revoked identities through the dynamic-security plugin.
@@ -173,15 +213,22 @@ async function main(): Promise<void> {
     log(`victoria-metrics: ${store.url} (pid ${store.pid})`);
     // Expiry of every certificate and CRL, for the 30-day alert rule (est-pki-expiry).
     expiry = startPkiExpiryExporter({ stateDir: state, storeUrl: store.url, log });
-    ingest = await startIngest([
-      "--broker", broker.url,
-      "--store-url", store.url,
-      argv.encrypted ? "--encrypted" : "--plain",
-      "--metrics-port", String(argv["metrics-port"]),
-      // NATS 2.9 speaks MQTT 3.1.1 only.
-      ...(nats ? ["--mqtt-version", "4"] : []),
-      "--retention", argv.retention,
-    ], { ...process.env, EST_STATE_DIR: state });
+    ingest = await startIngest(
+      [
+        "--broker",
+        broker.url,
+        "--store-url",
+        store.url,
+        argv.encrypted ? "--encrypted" : "--plain",
+        "--metrics-port",
+        String(argv["metrics-port"]),
+        // NATS 2.9 speaks MQTT 3.1.1 only.
+        ...(nats ? ["--mqtt-version", "4"] : []),
+        "--retention",
+        argv.retention,
+      ],
+      { ...process.env, EST_STATE_DIR: state },
+    );
     log(`ingest: metrics http://127.0.0.1:${ingest.metricsPort}/metrics (pid ${ingest.child.pid})`);
     ingest.child.once("exit", (code) => {
       if (stopping) return;
@@ -195,14 +242,20 @@ async function main(): Promise<void> {
 
   log(`ready. Boards: npm run emulate -- --broker ${broker.url}; PromQL: ${store.url}/vmui; Ctrl-C stops.`);
   // For scripts and tests: one JSON line on stdout.
-  console.log(JSON.stringify({
-    ready: true,
-    broker: broker.url,
-    brokers: broker.urls,
-    store: store.url,
-    ingestMetrics: `http://127.0.0.1:${ingest.metricsPort}/metrics`,
-    pids: { [argv.broker]: nats ? broker.pids : broker.pid, victoriaMetrics: store.pid, ingest: ingest.child.pid },
-  }));
+  console.log(
+    JSON.stringify({
+      ready: true,
+      broker: broker.url,
+      brokers: broker.urls,
+      store: store.url,
+      ingestMetrics: `http://127.0.0.1:${ingest.metricsPort}/metrics`,
+      pids: {
+        [argv.broker]: nats ? broker.pids : broker.pid,
+        victoriaMetrics: store.pid,
+        ingest: ingest.child.pid,
+      },
+    }),
+  );
 }
 
 main().catch((err: unknown) => {

@@ -10,7 +10,9 @@ export const PAYLOAD_MASTER_BYTES = 32;
 
 export function deriveDeviceKey(master: Uint8Array, sensorId: string): Uint8Array {
   if (master.length !== PAYLOAD_MASTER_BYTES) throw new RangeError("payload master secret must be 32 bytes");
-  return new Uint8Array(hkdfSync("sha256", master, Buffer.from(PAYLOAD_KEY_SALT), Buffer.from(sensorId, "utf8"), 32));
+  return new Uint8Array(
+    hkdfSync("sha256", master, Buffer.from(PAYLOAD_KEY_SALT), Buffer.from(sensorId, "utf8"), 32),
+  );
 }
 
 export function payloadMasterPath(stateDir: string, keyId: number): string {
@@ -18,7 +20,8 @@ export function payloadMasterPath(stateDir: string, keyId: number): string {
 }
 
 function checkKeyId(keyId: number): void {
-  if (!Number.isInteger(keyId) || keyId < 0 || keyId > 255) throw new RangeError(`key id ${keyId} is not in 0..255`);
+  if (!Number.isInteger(keyId) || keyId < 0 || keyId > 255)
+    throw new RangeError(`key id ${keyId} is not in 0..255`);
 }
 
 export async function loadPayloadMaster(stateDir: string, keyId: number): Promise<Uint8Array> {
@@ -29,7 +32,9 @@ export async function loadPayloadMaster(stateDir: string, keyId: number): Promis
     data = await readFile(path);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new Error(`cannot read payload secret ${keyId} at ${path} (${code ?? "error"}); run \`npm run setup\``);
+    throw new Error(
+      `cannot read payload secret ${keyId} at ${path} (${code ?? "error"}); run \`npm run setup\``,
+    );
   }
   if (data.length !== PAYLOAD_MASTER_BYTES)
     throw new Error(`payload secret ${path} is ${data.length} bytes, expected ${PAYLOAD_MASTER_BYTES}`);

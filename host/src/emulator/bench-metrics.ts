@@ -28,7 +28,10 @@ export async function writeLines(target: StoreTarget, lines: readonly string[]):
   if (target.bucket) params.set("bucket", target.bucket);
   const res = await fetch(`${target.url.replace(/\/$/, "")}/api/v2/write?${params}`, {
     method: "POST",
-    headers: { "content-type": "text/plain; charset=utf-8", ...(target.token ? { authorization: `Token ${target.token}` } : {}) },
+    headers: {
+      "content-type": "text/plain; charset=utf-8",
+      ...(target.token ? { authorization: `Token ${target.token}` } : {}),
+    },
     body: lines.join("\n") + "\n",
     signal: AbortSignal.timeout(10_000),
   });

@@ -12,7 +12,14 @@ import type { MqttClient, MqttConnectOptions, MqttTlsOptions } from "../../../fi
 import MqttSession from "../../../firmware/src/app/mqtt-session";
 import type { OutboxMessage } from "../../../firmware/src/app/mqtt-session";
 import Sampler from "../../../firmware/src/app/sampler";
-import type { Clock, InstrumentSample, Instruments, Log, RandomSource, TimerHandle } from "../../../firmware/src/app/services";
+import type {
+  Clock,
+  InstrumentSample,
+  Instruments,
+  Log,
+  RandomSource,
+  TimerHandle,
+} from "../../../firmware/src/app/services";
 import { offlineStatus, onlineStatus } from "../../../firmware/src/app/status-message";
 import { Outbox } from "../../../firmware/src/outbox/outbox";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
@@ -91,7 +98,15 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   #droppedSeen = 0;
   #openedAt = 0;
 
-  constructor(o: { id: string; index: number; seed: number | string; certFile: string; keyFile: string; env: BoardEnvironment; phase: number }) {
+  constructor(o: {
+    id: string;
+    index: number;
+    seed: number | string;
+    certFile: string;
+    keyFile: string;
+    env: BoardEnvironment;
+    phase: number;
+  }) {
     this.id = o.id;
     this.index = o.index;
     this.phase = o.phase;
@@ -131,7 +146,9 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     const tls: MqttTlsOptions = {
       caDer: env.caDer,
       certDer: toArrayBuffer(new X509Certificate(readFileSync(this.#certFile)).raw),
-      keyDer: toArrayBuffer(createPrivateKey(readFileSync(this.#keyFile)).export({ format: "der", type: "pkcs8" })),
+      keyDer: toArrayBuffer(
+        createPrivateKey(readFileSync(this.#keyFile)).export({ format: "der", type: "pkcs8" }),
+      ),
       brokerPins: env.brokerPins,
     };
     const outbox = this.outbox;
@@ -140,7 +157,11 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       factory: (options) => this.#newClient(options),
       timers: env.timers,
       log: SILENT,
-      backoff: new Backoff({ minMs: env.reconnectMinMs, maxMs: env.reconnectMaxMs, random: deviceRandom(env.random, this.id, env.boot) }),
+      backoff: new Backoff({
+        minMs: env.reconnectMinMs,
+        maxMs: env.reconnectMaxMs,
+        random: deviceRandom(env.random, this.id, env.boot),
+      }),
       outbox,
       host: env.host,
       port: env.port,
@@ -185,7 +206,11 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     this.loadIdentity();
     const sampler = this.#sampler!;
     this.#env.timers.clear(this.#sampling);
-    this.#sampling = this.#env.timers.repeatFrom(() => sampler.tick(), 1000 / this.#env.rateHz, startPerf + this.sampleTime(0) * 1000);
+    this.#sampling = this.#env.timers.repeatFrom(
+      () => sampler.tick(),
+      1000 / this.#env.rateHz,
+      startPerf + this.sampleTime(0) * 1000,
+    );
   }
 
   stopSampling(): void {
@@ -277,7 +302,11 @@ export class Board implements Instruments, Clock, ConnectionProbe {
 
   #newClient(options: MqttConnectOptions): MqttClient {
     this.#client = undefined;
-    const client = new NodeMqttClient(options, { readBuffer: this.#env.readBuffer, probe: this, brokerCheck: this.#env.brokerCheck });
+    const client = new NodeMqttClient(options, {
+      readBuffer: this.#env.readBuffer,
+      probe: this,
+      brokerCheck: this.#env.brokerCheck,
+    });
     this.#client = client;
     this.#env.requestOpen(this);
     return client;

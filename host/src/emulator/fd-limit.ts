@@ -31,9 +31,17 @@ export function ensureFdLimit(needed: number): FdLimits | undefined {
   if (limits.hard >= needed) {
     const target = Number.isFinite(limits.hard) ? limits.hard : needed;
     try {
-      execFileSync("prlimit", ["--pid", String(process.pid), `--nofile=${target}:${Number.isFinite(limits.hard) ? limits.hard : "unlimited"}`], {
-        stdio: "ignore",
-      });
+      execFileSync(
+        "prlimit",
+        [
+          "--pid",
+          String(process.pid),
+          `--nofile=${target}:${Number.isFinite(limits.hard) ? limits.hard : "unlimited"}`,
+        ],
+        {
+          stdio: "ignore",
+        },
+      );
     } catch {
       // prlimit missing or refused: fall through to the error below
     }

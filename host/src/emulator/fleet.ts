@@ -109,13 +109,17 @@ export class ClockSkewWindows {
   readonly #faults: { fault: ResolvedFault; targets: Set<string> }[];
 
   constructor(faults: readonly ResolvedFault[]) {
-    this.#faults = faults.filter((f) => f.type === "clock_skew").map((fault) => ({ fault, targets: new Set(fault.targets) }));
+    this.#faults = faults
+      .filter((f) => f.type === "clock_skew")
+      .map((fault) => ({ fault, targets: new Set(fault.targets) }));
   }
 
   /** Whether the device's clock is off at run time t (seconds) or was within the minute before. */
   untrusted(deviceId: string, t: number): boolean {
     if (this.#faults.length === 0) return false;
-    return this.#faults.some(({ fault: f, targets }) => t >= f.at - 1 && t < f.end + 60 && targets.has(deviceId));
+    return this.#faults.some(
+      ({ fault: f, targets }) => t >= f.at - 1 && t < f.end + 60 && targets.has(deviceId),
+    );
   }
 }
 
@@ -258,7 +262,9 @@ export class Fleet implements FleetControl {
   }
 
   deviceCounts(): Promise<DeviceCount[]> {
-    return Promise.resolve(this.boards.map((b) => ({ id: b.id, published: b.outbox.nextSeq, dropped: b.outbox.dropped })));
+    return Promise.resolve(
+      this.boards.map((b) => ({ id: b.id, published: b.outbox.nextSeq, dropped: b.outbox.dropped })),
+    );
   }
 
   /** Stops sampling; boards keep their connections so their outboxes can drain. */
@@ -286,7 +292,8 @@ export class Fleet implements FleetControl {
     // The sessions close their connections from a timer turn: the tick keeps running until they have.
     for (const b of this.boards) b.shutdown();
     const until = performance.now() + 5_000;
-    while (this.boards.some((b) => b.client?.opened && !b.client.closed) && performance.now() < until) await sleep(20);
+    while (this.boards.some((b) => b.client?.opened && !b.client.closed) && performance.now() < until)
+      await sleep(20);
     for (const t of this.#timers) clearTimeout(t); // clearTimeout also clears intervals
     for (const b of this.boards) b.dropConnection();
   }

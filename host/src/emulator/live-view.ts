@@ -20,7 +20,8 @@ export interface LiveSnapshot {
   lastFaults: string[];
 }
 
-const f1 = (x: number | undefined): string => (x === undefined || Number.isNaN(x) ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(0));
+const f1 = (x: number | undefined): string =>
+  x === undefined || Number.isNaN(x) ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(0);
 
 /** End-to-end latency comes from millisecond device timestamps. */
 const e2e = (x: number | undefined): string => (x !== undefined && x < 1 ? "<1 ms" : `${f1(x)} ms`);
@@ -35,7 +36,9 @@ export function renderLines(s: LiveSnapshot): string[] {
     lines.push(
       `  end-to-end p50 ${e2e(s.e2eP50Ms)}  p99 ${e2e(s.e2eP99Ms)}   in transit ${s.inTransit ?? "-"}   duplicates ${s.duplicates ?? "-"}`,
     );
-  lines.push(`  faults injected ${s.faultsInjected}${s.lastFaults.length ? `   last: ${s.lastFaults.join("; ")}` : ""}`);
+  lines.push(
+    `  faults injected ${s.faultsInjected}${s.lastFaults.length ? `   last: ${s.lastFaults.join("; ")}` : ""}`,
+  );
   return lines;
 }
 

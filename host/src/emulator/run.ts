@@ -70,7 +70,11 @@ export interface EmulatorOptions {
   onLive?: (s: LiveSnapshot) => void;
   onFault?: (e: FaultLogEntry) => void;
   /** Test hooks: run against the fleet while it runs. */
-  onStarted?: (ctx: { fleet: FleetControl; verifier: Verifier | undefined; brokerUrl: string }) => void | Promise<void>;
+  onStarted?: (ctx: {
+    fleet: FleetControl;
+    verifier: Verifier | undefined;
+    brokerUrl: string;
+  }) => void | Promise<void>;
 }
 
 export interface EmulatorSummary {
@@ -159,7 +163,8 @@ function parseBrokerUrl(url: string): { host: string; port: number } {
   } catch {
     throw new Error(`--broker ${url}: not a URL (expected mqtts://host:8883)`);
   }
-  if (u.protocol !== "mqtts:") throw new Error(`--broker ${url}: only mqtts:// (MQTT over mutual TLS) is supported`);
+  if (u.protocol !== "mqtts:")
+    throw new Error(`--broker ${url}: only mqtts:// (MQTT over mutual TLS) is supported`);
   return { host: u.hostname.replace(/^\[|\]$/g, ""), port: u.port ? Number(u.port) : 8883 };
 }
 
@@ -184,7 +189,9 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
   // Each board is one socket; the embedded broker holds the other end in this same process.
   ensureFdLimit(o.count * (o.brokerUrl ? 1 : 2) + 200);
 
-  log(`PKI: ensuring CA, broker, ${verifyIdentity} and ${o.count} device certificates in ${join(o.stateDir, "pki")}`);
+  log(
+    `PKI: ensuring CA, broker, ${verifyIdentity} and ${o.count} device certificates in ${join(o.stateDir, "pki")}`,
+  );
   let lastPct = -1;
   const pki: PkiPaths = await ensureDevPki({
     stateDir: o.stateDir,
@@ -204,7 +211,12 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
   let target: { host: string; port: number };
   if (external) target = external;
   else {
-    embedded = await startEmbeddedBroker({ caBundle: pki.caBundle, crl: pki.crl, cert: pki.broker.cert, key: pki.broker.key });
+    embedded = await startEmbeddedBroker({
+      caBundle: pki.caBundle,
+      crl: pki.crl,
+      cert: pki.broker.cert,
+      key: pki.broker.key,
+    });
     target = { host: embedded.host, port: embedded.port };
     log(`embedded broker (Aedes, mutual TLS, fleet topic policy) listening on ${embedded.url}`);
   }
@@ -241,7 +253,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     ...(o.onFault ? { onFault: o.onFault } : {}),
   };
   const workers = Math.min(o.workers ?? 1, o.count);
-  const fleet: FleetControl = workers > 1 ? new ShardedFleet({ ...fleetOptions, workers }) : new Fleet(fleetOptions);
+  const fleet: FleetControl =
+    workers > 1 ? new ShardedFleet({ ...fleetOptions, workers }) : new Fleet(fleetOptions);
 
   let verifier: Verifier | undefined;
   const cleanup = async (): Promise<void> => {
@@ -262,12 +275,15 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         // Mosquitto replaces it with the CN (use_username_as_clientid); it names the session elsewhere.
         clientId: `${verifyIdentity}-emulator-verify-${process.pid}-${boot}`,
         expectedBoot: boot,
-        decode: keys ? { kind: "encrypted", aead: nodeAead, keyFor: (k, id) => keys.keyFor(k, id) } : { kind: "plain" },
+        decode: keys
+          ? { kind: "encrypted", aead: nodeAead, keyFor: (k, id) => keys.keyFor(k, id) }
+          : { kind: "plain" },
         clockUntrusted: (id) => fleet.clockUntrusted(id),
         keepReadings: o.keepReadings ?? false,
       });
       await verifier.start();
-      verifier.onReconnecting = (err) => log(`verifier: ${err.message}; reconnecting (its persistent session keeps what arrives meanwhile)`);
+      verifier.onReconnecting = (err) =>
+        log(`verifier: ${err.message}; reconnecting (its persistent session keeps what arrives meanwhile)`);
     }
 
     // Memory per board counts everything a board brings: its TLS context, socket, outbox and physics.
@@ -281,8 +297,10 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     });
     const cpuStart = process.cpuUsage();
     fleet.start();
-    log(`${o.count} boards sampling at ${o.rateHz} Hz, connecting at up to ${o.connectRate}/s to ${brokerUrl}` +
-      (o.durationS === undefined ? " — Ctrl-C to stop" : ` for ${o.durationS} s`));
+    log(
+      `${o.count} boards sampling at ${o.rateHz} Hz, connecting at up to ${o.connectRate}/s to ${brokerUrl}` +
+        (o.durationS === undefined ? " — Ctrl-C to stop" : ` for ${o.durationS} s`),
+    );
     await o.onStarted?.({ fleet, verifier, brokerUrl });
 
     // Steady-state CPU: from all boards connected (handshakes are a separate cost) to the end of sampling.
@@ -295,7 +313,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
       recentFaults.push(`${e.type}@${e.device}`);
       if (recentFaults.length > 3) recentFaults.shift();
     };
-    const endAt = o.durationS === undefined ? Number.POSITIVE_INFINITY : performance.now() + o.durationS * 1000;
+    const endAt =
+      o.durationS === undefined ? Number.POSITIVE_INFINITY : performance.now() + o.durationS * 1000;
     let aborted = false;
     const onAbort = (): void => {
       aborted = true;
@@ -309,7 +328,10 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     const storeWrite = (fields: Record<string, number>): void => {
       if (!o.store) return;
       const p = writeLines(o.store, [benchLine(runName, fields, Date.now())]).catch((err: unknown) => {
-        if (!storeFailed) log(`bench metrics: ${err instanceof Error ? err.message : String(err)} (carrying on without them)`);
+        if (!storeFailed)
+          log(
+            `bench metrics: ${err instanceof Error ? err.message : String(err)} (carrying on without them)`,
+          );
         storeFailed = true;
       });
       pendingWrites.push(p);
@@ -357,7 +379,11 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
             puback_p50_ms: s.pubackWindow.percentileMs(0.5),
             puback_p99_ms: s.pubackWindow.percentileMs(0.99),
             ...(verifier
-              ? { e2e_p50_ms: verifier.e2eWindow.percentileMs(0.5), e2e_p99_ms: verifier.e2eWindow.percentileMs(0.99), duplicates: verifier.duplicates }
+              ? {
+                  e2e_p50_ms: verifier.e2eWindow.percentileMs(0.5),
+                  e2e_p99_ms: verifier.e2eWindow.percentileMs(0.99),
+                  duplicates: verifier.duplicates,
+                }
               : {}),
             rss_mb: process.memoryUsage().rss / 2 ** 20,
             faults_injected: s.faultsInjected,
@@ -451,7 +477,9 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         userS: round(userS, 3),
         systemS: round(systemS, 3),
         usPerMessage: round(((userS + systemS) * 1e6) / Math.max(1, ackedEnd - ackedFrom), 1),
-        window: steady ? "from all boards connected to end of sampling" : "whole run (not every board connected)",
+        window: steady
+          ? "from all boards connected to end of sampling"
+          : "whole run (not every board connected)",
         includes: ["boards", ...(embedded ? ["embedded broker"] : []), ...(verifier ? ["verifier"] : [])],
       },
       memory: {
@@ -460,7 +488,10 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         bytesPerBoard: Math.round((mem.rss - rssBefore) / o.count),
       },
       // Workers report their faults in batches: put the log back in time order.
-      faults: { injected: s.faultsInjected, log: [...fleet.faultLog].sort((a, b) => a.elapsedS - b.elapsedS) },
+      faults: {
+        injected: s.faultsInjected,
+        log: [...fleet.faultLog].sort((a, b) => a.elapsedS - b.elapsedS),
+      },
       devices: devices.map((d) => ({ id: d.id, boot, published: d.published, dropped: d.dropped })),
     };
     if (o.store) {
@@ -473,7 +504,12 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         puback_p50_ms: summary.pubackSteadyMs?.p50 ?? summary.pubackMs.p50,
         puback_p99_ms: summary.pubackSteadyMs?.p99 ?? summary.pubackMs.p99,
         ...(summary.verify
-          ? { e2e_p50_ms: summary.verify.e2eMs.p50, e2e_p99_ms: summary.verify.e2eMs.p99, lost: summary.verify.lost, duplicates: summary.verify.duplicates }
+          ? {
+              e2e_p50_ms: summary.verify.e2eMs.p50,
+              e2e_p99_ms: summary.verify.e2eMs.p99,
+              lost: summary.verify.lost,
+              duplicates: summary.verify.duplicates,
+            }
           : {}),
         cpu_us_per_msg: summary.cpu.usPerMessage,
         bytes_per_board: summary.memory.bytesPerBoard,
@@ -500,7 +536,9 @@ export function summaryLines(s: EmulatorSummary): string[] {
     `  messages: ${s.messages.readings} readings, ${s.messages.acked} acknowledged (${s.messages.ackedPerS}/s), ${s.messages.resends} resent, ` +
       `${s.messages.outboxDropped} dropped by full outboxes, ${s.messages.unacked} never acknowledged`,
     `  PUBACK latency p50 ${s.pubackMs.p50} ms p99 ${s.pubackMs.p99} ms max ${s.pubackMs.max} ms` +
-      (s.pubackSteadyMs ? `; steady state p50 ${s.pubackSteadyMs.p50} ms p99 ${s.pubackSteadyMs.p99} ms` : ""),
+      (s.pubackSteadyMs
+        ? `; steady state p50 ${s.pubackSteadyMs.p50} ms p99 ${s.pubackSteadyMs.p99} ms`
+        : ""),
     v
       ? `  verified: ${v.unique} unique of ${v.received} received, ${v.duplicates} duplicates, ${v.lost} LOST, ${v.rejected} rejected; ` +
         `end-to-end (device ms clock) p50 ${ms(v.e2eMs.p50)} p99 ${ms(v.e2eMs.p99)} max ${ms(v.e2eMs.max)}` +

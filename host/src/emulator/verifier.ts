@@ -217,7 +217,10 @@ export class Verifier {
     if (parsed?.kind === "status") {
       // The boards announce JSON ({"online": …, "boot": …}); kept here as the word it means.
       const online = parseStatus(payload);
-      this.status.set(parsed.sensorId, online === undefined ? payload.toString("utf8") : online ? "online" : "offline");
+      this.status.set(
+        parsed.sensorId,
+        online === undefined ? payload.toString("utf8") : online ? "online" : "offline",
+      );
       return;
     }
     const now = Date.now();

@@ -114,7 +114,8 @@ export class MessageClassifier {
 
     const verdict = this.#window.check(r.sensorId, r.boot, r.seq);
     const key = positionKey(r.sensorId, r.boot, r.seq);
-    if (verdict === "duplicate" || this.#inFlight.has(key)) return { kind: "duplicate", sensorId: r.sensorId };
+    if (verdict === "duplicate" || this.#inFlight.has(key))
+      return { kind: "duplicate", sensorId: r.sensorId };
     if (verdict === "replay")
       return reject(r.sensorId, "replay", `boot ${r.boot} seq ${r.seq} is older than the replay window`);
 

@@ -209,9 +209,7 @@ export class IngestService {
   async #subscribe(): Promise<void> {
     const client = this.#client;
     if (!client) return;
-    const telemetry = this.#o.group
-      ? sharedFilter(this.#o.group, TELEMETRY_FILTER)
-      : TELEMETRY_FILTER;
+    const telemetry = this.#o.group ? sharedFilter(this.#o.group, TELEMETRY_FILTER) : TELEMETRY_FILTER;
     const granted = await client.subscribeAsync({
       // Retain as published: a retained reading is flagged on live delivery too, so it is refused every time.
       [telemetry]: { qos: 1, rap: true },

@@ -31,8 +31,11 @@ export function csvToItems(text: string, readFile: (path: string) => Uint8Array)
       // named again, so its keys would silently land elsewhere. Refuse instead of copying that.
       const latest = seen[seen.length - 1];
       if (seen.includes(item.name) && item.name !== latest) {
-        throw new NvsError("csv", `CSV line ${row.line}: namespace "${item.name}" reopened after "${latest}"; `
-          + `nvs_partition_gen.py would store the following keys in "${latest}". Group each namespace's keys together`);
+        throw new NvsError(
+          "csv",
+          `CSV line ${row.line}: namespace "${item.name}" reopened after "${latest}"; ` +
+            `nvs_partition_gen.py would store the following keys in "${latest}". Group each namespace's keys together`,
+        );
       }
       if (!seen.includes(item.name)) seen.push(item.name);
     }
@@ -52,7 +55,11 @@ export function parseNvsCsv(text: string): CsvRow[] {
   if (!header) throw new NvsError("csv", "CSV is empty: expected a header key,type,encoding,value");
   const col = (name: string): number => {
     const i = header.fields.indexOf(name);
-    if (i < 0) throw new NvsError("csv", `CSV header lacks column "${name}" (line ${header.line}): expected key,type,encoding,value`);
+    if (i < 0)
+      throw new NvsError(
+        "csv",
+        `CSV header lacks column "${name}" (line ${header.line}): expected key,type,encoding,value`,
+      );
     return i;
   };
   const [k, t, e, v] = [col("key"), col("type"), col("encoding"), col("value")];
@@ -80,21 +87,33 @@ function rowToItem(row: CsvRow, readFile: (path: string) => Uint8Array): NvsWrit
     throw new NvsError("csv", `${where}: type "${row.type}" is not namespace, data or file`);
   }
   if (GENERATOR_SPECIAL_KEYS.has(row.key)) {
-    throw new NvsError("csv", `${where}: key "${row.key}" makes nvs_partition_gen.py add hidden Wi-Fi entries; not supported`);
+    throw new NvsError(
+      "csv",
+      `${where}: key "${row.key}" makes nvs_partition_gen.py add hidden Wi-Fi entries; not supported`,
+    );
   }
   const enc = row.encoding.toLowerCase();
   if (READ_AS_UNDEFINED.has(enc)) {
-    throw new NvsError("csv", `${where}: encoding ${enc} of "${row.key}" reads back as undefined in Moddable's Preference; use u8, i32, string or a blob`);
+    throw new NvsError(
+      "csv",
+      `${where}: encoding ${enc} of "${row.key}" reads back as undefined in Moddable's Preference; use u8, i32, string or a blob`,
+    );
   }
   if (!SUPPORTED.has(enc)) {
-    throw new NvsError("csv", `${where}: unsupported encoding "${row.encoding}" for "${row.key}" (u8, i32, string, binary, hex2bin, base64)`);
+    throw new NvsError(
+      "csv",
+      `${where}: unsupported encoding "${row.encoding}" for "${row.key}" (u8, i32, string, binary, hex2bin, base64)`,
+    );
   }
   let raw: Uint8Array | undefined;
   if (row.type === "file") {
     try {
       raw = readFile(row.value);
     } catch (err) {
-      throw new NvsError("csv", `${where}: cannot read file "${row.value}" for "${row.key}": ${(err as Error).message}`);
+      throw new NvsError(
+        "csv",
+        `${where}: cannot read file "${row.value}" for "${row.key}": ${(err as Error).message}`,
+      );
     }
   }
   const asText = (): string => (raw ? Buffer.from(raw).toString("utf8") : row.value);

@@ -4,9 +4,23 @@
  * overwritten (its boot counter must carry forward).
  */
 import {
-  BITMAP_OFFSET, ENTRIES_PER_PAGE, ENTRY_SIZE, EntryState, FIRST_ENTRY_OFFSET, FORMAT_VERSION_1, FORMAT_VERSION_2,
-  ItemType, KEY_FIELD_SIZE, NvsError, PAGE_SIZE, PAGE_STATE_ACTIVE, PAGE_STATE_EMPTY, PAGE_STATE_FULL,
-  entryCrc, nvsCrc32, pageHeaderCrc,
+  BITMAP_OFFSET,
+  ENTRIES_PER_PAGE,
+  ENTRY_SIZE,
+  EntryState,
+  FIRST_ENTRY_OFFSET,
+  FORMAT_VERSION_1,
+  FORMAT_VERSION_2,
+  ItemType,
+  KEY_FIELD_SIZE,
+  NvsError,
+  PAGE_SIZE,
+  PAGE_STATE_ACTIVE,
+  PAGE_STATE_EMPTY,
+  PAGE_STATE_FULL,
+  entryCrc,
+  nvsCrc32,
+  pageHeaderCrc,
 } from "./format";
 
 export type NvsValue =
@@ -58,7 +72,9 @@ export function readNvsImage(image: Uint8Array): DecodedNvs {
     }
     const seq = dv.getUint32(4, true);
     const info: NvsPageInfo = {
-      index: p, seq, usedEntries: 0,
+      index: p,
+      seq,
+      usedEntries: 0,
       state: state === PAGE_STATE_ACTIVE ? "active" : state === PAGE_STATE_FULL ? "full" : "other",
     };
     pages.push(info);
@@ -91,7 +107,13 @@ export function readNvsImage(image: Uint8Array): DecodedNvs {
         i++;
         continue;
       }
-      const item: RawItem = { ns: e[0]!, type: e[1]!, chunkIndex: e[3]!, key: keyOf(e), data: e.slice(24, 32) };
+      const item: RawItem = {
+        ns: e[0]!,
+        type: e[1]!,
+        chunkIndex: e[3]!,
+        key: keyOf(e),
+        data: e.slice(24, 32),
+      };
       if (item.type === ItemType.string || item.type === ItemType.blobData || item.type === ItemType.blobV1) {
         const size = edv.getUint16(24, true);
         const start = FIRST_ENTRY_OFFSET + (i + 1) * ENTRY_SIZE;
@@ -104,7 +126,10 @@ export function readNvsImage(image: Uint8Array): DecodedNvs {
           } else item.payload = payload;
         }
       }
-      if (item.type !== ItemType.string && item.type !== ItemType.blobData && item.type !== ItemType.blobV1 || item.payload) {
+      if (
+        (item.type !== ItemType.string && item.type !== ItemType.blobData && item.type !== ItemType.blobV1) ||
+        item.payload
+      ) {
         items.push(item);
       }
       info.usedEntries += span;
@@ -119,7 +144,9 @@ export function readNvsImage(image: Uint8Array): DecodedNvs {
   for (const it of all) if (it.ns === 0 && it.type === ItemType.u8) nsNames.set(it.data[0]!, it.key);
 
   const chunks = new Map<string, Uint8Array>();
-  for (const it of all) if (it.type === ItemType.blobData && it.payload) chunks.set(`${it.ns}/${it.key}/${it.chunkIndex}`, it.payload);
+  for (const it of all)
+    if (it.type === ItemType.blobData && it.payload)
+      chunks.set(`${it.ns}/${it.key}/${it.chunkIndex}`, it.payload);
 
   const namespaces = new Map<string, Map<string, NvsValue>>();
   for (const name of nsNames.values()) namespaces.set(name, new Map());
@@ -139,20 +166,29 @@ export function readNvsImage(image: Uint8Array): DecodedNvs {
 function decodeValue(it: RawItem, chunks: Map<string, Uint8Array>, problems: string[]): NvsValue | undefined {
   const dv = new DataView(it.data.buffer, it.data.byteOffset, 8);
   switch (it.type) {
-    case ItemType.u8: return { type: "u8", value: dv.getUint8(0) };
-    case ItemType.i8: return { type: "i8", value: dv.getInt8(0) };
-    case ItemType.u16: return { type: "u16", value: dv.getUint16(0, true) };
-    case ItemType.i16: return { type: "i16", value: dv.getInt16(0, true) };
-    case ItemType.u32: return { type: "u32", value: dv.getUint32(0, true) };
-    case ItemType.i32: return { type: "i32", value: dv.getInt32(0, true) };
-    case ItemType.u64: return { type: "u64", value: dv.getBigUint64(0, true) };
-    case ItemType.i64: return { type: "i64", value: dv.getBigInt64(0, true) };
+    case ItemType.u8:
+      return { type: "u8", value: dv.getUint8(0) };
+    case ItemType.i8:
+      return { type: "i8", value: dv.getInt8(0) };
+    case ItemType.u16:
+      return { type: "u16", value: dv.getUint16(0, true) };
+    case ItemType.i16:
+      return { type: "i16", value: dv.getInt16(0, true) };
+    case ItemType.u32:
+      return { type: "u32", value: dv.getUint32(0, true) };
+    case ItemType.i32:
+      return { type: "i32", value: dv.getInt32(0, true) };
+    case ItemType.u64:
+      return { type: "u64", value: dv.getBigUint64(0, true) };
+    case ItemType.i64:
+      return { type: "i64", value: dv.getBigInt64(0, true) };
     case ItemType.string: {
       const p = it.payload!;
       const end = p.indexOf(0);
       return { type: "string", value: Buffer.from(p.subarray(0, end < 0 ? p.length : end)).toString("utf8") };
     }
-    case ItemType.blobV1: return { type: "blob", value: it.payload! };
+    case ItemType.blobV1:
+      return { type: "blob", value: it.payload! };
     case ItemType.blobIndex: {
       const size = dv.getUint32(0, true);
       const count = it.data[4]!;

@@ -8,9 +8,24 @@
  * Only the types Moddable's `Preference` reads back are offered: u8, i32, string, blob.
  */
 import {
-  BITMAP_OFFSET, CHUNK_ANY, ENTRIES_PER_PAGE, ENTRY_SIZE, FIRST_ENTRY_OFFSET, FORMAT_VERSION_2, ItemType,
-  KEY_FIELD_SIZE, KEY_MAX_CHARS, MIN_PARTITION_SIZE, NvsError, PAGE_SIZE, PAGE_STATE_ACTIVE, PAGE_STATE_FULL,
-  STRING_MAX_BYTES, entryCrc, nvsCrc32, pageHeaderCrc,
+  BITMAP_OFFSET,
+  CHUNK_ANY,
+  ENTRIES_PER_PAGE,
+  ENTRY_SIZE,
+  FIRST_ENTRY_OFFSET,
+  FORMAT_VERSION_2,
+  ItemType,
+  KEY_FIELD_SIZE,
+  KEY_MAX_CHARS,
+  MIN_PARTITION_SIZE,
+  NvsError,
+  PAGE_SIZE,
+  PAGE_STATE_ACTIVE,
+  PAGE_STATE_FULL,
+  STRING_MAX_BYTES,
+  entryCrc,
+  nvsCrc32,
+  pageHeaderCrc,
 } from "./format";
 
 export type NvsWriteItem =
@@ -32,9 +47,13 @@ export function buildNvsImage(items: readonly NvsWriteItem[], partitionSize: num
 /** Checks a namespace or key name the way ESP-IDF does, with a message naming the culprit. */
 export function checkKeyName(name: string, what: "key" | "namespace"): void {
   if (name.length === 0) throw new NvsError("empty_key", `${what} name is empty`);
-  if (!/^[\x20-\x7e]+$/.test(name)) throw new NvsError("bad_value", `${what} "${name}" must be printable ASCII`);
+  if (!/^[\x20-\x7e]+$/.test(name))
+    throw new NvsError("bad_value", `${what} "${name}" must be printable ASCII`);
   if (name.length > KEY_MAX_CHARS) {
-    throw new NvsError("key_too_long", `${what} "${name}" is ${name.length} characters; NVS allows at most ${KEY_MAX_CHARS}`);
+    throw new NvsError(
+      "key_too_long",
+      `${what} "${name}" is ${name.length} characters; NVS allows at most ${KEY_MAX_CHARS}`,
+    );
   }
 }
 
@@ -52,7 +71,10 @@ class ImageBuilder {
       throw new NvsError("bad_size", `partition size 0x${size.toString(16)} is not a multiple of 0x1000`);
     }
     if (size < MIN_PARTITION_SIZE) {
-      throw new NvsError("bad_size", `partition size 0x${size.toString(16)} is below 0x3000, the smallest read/write NVS partition`);
+      throw new NvsError(
+        "bad_size",
+        `partition size 0x${size.toString(16)} is below 0x3000, the smallest read/write NVS partition`,
+      );
     }
     this.#totalPages = size / PAGE_SIZE;
     this.#pagesLeft = this.#totalPages - 1;
@@ -97,7 +119,8 @@ class ImageBuilder {
       return;
     }
     const index = this.#namespaces.size + 1;
-    if (index > MAX_NAMESPACES) throw new NvsError("too_many_namespaces", `more than ${MAX_NAMESPACES} namespaces`);
+    if (index > MAX_NAMESPACES)
+      throw new NvsError("too_many_namespaces", `more than ${MAX_NAMESPACES} namespaces`);
     this.#primitive(0, name, ItemType.u8, Uint8Array.of(index));
     this.#namespaces.set(name, index);
     this.#currentNs = index;
@@ -115,8 +138,10 @@ class ImageBuilder {
     const data = new Uint8Array(text.length + 1);
     data.set(text);
     if (data.length > STRING_MAX_BYTES) {
-      throw new NvsError("string_too_long",
-        `string "${key}" is ${text.length} bytes; NVS stores at most ${STRING_MAX_BYTES - 1} (plus its NUL)`);
+      throw new NvsError(
+        "string_too_long",
+        `string "${key}" is ${text.length} bytes; NVS stores at most ${STRING_MAX_BYTES - 1} (plus its NUL)`,
+      );
     }
     const dataEntries = Math.ceil(data.length / ENTRY_SIZE);
     // nvs_partition_gen.py moves a string that would exactly fill the page's tail to a fresh page; same here.
@@ -171,8 +196,10 @@ class ImageBuilder {
 
   #nextPage(key: string): void {
     if (this.#pagesLeft <= 0) {
-      throw new NvsError("partition_full",
-        `partition full at "${key}": ${this.#totalPages} pages of which the last stays free as NVS's spare page; use a larger partition or less data`);
+      throw new NvsError(
+        "partition_full",
+        `partition full at "${key}": ${this.#totalPages} pages of which the last stays free as NVS's spare page; use a larger partition or less data`,
+      );
     }
     const current = this.#pages[this.#pages.length - 1];
     if (current) new DataView(current.buffer).setUint32(0, PAGE_STATE_FULL, true);
@@ -226,7 +253,8 @@ function setVarlenHeader(e: Uint8Array, data: Uint8Array): void {
 }
 
 function u8Bytes(key: string, v: number): Uint8Array {
-  if (!Number.isInteger(v) || v < 0 || v > 255) throw new NvsError("bad_value", `u8 "${key}" must be an integer 0..255`);
+  if (!Number.isInteger(v) || v < 0 || v > 255)
+    throw new NvsError("bad_value", `u8 "${key}" must be an integer 0..255`);
   return Uint8Array.of(v);
 }
 

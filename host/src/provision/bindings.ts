@@ -49,13 +49,12 @@ export async function readBindings(stateDir: string): Promise<BindingsFile> {
     throw new ProvisionError("bad_input", `${path} is not valid JSON; fix or restore it before provisioning`);
   }
   const f = parsed as Partial<BindingsFile>;
-  if (f.version !== 1 || !Array.isArray(f.boards)) throw new ProvisionError("bad_input", `${path} is not a version 1 bindings file`);
+  if (f.version !== 1 || !Array.isArray(f.boards))
+    throw new ProvisionError("bad_input", `${path} is not a version 1 bindings file`);
   return { version: 1, boards: f.boards, released: Array.isArray(f.released) ? f.released : [] };
 }
 
-export type BindingCheck =
-  | { ok: true; release: BoardBinding[] }
-  | { ok: false; error: ProvisionError };
+export type BindingCheck = { ok: true; release: BoardBinding[] } | { ok: false; error: ProvisionError };
 
 /** What a refusal needs to know about an existing binding, wherever it is recorded. */
 export interface BindingLike {
@@ -68,39 +67,73 @@ export interface BindingLike {
  * One identity per board and one board per identity. Re-provisioning the same pair is fine (a rotated
  * certificate, a wiped board); anything else needs `force`, which releases the old bindings.
  */
-export function checkBinding(file: BindingsFile, deviceId: string, mac: string, force: boolean): BindingCheck {
+export function checkBinding(
+  file: BindingsFile,
+  deviceId: string,
+  mac: string,
+  force: boolean,
+): BindingCheck {
   return checkBoards(file.boards, deviceId, mac, force);
 }
 
 /** checkBinding over any list of bindings; `recordedIn` names where they come from in the refusal. */
 export function checkBoards<T extends BindingLike>(
-  boards: readonly T[], deviceId: string, mac: string, force: boolean, recordedIn?: string,
+  boards: readonly T[],
+  deviceId: string,
+  mac: string,
+  force: boolean,
+  recordedIn?: string,
 ): { ok: true; release: T[] } | { ok: false; error: ProvisionError } {
   const byMac = boards.find((b) => b.mac === mac);
   const byId = boards.find((b) => b.deviceId === deviceId);
-  const where = (b: T): string => `provisioned ${b.provisionedAt}${recordedIn !== undefined ? `, per ${recordedIn}` : ""}`;
+  const where = (b: T): string =>
+    `provisioned ${b.provisionedAt}${recordedIn !== undefined ? `, per ${recordedIn}` : ""}`;
   const release: T[] = [];
   if (byMac && byMac.deviceId !== deviceId) {
     if (!force) {
-      return { ok: false, error: new ProvisionError("already_bound",
-        `board ${mac} already holds identity "${byMac.deviceId}" (${where(byMac)}); use --force to give it "${deviceId}" instead`) };
+      return {
+        ok: false,
+        error: new ProvisionError(
+          "already_bound",
+          `board ${mac} already holds identity "${byMac.deviceId}" (${where(byMac)}); use --force to give it "${deviceId}" instead`,
+        ),
+      };
     }
     release.push(byMac);
   }
   if (byId && byId.mac !== mac) {
     if (!force) {
-      return { ok: false, error: new ProvisionError("identity_elsewhere",
-        `identity "${deviceId}" is already on board ${byId.mac} (${where(byId)}); use --force to move it to ${mac}`) };
+      return {
+        ok: false,
+        error: new ProvisionError(
+          "identity_elsewhere",
+          `identity "${deviceId}" is already on board ${byId.mac} (${where(byId)}); use --force to move it to ${mac}`,
+        ),
+      };
     }
     release.push(byId);
   }
   return { ok: true, release };
 }
 
-export function applyBinding(file: BindingsFile, binding: BoardBinding, release: readonly BoardBinding[], now: Date): BindingsFile {
+export function applyBinding(
+  file: BindingsFile,
+  binding: BoardBinding,
+  release: readonly BoardBinding[],
+  now: Date,
+): BindingsFile {
   const gone = new Set<BoardBinding>(release);
-  const released = [...file.released, ...release.map((b) => ({ ...b, releasedAt: now.toISOString(), reason: `replaced by ${binding.deviceId} on ${binding.mac}` }))];
-  const boards = file.boards.filter((b) => !gone.has(b) && !(b.mac === binding.mac && b.deviceId === binding.deviceId));
+  const released = [
+    ...file.released,
+    ...release.map((b) => ({
+      ...b,
+      releasedAt: now.toISOString(),
+      reason: `replaced by ${binding.deviceId} on ${binding.mac}`,
+    })),
+  ];
+  const boards = file.boards.filter(
+    (b) => !gone.has(b) && !(b.mac === binding.mac && b.deviceId === binding.deviceId),
+  );
   boards.push(binding);
   boards.sort((a, b) => a.deviceId.localeCompare(b.deviceId));
   return { version: 1, boards, released };
@@ -115,7 +148,11 @@ let queue: Promise<unknown> = Promise.resolve();
  * this file untouched too.
  */
 export function recordBinding(
-  stateDir: string, binding: BoardBinding, force: boolean, now = new Date(), alsoRecord?: () => Promise<void>,
+  stateDir: string,
+  binding: BoardBinding,
+  force: boolean,
+  now = new Date(),
+  alsoRecord?: () => Promise<void>,
 ): Promise<void> {
   const run = queue.then(async () => {
     const file = await readBindings(stateDir);

@@ -71,7 +71,11 @@ export class EspFlasher {
         throw connectError(o.path, port, err);
       }
       const chip = loader.chip.CHIP_NAME;
-      if (chip !== "ESP32") throw new ProvisionError("not_esp32", `${o.path}: found an ${chip}; this fleet's firmware and NVS layout are for the ESP32`);
+      if (chip !== "ESP32")
+        throw new ProvisionError(
+          "not_esp32",
+          `${o.path}: found an ${chip}; this fleet's firmware and NVS layout are for the ESP32`,
+        );
       const description = await loader.chip.getChipDescription(loader);
       const crystal = await loader.chip.getCrystalFreq(loader);
       const mac = await loader.chip.readMac(loader);
@@ -84,7 +88,11 @@ export class EspFlasher {
       }
       const flashId = await loader.readFlashId();
       const sizeName = await loader.detectFlashSize();
-      if (!sizeName) throw new ProvisionError("flash_error", `${o.path}: cannot identify the flash chip (JEDEC id 0x${flashId.toString(16)}); check the board`);
+      if (!sizeName)
+        throw new ProvisionError(
+          "flash_error",
+          `${o.path}: cannot identify the flash chip (JEDEC id 0x${flashId.toString(16)}); check the board`,
+        );
       const flashSize = loader.flashSizeBytes(sizeName as Parameters<ESPLoader["flashSizeBytes"]>[0]);
       return new EspFlasher({ chip, description, mac, flashSize, flashId }, loader, port, transport);
     } catch (err) {
@@ -102,7 +110,11 @@ export class EspFlasher {
   }
 
   /** Compressed write; esptool-js then compares the flash's MD5 with the image's. */
-  async write(address: number, data: Uint8Array, onProgress: (written: number, total: number) => void): Promise<void> {
+  async write(
+    address: number,
+    data: Uint8Array,
+    onProgress: (written: number, total: number) => void,
+  ): Promise<void> {
     try {
       await this.#loader.writeFlash({
         fileArray: [{ data, address }],
@@ -134,7 +146,10 @@ export class EspFlasher {
  * (it does not release the writer then). Closing our port drops the streams, which ends that wait.
  */
 async function release(transport: Transport, port: NodeSerialPort): Promise<void> {
-  const done = transport.disconnect().then(() => true, () => true);
+  const done = transport.disconnect().then(
+    () => true,
+    () => true,
+  );
   const finished = await Promise.race([done, new Promise<false>((r) => setTimeout(() => r(false), 1500))]);
   if (!finished) {
     await port.close();
@@ -145,37 +160,67 @@ async function release(transport: Transport, port: NodeSerialPort): Promise<void
 function connectError(path: string, port: NodeSerialPort, err: unknown): ProvisionError {
   if (err instanceof ProvisionError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  if (/no serial port|no permission|in use|cannot open/.test(message)) return new ProvisionError("no_port", message);
-  if (port.lost) return new ProvisionError("board_lost", `${path}: the board disappeared while connecting (${port.lost.message})`);
+  if (/no serial port|no permission|in use|cannot open/.test(message))
+    return new ProvisionError("no_port", message);
+  if (port.lost)
+    return new ProvisionError(
+      "board_lost",
+      `${path}: the board disappeared while connecting (${port.lost.message})`,
+    );
   const text = port.recentText();
   const boot = /boot:(0x[0-9a-fA-F]+)(?: \(([^)]*\)?)\))?/.exec(text);
   if (boot && !/waiting for download/.test(text)) {
-    return new ProvisionError("wrong_boot_mode",
-      `${path}: the board booted its application (boot:${boot[1]}${boot[2] ? ` ${boot[2]}` : ""}) instead of the download mode; `
-      + "hold BOOT (IO0) low while resetting, or check the DTR/RTS auto-reset wiring");
+    return new ProvisionError(
+      "wrong_boot_mode",
+      `${path}: the board booted its application (boot:${boot[1]}${boot[2] ? ` ${boot[2]}` : ""}) instead of the download mode; ` +
+        "hold BOOT (IO0) low while resetting, or check the DTR/RTS auto-reset wiring",
+    );
   }
   if (port.receivedBytes === 0) {
-    return new ProvisionError("no_sync", `${path}: no answer to SYNC; is an ESP32 connected and powered, in download mode, and is no other program using the port?`);
+    return new ProvisionError(
+      "no_sync",
+      `${path}: no answer to SYNC; is an ESP32 connected and powered, in download mode, and is no other program using the port?`,
+    );
   }
-  return new ProvisionError("no_sync", `${path}: received ${port.receivedBytes} bytes but no valid SYNC answer (${message}); noise, wrong adapter or another chip`);
+  return new ProvisionError(
+    "no_sync",
+    `${path}: received ${port.receivedBytes} bytes but no valid SYNC answer (${message}); noise, wrong adapter or another chip`,
+  );
 }
 
 /** Maps esptool-js's messages to what happened; the raw message stays at the end for the curious. */
-export function asProvisionError(path: string, port: NodeSerialPort, err: unknown, doing: string): ProvisionError {
+export function asProvisionError(
+  path: string,
+  port: NodeSerialPort,
+  err: unknown,
+  doing: string,
+): ProvisionError {
   if (err instanceof ProvisionError) return err;
   const message = err instanceof Error ? err.message : String(err);
   if (port.lost || /EIO|ENXIO|disconnected|device has been lost/i.test(message)) {
-    return new ProvisionError("board_lost", `${path}: the board disappeared while ${doing} (${port.lost?.message ?? message}); reconnect it and run again`);
+    return new ProvisionError(
+      "board_lost",
+      `${path}: the board disappeared while ${doing} (${port.lost?.message ?? message}); reconnect it and run again`,
+    );
   }
   if (/MD5 of file does not match/i.test(message)) {
-    return new ProvisionError("md5_mismatch", `${path}: the flash MD5 differs from the image after ${doing}; the write did not stick (flash worn or write-protected?)`);
+    return new ProvisionError(
+      "md5_mismatch",
+      `${path}: the flash MD5 differs from the image after ${doing}; the write did not stick (flash worn or write-protected?)`,
+    );
   }
   const status = /failed with status (\d+),(\d+)/.exec(message);
   if (status && Number(status[2]) === 0xc1) {
-    return new ProvisionError("bad_checksum", `${path}: the board rejected data blocks with a bad checksum while ${doing}, three times in a row; noisy cable? try a lower --baud`);
+    return new ProvisionError(
+      "bad_checksum",
+      `${path}: the board rejected data blocks with a bad checksum while ${doing}, three times in a row; noisy cable? try a lower --baud`,
+    );
   }
   if (/No serial data received|Serial data stream stopped|Timeout/i.test(message)) {
-    return new ProvisionError("board_lost", `${path}: the board stopped answering while ${doing}; reconnect it and run again`);
+    return new ProvisionError(
+      "board_lost",
+      `${path}: the board stopped answering while ${doing}; reconnect it and run again`,
+    );
   }
   return new ProvisionError("flash_error", `${path}: ${doing} failed: ${message}`);
 }

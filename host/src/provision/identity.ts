@@ -5,8 +5,18 @@
  */
 import { createHash } from "node:crypto";
 import { exportDeviceBundle, PkiError, provisionedBrokerPins } from "../../../pki/src/index";
-import { deriveDeviceKey, loadPayloadMaster, payloadMasterExists, payloadMasterPath } from "../crypto/device-keys";
-import { parseBrokerUrl, wifiPskProblem, INTERVAL_MS_MAX, INTERVAL_MS_MIN } from "../../../firmware/src/identity/nvs-layout";
+import {
+  deriveDeviceKey,
+  loadPayloadMaster,
+  payloadMasterExists,
+  payloadMasterPath,
+} from "../crypto/device-keys";
+import {
+  parseBrokerUrl,
+  wifiPskProblem,
+  INTERVAL_MS_MAX,
+  INTERVAL_MS_MIN,
+} from "../../../firmware/src/identity/nvs-layout";
 import type { DeviceIdentity } from "../../../firmware/src/identity/nvs-layout";
 import { ProvisionError } from "./errors";
 
@@ -26,10 +36,22 @@ export interface CertFacts {
   notAfter: string;
 }
 
-export async function loadIdentity(stateDir: string, deviceId: string, s: IdentitySettings): Promise<{ identity: DeviceIdentity; cert: CertFacts }> {
+export async function loadIdentity(
+  stateDir: string,
+  deviceId: string,
+  s: IdentitySettings,
+): Promise<{ identity: DeviceIdentity; cert: CertFacts }> {
   const url = parseBrokerUrl(s.broker);
-  if (!url) throw new ProvisionError("bad_input", `--broker "${s.broker}" is not mqtt://host[:port] or mqtts://host[:port]`);
-  if (!url.tls) throw new ProvisionError("bad_input", `--broker must be mqtts:// (mutual TLS); "${s.broker}" would send the identity's traffic in clear`);
+  if (!url)
+    throw new ProvisionError(
+      "bad_input",
+      `--broker "${s.broker}" is not mqtt://host[:port] or mqtts://host[:port]`,
+    );
+  if (!url.tls)
+    throw new ProvisionError(
+      "bad_input",
+      `--broker must be mqtts:// (mutual TLS); "${s.broker}" would send the identity's traffic in clear`,
+    );
   if (!Number.isInteger(s.intervalMs) || s.intervalMs < INTERVAL_MS_MIN || s.intervalMs > INTERVAL_MS_MAX) {
     throw new ProvisionError("bad_input", `--interval must be ${INTERVAL_MS_MIN}..${INTERVAL_MS_MAX} ms`);
   }
@@ -41,7 +63,8 @@ export async function loadIdentity(stateDir: string, deviceId: string, s: Identi
   try {
     bundle = await exportDeviceBundle(stateDir, deviceId);
   } catch (err) {
-    if (err instanceof PkiError) throw new ProvisionError("identity", `identity "${deviceId}": ${err.message}`);
+    if (err instanceof PkiError)
+      throw new ProvisionError("identity", `identity "${deviceId}": ${err.message}`);
     throw err;
   }
   let brokerPins: Uint8Array[];
@@ -76,7 +99,11 @@ export async function loadIdentity(stateDir: string, deviceId: string, s: Identi
   if (s.site !== undefined) identity.site = s.site;
   return {
     identity,
-    cert: { serial: bundle.serial, sha256: createHash("sha256").update(bundle.certDer).digest("hex"), notAfter: bundle.notAfter.toISOString() },
+    cert: {
+      serial: bundle.serial,
+      sha256: createHash("sha256").update(bundle.certDer).digest("hex"),
+      notAfter: bundle.notAfter.toISOString(),
+    },
   };
 }
 

@@ -27,7 +27,10 @@ export async function readManifestFile(path: string): Promise<{ text: string; fi
   try {
     text = await readFile(path, "utf8");
   } catch (err) {
-    throw new ProvisionError("bad_input", `cannot read the manifest ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ProvisionError(
+      "bad_input",
+      `cannot read the manifest ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   try {
     return { text, file: { path, manifest: parseManifest(text, formatOf(path), path) } };
@@ -41,21 +44,42 @@ export function manifestDevice(m: FleetManifestFile, deviceId: string): DeviceSp
   const device = m.manifest.devices.find((d) => d.id === deviceId);
   if (!device) {
     const ids = m.manifest.devices.map((d) => d.id);
-    const listed = ids.length === 0 ? "it lists none" : `it lists ${ids.slice(0, 5).join(", ")}${ids.length > 5 ? `, … (${ids.length})` : ""}`;
-    throw new ProvisionError("no_device", `device "${deviceId}" is not in the manifest ${m.path} (${listed}); add it there or pass another --manifest`);
+    const listed =
+      ids.length === 0
+        ? "it lists none"
+        : `it lists ${ids.slice(0, 5).join(", ")}${ids.length > 5 ? `, … (${ids.length})` : ""}`;
+    throw new ProvisionError(
+      "no_device",
+      `device "${deviceId}" is not in the manifest ${m.path} (${listed}); add it there or pass another --manifest`,
+    );
   }
   return device;
 }
 
 /** The manifest's bindings in the shape the refusals take. */
 export function manifestBoards(m: FleetManifest): (BindingLike & { record: DeviceProvisioning })[] {
-  return m.devices.flatMap((d) => d.provisioning
-    ? [{ deviceId: d.id, mac: d.provisioning.mac, provisionedAt: d.provisioning.at, record: d.provisioning }]
-    : []);
+  return m.devices.flatMap((d) =>
+    d.provisioning
+      ? [
+          {
+            deviceId: d.id,
+            mac: d.provisioning.mac,
+            provisionedAt: d.provisioning.at,
+            record: d.provisioning,
+          },
+        ]
+      : [],
+  );
 }
 
 export function provisioningRecord(b: BoardBinding): DeviceProvisioning {
-  return { mac: b.mac, certSerial: b.certSerial, certSha256: b.certSha256, keyId: b.keyId, at: b.provisionedAt };
+  return {
+    mac: b.mac,
+    certSerial: b.certSerial,
+    certSha256: b.certSha256,
+    keyId: b.keyId,
+    at: b.provisionedAt,
+  };
 }
 
 /**

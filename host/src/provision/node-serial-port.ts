@@ -21,7 +21,10 @@ export interface SerialSignals {
 }
 
 /** The part of node-serialport's stream used here; `SerialPort` and `SerialPortMock` both provide it. */
-export type UnderlyingPort = Pick<SerialPort, "open" | "close" | "write" | "drain" | "set" | "update" | "on" | "isOpen">;
+export type UnderlyingPort = Pick<
+  SerialPort,
+  "open" | "close" | "write" | "drain" | "set" | "update" | "on" | "isOpen"
+>;
 
 export interface NodeSerialPortOptions {
   usbVendorId?: number;
@@ -79,7 +82,9 @@ export class NodeSerialPort {
     if (this.#port?.isOpen) throw new Error(`${this.path} is already open`);
     const create = this.#o.createPort ?? ((o) => new SerialPort({ ...o, autoOpen: false }));
     const port = create({ path: this.path, baudRate: opts.baudRate });
-    await new Promise<void>((resolve, reject) => port.open((err) => (err ? reject(openError(this.path, err)) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      port.open((err) => (err ? reject(openError(this.path, err)) : resolve())),
+    );
     this.#port = port;
     this.#lost = undefined;
     this.#received = 0;
@@ -114,16 +119,17 @@ export class NodeSerialPort {
       },
     });
     this.writable = new WritableStream<Uint8Array>({
-      write: (chunk) => new Promise<void>((resolve, reject) => {
-        if (!port.isOpen) return reject(this.#lost ?? new Error(`${this.path} is closed`));
-        port.write(Buffer.from(chunk), (err) => {
-          if (err) {
-            this.#lost ??= err;
-            return reject(err);
-          }
-          port.drain((e) => (e ? reject(e) : resolve()));
-        });
-      }),
+      write: (chunk) =>
+        new Promise<void>((resolve, reject) => {
+          if (!port.isOpen) return reject(this.#lost ?? new Error(`${this.path} is closed`));
+          port.write(Buffer.from(chunk), (err) => {
+            if (err) {
+              this.#lost ??= err;
+              return reject(err);
+            }
+            port.drain((e) => (e ? reject(e) : resolve()));
+          });
+        }),
     });
   }
 
@@ -145,7 +151,9 @@ export class NodeSerialPort {
         if (!err) return resolve();
         if (isNoTty(err)) {
           this.#noControlLines = true;
-          this.#o.onNoControlLines?.(`${this.path} has no DTR/RTS lines (a pty?): the board cannot be reset from here`);
+          this.#o.onNoControlLines?.(
+            `${this.path} has no DTR/RTS lines (a pty?): the board cannot be reset from here`,
+          );
           return resolve();
         }
         reject(err);
@@ -157,7 +165,9 @@ export class NodeSerialPort {
   async setBaudRate(baudRate: number): Promise<void> {
     const port = this.#port;
     if (!port?.isOpen) throw new Error(`${this.path} is not open`);
-    await new Promise<void>((resolve, reject) => port.update({ baudRate }, (err) => (err ? reject(err) : resolve())));
+    await new Promise<void>((resolve, reject) =>
+      port.update({ baudRate }, (err) => (err ? reject(err) : resolve())),
+    );
   }
 
   #remember(chunk: Buffer): void {
@@ -175,8 +185,11 @@ function isNoTty(err: Error): boolean {
 
 function openError(path: string, err: Error): Error {
   const code = (err as NodeJS.ErrnoException).code;
-  if (/ENOENT|No such file/i.test(err.message) || code === "ENOENT") return new Error(`no serial port at ${path}: is the board plugged in?`);
-  if (/EACCES|Permission denied/i.test(err.message)) return new Error(`no permission to open ${path}: add yourself to the dialout group`);
-  if (/busy|lock/i.test(err.message)) return new Error(`${path} is in use by another program (a serial monitor?)`);
+  if (/ENOENT|No such file/i.test(err.message) || code === "ENOENT")
+    return new Error(`no serial port at ${path}: is the board plugged in?`);
+  if (/EACCES|Permission denied/i.test(err.message))
+    return new Error(`no permission to open ${path}: add yourself to the dialout group`);
+  if (/busy|lock/i.test(err.message))
+    return new Error(`${path} is in use by another program (a serial monitor?)`);
   return new Error(`cannot open ${path}: ${err.message}`);
 }

@@ -22,7 +22,12 @@ export function identityImage(identity: DeviceIdentity, boot: number, partitionS
   const prov = decoded.namespaces.get(PROV_NAMESPACE);
   const check = parseIdentity((k) => nvsValueForFirmware(prov?.get(k)));
   if (decoded.problems.length > 0 || !check.ok) {
-    const why = decoded.problems.length > 0 ? decoded.problems.join("; ") : check.ok ? "" : check.errors.map((e) => e.message).join("; ");
+    const why =
+      decoded.problems.length > 0
+        ? decoded.problems.join("; ")
+        : check.ok
+          ? ""
+          : check.errors.map((e) => e.message).join("; ");
     throw new ProvisionError("bad_input", `the NVS image would not be accepted by the firmware: ${why}`);
   }
   const usedEntries = decoded.pages.reduce((n, p) => n + p.usedEntries, 0);

@@ -21,8 +21,7 @@ export interface PartitionEntry {
 }
 
 export type PartitionTableResult =
-  | { ok: true; entries: PartitionEntry[] }
-  | { ok: false; reason: "blank" | "invalid"; message: string };
+  { ok: true; entries: PartitionEntry[] } | { ok: false; reason: "blank" | "invalid"; message: string };
 
 export function parsePartitionTable(bytes: Uint8Array): PartitionTableResult {
   const entries: PartitionEntry[] = [];
@@ -31,7 +30,9 @@ export function parsePartitionTable(bytes: Uint8Array): PartitionTableResult {
     const m0 = bytes[off];
     const m1 = bytes[off + 1];
     if (m0 === 0xff && m1 === 0xff) {
-      return entries.length > 0 ? { ok: true, entries } : { ok: false, reason: "blank", message: "no partition table at 0x8000 (flash erased)" };
+      return entries.length > 0
+        ? { ok: true, entries }
+        : { ok: false, reason: "blank", message: "no partition table at 0x8000 (flash erased)" };
     }
     if (m0 === 0xeb && m1 === 0xeb) {
       const digest = createHash("md5").update(bytes.subarray(0, off)).digest();
@@ -40,7 +41,8 @@ export function parsePartitionTable(bytes: Uint8Array): PartitionTableResult {
       }
       continue;
     }
-    if (m0 !== 0xaa || m1 !== 0x50) return { ok: false, reason: "invalid", message: `partition table entry ${off / 32} has no AA50 magic` };
+    if (m0 !== 0xaa || m1 !== 0x50)
+      return { ok: false, reason: "invalid", message: `partition table entry ${off / 32} has no AA50 magic` };
     const labelBytes = bytes.subarray(off + 12, off + 28);
     const end = labelBytes.indexOf(0);
     entries.push({

@@ -21,14 +21,23 @@ export interface EspPort {
   serialNumber?: string;
 }
 
-export function matchEspPorts(ports: readonly { path: string; vendorId?: string; productId?: string; serialNumber?: string }[]): EspPort[] {
+export function matchEspPorts(
+  ports: readonly { path: string; vendorId?: string; productId?: string; serialNumber?: string }[],
+): EspPort[] {
   const out: EspPort[] = [];
   for (const p of ports) {
     if (!p.vendorId || !p.productId) continue;
     const vid = parseInt(p.vendorId, 16);
     const pid = parseInt(p.productId, 16);
     const known = ESP_USB_IDS.find((k) => k.vid === vid && k.pid === pid);
-    if (known) out.push({ path: p.path, vid, pid, bridge: known.name, ...(p.serialNumber ? { serialNumber: p.serialNumber } : {}) });
+    if (known)
+      out.push({
+        path: p.path,
+        vid,
+        pid,
+        bridge: known.name,
+        ...(p.serialNumber ? { serialNumber: p.serialNumber } : {}),
+      });
   }
   return out.sort((a, b) => a.path.localeCompare(b.path));
 }

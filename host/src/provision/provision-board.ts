@@ -4,14 +4,40 @@
  * back with `verify`), reset it into the firmware, and only then record the binding (bindings file and,
  * with one, the fleet manifest). Any failure before the end leaves both files as they were.
  */
-import { issueDevice, listDeviceIds, PkiError, pkiPaths, revokeSerial, rotateDevice } from "../../../pki/src/index";
-import { checkBinding, checkBoards, readBindings, recordBinding, type BindingLike, type BoardBinding } from "./bindings";
+import {
+  issueDevice,
+  listDeviceIds,
+  PkiError,
+  pkiPaths,
+  revokeSerial,
+  rotateDevice,
+} from "../../../pki/src/index";
+import {
+  checkBinding,
+  checkBoards,
+  readBindings,
+  recordBinding,
+  type BindingLike,
+  type BoardBinding,
+} from "./bindings";
 import { ProvisionError } from "./errors";
 import { EspFlasher } from "./flasher";
 import { loadIdentity, type IdentitySettings } from "./identity";
-import { bindInManifest, manifestBoards, manifestDevice, readManifestFile, type FleetManifestFile } from "./manifest-binding";
+import {
+  bindInManifest,
+  manifestBoards,
+  manifestDevice,
+  readManifestFile,
+  type FleetManifestFile,
+} from "./manifest-binding";
 import { existingIdentity, identityImage, initialBootCounter } from "./nvs-image";
-import { findNvsPartition, MODDABLE_NVS, parsePartitionTable, PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE } from "./partition-table";
+import {
+  findNvsPartition,
+  MODDABLE_NVS,
+  parsePartitionTable,
+  PARTITION_TABLE_OFFSET,
+  PARTITION_TABLE_SIZE,
+} from "./partition-table";
 
 export interface ProvisionRequest {
   stateDir: string;
@@ -82,18 +108,27 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
 
     const nvs = r.nvs ?? (await readNvsLocation(flasher, r.progress));
     if (nvs.offset % 4096 !== 0 || nvs.size % 4096 !== 0 || nvs.offset + nvs.size > flashSize) {
-      throw new ProvisionError("bad_input", `NVS partition 0x${nvs.offset.toString(16)}+0x${nvs.size.toString(16)} does not fit the ${flashSize}-byte flash in whole sectors`);
+      throw new ProvisionError(
+        "bad_input",
+        `NVS partition 0x${nvs.offset.toString(16)}+0x${nvs.size.toString(16)} does not fit the ${flashSize}-byte flash in whole sectors`,
+      );
     }
     r.progress(`reading the current NVS at 0x${nvs.offset.toString(16)} (0x${nvs.size.toString(16)} bytes)`);
     const current = existingIdentity(await flasher.readFlash(nvs.offset, nvs.size));
 
     const bindings = await readBindings(r.stateDir);
     const inManifest = fleet ? manifestBoards(fleet.manifest) : [];
-    const deviceId = r.deviceId ?? (fleet
-      ? pickManifestDevice(fleet, mac, bindings.boards, inManifest)
-      : await pickDeviceId(r.stateDir, mac, bindings.boards));
+    const deviceId =
+      r.deviceId ??
+      (fleet
+        ? pickManifestDevice(fleet, mac, bindings.boards, inManifest)
+        : await pickDeviceId(r.stateDir, mac, bindings.boards));
     if (r.deviceId !== undefined) {
-      if (reserved.has(deviceId)) throw new ProvisionError("identity_elsewhere", `identity "${deviceId}" is being provisioned on another board right now`);
+      if (reserved.has(deviceId))
+        throw new ProvisionError(
+          "identity_elsewhere",
+          `identity "${deviceId}" is being provisioned on another board right now`,
+        );
       reserved.add(deviceId);
     }
     reservedId = deviceId;
@@ -109,11 +144,18 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     // new key and certificate, and the old board's certificate is revoked once this one is bound.
     const movedFrom = released.filter((b) => b.deviceId === deviceId && b.mac !== mac);
     const oldSerials = [
-      ...new Set(movedFrom.flatMap((b) => ("certSerial" in b && typeof b.certSerial === "string" ? [b.certSerial] : []))),
+      ...new Set(
+        movedFrom.flatMap((b) =>
+          "certSerial" in b && typeof b.certSerial === "string" ? [b.certSerial] : [],
+        ),
+      ),
     ];
     const boundHere = bindings.boards.some((b) => b.mac === mac) || inManifest.some((b) => b.mac === mac);
     if (current.deviceId !== undefined && current.deviceId !== deviceId && !boundHere && !r.force) {
-      throw new ProvisionError("already_bound", `board ${mac} already carries identity "${current.deviceId}" in its NVS (not in this fleet's bindings); use --force to replace it with "${deviceId}"`);
+      throw new ProvisionError(
+        "already_bound",
+        `board ${mac} already carries identity "${current.deviceId}" in its NVS (not in this fleet's bindings); use --force to replace it with "${deviceId}"`,
+      );
     }
 
     let settings = r.settings;
@@ -122,25 +164,46 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
       settings = { ...r.settings, site: spec.site };
       if (!(await listDeviceIds(pkiPaths(r.stateDir))).includes(deviceId)) {
         if (r.dryRun) {
-          r.progress(`dry run: nothing written or issued; ${deviceId} has no identity yet (a real run issues a ${spec.keyType} one) and would be bound to ${mac}`);
-          return { deviceId, mac, chip, flashSize, nvsOffset: nvs.offset, nvsSize: nvs.size, usedBytes: 0, boot: initialBootCounter(current.boot, now()),
-            certSerial: "(not issued)", written: false, verified: false, timings: { connectMs, writeMs: 0, totalMs: performance.now() - t0 } };
+          r.progress(
+            `dry run: nothing written or issued; ${deviceId} has no identity yet (a real run issues a ${spec.keyType} one) and would be bound to ${mac}`,
+          );
+          return {
+            deviceId,
+            mac,
+            chip,
+            flashSize,
+            nvsOffset: nvs.offset,
+            nvsSize: nvs.size,
+            usedBytes: 0,
+            boot: initialBootCounter(current.boot, now()),
+            certSerial: "(not issued)",
+            written: false,
+            verified: false,
+            timings: { connectMs, writeMs: 0, totalMs: performance.now() - t0 },
+          };
         }
         r.progress(`issuing the identity of ${deviceId} (${spec.keyType}) from the fleet PKI`);
         try {
           await issueDevice({ stateDir: r.stateDir, id: deviceId, keyType: spec.keyType });
         } catch (err) {
-          if (err instanceof PkiError) throw new ProvisionError("identity", `cannot issue identity "${deviceId}": ${err.message}`);
+          if (err instanceof PkiError)
+            throw new ProvisionError("identity", `cannot issue identity "${deviceId}": ${err.message}`);
           throw err;
         }
       }
     }
     if (movedFrom.length > 0) {
-      if (r.dryRun) r.progress(`dry run: ${deviceId} would get a new key and certificate, and its old board's certificate would be revoked`);
+      if (r.dryRun)
+        r.progress(
+          `dry run: ${deviceId} would get a new key and certificate, and its old board's certificate would be revoked`,
+        );
       else {
-        r.progress(`${deviceId} moves from ${movedFrom.map((b) => b.mac).join(", ")}: new key and certificate for this board`);
+        r.progress(
+          `${deviceId} moves from ${movedFrom.map((b) => b.mac).join(", ")}: new key and certificate for this board`,
+        );
         await rotateDevice({ stateDir: r.stateDir, id: deviceId }).catch((err: unknown) => {
-          if (err instanceof PkiError) throw new ProvisionError("identity", `cannot renew identity "${deviceId}": ${err.message}`);
+          if (err instanceof PkiError)
+            throw new ProvisionError("identity", `cannot renew identity "${deviceId}": ${err.message}`);
           throw err;
         });
       }
@@ -148,7 +211,9 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     const { identity, cert } = await loadIdentity(r.stateDir, deviceId, settings);
     const boot = initialBootCounter(current.boot, now());
     const built = identityImage(identity, boot, nvs.size);
-    r.progress(`NVS image for ${deviceId}: ${built.usedBytes} bytes of entries in a ${nvs.size}-byte partition (certificate ${cert.serial})`);
+    r.progress(
+      `NVS image for ${deviceId}: ${built.usedBytes} bytes of entries in a ${nvs.size}-byte partition (certificate ${cert.serial})`,
+    );
 
     if (r.dryRun) {
       r.progress(`dry run: nothing written; ${deviceId} would be bound to ${mac}`);
@@ -159,7 +224,8 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     let lastPct = -1;
     await flasher.write(nvs.offset, built.image, (written, total) => {
       const pct = total === 0 ? 100 : Math.floor((100 * written) / total);
-      if (pct !== lastPct && (pct === 100 || pct - lastPct >= 25)) r.progress(`writing NVS ${pct}% (${total} bytes compressed)`);
+      if (pct !== lastPct && (pct === 100 || pct - lastPct >= 25))
+        r.progress(`writing NVS ${pct}% (${total} bytes compressed)`);
       lastPct = pct;
     });
     r.progress("flash MD5 matches the image");
@@ -168,7 +234,10 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
       const back = await flasher.readFlash(nvs.offset, nvs.size);
       const firstDiff = back.findIndex((b, i) => b !== built.image[i]);
       if (firstDiff >= 0 || back.length !== built.image.length) {
-        throw new ProvisionError("verify_mismatch", `${r.path}: read-back differs from the image at offset 0x${(nvs.offset + Math.max(firstDiff, 0)).toString(16)}`);
+        throw new ProvisionError(
+          "verify_mismatch",
+          `${r.path}: read-back differs from the image at offset 0x${(nvs.offset + Math.max(firstDiff, 0)).toString(16)}`,
+        );
       }
       verified = true;
       r.progress("read back and compared: identical");
@@ -177,7 +246,10 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     await flasher.resetToApp();
 
     const binding: BoardBinding = {
-      deviceId, mac, chip, flashSize,
+      deviceId,
+      mac,
+      chip,
+      flashSize,
       certSerial: cert.serial,
       certSha256: cert.sha256,
       keyId: identity.payload?.keyId ?? null,
@@ -186,9 +258,16 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
       provisionedAt: now().toISOString(),
     };
     const manifestPath = fleet?.path;
-    await recordBinding(r.stateDir, binding, r.force, now(),
-      manifestPath !== undefined ? () => bindInManifest(manifestPath, binding, r.force) : undefined);
-    r.progress(`bound ${deviceId} to ${mac}${manifestPath !== undefined ? ` (recorded in ${manifestPath})` : ""}`);
+    await recordBinding(
+      r.stateDir,
+      binding,
+      r.force,
+      now(),
+      manifestPath !== undefined ? () => bindInManifest(manifestPath, binding, r.force) : undefined,
+    );
+    r.progress(
+      `bound ${deviceId} to ${mac}${manifestPath !== undefined ? ` (recorded in ${manifestPath})` : ""}`,
+    );
     for (const serial of oldSerials.filter((x) => x !== cert.serial)) {
       try {
         await revokeSerial(r.stateDir, serial, "superseded");
@@ -202,8 +281,17 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
 
     function result(written: boolean, verifiedResult: boolean, wMs: number): ProvisionResult {
       return {
-        deviceId, mac, chip, flashSize, nvsOffset: nvs.offset, nvsSize: nvs.size, usedBytes: built.usedBytes, boot,
-        certSerial: cert.serial, written, verified: verifiedResult,
+        deviceId,
+        mac,
+        chip,
+        flashSize,
+        nvsOffset: nvs.offset,
+        nvsSize: nvs.size,
+        usedBytes: built.usedBytes,
+        boot,
+        certSerial: cert.serial,
+        written,
+        verified: verifiedResult,
         timings: { connectMs, writeMs: wMs, totalMs: performance.now() - t0 },
       };
     }
@@ -213,18 +301,32 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
   }
 }
 
-async function readNvsLocation(flasher: EspFlasher, progress: (l: string) => void): Promise<{ offset: number; size: number }> {
+async function readNvsLocation(
+  flasher: EspFlasher,
+  progress: (l: string) => void,
+): Promise<{ offset: number; size: number }> {
   const table = parsePartitionTable(await flasher.readFlash(PARTITION_TABLE_OFFSET, PARTITION_TABLE_SIZE));
   if (!table.ok) {
     if (table.reason === "blank") {
-      progress(`no partition table on the board; using Moddable's default NVS at 0x${MODDABLE_NVS.offset.toString(16)}`);
+      progress(
+        `no partition table on the board; using Moddable's default NVS at 0x${MODDABLE_NVS.offset.toString(16)}`,
+      );
       return { ...MODDABLE_NVS };
     }
-    throw new ProvisionError("bad_input", `${table.message}; flash the firmware first or give --nvs-offset and --nvs-size`);
+    throw new ProvisionError(
+      "bad_input",
+      `${table.message}; flash the firmware first or give --nvs-offset and --nvs-size`,
+    );
   }
   const nvs = findNvsPartition(table.entries);
-  if (!nvs) throw new ProvisionError("bad_input", "the board's partition table has no NVS partition; flash a firmware built with one");
-  progress(`partition table: NVS "${nvs.label}" at 0x${nvs.offset.toString(16)}, 0x${nvs.size.toString(16)} bytes`);
+  if (!nvs)
+    throw new ProvisionError(
+      "bad_input",
+      "the board's partition table has no NVS partition; flash a firmware built with one",
+    );
+  progress(
+    `partition table: NVS "${nvs.label}" at 0x${nvs.offset.toString(16)}, 0x${nvs.size.toString(16)} bytes`,
+  );
   return { offset: nvs.offset, size: nvs.size };
 }
 
@@ -234,8 +336,16 @@ async function pickDeviceId(stateDir: string, mac: string, boards: readonly Boar
   const mine = boards.find((b) => b.mac === mac);
   const bound = new Set(boards.map((b) => b.deviceId));
   const next = mine?.deviceId ?? ids.find((id) => !bound.has(id) && !reserved.has(id));
-  if (!next) throw new ProvisionError("no_device", "every identity the PKI holds is already on a board; issue more (npm run pki) or pass --device");
-  if (reserved.has(next)) throw new ProvisionError("identity_elsewhere", `identity "${next}" is being provisioned on another board right now`);
+  if (!next)
+    throw new ProvisionError(
+      "no_device",
+      "every identity the PKI holds is already on a board; issue more (npm run pki) or pass --device",
+    );
+  if (reserved.has(next))
+    throw new ProvisionError(
+      "identity_elsewhere",
+      `identity "${next}" is being provisioned on another board right now`,
+    );
   reserved.add(next);
   return next;
 }
@@ -244,14 +354,28 @@ async function pickDeviceId(stateDir: string, mac: string, boards: readonly Boar
  * The board's own device if the manifest or the bindings file binds it to one of the manifest's devices,
  * else the manifest's first device bound nowhere and not being provisioned right now.
  */
-function pickManifestDevice(fleet: FleetManifestFile, mac: string, boards: readonly BoardBinding[], inManifest: readonly BindingLike[]): string {
+function pickManifestDevice(
+  fleet: FleetManifestFile,
+  mac: string,
+  boards: readonly BoardBinding[],
+  inManifest: readonly BindingLike[],
+): string {
   const listed = new Set(fleet.manifest.devices.map((d) => d.id));
   const mine = [...inManifest, ...boards].find((b) => b.mac === mac && listed.has(b.deviceId));
   const bound = new Set([...inManifest, ...boards].map((b) => b.deviceId));
   // Reserved in the same synchronous step as the choice: parallel boards must not pick the same id.
-  const next = mine?.deviceId ?? fleet.manifest.devices.find((d) => !bound.has(d.id) && !reserved.has(d.id))?.id;
-  if (!next) throw new ProvisionError("no_device", `every device of ${fleet.path} is already on a board; add devices to it or pass --device`);
-  if (reserved.has(next)) throw new ProvisionError("identity_elsewhere", `identity "${next}" is being provisioned on another board right now`);
+  const next =
+    mine?.deviceId ?? fleet.manifest.devices.find((d) => !bound.has(d.id) && !reserved.has(d.id))?.id;
+  if (!next)
+    throw new ProvisionError(
+      "no_device",
+      `every device of ${fleet.path} is already on a board; add devices to it or pass --device`,
+    );
+  if (reserved.has(next))
+    throw new ProvisionError(
+      "identity_elsewhere",
+      `identity "${next}" is being provisioned on another board right now`,
+    );
   reserved.add(next);
   return next;
 }

@@ -21,7 +21,10 @@ export async function readPreferenceFile(path: string): Promise<PreferenceFile> 
     text = await readFile(path, "utf8");
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return {};
-    throw new ProvisionError("bad_input", `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new ProvisionError(
+      "bad_input",
+      `cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    );
   }
   try {
     const parsed: unknown = JSON.parse(text);
@@ -29,7 +32,10 @@ export async function readPreferenceFile(path: string): Promise<PreferenceFile> 
   } catch {
     // reported below
   }
-  throw new ProvisionError("bad_input", `${path} is not a Moddable preference file (a JSON object of domains)`);
+  throw new ProvisionError(
+    "bad_input",
+    `${path} is not a Moddable preference file (a JSON object of domains)`,
+  );
 }
 
 /** The boot counter the simulated board last stored, if any. */
@@ -49,7 +55,11 @@ export function withIdentity(file: PreferenceFile, identity: DeviceIdentity, boo
     const v = domain[k];
     return v !== null && typeof v === "object" ? Uint8Array.from(v.buffer.split(",").map(Number)).buffer : v;
   });
-  if (!back.ok) throw new ProvisionError("bad_input", `the simulator would not accept this identity: ${back.errors.map((e) => e.message).join("; ")}`);
+  if (!back.ok)
+    throw new ProvisionError(
+      "bad_input",
+      `the simulator would not accept this identity: ${back.errors.map((e) => e.message).join("; ")}`,
+    );
   return { ...file, [PROV_NAMESPACE]: domain };
 }
 

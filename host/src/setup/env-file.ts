@@ -15,14 +15,45 @@ const randomSecret = (bytes: number) => () => randomBytes(bytes).toString("base6
 
 /** Every variable docker-compose.yml reads, with how setup fills it. */
 export const ENV_ENTRIES: readonly EnvEntry[] = [
-  { key: "INFLUXDB_ADMIN_PASSWORD", make: randomSecret(24), secret: true, comment: "InfluxDB admin user `admin` (first start only)" },
-  { key: "INFLUXDB_ADMIN_TOKEN", make: randomSecret(32), secret: true, comment: "InfluxDB operator token (all access); services get scoped tokens" },
+  {
+    key: "INFLUXDB_ADMIN_PASSWORD",
+    make: randomSecret(24),
+    secret: true,
+    comment: "InfluxDB admin user `admin` (first start only)",
+  },
+  {
+    key: "INFLUXDB_ADMIN_TOKEN",
+    make: randomSecret(32),
+    secret: true,
+    comment: "InfluxDB operator token (all access); services get scoped tokens",
+  },
   { key: "GRAFANA_ADMIN_PASSWORD", make: randomSecret(18), secret: true, comment: "Grafana user `admin`" },
   { key: "INFLUXDB_ORG", make: () => "electrolyser", secret: false, comment: "InfluxDB organisation" },
-  { key: "INFLUXDB_RETENTION", make: () => "30d", secret: false, comment: "Retention of the telemetry bucket (at least 1h)" },
-  { key: "EST_STORE", make: () => "influxdb", secret: false, comment: "influxdb | victoriametrics (then: docker compose --profile victoriametrics up -d)" },
-  { key: "EST_PAYLOAD_MODE", make: () => "plain", secret: false, comment: "plain | encrypted: whether the fleet seals payloads (encrypted: run the emulator with --encrypt)" },
-  { key: "EST_DOWNSAMPLE", make: () => "true", secret: false, comment: "Hourly means into bucket telemetry_1h (InfluxDB task)" },
+  {
+    key: "INFLUXDB_RETENTION",
+    make: () => "30d",
+    secret: false,
+    comment: "Retention of the telemetry bucket (at least 1h)",
+  },
+  {
+    key: "EST_STORE",
+    make: () => "influxdb",
+    secret: false,
+    comment: "influxdb | victoriametrics (then: docker compose --profile victoriametrics up -d)",
+  },
+  {
+    key: "EST_PAYLOAD_MODE",
+    make: () => "plain",
+    secret: false,
+    comment:
+      "plain | encrypted: whether the fleet seals payloads (encrypted: run the emulator with --encrypt)",
+  },
+  {
+    key: "EST_DOWNSAMPLE",
+    make: () => "true",
+    secret: false,
+    comment: "Hourly means into bucket telemetry_1h (InfluxDB task)",
+  },
 ];
 
 /** KEY=VALUE lines; comments and blank lines are ignored, values are taken verbatim. */
@@ -45,7 +76,11 @@ export interface MergedEnv {
 }
 
 /** Keeps existing values (and unknown keys, at the end); fills missing ones; `forced` values always win. */
-export function mergeEnv(existing: Map<string, string>, entries: readonly EnvEntry[] = ENV_ENTRIES, forced: Record<string, string> = {}): MergedEnv {
+export function mergeEnv(
+  existing: Map<string, string>,
+  entries: readonly EnvEntry[] = ENV_ENTRIES,
+  forced: Record<string, string> = {},
+): MergedEnv {
   const created: string[] = [];
   const kept: string[] = [];
   const lines = [
@@ -67,6 +102,7 @@ export function mergeEnv(existing: Map<string, string>, entries: readonly EnvEnt
     lines.push(`${e.key}=${value}`);
   }
   const others = [...existing].filter(([k]) => !known.has(k));
-  if (others.length > 0) lines.push("", "# Kept from the previous file", ...others.map(([k, v]) => `${k}=${v}`));
+  if (others.length > 0)
+    lines.push("", "# Kept from the previous file", ...others.map(([k, v]) => `${k}=${v}`));
   return { text: `${lines.join("\n")}\n`, created, kept };
 }

@@ -14,7 +14,9 @@ export const COMPOSE_BROKER_HOST = "mosquitto";
 export const PAYLOAD_KEY_ID = 1;
 
 export async function prepareState(stateDir: string, onProgress?: (line: string) => void): Promise<PkiPaths> {
-  onProgress?.(`PKI: ensuring the CA, the broker certificate and the service certificates (${STACK_SERVICES.join(", ")})`);
+  onProgress?.(
+    `PKI: ensuring the CA, the broker certificate and the service certificates (${STACK_SERVICES.join(", ")})`,
+  );
   const pki = await ensureDevPki({
     stateDir,
     devices: [],

@@ -13,7 +13,8 @@ export function nodeBrokerTrust(o: { pins: readonly Uint8Array[]; anchor: Uint8A
     pins: o.pins,
     anchor: o.anchor,
     sha256: (data) => new Uint8Array(createHash("sha256").update(data).digest()),
-    verifySignature: (issuer, cert) => new X509Certificate(cert).verify(new X509Certificate(issuer).publicKey),
+    verifySignature: (issuer, cert) =>
+      new X509Certificate(cert).verify(new X509Certificate(issuer).publicKey),
   });
 }
 

@@ -11,8 +11,24 @@ import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMosquitto, type MosquittoHandle } from "../../src/broker/mosquitto";
-import { createBrokerTestPki, createCa, issue, subjectCn, type BrokerTestPki, type IssuedCert } from "./helpers/test-pki";
-import { endClient, mustConnect, publishQos1, recorder, sleep, subscribe, tryConnect, type ConnectOptions } from "./helpers/clients";
+import {
+  createBrokerTestPki,
+  createCa,
+  issue,
+  subjectCn,
+  type BrokerTestPki,
+  type IssuedCert,
+} from "./helpers/test-pki";
+import {
+  endClient,
+  mustConnect,
+  publishQos1,
+  recorder,
+  sleep,
+  subscribe,
+  tryConnect,
+  type ConnectOptions,
+} from "./helpers/clients";
 import { tlsHandshake } from "./helpers/tls-probe";
 
 const DAY = 86_400_000;
@@ -22,8 +38,21 @@ let dir: string;
 let pki: BrokerTestPki;
 let broker: MosquittoHandle;
 let caPem: string;
-const ids: Record<"ingest" | "monitor" | "telegraf" | "bridge" | "devA" | "devB" | "devRsa" | "expired" | "notYetValid" | "wildPlus" | "wildHash" | "foreign", IssuedCert> =
-  {} as never;
+const ids: Record<
+  | "ingest"
+  | "monitor"
+  | "telegraf"
+  | "bridge"
+  | "devA"
+  | "devB"
+  | "devRsa"
+  | "expired"
+  | "notYetValid"
+  | "wildPlus"
+  | "wildHash"
+  | "foreign",
+  IssuedCert
+> = {} as never;
 /**
  * Sees every board's telemetry and status for the whole file. It is the read-only `monitor`
  * identity: one identity has one session (client id := CN), so an observer on the ingest
@@ -33,11 +62,19 @@ let observer: MqttClient;
 let observerRx: ReturnType<typeof recorder>;
 const opened: MqttClient[] = [];
 
-function opts(identity: IssuedCert | undefined, clientId: string, extra: Partial<ConnectOptions> = {}): ConnectOptions {
+function opts(
+  identity: IssuedCert | undefined,
+  clientId: string,
+  extra: Partial<ConnectOptions> = {},
+): ConnectOptions {
   return { url: broker.url, ca: caPem, identity, clientId, ...extra };
 }
 
-async function connectAs(identity: IssuedCert, clientId: string, extra: Partial<ConnectOptions> = {}): Promise<MqttClient> {
+async function connectAs(
+  identity: IssuedCert,
+  clientId: string,
+  extra: Partial<ConnectOptions> = {},
+): Promise<MqttClient> {
   const c = await mustConnect(opts(identity, clientId, extra));
   opened.push(c);
   return c;
@@ -48,7 +85,11 @@ async function connectAs(identity: IssuedCert, clientId: string, extra: Partial<
  * message; the broker handles one connection's packets in order, so once the observer has the
  * second, the first would already have arrived.
  */
-async function assertNeverDelivered(publisher: MqttClient, publisherId: string, forbiddenPayload: string): Promise<void> {
+async function assertNeverDelivered(
+  publisher: MqttClient,
+  publisherId: string,
+  forbiddenPayload: string,
+): Promise<void> {
   const marker = `barrier-${randomUUID()}`;
   const r = await publishQos1(publisher, `electrolyser/${publisherId}/telemetry`, marker);
   expect(r.reasonCode).toBe(0);
@@ -62,7 +103,20 @@ beforeAll(async () => {
   caPem = pki.ca.certPem;
   const client = { usage: "client" as const };
   const foreignCa = await createCa("Foreign CA", "p256");
-  const [ingestId, monitor, telegraf, bridge, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign] = await Promise.all([
+  const [
+    ingestId,
+    monitor,
+    telegraf,
+    bridge,
+    devA,
+    devB,
+    devRsa,
+    expired,
+    notYetValid,
+    wildPlus,
+    wildHash,
+    foreign,
+  ] = await Promise.all([
     issue(pki.ca, { cn: "ingest", kind: "p256", ...client }),
     issue(pki.ca, { cn: "monitor", kind: "p256", ...client }),
     issue(pki.ca, { cn: "telegraf", kind: "p256", ...client }),
@@ -70,13 +124,38 @@ beforeAll(async () => {
     issue(pki.ca, { cn: "dev-a", kind: "p256", ...client }),
     issue(pki.ca, { cn: "dev-b", kind: "p256", ...client }),
     issue(pki.ca, { cn: "dev-rsa", kind: "rsa", ...client }),
-    issue(pki.ca, { cn: "dev-a", kind: "p256", ...client, notBefore: new Date(Date.now() - 10 * DAY), notAfter: new Date(Date.now() - DAY) }),
-    issue(pki.ca, { cn: "dev-a", kind: "p256", ...client, notBefore: new Date(Date.now() + DAY), notAfter: new Date(Date.now() + 10 * DAY) }),
+    issue(pki.ca, {
+      cn: "dev-a",
+      kind: "p256",
+      ...client,
+      notBefore: new Date(Date.now() - 10 * DAY),
+      notAfter: new Date(Date.now() - DAY),
+    }),
+    issue(pki.ca, {
+      cn: "dev-a",
+      kind: "p256",
+      ...client,
+      notBefore: new Date(Date.now() + DAY),
+      notAfter: new Date(Date.now() + 10 * DAY),
+    }),
     issue(pki.ca, { cn: "+", kind: "p256", ...client }),
     issue(pki.ca, { cn: "#", kind: "p256", ...client }),
     issue(foreignCa, { cn: "dev-a", kind: "p256", ...client }),
   ]);
-  Object.assign(ids, { ingest: ingestId, monitor, telegraf, bridge, devA, devB, devRsa, expired, notYetValid, wildPlus, wildHash, foreign });
+  Object.assign(ids, {
+    ingest: ingestId,
+    monitor,
+    telegraf,
+    bridge,
+    devA,
+    devB,
+    devRsa,
+    expired,
+    notYetValid,
+    wildPlus,
+    wildHash,
+    foreign,
+  });
   broker = await startMosquitto({ pki: pki.paths, dataDir: join(dir, "data") });
   observer = await connectAs(ids.monitor, "monitor-access-test");
   observerRx = recorder(observer);
@@ -110,7 +189,9 @@ describe("a board with a valid certificate", () => {
     const dev = await connectAs(ids.devB, "dev-b");
     const payload = `shared-${randomUUID()}`;
     expect((await publishQos1(dev, "electrolyser/dev-b/telemetry", payload)).reasonCode).toBe(0);
-    expect(await rx.waitFor((m) => m.payload === payload)).toMatchObject({ topic: "electrolyser/dev-b/telemetry" });
+    expect(await rx.waitFor((m) => m.payload === payload)).toMatchObject({
+      topic: "electrolyser/dev-b/telemetry",
+    });
     await endClient(dev);
     await endClient(shared);
   });
@@ -147,7 +228,9 @@ describe("a board with a valid certificate", () => {
 describe("the firmware's TLS profile", () => {
   it("TLS 1.2 limited to ECDHE-RSA-AES128-GCM-SHA256 with an RSA client key connects and publishes", async () => {
     const r = await tryConnect(
-      opts(ids.devRsa, "dev-rsa", { tls: { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: "ECDHE-RSA-AES128-GCM-SHA256" } }),
+      opts(ids.devRsa, "dev-rsa", {
+        tls: { minVersion: "TLSv1.2", maxVersion: "TLSv1.2", ciphers: "ECDHE-RSA-AES128-GCM-SHA256" },
+      }),
     );
     expect(r.ok ? "connected" : r.error).toBe("connected");
     if (!r.ok) return;
@@ -161,8 +244,16 @@ describe("the firmware's TLS profile", () => {
 
   it.each([
     // DHE breaks the firmware's client-certificate handshake.
-    { offers: "only DHE", ciphers: "DHE-RSA-AES128-GCM-SHA256", error: /handshake failure|no shared cipher|no cipher/i },
-    { offers: "only non-AEAD (CBC) suites", ciphers: "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES128-SHA", error: undefined },
+    {
+      offers: "only DHE",
+      ciphers: "DHE-RSA-AES128-GCM-SHA256",
+      error: /handshake failure|no shared cipher|no cipher/i,
+    },
+    {
+      offers: "only non-AEAD (CBC) suites",
+      ciphers: "ECDHE-RSA-AES128-SHA256:ECDHE-RSA-AES128-SHA",
+      error: undefined,
+    },
   ])("refuses a TLS 1.2 client that offers $offers", async ({ ciphers, error }) => {
     const r = await tlsHandshake({
       host: broker.host,
@@ -206,7 +297,14 @@ describe("the firmware's TLS profile", () => {
     });
 
     it("the broker refuses the same TLS 1.1 client (protocol version alert), even with a valid certificate", async () => {
-      const r = await tlsHandshake({ host: broker.host, port: broker.port, ca: caPem, cert: ids.devRsa.certPem, key: ids.devRsa.keyPem, ...tls11 });
+      const r = await tlsHandshake({
+        host: broker.host,
+        port: broker.port,
+        ca: caPem,
+        cert: ids.devRsa.certPem,
+        key: ids.devRsa.keyPem,
+        ...tls11,
+      });
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.error).toMatch(/protocol version|unsupported protocol|wrong version/i);
       const m = await tryConnect(opts(ids.devRsa, "dev-rsa-tls11", { tls: tls11 }));
@@ -259,8 +357,12 @@ describe("a connected board cannot reach other boards' topics", () => {
   it("its publish to another board's telemetry and status is refused (PUBACK 0x87) and never delivered", async () => {
     const dev = await connectAs(ids.devA, "dev-a-spoof");
     const spoof = `spoof-${randomUUID()}`;
-    expect(await publishQos1(dev, "electrolyser/dev-b/telemetry", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
-    expect(await publishQos1(dev, "electrolyser/dev-b/status", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
+    expect(await publishQos1(dev, "electrolyser/dev-b/telemetry", spoof)).toEqual({
+      reasonCode: NOT_AUTHORIZED,
+    });
+    expect(await publishQos1(dev, "electrolyser/dev-b/status", spoof)).toEqual({
+      reasonCode: NOT_AUTHORIZED,
+    });
     await assertNeverDelivered(dev, "dev-a", spoof);
     await endClient(dev);
   });
@@ -275,8 +377,17 @@ describe("a connected board cannot reach other boards' topics", () => {
 
   it("it cannot publish outside its write rights (its own command topic, other trees, $SYS)", async () => {
     const dev = await connectAs(ids.devA, "dev-a-outside");
-    for (const topic of ["electrolyser/dev-a/command", "electrolyser/dev-a/other", "electrolyser/dev-a", "other/dev-a/telemetry", "$SYS/broker/x"]) {
-      expect({ topic, ...(await publishQos1(dev, topic, "x")) }).toEqual({ topic, reasonCode: NOT_AUTHORIZED });
+    for (const topic of [
+      "electrolyser/dev-a/command",
+      "electrolyser/dev-a/other",
+      "electrolyser/dev-a",
+      "other/dev-a/telemetry",
+      "$SYS/broker/x",
+    ]) {
+      expect({ topic, ...(await publishQos1(dev, topic, "x")) }).toEqual({
+        topic,
+        reasonCode: NOT_AUTHORIZED,
+      });
     }
     await endClient(dev);
   });
@@ -289,7 +400,14 @@ describe("a connected board cannot reach other boards' topics", () => {
 
     const spy = await connectAs(ids.devA, "dev-a-spy");
     const spyRx = recorder(spy);
-    const filters = ["#", "electrolyser/#", "electrolyser/+/telemetry", "electrolyser/dev-b/telemetry", "electrolyser/dev-b/status", "$share/g/electrolyser/+/telemetry"];
+    const filters = [
+      "#",
+      "electrolyser/#",
+      "electrolyser/+/telemetry",
+      "electrolyser/dev-b/telemetry",
+      "electrolyser/dev-b/status",
+      "$share/g/electrolyser/+/telemetry",
+    ];
     // Mosquitto 2.0's ACL file does not refuse SUBSCRIBE (it grants it and filters on delivery).
     const granted = await subscribe(spy, filters);
     expect(granted).toHaveLength(filters.length);
@@ -309,8 +427,12 @@ describe("a connected board cannot reach other boards' topics", () => {
   it("the ingest identity cannot publish into a board's topics", async () => {
     const svc = await connectAs(ids.ingest, "ingest-spoof");
     const spoof = `ingest-spoof-${randomUUID()}`;
-    expect(await publishQos1(svc, "electrolyser/dev-a/telemetry", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
-    expect(await publishQos1(svc, "electrolyser/dev-a/command", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
+    expect(await publishQos1(svc, "electrolyser/dev-a/telemetry", spoof)).toEqual({
+      reasonCode: NOT_AUTHORIZED,
+    });
+    expect(await publishQos1(svc, "electrolyser/dev-a/command", spoof)).toEqual({
+      reasonCode: NOT_AUTHORIZED,
+    });
     await endClient(svc);
   });
 });
@@ -324,12 +446,20 @@ describe("service identities publish no telemetry, not even under their own name
     expect(await subscribe(watcher, ["electrolyser/+/telemetry"])).toEqual([1]);
     const spoofs: string[] = [];
     for (const which of ["ingest", "bridge", "monitor", "telegraf"] as const) {
-      const svc = which === "monitor" ? observer : which === "telegraf" ? watcher : await connectAs(ids[which], `${which}-own-topic`);
+      const svc =
+        which === "monitor"
+          ? observer
+          : which === "telegraf"
+            ? watcher
+            : await connectAs(ids[which], `${which}-own-topic`);
       for (const kind of ["telemetry", "status"]) {
         const spoof = `${which}-${kind}-${randomUUID()}`;
         spoofs.push(spoof);
         const topic = `electrolyser/${ids[which].cn}/${kind}`;
-        expect({ topic, ...(await publishQos1(svc, topic, spoof)) }).toEqual({ topic, reasonCode: NOT_AUTHORIZED });
+        expect({ topic, ...(await publishQos1(svc, topic, spoof)) }).toEqual({
+          topic,
+          reasonCode: NOT_AUTHORIZED,
+        });
       }
       if (which === "ingest" || which === "bridge") await endClient(svc);
     }
@@ -362,7 +492,9 @@ describe("the telegraf identity", () => {
     await rx.waitFor((m) => m.payload === reading);
     await observerRx.waitFor((m) => m.payload === status);
     expect(rx.messages.map((m) => m.payload)).not.toContain(status);
-    expect(await publishQos1(tg, "electrolyser/dev-a/telemetry", "x")).toEqual({ reasonCode: NOT_AUTHORIZED });
+    expect(await publishQos1(tg, "electrolyser/dev-a/telemetry", "x")).toEqual({
+      reasonCode: NOT_AUTHORIZED,
+    });
     await endClient(dev);
     await endClient(tg);
   });
@@ -375,15 +507,26 @@ describe("the monitor identity", () => {
     const reading = `reading-${randomUUID()}`;
     expect((await publishQos1(dev, "electrolyser/dev-a/status", status)).reasonCode).toBe(0);
     expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", reading)).reasonCode).toBe(0);
-    expect(await observerRx.waitFor((m) => m.payload === status)).toMatchObject({ topic: "electrolyser/dev-a/status" });
-    expect(await observerRx.waitFor((m) => m.payload === reading)).toMatchObject({ topic: "electrolyser/dev-a/telemetry" });
+    expect(await observerRx.waitFor((m) => m.payload === status)).toMatchObject({
+      topic: "electrolyser/dev-a/status",
+    });
+    expect(await observerRx.waitFor((m) => m.payload === reading)).toMatchObject({
+      topic: "electrolyser/dev-a/telemetry",
+    });
     await endClient(dev);
   });
 
   it("cannot publish into a board's topics (refused, never delivered)", async () => {
     const spoof = `monitor-spoof-${randomUUID()}`;
-    for (const topic of ["electrolyser/dev-a/telemetry", "electrolyser/dev-a/status", "electrolyser/dev-a/command"]) {
-      expect({ topic, ...(await publishQos1(observer, topic, spoof)) }).toEqual({ topic, reasonCode: NOT_AUTHORIZED });
+    for (const topic of [
+      "electrolyser/dev-a/telemetry",
+      "electrolyser/dev-a/status",
+      "electrolyser/dev-a/command",
+    ]) {
+      expect({ topic, ...(await publishQos1(observer, topic, spoof)) }).toEqual({
+        topic,
+        reasonCode: NOT_AUTHORIZED,
+      });
     }
     const dev = await connectAs(ids.devA, "dev-a-after-monitor");
     await assertNeverDelivered(dev, "dev-a", spoof);
@@ -392,19 +535,27 @@ describe("the monitor identity", () => {
 });
 
 describe("one session per identity (client id := certificate CN, the default)", () => {
-  it("a board connecting with client id \"ingest\" does not disconnect the ingest, which keeps receiving", async () => {
-    const ingest = await connectAs(ids.ingest, "ingest", { clean: false, properties: { sessionExpiryInterval: 3600 } });
+  it('a board connecting with client id "ingest" does not disconnect the ingest, which keeps receiving', async () => {
+    const ingest = await connectAs(ids.ingest, "ingest", {
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
+    });
     const rx = recorder(ingest);
     let ingestClosed = false;
     ingest.on("close", () => (ingestClosed = true));
     expect(await subscribe(ingest, ["electrolyser/+/telemetry"])).toEqual([1]);
-    const attacker = await connectAs(ids.devB, "ingest", { clean: false, properties: { sessionExpiryInterval: 3600 } });
+    const attacker = await connectAs(ids.devB, "ingest", {
+      clean: false,
+      properties: { sessionExpiryInterval: 3600 },
+    });
     const attackerRx = recorder(attacker);
     await subscribe(attacker, ["electrolyser/+/telemetry"]);
     const dev = await connectAs(ids.devA, "dev-a-under-attack");
     const payload = `after-attack-${randomUUID()}`;
     expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", payload)).reasonCode).toBe(0);
-    expect(await rx.waitFor((m) => m.payload === payload)).toMatchObject({ topic: "electrolyser/dev-a/telemetry" });
+    expect(await rx.waitFor((m) => m.payload === payload)).toMatchObject({
+      topic: "electrolyser/dev-a/telemetry",
+    });
     expect(ingestClosed).toBe(false);
     // The attacker got a session of its own, named by its certificate, with no rights to the fleet's telemetry.
     expect(broker.logTail().some((l) => /New client connected .* as dev-b /.test(l))).toBe(true);
@@ -435,8 +586,12 @@ describe("a certificate whose CN holds MQTT wildcards", () => {
       if (!r.ok) return;
       opened.push(r.client);
       const spoof = `wild-${randomUUID()}`;
-      expect(await publishQos1(r.client, "electrolyser/dev-a/telemetry", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
-      expect(await publishQos1(r.client, "electrolyser/dev-a/status", spoof)).toEqual({ reasonCode: NOT_AUTHORIZED });
+      expect(await publishQos1(r.client, "electrolyser/dev-a/telemetry", spoof)).toEqual({
+        reasonCode: NOT_AUTHORIZED,
+      });
+      expect(await publishQos1(r.client, "electrolyser/dev-a/status", spoof)).toEqual({
+        reasonCode: NOT_AUTHORIZED,
+      });
       // Barrier through a legitimate board: the spoof, handled earlier, would be there by now.
       const dev = await connectAs(ids.devA, `dev-a-after-${which}`);
       await assertNeverDelivered(dev, "dev-a", spoof);

@@ -48,7 +48,10 @@ function waitForLine(proc: ChildProcess, re: RegExp, timeoutMs = 20_000): Promis
   return new Promise((resolve, reject) => {
     let buf = "";
     let err = "";
-    const timer = setTimeout(() => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; stderr: ${err}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`no line matching ${re} within ${timeoutMs} ms; stderr: ${err}`)),
+      timeoutMs,
+    );
     proc.stderr?.on("data", (c: Buffer) => (err += c.toString()));
     proc.stdout?.on("data", (c: Buffer) => {
       buf += c.toString();
@@ -76,7 +79,10 @@ it("--help exits 0 and describes the revocation step", async () => {
 });
 
 it("exits non-zero with one clear line when the PKI is missing", async () => {
-  const r = await run(process.execPath, node(["--port", "0"]), { cwd: repoRoot(), env: { ...process.env, EST_STATE_DIR: join(dir, "empty") } }).then(
+  const r = await run(process.execPath, node(["--port", "0"]), {
+    cwd: repoRoot(),
+    env: { ...process.env, EST_STATE_DIR: join(dir, "empty") },
+  }).then(
     () => ({ code: 0, stderr: "" }),
     (e: { code: number; stderr: string }) => e,
   );
@@ -87,11 +93,21 @@ it("exits non-zero with one clear line when the PKI is missing", async () => {
 
 it("starts in the foreground with the open-file limit raised, restarts on request, and stops cleanly on SIGTERM", async () => {
   // Node raises its own soft limit at start; the launch script's raise is tested in launcher.test.ts.
-  cli = spawn("sh", ["-c", 'ulimit -S -n 1024 && exec "$@"', "sh", process.execPath, ...node(["--port", "0", "--data-dir", dataDir, "--quiet"])], {
-    cwd: repoRoot(),
-    env: { ...process.env, EST_STATE_DIR: state },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
+  cli = spawn(
+    "sh",
+    [
+      "-c",
+      'ulimit -S -n 1024 && exec "$@"',
+      "sh",
+      process.execPath,
+      ...node(["--port", "0", "--data-dir", dataDir, "--quiet"]),
+    ],
+    {
+      cwd: repoRoot(),
+      env: { ...process.env, EST_STATE_DIR: state },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   const ready = await waitForLine(cli, /broker: ready (mqtts:\/\/127\.0\.0\.1:(\d+)) pid (\d+)/);
   const url = ready[1] as string;
   const pid1 = Number(ready[3]);
@@ -105,7 +121,10 @@ it("starts in the foreground with the open-file limit raised, restarts on reques
   const closed = c1.ok ? new Promise<void>((r) => c1.client.once("close", () => r())) : Promise.resolve();
 
   const restarted = waitForLine(cli, /broker: restarted (mqtts:\S+) pid (\d+)/);
-  const { stdout } = await run(process.execPath, node(["restart", "--data-dir", dataDir]), { cwd: repoRoot(), env: { ...process.env, EST_STATE_DIR: state } });
+  const { stdout } = await run(process.execPath, node(["restart", "--data-dir", dataDir]), {
+    cwd: repoRoot(),
+    env: { ...process.env, EST_STATE_DIR: state },
+  });
   expect(stdout).toMatch(/restarted .* pid \d+ \(was \d+\)/);
   const r = await restarted;
   const pid2 = Number(r[2]);

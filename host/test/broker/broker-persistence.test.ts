@@ -10,7 +10,15 @@ import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { startMosquitto, type MosquittoHandle } from "../../src/broker/mosquitto";
 import { createBrokerTestPki, issue, type BrokerTestPki, type IssuedCert } from "./helpers/test-pki";
-import { endClient, mustConnect, publishQos1, recorder, subscribe, tryConnect, type ConnectOptions } from "./helpers/clients";
+import {
+  endClient,
+  mustConnect,
+  publishQos1,
+  recorder,
+  subscribe,
+  tryConnect,
+  type ConnectOptions,
+} from "./helpers/clients";
 
 let dir: string;
 let pki: BrokerTestPki;
@@ -22,10 +30,9 @@ const clients: MqttClient[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "est-broker-persist-"));
   pki = await createBrokerTestPki(dir);
-  [ingestId, dev] = (await Promise.all(["ingest", "dev-p"].map((cn) => issue(pki.ca, { cn, kind: "p256", usage: "client" })))) as [
-    IssuedCert,
-    IssuedCert,
-  ];
+  [ingestId, dev] = (await Promise.all(
+    ["ingest", "dev-p"].map((cn) => issue(pki.ca, { cn, kind: "p256", usage: "client" })),
+  )) as [IssuedCert, IssuedCert];
   broker = await startMosquitto({ pki: pki.paths, dataDir: join(dir, "data") });
 });
 
@@ -53,10 +60,16 @@ for (const protocolVersion of [4, 5] as const) {
     expect(await subscribe(first, ["electrolyser/+/telemetry"], 1)).toEqual([1]);
     await endClient(first);
 
-    const board = await mustConnect({ url: broker.url, ca, identity: dev, clientId: `dev-p-v${protocolVersion}` });
+    const board = await mustConnect({
+      url: broker.url,
+      ca,
+      identity: dev,
+      clientId: `dev-p-v${protocolVersion}`,
+    });
     const run = randomUUID();
     const sent = Array.from({ length: 20 }, (_, i) => `${run}-${i}`);
-    for (const p of sent) expect((await publishQos1(board, "electrolyser/dev-p/telemetry", p)).reasonCode).toBe(0);
+    for (const p of sent)
+      expect((await publishQos1(board, "electrolyser/dev-p/telemetry", p)).reasonCode).toBe(0);
     await endClient(board);
 
     await broker.restart();

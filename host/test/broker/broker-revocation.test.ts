@@ -23,9 +23,9 @@ const clients: MqttClient[] = [];
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "est-broker-revoke-"));
   pki = await createBrokerTestPki(dir);
-  [ingestId, revoked, kept] = await Promise.all(
+  [ingestId, revoked, kept] = (await Promise.all(
     ["ingest", "dev-revoked", "dev-kept"].map((cn) => issue(pki.ca, { cn, kind: "p256", usage: "client" })),
-  ) as [IssuedCert, IssuedCert, IssuedCert];
+  )) as [IssuedCert, IssuedCert, IssuedCert];
   broker = await startMosquitto({ pki: pki.paths, dataDir: join(dir, "data") });
 });
 
@@ -37,7 +37,8 @@ afterAll(async () => {
 
 it("a revoked board is refused after the broker restarts; other boards are not affected", async () => {
   const ca = pki.ca.certPem;
-  const connect = (identity: IssuedCert, clientId: string) => tryConnect({ url: broker.url, ca, identity, clientId });
+  const connect = (identity: IssuedCert, clientId: string) =>
+    tryConnect({ url: broker.url, ca, identity, clientId });
 
   const before = await connect(revoked, "dev-revoked");
   expect(before.ok).toBe(true);
@@ -74,7 +75,12 @@ it("a revoked board is refused after the broker restarts; other boards are not a
   expect(other.ok).toBe(true);
   if (other.ok) {
     clients.push(other.client);
-    const ingest2 = await mustConnect({ url: broker.url, ca, identity: ingestId, clientId: "ingest-revoke-2" });
+    const ingest2 = await mustConnect({
+      url: broker.url,
+      ca,
+      identity: ingestId,
+      clientId: "ingest-revoke-2",
+    });
     clients.push(ingest2);
     const rx2 = recorder(ingest2);
     await subscribe(ingest2, ["electrolyser/+/telemetry"]);

@@ -11,7 +11,15 @@ import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startMosquitto, type MosquittoHandle } from "../../src/broker/mosquitto";
 import { createBrokerTestPki, issue, type BrokerTestPki, type IssuedCert } from "./helpers/test-pki";
-import { endClient, mustConnect, publishQos1, recorder, sleep, subscribe, type ConnectOptions } from "./helpers/clients";
+import {
+  endClient,
+  mustConnect,
+  publishQos1,
+  recorder,
+  sleep,
+  subscribe,
+  type ConnectOptions,
+} from "./helpers/clients";
 
 let dir: string;
 let pki: BrokerTestPki;
@@ -47,7 +55,14 @@ async function takeoverScenario(bind: boolean | "default"): Promise<{ received: 
   });
   brokers.push(broker);
   const ca = pki.ca.certPem;
-  const ingestOpts: ConnectOptions = { url: broker.url, ca, identity: ingestId, clientId: "ingest", protocolVersion: 4, clean: false };
+  const ingestOpts: ConnectOptions = {
+    url: broker.url,
+    ca,
+    identity: ingestId,
+    clientId: "ingest",
+    protocolVersion: 4,
+    clean: false,
+  };
   const first = await mustConnect(ingestOpts);
   await subscribe(first, ["electrolyser/+/telemetry"]);
   await endClient(first);
@@ -55,9 +70,17 @@ async function takeoverScenario(bind: boolean | "default"): Promise<{ received: 
   const board = await mustConnect({ url: broker.url, ca, identity: dev, clientId: "dev-a" });
   clients.push(board);
   const sent = Array.from({ length: 5 }, (_, i) => `queued-${bind}-${i}`);
-  for (const p of sent) expect((await publishQos1(board, "electrolyser/dev-a/telemetry", p)).reasonCode).toBe(0);
+  for (const p of sent)
+    expect((await publishQos1(board, "electrolyser/dev-a/telemetry", p)).reasonCode).toBe(0);
 
-  const attacker = await mustConnect({ url: broker.url, ca, identity: evil, clientId: "ingest", protocolVersion: 4, clean: false });
+  const attacker = await mustConnect({
+    url: broker.url,
+    ca,
+    identity: evil,
+    clientId: "ingest",
+    protocolVersion: 4,
+    clean: false,
+  });
   await sleep(200);
   await endClient(attacker);
 

@@ -64,7 +64,11 @@ describe("rendered mosquitto.conf", async () => {
     expect(one("allow_anonymous")).toBe("false");
     expect(one("acl_file")).toBe(LOCAL.aclFile);
     expect(one("use_username_as_clientid")).toBe("true");
-    expect(directives(renderBrokerConfig(templates, { ...LOCAL, bindClientIdToIdentity: false }).conf).get("use_username_as_clientid")).toEqual(["false"]);
+    expect(
+      directives(renderBrokerConfig(templates, { ...LOCAL, bindClientIdToIdentity: false }).conf).get(
+        "use_username_as_clientid",
+      ),
+    ).toEqual(["false"]);
     expect(d.has("port")).toBe(false); // the legacy default listener would be plaintext
     expect(d.has("password_file")).toBe(false);
   });
@@ -72,9 +76,12 @@ describe("rendered mosquitto.conf", async () => {
   it("allows TLS 1.2+ with ECDHE AES-GCM suites only, including the firmware's, and no DHE", () => {
     expect(one("tls_version")).toBe("tlsv1.2");
     const suites = (one("ciphers") ?? "").split(":");
-    expect(suites).toEqual(expect.arrayContaining(["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"]));
+    expect(suites).toEqual(
+      expect.arrayContaining(["ECDHE-RSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-GCM-SHA256"]),
+    );
     for (const s of suites) expect(s).toMatch(/^ECDHE-(RSA|ECDSA)-AES(128|256)-GCM-SHA(256|384)$/);
-    for (const s of (one("ciphers_tls1.3") ?? "").split(":")) expect(s).toMatch(/^TLS_AES_(128|256)_GCM_SHA(256|384)$/);
+    for (const s of (one("ciphers_tls1.3") ?? "").split(":"))
+      expect(s).toMatch(/^TLS_AES_(128|256)_GCM_SHA(256|384)$/);
   });
 
   it("persists sessions and sizes the queues for the fleet", () => {
@@ -87,11 +94,15 @@ describe("rendered mosquitto.conf", async () => {
   });
 
   it("refuses values that would inject directives or break a line", () => {
-    expect(() => renderBrokerConfig(templates, { ...LOCAL, caFile: "/x.pem\nlistener 1883 0.0.0.0" })).toThrow(/control character/);
+    expect(() =>
+      renderBrokerConfig(templates, { ...LOCAL, caFile: "/x.pem\nlistener 1883 0.0.0.0" }),
+    ).toThrow(/control character/);
     expect(() => renderBrokerConfig(templates, { ...LOCAL, keyFile: "/my keys/k.pem" })).toThrow(/spaces/);
     expect(() => renderBrokerConfig(templates, { ...LOCAL, port: 0 })).toThrow(/port/);
     for (const bad of ["+", "#", "a/b", "", "x".repeat(33)]) {
-      expect(() => renderBrokerConfig(templates, { ...LOCAL, ingestIdentity: bad })).toThrow(/ingest identity/);
+      expect(() => renderBrokerConfig(templates, { ...LOCAL, ingestIdentity: bad })).toThrow(
+        /ingest identity/,
+      );
     }
   });
 
@@ -103,7 +114,10 @@ describe("rendered mosquitto.conf", async () => {
 
 describe("rendered ACL", async () => {
   const { acl } = renderBrokerConfig(await loadTemplates(), { ...LOCAL, ingestIdentity: "ingest-2" });
-  const rules = acl.split("\n").map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const rules = acl
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
 
   it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics", () => {
     expect(rules).toEqual([

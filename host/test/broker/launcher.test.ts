@@ -6,7 +6,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LAUNCH_SCRIPT, OPEN_FILE_TARGET, startMosquitto, type MosquittoHandle } from "../../src/broker/mosquitto";
+import {
+  LAUNCH_SCRIPT,
+  OPEN_FILE_TARGET,
+  startMosquitto,
+  type MosquittoHandle,
+} from "../../src/broker/mosquitto";
 import { isProcessAlive } from "../../src/broker/run-state";
 import { repoRoot } from "../../src/state/state-dir";
 import { createBrokerTestPki, createCa, issue, writePem, type BrokerTestPki } from "./helpers/test-pki";
@@ -27,7 +32,10 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function start(name: string, extra: Partial<Parameters<typeof startMosquitto>[0]> = {}): Promise<MosquittoHandle> {
+async function start(
+  name: string,
+  extra: Partial<Parameters<typeof startMosquitto>[0]> = {},
+): Promise<MosquittoHandle> {
   const h = await startMosquitto({ pki: pki.paths, dataDir: join(dir, name), ...extra });
   handles.push(h);
   return h;
@@ -35,14 +43,20 @@ async function start(name: string, extra: Partial<Parameters<typeof startMosquit
 
 /** Runs the launch script with `sh -c 'ulimit -n'` in place of mosquitto and returns what it printed. */
 async function limitAfterLaunchScript(prefix: string): Promise<string> {
-  const { stdout } = await run("sh", ["-c", `${prefix} && exec sh -c "$1" sh /bin/sh "ulimit -n"`, "outer", LAUNCH_SCRIPT]);
+  const { stdout } = await run("sh", [
+    "-c",
+    `${prefix} && exec sh -c "$1" sh /bin/sh "ulimit -n"`,
+    "outer",
+    LAUNCH_SCRIPT,
+  ]);
   return stdout.trim();
 }
 
 describe("launch script", () => {
   it("raises a low soft open-file limit", async () => {
     const { stdout: hard } = await run("sh", ["-c", "ulimit -Hn"]);
-    const expected = hard.trim() === "unlimited" ? OPEN_FILE_TARGET : Math.min(OPEN_FILE_TARGET, Number(hard));
+    const expected =
+      hard.trim() === "unlimited" ? OPEN_FILE_TARGET : Math.min(OPEN_FILE_TARGET, Number(hard));
     expect(await limitAfterLaunchScript("ulimit -S -n 1024")).toBe(String(expected));
   });
 
@@ -76,7 +90,10 @@ describe("startMosquitto", () => {
     ].join("\n");
     const scriptFile = join(dir, "launch-then-hang.mts");
     await writeFile(scriptFile, script);
-    const child = spawn(process.execPath, ["--import", "tsx", scriptFile], { cwd: repoRoot(), stdio: ["ignore", "pipe", "inherit"] });
+    const child = spawn(process.execPath, ["--import", "tsx", scriptFile], {
+      cwd: repoRoot(),
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     const pid = await new Promise<number>((resolve, reject) => {
       let out = "";
       child.stdout?.on("data", (c: Buffer) => {
@@ -120,12 +137,16 @@ describe("startMosquitto", () => {
     const blocker: Server = createServer((s) => s.destroy());
     await new Promise<void>((r) => blocker.listen(0, "127.0.0.1", () => r()));
     const port = (blocker.address() as { port: number }).port;
-    await expect(start("busy", { port, readyTimeoutMs: 5000 })).rejects.toThrow(/mosquitto did not start[\s\S]*address already in use/i);
+    await expect(start("busy", { port, readyTimeoutMs: 5000 })).rejects.toThrow(
+      /mosquitto did not start[\s\S]*address already in use/i,
+    );
     await new Promise<void>((r) => blocker.close(() => r()));
   });
 
   it("fails clearly when the mosquitto binary is missing", async () => {
-    await expect(start("nobin", { binary: join(dir, "no-such-mosquitto") })).rejects.toThrow(/mosquitto binary not found/);
+    await expect(start("nobin", { binary: join(dir, "no-such-mosquitto") })).rejects.toThrow(
+      /mosquitto binary not found/,
+    );
   });
 
   it("fails clearly when the CRL is not in OpenSSL's PEM label", async () => {
@@ -138,8 +159,8 @@ describe("startMosquitto", () => {
     const other = await issue(await createCa("Other", "p256"), { cn: "x", kind: "p256", usage: "server" });
     const key = join(dir, "mismatch.key.pem");
     await writeFile(key, other.keyPem, { mode: 0o600 });
-    await expect(start("mismatch", { pki: { ...pki.paths, broker: { cert: pki.paths.broker.cert, key } } })).rejects.toThrow(
-      /mosquitto did not start[\s\S]*(inconsistent|key)/i,
-    );
+    await expect(
+      start("mismatch", { pki: { ...pki.paths, broker: { cert: pki.paths.broker.cert, key } } }),
+    ).rejects.toThrow(/mosquitto did not start[\s\S]*(inconsistent|key)/i);
   });
 });

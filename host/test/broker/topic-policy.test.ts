@@ -49,10 +49,16 @@ function topicMatches(filter: string, topic: string): boolean {
   return f.length === t.length;
 }
 
-function mosquittoAllows(acl: ReturnType<typeof parseAcl>, username: string, access: "read" | "write", topic: string): boolean {
+function mosquittoAllows(
+  acl: ReturnType<typeof parseAcl>,
+  username: string,
+  access: "read" | "write",
+  topic: string,
+): boolean {
   const grants = (r: AclRule): boolean => r.access === access || r.access === "readwrite";
   // `deny` lines of the user's section come before any grant, the user's lines before the patterns.
-  for (const r of acl.users.get(username) ?? []) if (r.access === "deny" && topicMatches(r.filter, topic)) return false;
+  for (const r of acl.users.get(username) ?? [])
+    if (r.access === "deny" && topicMatches(r.filter, topic)) return false;
   for (const r of acl.users.get(username) ?? []) if (grants(r) && topicMatches(r.filter, topic)) return true;
   if (username.includes("+") || username.includes("#")) return false;
   for (const r of acl.patterns) {
@@ -61,11 +67,40 @@ function mosquittoAllows(acl: ReturnType<typeof parseAcl>, username: string, acc
   return false;
 }
 
-const IDENTITIES = ["b1", "emu-00042", "ingest", "monitor", "telegraf", "bridge", "other.board_7", "a+b", "x#", "a/b", ""];
+const IDENTITIES = [
+  "b1",
+  "emu-00042",
+  "ingest",
+  "monitor",
+  "telegraf",
+  "bridge",
+  "other.board_7",
+  "a+b",
+  "x#",
+  "a/b",
+  "",
+];
 const KINDS = ["telemetry", "status", "command", "config", ""];
 function concreteTopics(): string[] {
-  const out = new Set<string>(["#", "electrolyser", "electrolyser/b1", "$SYS/broker/uptime", "electrolyser/b1/telemetry/x", "x/b1/telemetry"]);
-  for (const who of ["b1", "emu-00042", "ingest", "monitor", "telegraf", "bridge", "other.board_7", "someone"]) for (const k of KINDS) out.add(`electrolyser/${who}/${k}`);
+  const out = new Set<string>([
+    "#",
+    "electrolyser",
+    "electrolyser/b1",
+    "$SYS/broker/uptime",
+    "electrolyser/b1/telemetry/x",
+    "x/b1/telemetry",
+  ]);
+  for (const who of [
+    "b1",
+    "emu-00042",
+    "ingest",
+    "monitor",
+    "telegraf",
+    "bridge",
+    "other.board_7",
+    "someone",
+  ])
+    for (const k of KINDS) out.add(`electrolyser/${who}/${k}`);
   return [...out];
 }
 
@@ -78,7 +113,11 @@ describe("topic policy agrees with infra/mosquitto/acl.template", async () => {
     for (const id of IDENTITIES)
       for (const topic of concreteTopics()) {
         const policy = isAllowed(id, "publish", topic);
-        expect({ id, topic, policy }).toEqual({ id, topic, policy: mosquittoAllows(acl, id, "write", topic) });
+        expect({ id, topic, policy }).toEqual({
+          id,
+          topic,
+          policy: mosquittoAllows(acl, id, "write", topic),
+        });
         if (policy) granted++;
       }
     expect(granted).toBeGreaterThan(4); // the comparison must not be vacuous
@@ -97,9 +136,21 @@ describe("topic policy agrees with infra/mosquitto/acl.template", async () => {
   });
 
   it("grants a wildcard or shared subscription only when every topic it can match is readable", () => {
-    const filters = ["#", "electrolyser/#", "electrolyser/+/telemetry", "electrolyser/+/status", "electrolyser/+/command",
-      "electrolyser/b1/+", "+/b1/telemetry", "$share/g/electrolyser/+/telemetry", "$share/g/electrolyser/+/status",
-      "$share/g/electrolyser/b1/command", "$share/g/electrolyser/#", "$share//electrolyser/+/telemetry", "$share/g+/electrolyser/+/telemetry"];
+    const filters = [
+      "#",
+      "electrolyser/#",
+      "electrolyser/+/telemetry",
+      "electrolyser/+/status",
+      "electrolyser/+/command",
+      "electrolyser/b1/+",
+      "+/b1/telemetry",
+      "$share/g/electrolyser/+/telemetry",
+      "$share/g/electrolyser/+/status",
+      "$share/g/electrolyser/b1/command",
+      "$share/g/electrolyser/#",
+      "$share//electrolyser/+/telemetry",
+      "$share/g+/electrolyser/+/telemetry",
+    ];
     for (const id of IDENTITIES)
       for (const f of filters) {
         if (!isAllowed(id, "subscribe", f)) continue;
@@ -108,7 +159,12 @@ describe("topic policy agrees with infra/mosquitto/acl.template", async () => {
           if (topic.includes("#") || !topicMatches(bare, topic)) continue;
           // A service's own tree is denied to it (no board can publish there: a service name is never a device id).
           if (topic.split("/")[1] === id) continue;
-          expect({ id, f, topic, readable: mosquittoAllows(acl, id, "read", topic) }).toEqual({ id, f, topic, readable: true });
+          expect({ id, f, topic, readable: mosquittoAllows(acl, id, "read", topic) }).toEqual({
+            id,
+            f,
+            topic,
+            readable: true,
+          });
         }
       }
   });
@@ -143,7 +199,8 @@ describe("topic policy", () => {
     expect(isAllowed("monitor", "subscribe", "electrolyser/b1/telemetry")).toBe(true);
     expect(isAllowed("monitor", "subscribe", "electrolyser/+/command")).toBe(false);
     expect(isAllowed("monitor", "subscribe", "#")).toBe(false);
-    for (const kind of ["telemetry", "status", "command"]) expect(isAllowed("monitor", "publish", `electrolyser/b1/${kind}`)).toBe(false);
+    for (const kind of ["telemetry", "status", "command"])
+      expect(isAllowed("monitor", "publish", `electrolyser/b1/${kind}`)).toBe(false);
     // Whatever the ingest identity is called, monitor keeps its rights.
     expect(isAllowed("monitor", "subscribe", "electrolyser/+/telemetry", "svc")).toBe(true);
   });

@@ -46,7 +46,8 @@ describe("benchmark metrics in the store", () => {
       await new Promise((r) => setTimeout(r, 200));
       series = await exportSeries(store.url, '{__name__=~"bench_.*",run="store-test"}');
     }
-    const value = (name: string): number | undefined => series.find((s) => s.metric.__name__ === name)?.values.at(-1);
+    const value = (name: string): number | undefined =>
+      series.find((s) => s.metric.__name__ === name)?.values.at(-1);
     expect(series.every((s) => s.metric.component === "emulator")).toBe(true);
     expect(value("bench_final")).toBe(1);
     expect(value("bench_lost")).toBe(0);

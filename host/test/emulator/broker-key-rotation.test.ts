@@ -34,11 +34,14 @@ afterAll(async () => {
 async function servedPin(): Promise<Uint8Array> {
   const ca = await readFile(pki.caBundle);
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: broker.host, port: broker.port, ca, cert: undefined, rejectUnauthorized: true }, () => {
-      const spki = s.getPeerX509Certificate()!.publicKey.export({ type: "spki", format: "der" });
-      s.destroy();
-      resolve(spkiPin(new Uint8Array(spki)));
-    });
+    const s = tlsConnect(
+      { host: broker.host, port: broker.port, ca, cert: undefined, rejectUnauthorized: true },
+      () => {
+        const spki = s.getPeerX509Certificate()!.publicKey.export({ type: "spki", format: "der" });
+        s.destroy();
+        resolve(spkiPin(new Uint8Array(spki)));
+      },
+    );
     s.on("error", reject);
   });
 }
@@ -62,7 +65,9 @@ describe("rotating the broker key", () => {
       got.get(r.sensor_id)!.add(r.seq);
     });
     await new Promise<void>((resolve, reject) => {
-      monitor.once("connect", () => monitor.subscribe("electrolyser/+/telemetry", { qos: 1 }, (err) => (err ? reject(err) : resolve())));
+      monitor.once("connect", () =>
+        monitor.subscribe("electrolyser/+/telemetry", { qos: 1 }, (err) => (err ? reject(err) : resolve())),
+      );
     });
 
     const pins = await provisionedBrokerPins(dir);
@@ -89,7 +94,10 @@ describe("rotating the broker key", () => {
       await rotateBrokerKey({ stateDir: dir });
       await broker.restart();
       expect(await servedPin()).toEqual(pins[1]);
-      await until("every board to reconnect to the rotated broker", () => fleet.stats.connects >= 2 * DEVICES.length && fleet.stats.connected === DEVICES.length);
+      await until(
+        "every board to reconnect to the rotated broker",
+        () => fleet.stats.connects >= 2 * DEVICES.length && fleet.stats.connected === DEVICES.length,
+      );
       expect(fleet.stats.brokerRefused).toBe(0);
 
       await oldOnly.init();
@@ -101,11 +109,16 @@ describe("rotating the broker key", () => {
       await fleet.stopSampling();
       expect(await fleet.drain(20_000)).toBe(0);
       const counts = await fleet.deviceCounts();
-      await until("the monitor to see every reading", () =>
-        counts.every((c) => (got.get(c.id)?.size ?? 0) === c.published), 15_000);
+      await until(
+        "the monitor to see every reading",
+        () => counts.every((c) => (got.get(c.id)?.size ?? 0) === c.published),
+        15_000,
+      );
       for (const c of counts) {
         expect(c.published).toBeGreaterThan(5);
-        expect([...got.get(c.id)!].sort((a, b) => a - b)).toEqual(Array.from({ length: c.published }, (_, k) => k));
+        expect([...got.get(c.id)!].sort((a, b) => a - b)).toEqual(
+          Array.from({ length: c.published }, (_, k) => k),
+        );
       }
       expect(got.has("rot-old")).toBe(false);
     } finally {

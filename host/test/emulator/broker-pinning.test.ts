@@ -24,13 +24,18 @@ const DEVICES = ["pin-0001", "pin-0002", "pin-0003"];
 const BOOT = 7;
 
 /** A TLS server presenting a given chain; counts handshakes and any application byte a client sends. */
-async function rogueServer(chain: ServerChain): Promise<{ server: TlsServer; port: number; handshakes: number; bytes: number }> {
+async function rogueServer(
+  chain: ServerChain,
+): Promise<{ server: TlsServer; port: number; handshakes: number; bytes: number }> {
   const state = { server: undefined as unknown as TlsServer, port: 0, handshakes: 0, bytes: 0 };
-  state.server = createTlsServer({ key: chain.keyPem, cert: chain.certPem, minVersion: "TLSv1.2" }, (socket) => {
-    state.handshakes++;
-    socket.on("data", (d: Buffer) => (state.bytes += d.length));
-    socket.on("error", () => undefined);
-  });
+  state.server = createTlsServer(
+    { key: chain.keyPem, cert: chain.certPem, minVersion: "TLSv1.2" },
+    (socket) => {
+      state.handshakes++;
+      socket.on("data", (d: Buffer) => (state.bytes += d.length));
+      socket.on("error", () => undefined);
+    },
+  );
   state.server.on("tlsClientError", () => undefined);
   await new Promise<void>((r) => state.server.listen(0, "127.0.0.1", r));
   state.port = (state.server.address() as { port: number }).port;
@@ -38,8 +43,15 @@ async function rogueServer(chain: ServerChain): Promise<{ server: TlsServer; por
 }
 
 /** The broker's address: forwards each new connection to whichever server `target` names now. */
-async function switchableAddress(initial: number): Promise<{ server: NetServer; port: number; target: number; sockets: Set<Socket> }> {
-  const state = { server: undefined as unknown as NetServer, port: 0, target: initial, sockets: new Set<Socket>() };
+async function switchableAddress(
+  initial: number,
+): Promise<{ server: NetServer; port: number; target: number; sockets: Set<Socket> }> {
+  const state = {
+    server: undefined as unknown as NetServer,
+    port: 0,
+    target: initial,
+    sockets: new Set<Socket>(),
+  };
   state.server = createNetServer((inbound) => {
     const outbound = netConnect(state.target, "127.0.0.1");
     for (const s of [inbound, outbound]) {
@@ -63,7 +75,12 @@ let broker: EmbeddedBroker;
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "est-pinning-"));
   pki = await ensureDevPki({ stateDir: dir, devices: DEVICES, services: ["monitor"] });
-  broker = await startEmbeddedBroker({ caBundle: pki.caBundle, crl: pki.crl, cert: pki.broker.cert, key: pki.broker.key });
+  broker = await startEmbeddedBroker({
+    caBundle: pki.caBundle,
+    crl: pki.crl,
+    cert: pki.broker.cert,
+    key: pki.broker.key,
+  });
 }, 120_000);
 afterAll(async () => {
   await broker?.stop();
@@ -102,19 +119,30 @@ describe("emulated boards and a rogue server on the broker's address", () => {
     try {
       await fleet.init();
       fleet.start();
-      await until("every board to refuse the impostor twice", () => fleet.stats.brokerRefused >= 2 * DEVICES.length);
+      await until(
+        "every board to refuse the impostor twice",
+        () => fleet.stats.brokerRefused >= 2 * DEVICES.length,
+      );
       expect(rogue.handshakes).toBeGreaterThanOrEqual(2 * DEVICES.length);
       expect(rogue.bytes).toBe(0);
       expect(fleet.stats.connects).toBe(0);
       expect(fleet.stats.readings).toBeGreaterThan(0);
 
       address.target = broker.port;
-      await until("every board to connect to the real broker", () => fleet.stats.connected === DEVICES.length, 45_000);
+      await until(
+        "every board to connect to the real broker",
+        () => fleet.stats.connected === DEVICES.length,
+        45_000,
+      );
       await new Promise((r) => setTimeout(r, 1000));
       await fleet.stopSampling();
       expect(await fleet.drain(20_000)).toBe(0);
       const counts = await fleet.deviceCounts();
-      await until("the verifier to see every reading", () => verifier.unique === counts.reduce((n, c) => n + c.published, 0), 10_000);
+      await until(
+        "the verifier to see every reading",
+        () => verifier.unique === counts.reduce((n, c) => n + c.published, 0),
+        10_000,
+      );
       for (const c of counts) {
         expect(c.dropped).toBe(0);
         const seqs = verifier.readings.filter((r) => r.sensorId === c.id).map((r) => r.seq);

@@ -25,10 +25,25 @@ let mosquitto: MosquittoHandle;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "emu-broker-"));
-  pki = await ensureDevPki({ stateDir: join(dir, "fleet"), devices: [B1, B2, REVOKED], services: ["ingest", "monitor"], deviceKeyType: "p256" });
+  pki = await ensureDevPki({
+    stateDir: join(dir, "fleet"),
+    devices: [B1, B2, REVOKED],
+    services: ["ingest", "monitor"],
+    deviceKeyType: "p256",
+  });
   await revokeDevice(join(dir, "fleet"), REVOKED, "keyCompromise");
-  otherPki = await ensureDevPki({ stateDir: join(dir, "other"), devices: [B1], services: [], deviceKeyType: "p256" });
-  embedded = await startEmbeddedBroker({ caBundle: pki.caBundle, crl: pki.crl, cert: pki.broker.cert, key: pki.broker.key });
+  otherPki = await ensureDevPki({
+    stateDir: join(dir, "other"),
+    devices: [B1],
+    services: [],
+    deviceKeyType: "p256",
+  });
+  embedded = await startEmbeddedBroker({
+    caBundle: pki.caBundle,
+    crl: pki.crl,
+    cert: pki.broker.cert,
+    key: pki.broker.key,
+  });
   // The comparison opens several connections per identity at once (an observer and one publisher per topic);
   // Aedes does not bind client ids to identities, so neither may Mosquitto here, or it would drop all but one.
   mosquitto = await startMosquitto({ pki, dataDir: join(dir, "mosquitto"), bindClientIdToIdentity: false });
@@ -48,8 +63,18 @@ async function tls(id: { cert: string; key: string } | undefined, caBundle = pki
 }
 
 let clientSeq = 0;
-async function connect(url: string, id: { cert: string; key: string } | undefined, name: string): Promise<MqttClient> {
-  const c = mqtt.connect(url, { ...(await tls(id)), clientId: `${name}-${process.pid}-${clientSeq++}`, reconnectPeriod: 0, connectTimeout: 5000, protocolVersion: 4 });
+async function connect(
+  url: string,
+  id: { cert: string; key: string } | undefined,
+  name: string,
+): Promise<MqttClient> {
+  const c = mqtt.connect(url, {
+    ...(await tls(id)),
+    clientId: `${name}-${process.pid}-${clientSeq++}`,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    protocolVersion: 4,
+  });
   await new Promise<void>((resolve, reject) => {
     c.once("connect", () => resolve());
     c.once("error", reject);
@@ -59,8 +84,17 @@ async function connect(url: string, id: { cert: string; key: string } | undefine
 }
 
 /** Whether the broker lets a client with these credentials complete CONNECT. */
-async function admitted(url: string, id: { cert: string; key: string } | undefined, caBundle?: string): Promise<boolean> {
-  const c = mqtt.connect(url, { ...(await tls(id, caBundle)), clientId: `probe-${clientSeq++}`, reconnectPeriod: 0, connectTimeout: 5000 });
+async function admitted(
+  url: string,
+  id: { cert: string; key: string } | undefined,
+  caBundle?: string,
+): Promise<boolean> {
+  const c = mqtt.connect(url, {
+    ...(await tls(id, caBundle)),
+    clientId: `probe-${clientSeq++}`,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+  });
   const ok = await new Promise<boolean>((resolve) => {
     c.once("connect", () => resolve(true));
     c.once("error", () => resolve(false));
@@ -71,7 +105,8 @@ async function admitted(url: string, id: { cert: string; key: string } | undefin
 }
 
 type Who = "b1" | "b2" | "ingest" | "monitor";
-const ident = (w: Who) => (w === "ingest" || w === "monitor" ? pki.service(w) : pki.device(w === "b1" ? B1 : B2));
+const ident = (w: Who) =>
+  w === "ingest" || w === "monitor" ? pki.service(w) : pki.device(w === "b1" ? B1 : B2);
 
 /** Publishes every (publisher, topic) pair once and returns which observer received which message. */
 async function deliveries(url: string): Promise<string[]> {
@@ -116,7 +151,10 @@ async function deliveries(url: string): Promise<string[]> {
 
 describe("embedded broker", () => {
   it("delivers exactly what Mosquitto with infra/mosquitto's ACL delivers", async () => {
-    const [fromEmbedded, fromMosquitto] = await Promise.all([deliveries(embedded.url), deliveries(mosquitto.url)]);
+    const [fromEmbedded, fromMosquitto] = await Promise.all([
+      deliveries(embedded.url),
+      deliveries(mosquitto.url),
+    ]);
     expect(fromEmbedded).toEqual(fromMosquitto);
     // And that is: the ingest and monitor identities read each board's own telemetry and status, nothing else
     // moves: no service publishes under its own name (each service's electrolyser/<name>/# is denied).
@@ -138,7 +176,11 @@ describe("embedded broker", () => {
         if (p.cmd === "suback") resolve(p.granted as number[]);
       }),
     );
-    b1.subscribe(["#", `electrolyser/${B2}/command`, `electrolyser/${B1}/command`], { qos: 1 }, () => undefined);
+    b1.subscribe(
+      ["#", `electrolyser/${B2}/command`, `electrolyser/${B1}/command`],
+      { qos: 1 },
+      () => undefined,
+    );
     expect(await suback).toEqual([128, 128, 1]);
     b1.end(true);
     const ingest = await connect(embedded.url, pki.service("ingest"), "sub-ingest");

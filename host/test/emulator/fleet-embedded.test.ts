@@ -19,14 +19,34 @@ describe("emulator against the embedded broker", () => {
   it("delivers every reading exactly once and shows each scripted fault in the data at its time", async () => {
     const scenario: Scenario = {
       faults: [
-        { type: "sensor_failure", at: 1.0, duration: 1.0, devices: ["emu-00002"], channel: "pressure_bar", mode: "loop_broken" },
-        { type: "sensor_failure", at: 1.25, devices: ["emu-00003"], channel: "temperature_c", mode: "open_circuit" },
+        {
+          type: "sensor_failure",
+          at: 1.0,
+          duration: 1.0,
+          devices: ["emu-00002"],
+          channel: "pressure_bar",
+          mode: "loop_broken",
+        },
+        {
+          type: "sensor_failure",
+          at: 1.25,
+          devices: ["emu-00003"],
+          channel: "temperature_c",
+          mode: "open_circuit",
+        },
         { type: "sensor_failure", at: 0.75, devices: ["emu-00004"], channel: "temperature_c", mode: "stuck" },
         { type: "trip", at: 1.5, devices: ["emu-00005"] },
         { type: "clock_skew", at: 1.0, devices: ["emu-00006"], offsetS: 3600 },
       ],
     };
-    const { summary, readings, phases } = await runAndCollect({ ...base, count: 8, durationS: 3, stateDir, encrypt: false, scenario });
+    const { summary, readings, phases } = await runAndCollect({
+      ...base,
+      count: 8,
+      durationS: 3,
+      stateDir,
+      encrypt: false,
+      scenario,
+    });
 
     expect(summary.ok).toBe(true);
     expect(summary.connect.connected).toBe(8); // every board online when sampling stopped
@@ -68,7 +88,7 @@ describe("emulator against the embedded broker", () => {
     }
     // Clock skew: an hour ahead from 1.0 s on.
     const skewed = of("emu-00006");
-    const start = Math.min(...skewed.map((r) => r.ts)) ;
+    const start = Math.min(...skewed.map((r) => r.ts));
     for (const r of skewed) {
       const t = simTime(r.sensorId, r.seq);
       expect({ t, ahead: r.ts - start > 3_000_000 }).toEqual({ t, ahead: t >= 1.0 });
@@ -85,7 +105,9 @@ describe("emulator against the embedded broker", () => {
         ["clock_skew", "emu-00006", 1.0],
       ].sort(),
     );
-    expect(summary.faults.log.some((e) => e.event === "end" && e.device === "emu-00002" && e.at === 2.0)).toBe(true);
+    expect(
+      summary.faults.log.some((e) => e.event === "end" && e.device === "emu-00002" && e.at === 2.0),
+    ).toBe(true);
     for (const e of starts) expect(Math.abs(e.elapsedS - e.at)).toBeLessThan(0.5);
   });
 
@@ -108,7 +130,9 @@ describe("emulator against the embedded broker", () => {
         const until = Date.now() + 4000;
         while (Date.now() < until) {
           for (const [id, s] of v!.status) if (s === "offline") seen.add(id);
-          const dropped = fleet.faultLog.filter((e) => e.type === "network_drop" && e.event === "start").map((e) => e.device);
+          const dropped = fleet.faultLog
+            .filter((e) => e.type === "network_drop" && e.event === "start")
+            .map((e) => e.device);
           if (dropped.length === 4 && dropped.every((d) => seen.has(d))) break;
           await new Promise((r) => setTimeout(r, 10));
         }
@@ -130,8 +154,19 @@ describe("emulator against the embedded broker", () => {
 
   it("produces the same readings from the same seed", async () => {
     const values = async (seed: number): Promise<Map<string, string>> => {
-      const { readings } = await runAndCollect({ ...base, seed, count: 3, durationS: 1.5, stateDir, encrypt: false });
-      return new Map(readings.filter((r) => r.seq < 5).map((r) => [`${r.sensorId}#${r.seq}`, JSON.stringify([r.values, r.faults])]));
+      const { readings } = await runAndCollect({
+        ...base,
+        seed,
+        count: 3,
+        durationS: 1.5,
+        stateDir,
+        encrypt: false,
+      });
+      return new Map(
+        readings
+          .filter((r) => r.seq < 5)
+          .map((r) => [`${r.sensorId}#${r.seq}`, JSON.stringify([r.values, r.faults])]),
+      );
     };
     const a = await values(21);
     const b = await values(21);

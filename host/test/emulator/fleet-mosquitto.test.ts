@@ -15,7 +15,12 @@ const COUNT = 12;
 
 beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), "emu-mosquitto-"));
-  const pki = await ensureDevPki({ stateDir, devices: deviceIds(COUNT), services: ["monitor"], deviceKeyType: "p256" });
+  const pki = await ensureDevPki({
+    stateDir,
+    devices: deviceIds(COUNT),
+    services: ["monitor"],
+    deviceKeyType: "p256",
+  });
   broker = await startMosquitto({ pki, dataDir: join(stateDir, "mosquitto") });
 });
 afterAll(async () => {
@@ -24,31 +29,34 @@ afterAll(async () => {
 });
 
 describe("emulator against Mosquitto", () => {
-  it.each([1, 2])("connects N boards and delivers every reading exactly once, encrypted (%i thread(s) of boards)", async (workers) => {
-    const { summary, readings } = await runAndCollect({
-      workers,
-      count: COUNT,
-      rateHz: 4,
-      durationS: 2.5,
-      seed: 5,
-      connectRate: 200,
-      brokerUrl: broker.url,
-      stateDir,
-      encrypt: true,
-      deviceKeyType: "p256",
-    });
-    expect(summary.embeddedBroker).toBe(false);
-    expect(summary.workers).toBe(workers);
-    expect(summary.connect.connected).toBe(COUNT);
-    expect(summary.connect.handshakeFailures + summary.connect.connectFailures).toBe(0);
-    expect(summary.ok).toBe(true);
-    expect(summary.verify!.lost).toBe(0);
-    expect(summary.verify!.duplicates).toBe(0);
-    expect(summary.verify!.rejected).toBe(0);
-    expect(missingOrExtra(summary, readings)).toEqual([]);
-    expect([...arrivals(readings).values()].every((n) => n === 1)).toBe(true);
-    expect(readings.length).toBeGreaterThanOrEqual(COUNT * 9);
-  });
+  it.each([1, 2])(
+    "connects N boards and delivers every reading exactly once, encrypted (%i thread(s) of boards)",
+    async (workers) => {
+      const { summary, readings } = await runAndCollect({
+        workers,
+        count: COUNT,
+        rateHz: 4,
+        durationS: 2.5,
+        seed: 5,
+        connectRate: 200,
+        brokerUrl: broker.url,
+        stateDir,
+        encrypt: true,
+        deviceKeyType: "p256",
+      });
+      expect(summary.embeddedBroker).toBe(false);
+      expect(summary.workers).toBe(workers);
+      expect(summary.connect.connected).toBe(COUNT);
+      expect(summary.connect.handshakeFailures + summary.connect.connectFailures).toBe(0);
+      expect(summary.ok).toBe(true);
+      expect(summary.verify!.lost).toBe(0);
+      expect(summary.verify!.duplicates).toBe(0);
+      expect(summary.verify!.rejected).toBe(0);
+      expect(missingOrExtra(summary, readings)).toEqual([]);
+      expect([...arrivals(readings).values()].every((n) => n === 1)).toBe(true);
+      expect(readings.length).toBeGreaterThanOrEqual(COUNT * 9);
+    },
+  );
 
   it("loses nothing when K boards drop off the network and when a reconnect storm hits", async () => {
     const { summary, readings, phases } = await runAndCollect({
@@ -65,7 +73,14 @@ describe("emulator against Mosquitto", () => {
         faults: [
           { type: "network_drop", at: 0.8, count: 5, offlineS: 1 },
           { type: "reconnect_storm", at: 2.5, all: true },
-          { type: "sensor_failure", at: 1.0, devices: ["emu-00001"], channel: "h2_flow_sccm", mode: "loop_broken", duration: 1 },
+          {
+            type: "sensor_failure",
+            at: 1.0,
+            devices: ["emu-00001"],
+            channel: "h2_flow_sccm",
+            mode: "loop_broken",
+            duration: 1,
+          },
         ],
       },
     });

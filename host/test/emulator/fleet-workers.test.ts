@@ -18,11 +18,27 @@ afterAll(async () => {
 const scenario: Scenario = {
   faults: [
     { type: "purity_drop", at: 1.0, devices: ["emu-00002"], factor: 80 },
-    { type: "sensor_failure", at: 1.25, devices: ["emu-00003"], channel: "pressure_bar", mode: "loop_broken" },
+    {
+      type: "sensor_failure",
+      at: 1.25,
+      devices: ["emu-00003"],
+      channel: "pressure_bar",
+      mode: "loop_broken",
+    },
     { type: "network_drop", at: 1.5, devices: ["emu-00004", "emu-00005"], offlineS: 0.5 },
   ],
 };
-const base = { count: 6, rateHz: 4, durationS: 3, seed: 21, connectRate: 200, deviceKeyType: "p256" as const, drainTimeoutS: 10, encrypt: false, scenario };
+const base = {
+  count: 6,
+  rateHz: 4,
+  durationS: 3,
+  seed: 21,
+  connectRate: 200,
+  deviceKeyType: "p256" as const,
+  drainTimeoutS: 10,
+  encrypt: false,
+  scenario,
+};
 
 const key = (r: Reading): string => `${r.sensorId}#${r.seq}`;
 
@@ -42,11 +58,26 @@ describe("emulator with the boards on worker threads", () => {
     // The dropped boards came back: the workers' counters reach the summary.
     expect(s.connect.reconnects).toBeGreaterThanOrEqual(2);
     expect(s.messages.acked).toBe(s.messages.readings);
-    expect(s.devices.map((d) => d.id)).toEqual(["emu-00001", "emu-00002", "emu-00003", "emu-00004", "emu-00005", "emu-00006"]);
+    expect(s.devices.map((d) => d.id)).toEqual([
+      "emu-00001",
+      "emu-00002",
+      "emu-00003",
+      "emu-00004",
+      "emu-00005",
+      "emu-00006",
+    ]);
     expect(s.pubackMs.p50).toBeGreaterThan(0);
 
-    const starts = s.faults.log.filter((e) => e.event === "start").map((e) => `${e.type}@${e.device}`).sort();
-    expect(starts).toEqual(["network_drop@emu-00004", "network_drop@emu-00005", "purity_drop@emu-00002", "sensor_failure@emu-00003"]);
+    const starts = s.faults.log
+      .filter((e) => e.event === "start")
+      .map((e) => `${e.type}@${e.device}`)
+      .sort();
+    expect(starts).toEqual([
+      "network_drop@emu-00004",
+      "network_drop@emu-00005",
+      "purity_drop@emu-00002",
+      "sensor_failure@emu-00003",
+    ]);
 
     // Same seed, same boards, same sampling instants: a reading taken by both runs is identical but for ts.
     const byKey = new Map(single.readings.map((r) => [key(r), r]));
@@ -55,7 +86,11 @@ describe("emulator with the boards on worker threads", () => {
       const twin = byKey.get(key(r));
       if (!twin) continue;
       compared++;
-      expect({ id: key(r), values: r.values, faults: r.faults }).toEqual({ id: key(r), values: twin.values, faults: twin.faults });
+      expect({ id: key(r), values: r.values, faults: r.faults }).toEqual({
+        id: key(r),
+        values: twin.values,
+        faults: twin.faults,
+      });
     }
     expect(compared).toBeGreaterThan(6 * 10);
     // A fault run by worker 0 shows in the data: the pressure loop of emu-00003 is broken from 1.25 s on.

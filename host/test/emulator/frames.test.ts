@@ -26,7 +26,9 @@ describe("MQTT frames", () => {
         fc.boolean(),
         fc.integer({ min: 1, max: 65535 }),
         (topic, payload, qos, retain, dup, id) => {
-          const [p] = parse(encodePublish(Buffer.from(topic), payload, qos, retain, id, dup)) as mqttPacket.IPublishPacket[];
+          const [p] = parse(
+            encodePublish(Buffer.from(topic), payload, qos, retain, id, dup),
+          ) as mqttPacket.IPublishPacket[];
           expect(p!.cmd).toBe("publish");
           expect(p!.topic).toBe(topic);
           expect(Buffer.from(p!.payload as Buffer).equals(Buffer.from(payload))).toBe(true);
@@ -57,7 +59,9 @@ describe("MQTT frames", () => {
         const seen: [number, number][] = [];
         let from = 0;
         for (const to of [...points, stream.length]) {
-          expect(splitter.push(stream.subarray(from, to), (type, _f, body) => seen.push([type, body.length]))).toBe(true);
+          expect(
+            splitter.push(stream.subarray(from, to), (type, _f, body) => seen.push([type, body.length])),
+          ).toBe(true);
           from = to;
         }
         expect(seen).toEqual([
@@ -72,6 +76,8 @@ describe("MQTT frames", () => {
   });
 
   it("rejects a remaining length longer than four bytes", () => {
-    expect(new FrameSplitter().push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), () => undefined)).toBe(false);
+    expect(new FrameSplitter().push(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01]), () => undefined)).toBe(
+      false,
+    );
   });
 });

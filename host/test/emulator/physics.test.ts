@@ -35,12 +35,20 @@ describe("electrochemistry", () => {
   });
 
   it("gives PEM cell voltages in the published range at rated load and a rising polarization curve", () => {
-    const rated = cellVoltage(DEFAULT_STACK, { currentA: DEFAULT_STACK.ratedCurrentA, temperatureC: 65, pressureBar: 31 });
+    const rated = cellVoltage(DEFAULT_STACK, {
+      currentA: DEFAULT_STACK.ratedCurrentA,
+      temperatureC: 65,
+      pressureBar: 31,
+    });
     expect(rated.total).toBeGreaterThan(1.75);
     expect(rated.total).toBeLessThan(2.2);
     let prev = 0;
     for (let i = 0.05; i <= 2.0; i += 0.05) {
-      const v = cellVoltage(DEFAULT_STACK, { currentA: i * DEFAULT_STACK.areaCm2, temperatureC: 65, pressureBar: 31 }).total;
+      const v = cellVoltage(DEFAULT_STACK, {
+        currentA: i * DEFAULT_STACK.areaCm2,
+        temperatureC: 65,
+        pressureBar: 31,
+      }).total;
       expect(v).toBeGreaterThan(prev);
       prev = v;
     }
@@ -133,9 +141,14 @@ describe("board physics", () => {
       pPart += part.sample(t).values.purity_pct!;
     }
     expect(pPart).toBeLessThan(pFull);
-    const faults = resolveScenario({ faults: [{ type: "purity_drop", at: 600, factor: 60, devices: ["x"] }] }, ["x"], 1);
+    const faults = resolveScenario(
+      { faults: [{ type: "purity_drop", at: 600, factor: 60, devices: ["x"] }] },
+      ["x"],
+      1,
+    );
     let last = 100;
-    for (let t = 600; t <= 800; t += 10) last = full.sample(t, physicsEffectsAt(faults, t)).values.purity_pct!;
+    for (let t = 600; t <= 800; t += 10)
+      last = full.sample(t, physicsEffectsAt(faults, t)).values.purity_pct!;
     expect(last).toBeLessThan(99.9); // crosses the alarm threshold
   });
 

@@ -3,7 +3,12 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { loadScenario, parseScenario, randomScenario, resolveScenario } from "../../src/emulator/faults/scenario";
+import {
+  loadScenario,
+  parseScenario,
+  randomScenario,
+  resolveScenario,
+} from "../../src/emulator/faults/scenario";
 import { deviceIds } from "../../src/emulator/run";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -11,7 +16,14 @@ const here = dirname(fileURLToPath(import.meta.url));
 describe("fault scenarios", () => {
   it("loads and validates the YAML example", async () => {
     const s = await loadScenario(join(here, "fixtures/scenario.yaml"));
-    expect(s.faults.map((f) => f.type)).toEqual(["purity_drop", "sensor_failure", "voltage_flicker", "network_drop", "reconnect_storm", "clock_skew"]);
+    expect(s.faults.map((f) => f.type)).toEqual([
+      "purity_drop",
+      "sensor_failure",
+      "voltage_flicker",
+      "network_drop",
+      "reconnect_storm",
+      "clock_skew",
+    ]);
     const resolved = resolveScenario(s, deviceIds(20), 1);
     expect(resolved[0]!.targets).toHaveLength(3);
     expect(resolved[0]!.end).toBe(360);
@@ -32,7 +44,10 @@ describe("fault scenarios", () => {
     [{ faults: [{ type: "trip" }] }, "must have required property 'at'"],
     [{ faults: [{ type: "trip", at: -1 }] }, "must be >= 0"],
     [{ faults: [{ type: "sensor_failure", at: 1, channel: "voltage_v" }] }, "needs channel and mode"],
-    [{ faults: [{ type: "sensor_failure", at: 1, channel: "voltage_v", mode: "loop_broken" }] }, "cannot fail as loop_broken"],
+    [
+      { faults: [{ type: "sensor_failure", at: 1, channel: "voltage_v", mode: "loop_broken" }] },
+      "cannot fail as loop_broken",
+    ],
     [{ faults: [{ type: "trip", at: 1, all: true, count: 2 }] }, "only one of devices, count, all"],
     [{ faults: [{ type: "clock_skew", at: 1 }] }, "needs offsetS"],
     [{ faults: [{ type: "trip", at: 1, colour: "red" }] }, "must NOT have additional properties"],
@@ -41,7 +56,9 @@ describe("fault scenarios", () => {
   });
 
   it("rejects unknown devices and malformed files with the file name", async () => {
-    expect(() => resolveScenario({ faults: [{ type: "trip", at: 1, devices: ["nope"] }] }, deviceIds(2), 1)).toThrow('no board "nope"');
+    expect(() =>
+      resolveScenario({ faults: [{ type: "trip", at: 1, devices: ["nope"] }] }, deviceIds(2), 1),
+    ).toThrow('no board "nope"');
     const dir = await mkdtemp(join(tmpdir(), "emu-scenario-"));
     try {
       await writeFile(join(dir, "bad.json"), "{ not json");

@@ -6,22 +6,29 @@ import { FleetStats } from "../../src/emulator/stats";
 describe("figures gathered from worker threads", () => {
   it("a histogram merged from parts has the percentiles of one that saw every sample", () => {
     fc.assert(
-      fc.property(fc.array(fc.array(fc.double({ min: 0, max: 5e6, noNaN: true }), { maxLength: 50 }), { minLength: 1, maxLength: 5 }), (parts) => {
-        const whole = new Histogram();
-        const merged = new Histogram();
-        for (const part of parts) {
-          const h = new Histogram();
-          for (const us of part) {
-            h.recordUs(us);
-            whole.recordUs(us);
+      fc.property(
+        fc.array(fc.array(fc.double({ min: 0, max: 5e6, noNaN: true }), { maxLength: 50 }), {
+          minLength: 1,
+          maxLength: 5,
+        }),
+        (parts) => {
+          const whole = new Histogram();
+          const merged = new Histogram();
+          for (const part of parts) {
+            const h = new Histogram();
+            for (const us of part) {
+              h.recordUs(us);
+              whole.recordUs(us);
+            }
+            merged.merge(h.take());
+            expect(h.count).toBe(0); // take() empties it
           }
-          merged.merge(h.take());
-          expect(h.count).toBe(0); // take() empties it
-        }
-        expect(merged.count).toBe(whole.count);
-        expect(merged.maxUs).toBe(whole.maxUs);
-        for (const q of [0.01, 0.5, 0.9, 0.99, 1]) expect(merged.percentileUs(q)).toEqual(whole.percentileUs(q));
-      }),
+          expect(merged.count).toBe(whole.count);
+          expect(merged.maxUs).toBe(whole.maxUs);
+          for (const q of [0.01, 0.5, 0.9, 0.99, 1])
+            expect(merged.percentileUs(q)).toEqual(whole.percentileUs(q));
+        },
+      ),
     );
   });
 

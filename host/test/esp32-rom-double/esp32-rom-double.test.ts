@@ -26,7 +26,13 @@ function link(double: Esp32RomDouble) {
     const f = frames.shift();
     if (!f) throw new Error("no response");
     const dv = new DataView(f.buffer, f.byteOffset, f.byteLength);
-    return { dir: f[0], op: f[1], len: dv.getUint16(2, true), value: dv.getUint32(4, true), data: f.subarray(8) };
+    return {
+      dir: f[0],
+      op: f[1],
+      len: dv.getUint16(2, true),
+      value: dv.getUint32(4, true),
+      data: f.subarray(8),
+    };
   };
   return { request, take, frames, raw, feed };
 }
@@ -44,7 +50,10 @@ describe("ESP32 ROM-loader double", () => {
     const wire = slipEncode(payload);
     expect(Array.from(wire)).toEqual([0xc0, 0x01, 0xdb, 0xdc, 0xdb, 0xdd, 0x02, 0xdb, 0xdd, 0xdc, 0xc0]);
     // Noise before a frame and empty frames between frames are ignored.
-    expect(new SlipDecoder().push(Uint8Array.from([0x41, 0x42, ...wire, 0xc0, ...wire]))).toEqual([payload, payload]);
+    expect(new SlipDecoder().push(Uint8Array.from([0x41, 0x42, ...wire, 0xc0, ...wire]))).toEqual([
+      payload,
+      payload,
+    ]);
   });
 
   it("answers SYNC eight times with a ROM value and 4-byte status, and reads the chip magic and MAC", () => {
@@ -63,7 +72,14 @@ describe("ESP32 ROM-loader double", () => {
     l.request(0x0a, u32s(0x3ff5a008));
     const mac0 = l.take().value;
     const mac1 = l.take().value;
-    expect([(mac1 >> 8) & 0xff, mac1 & 0xff, mac0 >>> 24, (mac0 >> 16) & 0xff, (mac0 >> 8) & 0xff, mac0 & 0xff]).toEqual([0xa4, 0xcf, 0x12, 0x01, 0x02, 0x03]);
+    expect([
+      (mac1 >> 8) & 0xff,
+      mac1 & 0xff,
+      mac0 >>> 24,
+      (mac0 >> 16) & 0xff,
+      (mac0 >> 8) & 0xff,
+      mac0 & 0xff,
+    ]).toEqual([0xa4, 0xcf, 0x12, 0x01, 0x02, 0x03]);
   });
 
   it("rejects a RAM block with a wrong checksum (ROM status 01 07) and refuses unknown commands without echoing the op", () => {
@@ -105,7 +121,9 @@ describe("ESP32 ROM-loader double", () => {
     expect(d.flash.subarray(0x9000, 0x9000 + image.length)).toEqual(image);
     l.request(0x13, u32s(0x9000, image.length, 0, 0));
     const md5 = l.take();
-    expect(Buffer.from(md5.data.subarray(0, 32)).toString("latin1")).toBe(createHash("md5").update(image).digest("hex"));
+    expect(Buffer.from(md5.data.subarray(0, 32)).toString("latin1")).toBe(
+      createHash("md5").update(image).digest("hex"),
+    );
     expect(Array.from(md5.data.subarray(32))).toEqual([0, 0, 0, 0]);
   });
 });

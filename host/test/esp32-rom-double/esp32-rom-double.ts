@@ -36,7 +36,15 @@ const Op = {
 
 /** ROM error codes (esptool's serial protocol docs) and the stub's own (stub_flasher.h). */
 const RomError = { invalidMessage: 0x05, failedToAct: 0x06, invalidCrc: 0x07 } as const;
-const StubError = { badDataLen: 0xc0, badChecksum: 0xc1, invalidCommand: 0xc3, notInFlashMode: 0xc6, inflate: 0xc7, notEnoughData: 0xc8, tooMuchData: 0xc9 } as const;
+const StubError = {
+  badDataLen: 0xc0,
+  badChecksum: 0xc1,
+  invalidCommand: 0xc3,
+  notInFlashMode: 0xc6,
+  inflate: 0xc7,
+  notEnoughData: 0xc8,
+  tooMuchData: 0xc9,
+} as const;
 
 const CHIP_MAGIC_REG = 0x40001000;
 const CHIP_MAGIC_ESP32 = 0x00f01d83;
@@ -190,7 +198,8 @@ export class Esp32RomDouble {
   }
 
   #handle(op: number, chk: number, data: Uint8Array): void {
-    const u32 = (i: number): number => new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(i * 4, true);
+    const u32 = (i: number): number =>
+      new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(i * 4, true);
     switch (op) {
       case Op.SYNC:
         return this.#sync(data);
@@ -200,7 +209,8 @@ export class Esp32RomDouble {
         return this.#ok(op, this.#readReg(addr));
       }
       case Op.WRITE_REG: {
-        for (let i = 0; i + 16 <= data.length; i += 16) this.#writeReg(u32(i / 4), u32(i / 4 + 1), u32(i / 4 + 2));
+        for (let i = 0; i + 16 <= data.length; i += 16)
+          this.#writeReg(u32(i / 4), u32(i / 4 + 1), u32(i / 4 + 2));
         this.log.push("WRITE_REG");
         return this.#ok(op);
       }
@@ -247,17 +257,30 @@ export class Esp32RomDouble {
     if (f.noSync) return;
     if (f.bootText === "spi-boot") {
       // An app is running: every reset prints the banner and the SYNC bytes go nowhere.
-      this.#sendRaw(ascii("ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n"
-        + "configsip: 0, SPIWP:0xee\r\nmode:DIO, clock div:2\r\nentry 0x400805f0\r\nI (29) boot: ESP-IDF v5.1 2nd stage bootloader\r\n"));
+      this.#sendRaw(
+        ascii(
+          "ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x13 (SPI_FAST_FLASH_BOOT)\r\n" +
+            "configsip: 0, SPIWP:0xee\r\nmode:DIO, clock div:2\r\nentry 0x400805f0\r\nI (29) boot: ESP-IDF v5.1 2nd stage bootloader\r\n",
+        ),
+      );
       return;
     }
     if (f.bootText === "download" && !this.#bootTextSent) {
       this.#bootTextSent = true;
-      this.#sendRaw(ascii("ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))\r\nwaiting for download\r\n"));
+      this.#sendRaw(
+        ascii(
+          "ets Jul 29 2019 12:21:46\r\n\r\nrst:0x1 (POWERON_RESET),boot:0x3 (DOWNLOAD_BOOT(UART0/UART1/SDIO_REI_REO_V2))\r\nwaiting for download\r\n",
+        ),
+      );
       return;
     }
-    const pattern = data.length === 36 && data[0] === 0x07 && data[1] === 0x07 && data[2] === 0x12 && data[3] === 0x20
-      && data.subarray(4).every((b) => b === 0x55);
+    const pattern =
+      data.length === 36 &&
+      data[0] === 0x07 &&
+      data[1] === 0x07 &&
+      data[2] === 0x12 &&
+      data[3] === 0x20 &&
+      data.subarray(4).every((b) => b === 0x55);
     if (!pattern) return this.#fail(Op.SYNC, RomError.invalidMessage);
     if (this.#mode === "stub") return this.#ok(Op.SYNC);
     // The ROM answers one SYNC with eight responses, each with a non-zero value.
@@ -279,7 +302,8 @@ export class Esp32RomDouble {
   #spiUserCommand(): void {
     const command = (this.#regs.get(SPI0 + 0x24) ?? 0) & 0xff;
     const misoBits = ((this.#regs.get(SPI0 + 0x2c) ?? 0) & 0xffffff) + 1;
-    if (command === 0x9f) this.#regs.set(SPI0 + 0x80, this.#jedec & (misoBits >= 32 ? 0xffffffff : (1 << misoBits) - 1));
+    if (command === 0x9f)
+      this.#regs.set(SPI0 + 0x80, this.#jedec & (misoBits >= 32 ? 0xffffffff : (1 << misoBits) - 1));
     this.log.push(`SPI_CMD 0x${command.toString(16)}`);
     this.#regs.set(SPI0, (this.#regs.get(SPI0) ?? 0) & ~SPI_CMD_USR);
   }
@@ -303,9 +327,10 @@ export class Esp32RomDouble {
     this.#ok(op);
     if (noEntry !== 0) return;
     // The ROM jumps to the entry point; only the genuine stub, loaded where it belongs, says hello.
-    const ok = entry === this.#stub.entry
-      && equal(this.#ramAt(this.#stub.textStart, this.#stub.text.length), this.#stub.text)
-      && equal(this.#ramAt(this.#stub.dataStart, this.#stub.data.length), this.#stub.data);
+    const ok =
+      entry === this.#stub.entry &&
+      equal(this.#ramAt(this.#stub.textStart, this.#stub.text.length), this.#stub.text) &&
+      equal(this.#ramAt(this.#stub.dataStart, this.#stub.data.length), this.#stub.data);
     if (!ok) return;
     this.#mode = "stub";
     this.#send(slipEncode(ascii("OHAI")));
@@ -323,7 +348,8 @@ export class Esp32RomDouble {
 
   #deflBegin(op: number, size: number, blocks: number, _blockSize: number, offset: number): void {
     this.log.push(`FLASH_DEFL_BEGIN 0x${offset.toString(16)} ${size}`);
-    if (offset + size > this.flash.length) return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.tooMuchData);
+    if (offset + size > this.flash.length)
+      return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.tooMuchData);
     this.flash.fill(0xff, offset, offset + Math.ceil(size / SECTOR) * SECTOR);
     this.#defl = { offset, size, blocks, nextSeq: 0, compressed: [], written: 0 };
     this.#ok(op);
@@ -337,14 +363,16 @@ export class Esp32RomDouble {
     const seq = dv.getUint32(4, true);
     const payload = data.subarray(16);
     this.log.push(`FLASH_DEFL_DATA seq=${seq} ${payload.length}`);
-    if (payload.length !== size) return this.#fail(op, this.#mode === "rom" ? RomError.invalidMessage : StubError.badDataLen);
+    if (payload.length !== size)
+      return this.#fail(op, this.#mode === "rom" ? RomError.invalidMessage : StubError.badDataLen);
     const f = this.#faults;
     const corrupted = f.badChecksum === "always" || (f.badChecksum === "once" && this.#checksumFaults === 0);
     if (checksum(payload) !== chk || corrupted) {
       this.#checksumFaults++;
       return this.#fail(op, this.#mode === "rom" ? RomError.invalidCrc : StubError.badChecksum);
     }
-    if (seq !== w.nextSeq) return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.badDataLen);
+    if (seq !== w.nextSeq)
+      return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.badDataLen);
     w.compressed.push(Buffer.from(payload));
     let out: Buffer;
     try {
@@ -352,7 +380,8 @@ export class Esp32RomDouble {
     } catch {
       return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.inflate);
     }
-    if (out.length > w.size) return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.tooMuchData);
+    if (out.length > w.size)
+      return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.tooMuchData);
     if (f.disappearDuringWrite) {
       // Half the block reaches the flash, then the USB link is gone: no answer, ever.
       const half = Math.floor((out.length - w.written) / 2);
@@ -373,13 +402,16 @@ export class Esp32RomDouble {
     this.log.push("FLASH_DEFL_END");
     if (!w) return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.notInFlashMode);
     this.#defl = null;
-    if (w.written !== w.size) return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.notEnoughData);
+    if (w.written !== w.size)
+      return this.#fail(op, this.#mode === "rom" ? RomError.failedToAct : StubError.notEnoughData);
     this.#ok(op);
   }
 
   #md5(op: number, addr: number, size: number): void {
     this.log.push(`SPI_FLASH_MD5 0x${addr.toString(16)} ${size}`);
-    const digest = createHash("md5").update(this.flash.subarray(addr, addr + size)).digest();
+    const digest = createHash("md5")
+      .update(this.flash.subarray(addr, addr + size))
+      .digest();
     if (this.#faults.wrongMd5) digest[0] = digest[0]! ^ 0xff;
     // The ROM answers the digest as 32 hex characters, the stub as 16 raw bytes.
     this.#ok(op, 0, this.#mode === "rom" ? ascii(digest.toString("hex")) : new Uint8Array(digest));
@@ -407,7 +439,13 @@ export class Esp32RomDouble {
     if (r.sent < r.size) return this.#sendReadPacket();
     // All acknowledged: the stub closes with the MD5 of everything it sent.
     this.#reading = null;
-    this.#send(slipEncode(createHash("md5").update(this.flash.subarray(r.addr, r.addr + r.size)).digest()));
+    this.#send(
+      slipEncode(
+        createHash("md5")
+          .update(this.flash.subarray(r.addr, r.addr + r.size))
+          .digest(),
+      ),
+    );
   }
 
   #unsupported(op: number): void {
@@ -447,7 +485,11 @@ export class Esp32RomDouble {
 function loadEsptoolStub(): StubImage {
   const require = createRequire(import.meta.url);
   const json = require("esptool-js/lib/targets/stub_flasher/esp32.json") as {
-    entry: number; text: string; text_start: number; data: string; data_start: number;
+    entry: number;
+    text: string;
+    text_start: number;
+    data: string;
+    data_start: number;
   };
   return {
     entry: json.entry,

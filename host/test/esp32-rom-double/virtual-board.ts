@@ -22,10 +22,14 @@ export async function startVirtualBoard(o: Esp32DoubleOptions = {}): Promise<Vir
   const dir = await mkdtemp(join(tmpdir(), "esp32-double-"));
   const hostPath = join(dir, "ttyHOST");
   const boardPath = join(dir, "ttyBOARD");
-  const socat = spawn("socat", [`pty,raw,echo=0,link=${hostPath}`, `pty,raw,echo=0,link=${boardPath}`], { stdio: ["ignore", "ignore", "pipe"] });
+  const socat = spawn("socat", [`pty,raw,echo=0,link=${hostPath}`, `pty,raw,echo=0,link=${boardPath}`], {
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   let socatError = "";
   socat.stderr?.on("data", (d: Buffer) => (socatError += d.toString()));
-  const spawnFailure = new Promise<never>((_, reject) => socat.once("error", (err) => reject(new Error(`cannot start socat (is it installed?): ${err.message}`))));
+  const spawnFailure = new Promise<never>((_, reject) =>
+    socat.once("error", (err) => reject(new Error(`cannot start socat (is it installed?): ${err.message}`))),
+  );
   await Promise.race([waitForPaths([hostPath, boardPath], socat, () => socatError), spawnFailure]);
 
   let gone = false;
@@ -63,7 +67,14 @@ export async function startVirtualBoard(o: Esp32DoubleOptions = {}): Promise<Vir
 async function waitForPaths(paths: string[], proc: ChildProcess, stderr: () => string): Promise<void> {
   const deadline = Date.now() + 5000;
   for (;;) {
-    const present = await Promise.all(paths.map((p) => stat(p).then(() => true, () => false)));
+    const present = await Promise.all(
+      paths.map((p) =>
+        stat(p).then(
+          () => true,
+          () => false,
+        ),
+      ),
+    );
     if (present.every(Boolean)) return;
     if (proc.exitCode !== null) throw new Error(`socat exited with ${proc.exitCode}: ${stderr().trim()}`);
     if (Date.now() > deadline) throw new Error(`socat did not create ${paths.join(", ")} within 5 s`);

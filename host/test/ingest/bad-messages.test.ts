@@ -198,6 +198,13 @@ describe.each([{ encrypted: true }, { encrypted: false }])(
         for (const payload of boot2.get(b.id)!.slice(0, 2))
           await b.publishRaw(`electrolyser/${b.id}/telemetry`, payload);
       expect(mode(fleet.boards[0]!).kind).toBe(encrypted ? "encrypted" : "plain");
+      // The replay window learns of boot 2 only once its readings are stored: until then a boot-1
+      // message sent again is a harmless duplicate of a stored reading, not yet a replay.
+      await waitUntil(
+        () => ingest!.account.totals().written >= BOARDS * 8,
+        30_000,
+        "boot 2's first readings stored",
+      );
 
       const makers = encrypted ? encryptedMakers(stack.master, captured) : plainMakers(captured);
       const kinds = Object.keys(makers);

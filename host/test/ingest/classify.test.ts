@@ -50,7 +50,9 @@ describe("line protocol", () => {
     // No escape exists for a newline in line protocol: it would end the point and start a forged one.
     for (const bad of ["a\nelectrolyser,sensor_id=x purity_pct=1 1", "a\rb", "a\u0000b", "a\tb"])
       expect(() => escapeTag(bad), JSON.stringify(bad)).toThrow(/control character/);
-    expect(() => readingLine(sampleReading("x", 1, NOW), "s\nelectrolyser,sensor_id=y purity_pct=1 1")).toThrow(RangeError);
+    expect(() =>
+      readingLine(sampleReading("x", 1, NOW), "s\nelectrolyser,sensor_id=y purity_pct=1 1"),
+    ).toThrow(RangeError);
     expect(readingLine(sampleReading("x", 1, NOW), "")).toContain(",site=unknown ");
     expect(statusLine("x", true, NOW)).toBe(`device_status,sensor_id=x online=1i ${NOW}`);
     expect(rejectedLine("tag_mismatch", 3, NOW)).toBe(`ingest_rejected,reason=tag_mismatch count=3i ${NOW}`);
@@ -71,16 +73,28 @@ describe("MessageClassifier", () => {
     const c = plainClassifier({ "el-1": "north" });
     const m = encodeTelemetryMessage(sampleReading("el-1", 0, NOW), { kind: "plain" });
     const o = c.classify(m.topic, m.payload);
-    expect(o).toMatchObject({ kind: "write", sensorId: "el-1", deviceTs: NOW, position: { boot: 1, seq: 0 } });
+    expect(o).toMatchObject({
+      kind: "write",
+      sensorId: "el-1",
+      deviceTs: NOW,
+      position: { boot: 1, seq: 0 },
+    });
     expect(o.kind === "write" && o.line).toContain("site=north");
   });
 
   it("refuses devices the manifest does not list, and service identities always", () => {
-    const c = new MessageClassifier({ mode: { kind: "plain" }, now: () => NOW, isKnownDevice: (id) => id === "el-1" });
+    const c = new MessageClassifier({
+      mode: { kind: "plain" },
+      now: () => NOW,
+      isKnownDevice: (id) => id === "el-1",
+    });
     const known = encodeTelemetryMessage(sampleReading("el-1", 0, NOW), { kind: "plain" });
     expect(c.classify(known.topic, known.payload).kind).toBe("write");
     const stranger = encodeTelemetryMessage(sampleReading("el-9", 0, NOW), { kind: "plain" });
-    expect(c.classify(stranger.topic, stranger.payload)).toMatchObject({ kind: "rejected", reason: "unknown_device" });
+    expect(c.classify(stranger.topic, stranger.payload)).toMatchObject({
+      kind: "rejected",
+      reason: "unknown_device",
+    });
     expect(c.classify("electrolyser/el-9/status", new TextEncoder().encode("online"))).toMatchObject({
       reason: "unknown_device",
     });

@@ -19,7 +19,8 @@ export interface CliRun {
 export function runCli(args: string[], stateDir: string, timeoutMs = 50_000): Promise<CliRun> {
   // Without --manifest the CLI would pick up the repo's manifests/fleet.json if someone keeps one there.
   const flashing = args[0] !== "image" && args[0] !== "inspect" && args[0] !== "sim";
-  const manifestArgs = !flashing || args.includes("--manifest") || args.includes("--no-manifest") ? [] : ["--no-manifest"];
+  const manifestArgs =
+    !flashing || args.includes("--manifest") || args.includes("--no-manifest") ? [] : ["--no-manifest"];
   return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, ["--import", "tsx", CLI, ...args, ...manifestArgs], {
       cwd: REPO,

@@ -58,8 +58,21 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
   it("writes the identity into NVS, verifies it, and binds the device id to the MAC", async () => {
     const b = await board({ preload: [moddableTable] });
     const pskFile = await writePskFile(state, PSK);
-    const run = await runCli([b.hostPath, "--broker", BROKER, "--site", "site-1", "--wifi-ssid", "plant-floor",
-      "--wifi-psk-file", pskFile, "--verify"], state);
+    const run = await runCli(
+      [
+        b.hostPath,
+        "--broker",
+        BROKER,
+        "--site",
+        "site-1",
+        "--wifi-ssid",
+        "plant-floor",
+        "--wifi-psk-file",
+        pskFile,
+        "--verify",
+      ],
+      state,
+    );
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/ESP32-D0WD-V3 \(revision 3\), 40 MHz crystal, MAC 24:0a:c4:12:34:56/);
@@ -71,8 +84,21 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
 
     // The real protocol ran: ROM sync, stub upload, baud change, compressed write, MD5, read-back.
     const log = b.double.log;
-    for (const step of ["SYNC", "READ_REG 0x40001000", "READ_REG 0x3ff5a004", "READ_REG 0x3ff5a008", "READ_REG 0x3ff40014", "MEM_END 0x400a902c", "CHANGE_BAUDRATE 921600", "SPI_CMD 0x9f", `FLASH_DEFL_BEGIN 0x9000 ${NVS_SIZE}`,
-      "FLASH_DEFL_END", `SPI_FLASH_MD5 0x9000 ${NVS_SIZE}`, `READ_FLASH 0x9000 ${NVS_SIZE}`]) expect(log).toContain(step);
+    for (const step of [
+      "SYNC",
+      "READ_REG 0x40001000",
+      "READ_REG 0x3ff5a004",
+      "READ_REG 0x3ff5a008",
+      "READ_REG 0x3ff40014",
+      "MEM_END 0x400a902c",
+      "CHANGE_BAUDRATE 921600",
+      "SPI_CMD 0x9f",
+      `FLASH_DEFL_BEGIN 0x9000 ${NVS_SIZE}`,
+      "FLASH_DEFL_END",
+      `SPI_FLASH_MD5 0x9000 ${NVS_SIZE}`,
+      `READ_FLASH 0x9000 ${NVS_SIZE}`,
+    ])
+      expect(log).toContain(step);
     expect(b.double.mode).toBe("stub");
 
     // The flash region is exactly the image of this identity, and the firmware's parser accepts it.
@@ -86,7 +112,9 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
     expect(identity.port).toBe(8883);
     expect(identity.site).toBe("site-1");
     expect(identity.wifi).toEqual({ ssid: "plant-floor", psk: PSK });
-    expect(Buffer.from(identity.tls!.certDer).equals(await readFile(p.device("elx-0001").certDer!))).toBe(true);
+    expect(Buffer.from(identity.tls!.certDer).equals(await readFile(p.device("elx-0001").certDer!))).toBe(
+      true,
+    );
     expect(Buffer.from(identity.tls!.keyDer).equals(await readFile(p.device("elx-0001").keyDer!))).toBe(true);
     expect(Buffer.from(identity.tls!.caDer).equals(await readFile(p.rootDer))).toBe(true);
     expect(identity.payload?.keyId).toBe(1);
@@ -94,17 +122,30 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
     expect(boot).toBeGreaterThanOrEqual(Math.floor(Date.now() / 60_000) - 5);
     // Nothing outside the partition was touched.
     expect(b.double.flash.subarray(0x8000, 0x8000 + 0xc00)).toEqual(moddableTable.data);
-    expect(b.double.flash.subarray(NVS + NVS_SIZE, NVS + NVS_SIZE + 0x1000).every((x) => x === 0xff)).toBe(true);
+    expect(b.double.flash.subarray(NVS + NVS_SIZE, NVS + NVS_SIZE + 0x1000).every((x) => x === 0xff)).toBe(
+      true,
+    );
 
     const f = await bindings();
     expect(f.boards).toHaveLength(1);
-    expect(f.boards[0]).toMatchObject({ deviceId: "elx-0001", mac: "24:0a:c4:12:34:56", keyId: 1, nvsOffset: NVS, nvsSize: NVS_SIZE });
+    expect(f.boards[0]).toMatchObject({
+      deviceId: "elx-0001",
+      mac: "24:0a:c4:12:34:56",
+      keyId: 1,
+      nvsOffset: NVS,
+      nvsSize: NVS_SIZE,
+    });
     expect(f.boards[0]!.certSha256).toMatch(/^[0-9a-f]{64}$/);
 
     // Never a secret on the console or in the bindings.
     const key = Buffer.from(identity.tls!.keyDer);
-    const secrets = [PSK, Buffer.from(identity.payload!.key).toString("hex"), Buffer.from(identity.payload!.key).toString("base64"),
-      key.toString("base64").slice(40, 80), key.toString("hex").slice(80, 160)];
+    const secrets = [
+      PSK,
+      Buffer.from(identity.payload!.key).toString("hex"),
+      Buffer.from(identity.payload!.key).toString("base64"),
+      key.toString("base64").slice(40, 80),
+      key.toString("hex").slice(80, 160),
+    ];
     const bindingsText = await readFile(bindingsPath(state), "utf8");
     for (const s of secrets) {
       expect(run.stdout).not.toContain(s);
@@ -127,11 +168,16 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
   });
 
   it("refuses to put a bound identity on a second board unless --force, then moves it", async () => {
-    const b = await board({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0xaa, 0xbb, 0xcc), preload: [moddableTable] });
+    const b = await board({
+      mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0xaa, 0xbb, 0xcc),
+      preload: [moddableTable],
+    });
     const before = await readOrNull(bindingsPath(state));
     const refused = await runCli([b.hostPath, "--broker", BROKER, "--device", "elx-0001"], state);
     expect(refused.code).toBe(1);
-    expect(refused.stderr.trim()).toBe(`provision: identity "elx-0001" is already on board 24:0a:c4:12:34:56 (provisioned ${(await bindings()).boards[0]!.provisionedAt}); use --force to move it to 24:0a:c4:aa:bb:cc`);
+    expect(refused.stderr.trim()).toBe(
+      `provision: identity "elx-0001" is already on board 24:0a:c4:12:34:56 (provisioned ${(await bindings()).boards[0]!.provisionedAt}); use --force to move it to 24:0a:c4:aa:bb:cc`,
+    );
     expect(await readOrNull(bindingsPath(state))).toBe(before);
     expect(b.double.flash.subarray(NVS, NVS + NVS_SIZE).every((x) => x === 0xff)).toBe(true);
 
@@ -153,11 +199,16 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
   it("refuses to encrypt without the fleet secret, before touching the board, and says which command creates it", async () => {
     const bare = await makeState(["elx-0601"], { payloadSecret: false });
     try {
-      const b = await board({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x06, 0x00, 0x01), preload: [moddableTable] });
+      const b = await board({
+        mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x06, 0x00, 0x01),
+        preload: [moddableTable],
+      });
       const flashBefore = b.double.flash.slice(NVS, NVS + NVS_SIZE);
       const run = await runCli([b.hostPath, "--broker", BROKER], bare);
       expect(run.code).toBe(1);
-      expect(run.stderr).toMatch(/^provision: no fleet payload secret 1 at \S+payload-master-1\.key: provisioning does not create one\. Run `npm run setup`/m);
+      expect(run.stderr).toMatch(
+        /^provision: no fleet payload secret 1 at \S+payload-master-1\.key: provisioning does not create one\. Run `npm run setup`/m,
+      );
       expect(b.double.flash.slice(NVS, NVS + NVS_SIZE)).toEqual(flashBefore);
       expect(await readOrNull(join(bare, "secrets", "payload-master-1.key"))).toBeNull();
       expect(await readOrNull(bindingsPath(bare))).toBeNull();
@@ -167,7 +218,10 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
   });
 
   it("gives an unbound board the next unprovisioned identity, and refuses one carrying a foreign identity", async () => {
-    const b = await board({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x00, 0x00, 0x02), preload: [moddableTable] });
+    const b = await board({
+      mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x00, 0x00, 0x02),
+      preload: [moddableTable],
+    });
     const run = await runCli([b.hostPath, "--broker", BROKER, "--no-encrypt"], state);
     expect(run.code).toBe(0);
     const { identity } = decodeIdentity(b.double.flash.slice(NVS, NVS + NVS_SIZE));
@@ -175,11 +229,16 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
     expect(identity.payload).toBeNull();
 
     const foreign = await priorImage(5, "other-fleet-7");
-    const c = await board({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x00, 0x00, 0x03), preload: [moddableTable, { address: NVS, data: foreign.image }] });
+    const c = await board({
+      mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x00, 0x00, 0x03),
+      preload: [moddableTable, { address: NVS, data: foreign.image }],
+    });
     const before = await readOrNull(bindingsPath(state));
     const refused = await runCli([c.hostPath, "--broker", BROKER], state);
     expect(refused.code).toBe(1);
-    expect(refused.stderr).toMatch(/^provision: board 24:0a:c4:00:00:03 already carries identity "other-fleet-7" in its NVS/);
+    expect(refused.stderr).toMatch(
+      /^provision: board 24:0a:c4:00:00:03 already carries identity "other-fleet-7" in its NVS/,
+    );
     expect(await readOrNull(bindingsPath(state))).toBe(before);
     expect(c.double.flash.slice(NVS, NVS + NVS_SIZE)).toEqual(foreign.image);
   });
@@ -189,7 +248,10 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
       { label: "nvs", type: 1, subtype: 2, offset: 0x11000, size: 0x5000 },
       { label: "factory", type: 0, subtype: 0, offset: 0x20000, size: 0x200000 },
     ]);
-    const b = await board({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x00, 0x00, 0x04), preload: [{ address: 0x8000, data: table }] });
+    const b = await board({
+      mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x00, 0x00, 0x04),
+      preload: [{ address: 0x8000, data: table }],
+    });
     const run = await runCli([b.hostPath, "--broker", BROKER, "--device", "elx-0003", "--verify"], state);
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/NVS "nvs" at 0x11000, 0x5000 bytes/);
@@ -200,7 +262,10 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
   it("--dry-run connects and builds the image but writes nothing", async () => {
     const b = await board({ mac: Uint8Array.of(0x24, 0x0a, 0xc4, 0x00, 0x00, 0x05) });
     const before = await readOrNull(bindingsPath(state));
-    const run = await runCli([b.hostPath, "--broker", BROKER, "--device", "elx-0003", "--force", "--dry-run"], state);
+    const run = await runCli(
+      [b.hostPath, "--broker", BROKER, "--device", "elx-0003", "--force", "--dry-run"],
+      state,
+    );
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/no partition table on the board; using Moddable's default NVS at 0x9000/);
     expect(run.stdout).toMatch(/dry run: nothing written/);

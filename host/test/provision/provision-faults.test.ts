@@ -11,7 +11,8 @@ const NVS = 0x9000;
 const NVS_SIZE = 0x6000;
 const EXISTING_BINDINGS = '{"version":1,"boards":[],"released":[]}\n';
 // Compact on purpose: any rewrite (even of an unchanged manifest) would show as a byte difference.
-const EXISTING_MANIFEST = '{"version":1,"fleet":"f","sites":[{"id":"s"}],"devices":[{"id":"elx-0101","site":"s","board":"esp32-devkitc"}]}\n';
+const EXISTING_MANIFEST =
+  '{"version":1,"fleet":"f","sites":[{"id":"s"}],"devices":[{"id":"elx-0101","site":"s","board":"esp32-devkitc"}]}\n';
 
 let state: string;
 let manifest: string;
@@ -35,7 +36,10 @@ afterEach(async () => {
 async function provisionWith(faults: DoubleFaults, extra: string[] = []) {
   const b = await startVirtualBoard({ faults });
   boards.push(b);
-  const run = await runCli([b.hostPath, "--broker", BROKER, "--device", "elx-0101", "--manifest", manifest, ...extra], state);
+  const run = await runCli(
+    [b.hostPath, "--broker", BROKER, "--device", "elx-0101", "--manifest", manifest, ...extra],
+    state,
+  );
   return { b, run };
 }
 
@@ -67,7 +71,10 @@ describe("provisioning faults from the ROM-loader double", () => {
 
   it("an application's boot text instead of the ROM: says the board is not in download mode", async () => {
     const { run } = await provisionWith({ bootText: "spi-boot" }, ["--connect-attempts", "2"]);
-    await expectFailure(run, /booted its application \(boot:0x13 SPI_FAST_FLASH_BOOT\) instead of the download mode; hold BOOT \(IO0\) low/);
+    await expectFailure(
+      run,
+      /booted its application \(boot:0x13 SPI_FAST_FLASH_BOOT\) instead of the download mode; hold BOOT \(IO0\) low/,
+    );
   });
 
   it("the ROM's own boot banner before sync is skipped and provisioning succeeds", async () => {
@@ -81,7 +88,10 @@ describe("provisioning faults from the ROM-loader double", () => {
 
   it("data blocks failing their checksum every time: reports it after the retries", async () => {
     const { b, run } = await provisionWith({ badChecksum: "always" });
-    await expectFailure(run, /rejected data blocks with a bad checksum while writing flash at 0x9000, three times in a row/);
+    await expectFailure(
+      run,
+      /rejected data blocks with a bad checksum while writing flash at 0x9000, three times in a row/,
+    );
     expect(b.double.log.filter((l) => l.startsWith("FLASH_DEFL_DATA")).length).toBe(3);
   });
 
@@ -100,7 +110,10 @@ describe("provisioning faults from the ROM-loader double", () => {
 
   it("a board that disappears mid-write: says so", async () => {
     const { b, run } = await provisionWith({ disappearDuringWrite: true });
-    await expectFailure(run, /the board disappeared while writing flash at 0x9000 .*reconnect it and run again/);
+    await expectFailure(
+      run,
+      /the board disappeared while writing flash at 0x9000 .*reconnect it and run again/,
+    );
     expect(b.gone).toBe(true);
   });
 });

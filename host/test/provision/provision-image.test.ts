@@ -18,11 +18,18 @@ afterAll(async () => {
 describe("npm run provision -- image / inspect", () => {
   it("builds the ESP-IDF fixture image byte for byte from its CSV", async () => {
     const out = join(dir, "record.bin");
-    const run = await runCli(["image", "--csv", join(FIXTURES, "provisioning-record.csv"), "--size", "0x6000", "--out", out], dir);
+    const run = await runCli(
+      ["image", "--csv", join(FIXTURES, "provisioning-record.csv"), "--size", "0x6000", "--out", out],
+      dir,
+    );
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/wrote .*record\.bin: 24576 bytes, 61 of 756 entries used, last page kept free/);
-    expect((await readFile(out)).equals(await readFile(join(FIXTURES, "provisioning-record.bin")))).toBe(true);
+    expect(run.stdout).toMatch(
+      /wrote .*record\.bin: 24576 bytes, 61 of 756 entries used, last page kept free/,
+    );
+    expect((await readFile(out)).equals(await readFile(join(FIXTURES, "provisioning-record.bin")))).toBe(
+      true,
+    );
   });
 
   it("inspects an image without printing secrets", async () => {
@@ -36,9 +43,22 @@ describe("npm run provision -- image / inspect", () => {
   });
 
   it("fails with one clear line when the data does not fit", async () => {
-    const run = await runCli(["image", "--csv", join(FIXTURES, "generated/full-partition.csv"), "--size", "0x3000", "--out", join(dir, "full.bin")], dir);
+    const run = await runCli(
+      [
+        "image",
+        "--csv",
+        join(FIXTURES, "generated/full-partition.csv"),
+        "--size",
+        "0x3000",
+        "--out",
+        join(dir, "full.bin"),
+      ],
+      dir,
+    );
     expect(run.code).toBe(1);
-    expect(run.stderr.trim()).toBe('provision: partition full at "big": 3 pages of which the last stays free as NVS\'s spare page; use a larger partition or less data');
+    expect(run.stderr.trim()).toBe(
+      'provision: partition full at "big": 3 pages of which the last stays free as NVS\'s spare page; use a larger partition or less data',
+    );
   });
 
   it("reports a corrupted image", async () => {

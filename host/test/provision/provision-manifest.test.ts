@@ -48,13 +48,17 @@ function flashedIdentity(b: VirtualBoard) {
 
 /** Manifest devices in an order unlike the PKI's sorted one, each at its own site. */
 function manifestJson(devices: Record<string, unknown>[]): string {
-  return `${JSON.stringify({
-    version: 1,
-    fleet: "plant",
-    sites: [{ id: "hall-a" }, { id: "hall-b" }],
-    defaults: { board: "esp32-devkitc" },
-    devices,
-  }, null, 2)}\n`;
+  return `${JSON.stringify(
+    {
+      version: 1,
+      fleet: "plant",
+      sites: [{ id: "hall-a" }, { id: "hall-b" }],
+      defaults: { board: "esp32-devkitc" },
+      devices,
+    },
+    null,
+    2,
+  )}\n`;
 }
 
 async function bindingsFile(): Promise<BindingsFile> {
@@ -69,13 +73,19 @@ describe("provisioning from a fleet manifest", () => {
   const path = (): string => join(state, "fleet.json");
 
   it("hands out the manifest's devices in its order, issues a missing identity, takes the site from the manifest, and records the binding in it", async () => {
-    await writeFile(path(), manifestJson([
-      { id: "m-0003", site: "hall-b" },
-      { id: "m-0001", site: "hall-a" },
-      { id: "m-0002", site: "hall-a" },
-    ]));
+    await writeFile(
+      path(),
+      manifestJson([
+        { id: "m-0003", site: "hall-b" },
+        { id: "m-0001", site: "hall-a" },
+        { id: "m-0002", site: "hall-a" },
+      ]),
+    );
     const b = await board(1);
-    const run = await runCli([b.hostPath, "--broker", BROKER, "--manifest", path(), "--site", "ignored-site"], state);
+    const run = await runCli(
+      [b.hostPath, "--broker", BROKER, "--manifest", path(), "--site", "ignored-site"],
+      state,
+    );
     expect(run.stderr).toBe("");
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/issuing the identity of m-0003 \(rsa-2048\) from the fleet PKI/);
@@ -93,20 +103,31 @@ describe("provisioning from a fleet manifest", () => {
     const binding = (await bindingsFile()).boards.find((x) => x.deviceId === "m-0003")!;
     expect(manifest.devices.map((d) => d.id)).toEqual(["m-0003", "m-0001", "m-0002"]);
     expect(manifest.devices[0]!.provisioning).toEqual({
-      mac: macOf(1), certSerial: binding.certSerial, certSha256: sha256Hex(certDer), keyId: 1, at: binding.provisionedAt,
+      mac: macOf(1),
+      certSerial: binding.certSerial,
+      certSha256: sha256Hex(certDer),
+      keyId: 1,
+      at: binding.provisionedAt,
     });
     expect(manifest.devices.slice(1).every((d) => d.provisioning === undefined)).toBe(true);
     // The manifest stays 2-space JSON, and holds no secret.
     expect(text).toBe(`${JSON.stringify(JSON.parse(text), null, 2)}\n`);
     const key = Buffer.from(identity.tls!.keyDer);
-    for (const secret of [key.toString("base64").slice(40, 80), key.toString("hex").slice(80, 160),
-      Buffer.from(identity.payload!.key).toString("hex"), Buffer.from(identity.payload!.key).toString("base64")]) {
+    for (const secret of [
+      key.toString("base64").slice(40, 80),
+      key.toString("hex").slice(80, 160),
+      Buffer.from(identity.payload!.key).toString("hex"),
+      Buffer.from(identity.payload!.key).toString("base64"),
+    ]) {
       expect(text).not.toContain(secret);
     }
 
     // The next board gets the next unbound device of the manifest, not the PKI's first.
     const c = await board(2);
-    const second = await runCli([c.hostPath, "--broker", BROKER, "--manifest", path(), "--no-encrypt"], state);
+    const second = await runCli(
+      [c.hostPath, "--broker", BROKER, "--manifest", path(), "--no-encrypt"],
+      state,
+    );
     expect(second.code).toBe(0);
     expect(flashedIdentity(c).deviceId).toBe("m-0001");
     const after = parseManifest(await readFile(path(), "utf8"), "json", path());
@@ -117,7 +138,13 @@ describe("provisioning from a fleet manifest", () => {
   it("refuses on a binding only the manifest records (no bindings-file entry), unless --force", async () => {
     const manifestPath = join(state, "recorded.json");
     // Recorded by another workstation: this state folder's bindings file knows nothing of it.
-    const other = { mac: "24:0a:c4:77:77:77", certSerial: "0abc", certSha256: "b".repeat(64), keyId: 1, at: "2026-01-02T03:04:05.000Z" };
+    const other = {
+      mac: "24:0a:c4:77:77:77",
+      certSerial: "0abc",
+      certSha256: "b".repeat(64),
+      keyId: 1,
+      at: "2026-01-02T03:04:05.000Z",
+    };
     const original = manifestJson([
       { id: "m-0002", site: "hall-a", provisioning: other },
       { id: "m-0001", site: "hall-a" },
@@ -127,15 +154,23 @@ describe("provisioning from a fleet manifest", () => {
     expect(bindingsBefore).not.toContain("24:0a:c4:77:77:77");
 
     const b = await board(3);
-    const refused = await runCli([b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0002"], state);
+    const refused = await runCli(
+      [b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0002"],
+      state,
+    );
     expect(refused.code).toBe(1);
-    expect(refused.stderr.trim()).toBe(`provision: identity "m-0002" is already on board 24:0a:c4:77:77:77 (provisioned ${other.at}, per ${manifestPath}); use --force to move it to ${macOf(3)}`);
+    expect(refused.stderr.trim()).toBe(
+      `provision: identity "m-0002" is already on board 24:0a:c4:77:77:77 (provisioned ${other.at}, per ${manifestPath}); use --force to move it to ${macOf(3)}`,
+    );
     expect(await readFile(manifestPath, "utf8")).toBe(original);
     expect(await readOrNull(bindingsPath(state))).toBe(bindingsBefore);
     expect(b.double.log.some((l) => l.startsWith("FLASH_DEFL"))).toBe(false);
 
     b.double.reset();
-    const moved = await runCli([b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0002", "--force"], state);
+    const moved = await runCli(
+      [b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0002", "--force"],
+      state,
+    );
     expect(moved.stderr).toBe("");
     expect(moved.code).toBe(0);
     const m = parseManifest(await readFile(manifestPath, "utf8"), "json", manifestPath);
@@ -146,13 +181,28 @@ describe("provisioning from a fleet manifest", () => {
     const manifestPath = join(state, "board-bound.json");
     const original = manifestJson([
       { id: "m-0004", site: "hall-a" },
-      { id: "m-0002", site: "hall-a", provisioning: { mac: macOf(4), certSerial: "01", certSha256: "c".repeat(64), keyId: null, at: "2026-02-03T04:05:06.000Z" } },
+      {
+        id: "m-0002",
+        site: "hall-a",
+        provisioning: {
+          mac: macOf(4),
+          certSerial: "01",
+          certSha256: "c".repeat(64),
+          keyId: null,
+          at: "2026-02-03T04:05:06.000Z",
+        },
+      },
     ]);
     await writeFile(manifestPath, original);
     const b = await board(4);
-    const refused = await runCli([b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0004"], state);
+    const refused = await runCli(
+      [b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0004"],
+      state,
+    );
     expect(refused.code).toBe(1);
-    expect(refused.stderr.trim()).toBe(`provision: board ${macOf(4)} already holds identity "m-0002" (provisioned 2026-02-03T04:05:06.000Z, per ${manifestPath}); use --force to give it "m-0004" instead`);
+    expect(refused.stderr.trim()).toBe(
+      `provision: board ${macOf(4)} already holds identity "m-0002" (provisioned 2026-02-03T04:05:06.000Z, per ${manifestPath}); use --force to give it "m-0004" instead`,
+    );
     expect(await readFile(manifestPath, "utf8")).toBe(original);
   });
 
@@ -161,9 +211,14 @@ describe("provisioning from a fleet manifest", () => {
     const original = manifestJson([{ id: "m-0001", site: "hall-a" }]);
     await writeFile(manifestPath, original);
     const b = await board(5);
-    const run = await runCli([b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0002"], state);
+    const run = await runCli(
+      [b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--device", "m-0002"],
+      state,
+    );
     expect(run.code).toBe(1);
-    expect(run.stderr.trim().split("\n")).toEqual([`provision: device "m-0002" is not in the manifest ${manifestPath} (it lists m-0001); add it there or pass another --manifest`]);
+    expect(run.stderr.trim().split("\n")).toEqual([
+      `provision: device "m-0002" is not in the manifest ${manifestPath} (it lists m-0001); add it there or pass another --manifest`,
+    ]);
     expect(b.double.log).not.toContain("SYNC");
     expect(await readFile(manifestPath, "utf8")).toBe(original);
   });
@@ -173,9 +228,14 @@ describe("provisioning from a fleet manifest", () => {
     const original = manifestJson([{ id: "m-0006", site: "hall-b" }]);
     await writeFile(manifestPath, original);
     const b = await board(7);
-    const run = await runCli([b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--dry-run"], state);
+    const run = await runCli(
+      [b.hostPath, "--broker", BROKER, "--manifest", manifestPath, "--dry-run"],
+      state,
+    );
     expect(run.code).toBe(0);
-    expect(run.stdout).toMatch(/dry run: nothing written or issued; m-0006 has no identity yet \(a real run issues a rsa-2048 one\) and would be bound to 24:0a:c4:09:00:07/);
+    expect(run.stdout).toMatch(
+      /dry run: nothing written or issued; m-0006 has no identity yet \(a real run issues a rsa-2048 one\) and would be bound to 24:0a:c4:09:00:07/,
+    );
     expect(await listDeviceIds(pkiPaths(state))).not.toContain("m-0006");
     expect(await readFile(manifestPath, "utf8")).toBe(original);
     expect(b.double.log.some((l) => l.startsWith("FLASH_DEFL"))).toBe(false);
@@ -204,12 +264,19 @@ describe("provisioning from a fleet manifest", () => {
     expect(run.code).toBe(0);
     expect(flashedIdentity(b).deviceId).toBe("m-0005");
     const text = await readFile(manifestPath, "utf8");
-    for (const comment of ["# Plant fleet: edited by hand and by npm run provision", "# north building", "# cabinet 7, left rail", "# moved here in March"]) {
+    for (const comment of [
+      "# Plant fleet: edited by hand and by npm run provision",
+      "# north building",
+      "# cabinet 7, left rail",
+      "# moved here in March",
+    ]) {
       expect(text).toContain(comment);
     }
     expect(parseDocument(text).errors).toEqual([]);
     const m = parseManifest(text, "yaml", manifestPath);
     expect(m.devices[0]!.provisioning).toMatchObject({ mac: macOf(6), keyId: 1 });
-    expect(m.devices[0]!.provisioning!.certSha256).toBe(sha256Hex(new Uint8Array(await readFile(pkiPaths(state).device("m-0005").certDer!))));
+    expect(m.devices[0]!.provisioning!.certSha256).toBe(
+      sha256Hex(new Uint8Array(await readFile(pkiPaths(state).device("m-0005").certDer!))),
+    );
   });
 });

@@ -20,7 +20,8 @@ afterAll(async () => {
 /** What modules/files/preference/lin/preference.js returns for a stored value. */
 function simulatorGet(file: Record<string, Record<string, unknown>>, key: string): unknown {
   const v = file[PROV_NAMESPACE]?.[key];
-  if (v && typeof v === "object") return Uint8Array.from((v as { buffer: string }).buffer.split(",").map(Number)).buffer;
+  if (v && typeof v === "object")
+    return Uint8Array.from((v as { buffer: string }).buffer.split(",").map(Number)).buffer;
   return v;
 }
 
@@ -28,7 +29,10 @@ describe("npm run provision -- sim", () => {
   it("writes the board's identity, broker pins and payload key, keeps other domains, mode 0600", async () => {
     const out = join(state, "modpreferences.json");
     await writeFile(out, JSON.stringify({ other: { kept: 1 }, prov: { stale: "x", boot: 123456789 } }));
-    const run = await runCli(["sim", "--device", "sim-0001", "--broker", BROKER, "--interval", "1000", "--out", out], state);
+    const run = await runCli(
+      ["sim", "--device", "sim-0001", "--broker", BROKER, "--interval", "1000", "--out", out],
+      state,
+    );
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/wrote .*sim-0001.*2 broker pin\(s\), boot 123456789/);
     const file = JSON.parse(await readFile(out, "utf8")) as Record<string, Record<string, unknown>>;
@@ -40,7 +44,9 @@ describe("npm run provision -- sim", () => {
     expect(id.deviceId).toBe("sim-0001");
     expect(id.intervalMs).toBe(1000);
     expect(id.tls!.brokerPins).toEqual(await provisionedBrokerPins(state));
-    expect(id.payload!.key).toEqual(deriveDeviceKey(await loadPayloadMaster(state, id.payload!.keyId), "sim-0001"));
+    expect(id.payload!.key).toEqual(
+      deriveDeviceKey(await loadPayloadMaster(state, id.payload!.keyId), "sim-0001"),
+    );
     expect((await stat(out)).mode & 0o777).toBe(0o600);
     // No secret on the console.
     expect(run.stdout + run.stderr).not.toContain(Buffer.from(id.payload!.key).toString("hex"));

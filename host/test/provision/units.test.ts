@@ -4,9 +4,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SerialPortMock } from "serialport";
 import { describe, expect, it } from "vitest";
-import { applyBinding, checkBinding, type BindingsFile, type BoardBinding } from "../../src/provision/bindings";
+import {
+  applyBinding,
+  checkBinding,
+  type BindingsFile,
+  type BoardBinding,
+} from "../../src/provision/bindings";
 import { NodeSerialPort } from "../../src/provision/node-serial-port";
-import { buildPartitionTable, findNvsPartition, MODDABLE_PARTITIONS, parsePartitionTable } from "../../src/provision/partition-table";
+import {
+  buildPartitionTable,
+  findNvsPartition,
+  MODDABLE_PARTITIONS,
+  parsePartitionTable,
+} from "../../src/provision/partition-table";
 import { matchEspPorts } from "../../src/provision/ports";
 import { initialBootCounter } from "../../src/provision/nvs-image";
 
@@ -52,9 +62,20 @@ describe("NodeSerialPort (the Web-Serial-like adapter esptool-js drives)", () =>
   it("tolerates ENOTTY on a pty, reports it once, and changes the baud rate in place", async () => {
     const dir = await mkdtemp(join(tmpdir(), "nsp-"));
     const a = join(dir, "A");
-    const socat = spawn("socat", [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${join(dir, "B")}`], { stdio: "ignore" });
+    const socat = spawn("socat", [`pty,raw,echo=0,link=${a}`, `pty,raw,echo=0,link=${join(dir, "B")}`], {
+      stdio: "ignore",
+    });
     try {
-      for (let i = 0; i < 500 && !(await stat(a).then(() => true, () => false)); i++) await new Promise((r) => setTimeout(r, 10));
+      for (
+        let i = 0;
+        i < 500 &&
+        !(await stat(a).then(
+          () => true,
+          () => false,
+        ));
+        i++
+      )
+        await new Promise((r) => setTimeout(r, 10));
       const notes: string[] = [];
       const port = new NodeSerialPort(a, { onNoControlLines: (m) => notes.push(m) });
       await port.open({ baudRate: 115200 });
@@ -71,7 +92,9 @@ describe("NodeSerialPort (the Web-Serial-like adapter esptool-js drives)", () =>
 
   it("names a missing port plainly", async () => {
     const port = new NodeSerialPort("/dev/ttyDOES-NOT-EXIST");
-    await expect(port.open({ baudRate: 115200 })).rejects.toThrow("no serial port at /dev/ttyDOES-NOT-EXIST: is the board plugged in?");
+    await expect(port.open({ baudRate: 115200 })).rejects.toThrow(
+      "no serial port at /dev/ttyDOES-NOT-EXIST: is the board plugged in?",
+    );
   });
 });
 
@@ -79,17 +102,39 @@ describe("partition table", () => {
   it("finds Moddable's NVS partition in a table it built, and rejects damage", () => {
     const table = buildPartitionTable(MODDABLE_PARTITIONS);
     const parsed = parsePartitionTable(table);
-    expect(parsed.ok && findNvsPartition(parsed.entries)).toEqual({ label: "nvs", type: 1, subtype: 2, offset: 0x9000, size: 0x6000 });
-    expect(parsePartitionTable(new Uint8Array(0xc00).fill(0xff))).toMatchObject({ ok: false, reason: "blank" });
+    expect(parsed.ok && findNvsPartition(parsed.entries)).toEqual({
+      label: "nvs",
+      type: 1,
+      subtype: 2,
+      offset: 0x9000,
+      size: 0x6000,
+    });
+    expect(parsePartitionTable(new Uint8Array(0xc00).fill(0xff))).toMatchObject({
+      ok: false,
+      reason: "blank",
+    });
     const damaged = table.slice();
     damaged[5] = 0x80; // nvs offset 0x9000 → 0x8000: the MD5 no longer matches
-    expect(parsePartitionTable(damaged)).toMatchObject({ ok: false, reason: "invalid", message: "partition table MD5 does not match its entries" });
+    expect(parsePartitionTable(damaged)).toMatchObject({
+      ok: false,
+      reason: "invalid",
+      message: "partition table MD5 does not match its entries",
+    });
   });
 });
 
 describe("bindings: one identity per board, one board per identity", () => {
   const bound = (deviceId: string, mac: string): BoardBinding => ({
-    deviceId, mac, certSerial: "01", certSha256: "ab", keyId: 1, chip: "ESP32", flashSize: 4194304, nvsOffset: 0x9000, nvsSize: 0x6000, provisionedAt: "2026-01-01T00:00:00.000Z",
+    deviceId,
+    mac,
+    certSerial: "01",
+    certSha256: "ab",
+    keyId: 1,
+    chip: "ESP32",
+    flashSize: 4194304,
+    nvsOffset: 0x9000,
+    nvsSize: 0x6000,
+    provisionedAt: "2026-01-01T00:00:00.000Z",
   });
   const file: BindingsFile = { version: 1, boards: [bound("a", "m1"), bound("b", "m2")], released: [] };
 
@@ -111,12 +156,14 @@ describe("bindings: one identity per board, one board per identity", () => {
 
 describe("finding boards and seeding the boot counter", () => {
   it("matches ESP32 USB-UART bridges by VID/PID only", () => {
-    expect(matchEspPorts([
-      { path: "/dev/ttyUSB1", vendorId: "1a86", productId: "7523" },
-      { path: "/dev/ttyUSB0", vendorId: "10c4", productId: "ea60", serialNumber: "0001" },
-      { path: "/dev/ttyACM0", vendorId: "2341", productId: "0043" },
-      { path: "/dev/ttyS0" },
-    ]).map((p) => `${p.path} ${p.bridge}`)).toEqual(["/dev/ttyUSB0 Silicon Labs CP210x", "/dev/ttyUSB1 WCH CH340"]);
+    expect(
+      matchEspPorts([
+        { path: "/dev/ttyUSB1", vendorId: "1a86", productId: "7523" },
+        { path: "/dev/ttyUSB0", vendorId: "10c4", productId: "ea60", serialNumber: "0001" },
+        { path: "/dev/ttyACM0", vendorId: "2341", productId: "0043" },
+        { path: "/dev/ttyS0" },
+      ]).map((p) => `${p.path} ${p.bridge}`),
+    ).toEqual(["/dev/ttyUSB0 Silicon Labs CP210x", "/dev/ttyUSB1 WCH CH340"]);
   });
 
   it("never lowers a board's boot counter and never restarts a wiped board at 0", () => {

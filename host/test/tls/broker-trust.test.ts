@@ -35,14 +35,20 @@ describe("the board's broker check", () => {
   });
 
   it("accepts the real broker when it sends the root along too", () => {
-    const v = nodeBrokerTrust({ pins, anchor: chains.anchor }).check([...chains.real.chain, chains.anchor], Date.now());
+    const v = nodeBrokerTrust({ pins, anchor: chains.anchor }).check(
+      [...chains.real.chain, chains.anchor],
+      Date.now(),
+    );
     expect(v.ok).toBe(true);
   });
 
-  it.each(["attackerSigned", "deviceSigned", "selfSigned", "misIssued"] as const)("refuses the %s chain on its key pin", (which) => {
-    const v = nodeBrokerTrust({ pins, anchor: chains.anchor }).check(chains[which].chain, Date.now());
-    expect(v).toMatchObject({ ok: false, reason: "pin_mismatch" });
-  });
+  it.each(["attackerSigned", "deviceSigned", "selfSigned", "misIssued"] as const)(
+    "refuses the %s chain on its key pin",
+    (which) => {
+      const v = nodeBrokerTrust({ pins, anchor: chains.anchor }).check(chains[which].chain, Date.now());
+      expect(v).toMatchObject({ ok: false, reason: "pin_mismatch" });
+    },
+  );
 
   // Were the attacker's key pinned (a mis-provisioned board), the chain rules alone still refuse each
   // forgery, where Moddable's own verifier accepted the first two.
@@ -58,16 +64,25 @@ describe("the board's broker check", () => {
   });
 
   it("refuses the real broker with a wrong pin", () => {
-    const v = nodeBrokerTrust({ pins: [new Uint8Array(32).fill(0xab)], anchor: chains.anchor }).check(chains.real.chain, Date.now());
+    const v = nodeBrokerTrust({ pins: [new Uint8Array(32).fill(0xab)], anchor: chains.anchor }).check(
+      chains.real.chain,
+      Date.now(),
+    );
     expect(v).toMatchObject({ ok: false, reason: "pin_mismatch" });
   });
 
   it("refuses the real broker's chain once its certificate has expired, and an empty or garbage chain", () => {
     const trust = nodeBrokerTrust({ pins, anchor: chains.anchor });
     const leaf = parseCertificate(chains.real.chain[0]!);
-    expect(trust.check(chains.real.chain, leaf.notAfter + 1000)).toMatchObject({ ok: false, reason: "expired" });
+    expect(trust.check(chains.real.chain, leaf.notAfter + 1000)).toMatchObject({
+      ok: false,
+      reason: "expired",
+    });
     expect(trust.check([], Date.now())).toMatchObject({ ok: false, reason: "no_certificate" });
-    expect(trust.check([new Uint8Array([0x30, 0x82, 0xff, 0xff, 1])], Date.now())).toMatchObject({ ok: false, reason: "malformed" });
+    expect(trust.check([new Uint8Array([0x30, 0x82, 0xff, 0xff, 1])], Date.now())).toMatchObject({
+      ok: false,
+      reason: "malformed",
+    });
   });
 
   it("accepts the broker's rotated key with the pins provisioned before the rotation", async () => {
@@ -78,7 +93,10 @@ describe("the board's broker check", () => {
     const v = nodeBrokerTrust({ pins: before, anchor: chains.anchor }).check(after.real.chain, Date.now());
     expect(v).toEqual({ ok: true, pinIndex: 1 });
     // A board provisioned with only the old current pin (before next keys existed) refuses it.
-    const onlyOld = nodeBrokerTrust({ pins: [before[0]!], anchor: chains.anchor }).check(after.real.chain, Date.now());
+    const onlyOld = nodeBrokerTrust({ pins: [before[0]!], anchor: chains.anchor }).check(
+      after.real.chain,
+      Date.now(),
+    );
     expect(onlyOld).toMatchObject({ ok: false, reason: "pin_mismatch" });
     expect(rotated.pins.current).toEqual(before[1]);
     expect(rotated.pins.next).toBeDefined();

@@ -32,9 +32,14 @@ export interface ForgedChains {
 }
 
 const der = (c: x509.X509Certificate): Uint8Array => new Uint8Array(c.rawData);
-const pemOf = (certs: Uint8Array[]): string => certs.map((c) => new x509.X509Certificate(c).toString("pem")).join("\n") + "\n";
+const pemOf = (certs: Uint8Array[]): string =>
+  certs.map((c) => new x509.X509Certificate(c).toString("pem")).join("\n") + "\n";
 
-export async function forgeChains(stateDir: string, deviceId: string, hosts: readonly string[]): Promise<ForgedChains> {
+export async function forgeChains(
+  stateDir: string,
+  deviceId: string,
+  hosts: readonly string[],
+): Promise<ForgedChains> {
   const paths = pkiPaths(stateDir);
   const ca = await loadCa(stateDir);
   const issuingDer = der(ca.issuing.cert);
@@ -43,7 +48,10 @@ export async function forgeChains(stateDir: string, deviceId: string, hosts: rea
   const leaf = async (name: string, signer: Signer | "self", tail: Uint8Array[]): Promise<ServerChain> => {
     const key = await generateKey("rsa-2048");
     const by: Signer | SelfSigned = signer === "self" ? { selfKey: await importSigningKey(key) } : signer;
-    const cert = await signCertificate({ kind: "broker", name: hosts[0]!, keyType: "rsa-2048", spki: key.spki, days: 30, now, hosts }, by);
+    const cert = await signCertificate(
+      { kind: "broker", name: hosts[0]!, keyType: "rsa-2048", spki: key.spki, days: 30, now, hosts },
+      by,
+    );
     const chain = [der(cert), ...tail];
     const keyPem = parsePrivateKey(key.pkcs8).object.export({ type: "pkcs8", format: "pem" }).toString();
     return { name, chain, keyPem, certPem: pemOf(chain) };
@@ -63,14 +71,22 @@ export async function forgeChains(stateDir: string, deviceId: string, hosts: rea
   };
 
   const brokerPem = await readFile(paths.broker.cert, "utf8");
-  const realChain = (brokerPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []).map((b) =>
-    der(new x509.X509Certificate(b)),
-  );
+  const realChain = (
+    brokerPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []
+  ).map((b) => der(new x509.X509Certificate(b)));
   return {
     anchor: der(ca.rootCert),
-    real: { name: "the real broker", chain: realChain, keyPem: await readFile(paths.broker.key, "utf8"), certPem: brokerPem },
+    real: {
+      name: "the real broker",
+      chain: realChain,
+      keyPem: await readFile(paths.broker.key, "utf8"),
+      certPem: brokerPem,
+    },
     attackerSigned: await leaf("attacker-signed leaf + real issuing CA", attackerSigner, [issuingDer]),
-    deviceSigned: await leaf("leaf signed by a device key + device cert + issuing CA", deviceSigner, [der(deviceCert), issuingDer]),
+    deviceSigned: await leaf("leaf signed by a device key + device cert + issuing CA", deviceSigner, [
+      der(deviceCert),
+      issuingDer,
+    ]),
     selfSigned: await leaf("self-signed leaf", "self", []),
     misIssued: await leaf("leaf issued by the real CA for another key", ca.issuing, [issuingDer]),
   };

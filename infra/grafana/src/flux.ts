@@ -39,12 +39,18 @@ function stateLines(q: SeriesQuery, bucket: string, lookbackS: number): string[]
   return [
     `import "date"`,
     "",
-    "before = " + indent([
-      ...selection(q, bucket, `range(start: date.sub(d: ${lookbackS}s, from: v.timeRangeStart), stop: v.timeRangeStart)`),
-      "  |> last()",
-      "  |> map(fn: (r) => ({r with _time: v.timeRangeStart}))",
-    ]).join("\n"),
-    "during = " + indent(selection(q, bucket, "range(start: v.timeRangeStart, stop: v.timeRangeStop)")).join("\n"),
+    "before = " +
+      indent([
+        ...selection(
+          q,
+          bucket,
+          `range(start: date.sub(d: ${lookbackS}s, from: v.timeRangeStart), stop: v.timeRangeStart)`,
+        ),
+        "  |> last()",
+        "  |> map(fn: (r) => ({r with _time: v.timeRangeStart}))",
+      ]).join("\n"),
+    "during = " +
+      indent(selection(q, bucket, "range(start: v.timeRangeStart, stop: v.timeRangeStop)")).join("\n"),
     "",
     "union(tables: [before, during])",
     `  |> group(columns: ["_start", "_stop", "_time", "_value"], mode: "except")`,
@@ -59,17 +65,23 @@ function stateLines(q: SeriesQuery, bucket: string, lookbackS: number): string[]
 export function toFlux(q: SeriesQuery, bucket: string, window: Window): string {
   const a = q.aggregation;
   const windowed = window.mode === "dashboard";
-  const lines: string[] = a.kind === "state" && windowed
-    ? stateLines(q, bucket, a.lookbackS)
-    : selection(q, bucket, windowed
-      ? "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
-      : `range(start: -${a.kind === "state" ? a.lookbackS : window.seconds}s)`);
+  const lines: string[] =
+    a.kind === "state" && windowed
+      ? stateLines(q, bucket, a.lookbackS)
+      : selection(
+          q,
+          bucket,
+          windowed
+            ? "range(start: v.timeRangeStart, stop: v.timeRangeStop)"
+            : `range(start: -${a.kind === "state" ? a.lookbackS : window.seconds}s)`,
+        );
   const pipe = (step: string): void => void lines.push(`  |> ${step}`);
 
   const every = "v.windowPeriod";
-  const aggregate = (fn: string): string => windowed
-    ? `aggregateWindow(every: ${every}, fn: ${fn}, createEmpty: false, timeSrc: "_start")`
-    : `${fn}()`;
+  const aggregate = (fn: string): string =>
+    windowed
+      ? `aggregateWindow(every: ${every}, fn: ${fn}, createEmpty: false, timeSrc: "_start")`
+      : `${fn}()`;
   const windowSeconds = windowed
     ? "(float(v: int(v: v.windowPeriod)) / 1000000000.0)"
     : floatLiteral(window.seconds);

@@ -22,8 +22,14 @@ async function readOrEmpty(path: string): Promise<string> {
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("npm run dashboards --")
-    .usage("$0 [--check]\n\nGenerates infra/grafana/dashboards/*/*.json and infra/grafana/provisioning/*/alerting/*.yaml.")
-    .option("check", { type: "boolean", default: false, describe: "Only compare with the files on disk; exit 1 if stale" })
+    .usage(
+      "$0 [--check]\n\nGenerates infra/grafana/dashboards/*/*.json and infra/grafana/provisioning/*/alerting/*.yaml.",
+    )
+    .option("check", {
+      type: "boolean",
+      default: false,
+      describe: "Only compare with the files on disk; exit 1 if stale",
+    })
     .strict()
     .help()
     .parseAsync();

@@ -3,7 +3,10 @@
 import type { Across, Reducer, SeriesQuery, Window } from "./model";
 
 const OVER_TIME: Record<Reducer, string> = {
-  mean: "avg_over_time", max: "max_over_time", min: "min_over_time", last: "last_over_time",
+  mean: "avg_over_time",
+  max: "max_over_time",
+  min: "min_over_time",
+  last: "last_over_time",
 };
 const ACROSS_OP: Record<Across, string> = { sum: "sum", max: "max", min: "min", mean: "avg" };
 

@@ -37,26 +37,39 @@ export interface LabelledQuery {
 export const refIdOf = (i: number): string => String.fromCharCode(65 + i);
 
 /** Every query text of the given dashboards and alert rules, labelled for test messages. */
-export function allQueries(kind: DatasourceKind, dashboards: readonly DashboardDef[], alerts: readonly AlertDef[]): LabelledQuery[] {
+export function allQueries(
+  kind: DatasourceKind,
+  dashboards: readonly DashboardDef[],
+  alerts: readonly AlertDef[],
+): LabelledQuery[] {
   const out: LabelledQuery[] = [];
   const dashboardWindow: Window = { mode: "dashboard" };
   for (const d of dashboards) {
-    for (const v of d.variables) out.push({ where: `${d.title} / variable ${v.name}`, text: variableQueryText(kind, v) });
+    for (const v of d.variables)
+      out.push({ where: `${d.title} / variable ${v.name}`, text: variableQueryText(kind, v) });
     for (const row of d.rows) {
       for (const p of row.panels) {
-        p.queries.forEach((q, i) => out.push({
-          where: `${d.title} / ${p.title} / ${refIdOf(i)}`,
-          text: queryText(kind, q, dashboardWindow),
-          query: q,
-          window: dashboardWindow,
-          instant: p.instant === true,
-        }));
+        p.queries.forEach((q, i) =>
+          out.push({
+            where: `${d.title} / ${p.title} / ${refIdOf(i)}`,
+            text: queryText(kind, q, dashboardWindow),
+            query: q,
+            window: dashboardWindow,
+            instant: p.instant === true,
+          }),
+        );
       }
     }
   }
   for (const a of alerts) {
     const window: Window = { mode: "fixed", seconds: a.windowS };
-    out.push({ where: `alert ${a.uid}`, text: queryText(kind, a.query, window), query: a.query, window, instant: true });
+    out.push({
+      where: `alert ${a.uid}`,
+      text: queryText(kind, a.query, window),
+      query: a.query,
+      window,
+      instant: true,
+    });
   }
   return out;
 }

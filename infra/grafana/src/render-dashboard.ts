@@ -27,12 +27,21 @@ function datasourceRef(spec: DatasourceSpec): common.DataSourceRef {
 
 /** "{{sensor_id}} p99" → Grafana display-name template, the same for Flux and Prometheus frames. */
 export function displayNameOf(legend: string): string {
-  return legend.replace(/\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g, (_m, tag: string) => `\${__field.labels.${tag}}`);
+  return legend.replace(
+    /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g,
+    (_m, tag: string) => `\${__field.labels.${tag}}`,
+  );
 }
 
-function target(spec: DatasourceSpec, q: SeriesQuery, refId: string, instant: boolean): cog.Builder<cog.Dataquery> {
+function target(
+  spec: DatasourceSpec,
+  q: SeriesQuery,
+  refId: string,
+  instant: boolean,
+): cog.Builder<cog.Dataquery> {
   const text = queryText(spec.kind, q, { mode: "dashboard" });
-  if (spec.kind === "influxdb") return new FluxQueryBuilder({ refId, query: text, datasource: datasourceRef(spec) });
+  if (spec.kind === "influxdb")
+    return new FluxQueryBuilder({ refId, query: text, datasource: datasourceRef(spec) });
   const b = new prometheus.DataqueryBuilder()
     .refId(refId)
     .datasource(datasourceRef(spec))
@@ -55,13 +64,19 @@ function panelOf(spec: DatasourceSpec, p: PanelDef, id: number): AnyPanelBuilder
   let b: AnyPanelBuilder;
   if (p.visual === "timeseries") {
     const ts = new timeseries.PanelBuilder()
-      .legend(new common.VizLegendOptionsBuilder().showLegend(true).displayMode(common.LegendDisplayMode.List)
-        .placement(common.LegendPlacement.Bottom))
+      .legend(
+        new common.VizLegendOptionsBuilder()
+          .showLegend(true)
+          .displayMode(common.LegendDisplayMode.List)
+          .placement(common.LegendPlacement.Bottom),
+      )
       .lineWidth(1)
       .fillOpacity(10)
       .spanNulls(false);
     if (p.thresholds && p.thresholds.length > 1) {
-      ts.thresholdsStyle(new common.GraphThresholdsStyleConfigBuilder().mode(common.GraphThresholdsStyleMode.DashedAndArea));
+      ts.thresholdsStyle(
+        new common.GraphThresholdsStyleConfigBuilder().mode(common.GraphThresholdsStyleMode.DashedAndArea),
+      );
     }
     b = ts;
   } else if (p.visual === "stat") {
@@ -79,7 +94,8 @@ function panelOf(spec: DatasourceSpec, p: PanelDef, id: number): AnyPanelBuilder
   const th = thresholdsOf(p);
   if (th) {
     b.thresholds(th);
-    if (p.visual === "timeseries") b.colorScheme(new dashboard.FieldColorBuilder().mode(dashboard.FieldColorModeId.PaletteClassic));
+    if (p.visual === "timeseries")
+      b.colorScheme(new dashboard.FieldColorBuilder().mode(dashboard.FieldColorModeId.PaletteClassic));
   }
   p.queries.forEach((q, i) => {
     const refId = refIdOf(i);
@@ -90,18 +106,20 @@ function panelOf(spec: DatasourceSpec, p: PanelDef, id: number): AnyPanelBuilder
 }
 
 function tagVariable(spec: DatasourceSpec, v: TagVariableDef): dashboard.QueryVariableBuilder {
-  return new dashboard.QueryVariableBuilder(v.name)
-    .label(v.label)
-    .datasource(datasourceRef(spec))
-    .query(variableQueryText(spec.kind, v))
-    .definition(variableQueryText(spec.kind, v))
-    .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
-    .sort(dashboard.VariableSort.AlphabeticalAsc)
-    .multi(true)
-    .includeAll(true)
-    // "All" becomes `.*` in every regex match instead of a list of every board.
-    .allValue(".*")
-    .current({ selected: true, text: "All", value: "$__all" });
+  return (
+    new dashboard.QueryVariableBuilder(v.name)
+      .label(v.label)
+      .datasource(datasourceRef(spec))
+      .query(variableQueryText(spec.kind, v))
+      .definition(variableQueryText(spec.kind, v))
+      .refresh(dashboard.VariableRefresh.OnTimeRangeChanged)
+      .sort(dashboard.VariableSort.AlphabeticalAsc)
+      .multi(true)
+      .includeAll(true)
+      // "All" becomes `.*` in every regex match instead of a list of every board.
+      .allValue(".*")
+      .current({ selected: true, text: "All", value: "$__all" })
+  );
 }
 
 export function dashboardUid(def: DashboardDef, kind: DatasourceKind): string {
@@ -119,10 +137,12 @@ export function renderDashboard(def: DashboardDef, kind: DatasourceKind): dashbo
     .time({ from: def.from, to: "now" })
     .timezone("browser")
     .refresh(def.refresh)
-    .withVariable(new dashboard.DatasourceVariableBuilder(DATASOURCE_VARIABLE)
-      .label("Datasource")
-      .type(spec.type)
-      .current({ selected: true, text: spec.name, value: spec.uid }));
+    .withVariable(
+      new dashboard.DatasourceVariableBuilder(DATASOURCE_VARIABLE)
+        .label("Datasource")
+        .type(spec.type)
+        .current({ selected: true, text: spec.name, value: spec.uid }),
+    );
   for (const v of def.variables) b.withVariable(tagVariable(spec, v));
   // Stable panel ids (links and alert annotations refer to them), in layout order.
   let id = 0;

@@ -30,17 +30,37 @@ const BOARD_PREFIX = "est-infra-";
 const RATE_HZ = 2;
 const KEY_ID = 1;
 
-async function startIngest(o: { stateDir: string; brokerUrl: string; storeUrl: string }): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [
-    "--import", "tsx", join(repoRoot(), "host/src/cli/ingest.ts"),
-    "--broker", o.brokerUrl,
-    "--store-url", o.storeUrl,
-    "--encrypted",
-    "--metrics-port", "0",
-    "--account-interval", "1",
-    "--progress-interval", "0",
-    "--batch-ms", "20",
-  ], { cwd: repoRoot(), env: { ...process.env, EST_STATE_DIR: o.stateDir }, stdio: ["ignore", "pipe", "pipe"] });
+async function startIngest(o: {
+  stateDir: string;
+  brokerUrl: string;
+  storeUrl: string;
+}): Promise<ChildProcess> {
+  const child = spawn(
+    process.execPath,
+    [
+      "--import",
+      "tsx",
+      join(repoRoot(), "host/src/cli/ingest.ts"),
+      "--broker",
+      o.brokerUrl,
+      "--store-url",
+      o.storeUrl,
+      "--encrypted",
+      "--metrics-port",
+      "0",
+      "--account-interval",
+      "1",
+      "--progress-interval",
+      "0",
+      "--batch-ms",
+      "20",
+    ],
+    {
+      cwd: repoRoot(),
+      env: { ...process.env, EST_STATE_DIR: o.stateDir },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
   let stderr = "";
   child.stderr?.setEncoding("utf8").on("data", (c: string) => (stderr = (stderr + c).slice(-4000)));
   const lines = createInterface({ input: child.stdout! });
@@ -85,7 +105,9 @@ async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30
 }
 
 async function seriesCount(storeUrl: string, selector: string): Promise<number> {
-  const res = await fetch(`${storeUrl}/api/v1/series?${new URLSearchParams({ "match[]": selector, start: String(Math.floor(Date.now() / 1000) - 3600) })}`);
+  const res = await fetch(
+    `${storeUrl}/api/v1/series?${new URLSearchParams({ "match[]": selector, start: String(Math.floor(Date.now() / 1000) - 3600) })}`,
+  );
   const body = (await res.json()) as { data?: unknown[] };
   return body.data?.length ?? 0;
 }
@@ -153,30 +175,49 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
     });
     await started;
 
-    await writeLines(o.storeUrl, ["warm", "hot"].flatMap((run, r) => ["emulator", "broker", "ingest"].flatMap((component, c) =>
-      [0, 1, 2].map((k) => {
-        const f = BENCH_FIELDS;
-        const fields = [
-          `${f.handshakesOk}=${100 + k}`, `${f.handshakesFailed}=${k}`,
-          `${f.handshakeMsP50}=${12 + r}`, `${f.handshakeMsP99}=${40 + c}`,
-          `${f.publishMsP50}=${3 + k}`, `${f.publishMsP95}=${8 + k}`, `${f.publishMsP99}=${15 + k}`,
-          `${f.cpuPct}=${20 + 10 * c}`, `${f.rssMb}=${80 + c}`, `${f.packetLossPct}=0`, `${f.messagesPerS}=${1000 + k}`,
-        ];
-        return `bench,run=${run},component=${component} ${fields.join(",")} ${startedMs + k * 2000}`;
-      }))));
+    await writeLines(
+      o.storeUrl,
+      ["warm", "hot"].flatMap((run, r) =>
+        ["emulator", "broker", "ingest"].flatMap((component, c) =>
+          [0, 1, 2].map((k) => {
+            const f = BENCH_FIELDS;
+            const fields = [
+              `${f.handshakesOk}=${100 + k}`,
+              `${f.handshakesFailed}=${k}`,
+              `${f.handshakeMsP50}=${12 + r}`,
+              `${f.handshakeMsP99}=${40 + c}`,
+              `${f.publishMsP50}=${3 + k}`,
+              `${f.publishMsP95}=${8 + k}`,
+              `${f.publishMsP99}=${15 + k}`,
+              `${f.cpuPct}=${20 + 10 * c}`,
+              `${f.rssMb}=${80 + c}`,
+              `${f.packetLossPct}=0`,
+              `${f.messagesPerS}=${1000 + k}`,
+            ];
+            return `bench,run=${run},component=${component} ${fields.join(",")} ${startedMs + k * 2000}`;
+          }),
+        ),
+      ),
+    );
 
     // The PKI's expiry figures, by the exporter `npm run stack` runs (host/src/store/pki-expiry.ts).
     await writePkiExpiry({ stateDir, storeUrl: o.storeUrl });
 
-    await until("every board's readings in the store", async () =>
-      (await seriesCount(o.storeUrl, "electrolyser_seq")) === BOARD_COUNT);
+    await until(
+      "every board's readings in the store",
+      async () => (await seriesCount(o.storeUrl, "electrolyser_seq")) === BOARD_COUNT,
+    );
     const firstStoredMs = Date.now();
-    await until("the retained statuses in the store", async () =>
-      (await seriesCount(o.storeUrl, "device_status_online")) === BOARD_COUNT);
+    await until(
+      "the retained statuses in the store",
+      async () => (await seriesCount(o.storeUrl, "device_status_online")) === BOARD_COUNT,
+    );
     // Counters and readings need a few points for increase(), rate() and per-step windows.
     for (const metric of ["electrolyser_seq", "ingest_written", "ingest_rejected_count"]) {
       await until(`${metric}: several points per series`, async () => {
-        const res = await fetch(`${o.storeUrl}/api/v1/query?${new URLSearchParams({ query: `count_over_time(${metric}[5s])` })}`);
+        const res = await fetch(
+          `${o.storeUrl}/api/v1/query?${new URLSearchParams({ query: `count_over_time(${metric}[5s])` })}`,
+        );
         const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
         return body.data.result.length > 0 && body.data.result.every((r) => Number(r.value[1]) >= 3);
       });

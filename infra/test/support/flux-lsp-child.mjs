@@ -51,7 +51,10 @@ for (const [i, text] of scripts.entries()) {
     waiting.set(uri, resolve);
     setTimeout(() => reject(new Error(`no diagnostics from the Flux LSP for script ${i}`)), 20_000).unref();
   });
-  await send({ method: "textDocument/didOpen", params: { textDocument: { uri, languageId: "flux", version: 1, text } } });
+  await send({
+    method: "textDocument/didOpen",
+    params: { textDocument: { uri, languageId: "flux", version: 1, text } },
+  });
   const ast = flux.parse(text);
   results.push({ syntax: syntaxErrors(ast), diagnostics: await diagnostics });
   await send({ method: "textDocument/didClose", params: { textDocument: { uri } } });

@@ -17,7 +17,8 @@ export function interpolatePromQL(text: string, v: GrafanaVars): string {
 }
 
 /** Grafana passes v.timeRangeStart/Stop/windowPeriod as an extern `option v = {...}` block. */
-export const FLUX_EXTERN_V = "option v = {timeRangeStart: 2026-01-01T00:00:00Z, timeRangeStop: 2026-01-01T01:00:00Z, windowPeriod: 10s}";
+export const FLUX_EXTERN_V =
+  "option v = {timeRangeStart: 2026-01-01T00:00:00Z, timeRangeStop: 2026-01-01T01:00:00Z, windowPeriod: 10s}";
 
 export function interpolateFlux(text: string): string {
   const body = text.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*):regex\}/g, ".*");

@@ -71,7 +71,8 @@ export class FakeBroker {
   /** Held PUBACKs go out now (to clients still connected). */
   releasePubacks(): void {
     this.holdPubacks = false;
-    for (const { client, id } of this.#heldAcks.splice(0)) client.control({ operation: MqttOperation.PUBACK, id });
+    for (const { client, id } of this.#heldAcks.splice(0))
+      client.control({ operation: MqttOperation.PUBACK, id });
   }
 
   /** Messages the app published (no wills), optionally on one topic. */
@@ -116,7 +117,17 @@ export class FakeBroker {
   #publishWill(c: ShimMqttClient): void {
     const w = c.options.will;
     const payload = new Uint8Array(w.message.slice(0));
-    this.received.push({ clientId: c.options.id, topic: w.topic, payload, id: undefined, qos: w.QoS, retain: w.retain, duplicate: false, at: this.timers.elapsed, will: true });
+    this.received.push({
+      clientId: c.options.id,
+      topic: w.topic,
+      payload,
+      id: undefined,
+      qos: w.QoS,
+      retain: w.retain,
+      duplicate: false,
+      at: this.timers.elapsed,
+      will: true,
+    });
     if (w.retain) this.retained.set(w.topic, payload);
   }
 }
@@ -153,7 +164,8 @@ export class ShimMqttClient implements MqttClient {
   write(data: ArrayBuffer, o: MqttPublishOptions): number {
     if (this.#state !== "connected") throw new Error("not connected");
     if (!(data instanceof ArrayBuffer)) throw new TypeError("write expects an ArrayBuffer");
-    if (o.QoS === 1 && (o.id === undefined || o.id < 1 || o.id > 65535)) throw new RangeError("QoS 1 needs a packet id 1..65535");
+    if (o.QoS === 1 && (o.id === undefined || o.id < 1 || o.id > 65535))
+      throw new RangeError("QoS 1 needs a packet id 1..65535");
     const size = publishPacketBytes(Buffer.byteLength(o.topic), data.byteLength, o.QoS);
     if (size > this.#writable) throw new Error("overflow");
     this.#writable -= size;

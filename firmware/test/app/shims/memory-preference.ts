@@ -20,7 +20,8 @@ export class MemoryPreference implements PreferenceStore {
     if (this.failWrites) throw new Error("nvs_set failed: ESP_ERR_NVS_NOT_ENOUGH_SPACE");
     if (typeof value === "number" && (!Number.isInteger(value) || value < -0x80000000 || value > 0x7fffffff))
       throw new RangeError("Preference stores integers as i32");
-    if (typeof value === "string" && value.length > 4000) throw new RangeError("NVS string longer than 4000 bytes");
+    if (typeof value === "string" && value.length > 4000)
+      throw new RangeError("NVS string longer than 4000 bytes");
     let d = this.#domains.get(domain);
     if (!d) this.#domains.set(domain, (d = new Map()));
     const stored = value instanceof ArrayBuffer ? value.slice(0) : value;
@@ -36,7 +37,11 @@ export class MemoryPreference implements PreferenceStore {
   load(domain: string, entries: readonly ProvEntry[]): void {
     for (const e of entries) {
       const value: PreferenceValue =
-        e.type === "u8" ? e.value !== 0 : e.type === "blob" ? (e.value.slice().buffer as ArrayBuffer) : e.value;
+        e.type === "u8"
+          ? e.value !== 0
+          : e.type === "blob"
+            ? (e.value.slice().buffer as ArrayBuffer)
+            : e.value;
       this.set(domain, e.key, value);
     }
     this.writes.length = 0;

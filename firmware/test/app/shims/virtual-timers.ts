@@ -72,14 +72,21 @@ export class VirtualTimers implements Timers, Clock {
   }
 
   #add(callback: () => void, delayMs: number, interval: number | null): Entry {
-    const e: Entry = { due: this.#now + Math.max(0, delayMs), order: this.#order++, interval, callback, cleared: false };
+    const e: Entry = {
+      due: this.#now + Math.max(0, delayMs),
+      order: this.#order++,
+      interval,
+      callback,
+      cleared: false,
+    };
     this.#entries.push(e);
     return e;
   }
 
   #earliest(): Entry | undefined {
     let best: Entry | undefined;
-    for (const e of this.#entries) if (!best || e.due < best.due || (e.due === best.due && e.order < best.order)) best = e;
+    for (const e of this.#entries)
+      if (!best || e.due < best.due || (e.due === best.due && e.order < best.order)) best = e;
     return best;
   }
 }

@@ -31,7 +31,12 @@ export const FAULT_TYPES: readonly FaultType[] = [
   "reconnect_storm",
 ];
 /** Faults that change what boards measure (applied by simulated time); the rest act on connections and clocks. */
-export const PHYSICS_FAULTS: readonly FaultType[] = ["purity_drop", "voltage_flicker", "sensor_failure", "trip"];
+export const PHYSICS_FAULTS: readonly FaultType[] = [
+  "purity_drop",
+  "voltage_flicker",
+  "sensor_failure",
+  "trip",
+];
 
 export interface FaultSpec {
   type: FaultType;
@@ -106,7 +111,9 @@ export const SENSOR_FAILURE_MODES: Readonly<Record<ChannelName, readonly SensorF
 
 export function parseScenario(doc: unknown, source = "scenario"): Scenario {
   if (!validate(doc)) {
-    const why = (validate.errors ?? []).map((e) => `${e.instancePath || "/"} ${e.message ?? "is invalid"}`).join("; ");
+    const why = (validate.errors ?? [])
+      .map((e) => `${e.instancePath || "/"} ${e.message ?? "is invalid"}`)
+      .join("; ");
     throw new Error(`${source}: ${why}`);
   }
   doc.faults.forEach((f, i) => {
@@ -116,7 +123,9 @@ export function parseScenario(doc: unknown, source = "scenario"): Scenario {
     if (f.type === "sensor_failure") {
       if (!f.channel || !f.mode) throw new Error(`${where}: needs channel and mode`);
       if (!SENSOR_FAILURE_MODES[f.channel].includes(f.mode))
-        throw new Error(`${where}: the ${f.channel} sensor cannot fail as ${f.mode} (possible: ${SENSOR_FAILURE_MODES[f.channel].join(", ")})`);
+        throw new Error(
+          `${where}: the ${f.channel} sensor cannot fail as ${f.mode} (possible: ${SENSOR_FAILURE_MODES[f.channel].join(", ")})`,
+        );
     } else if (f.channel || f.mode) throw new Error(`${where}: channel/mode only apply to sensor_failure`);
     if (f.type === "clock_skew" && f.offsetS === undefined) throw new Error(`${where}: needs offsetS`);
   });
@@ -129,7 +138,9 @@ export async function loadScenario(path: string): Promise<Scenario> {
   try {
     doc = /\.ya?ml$/i.test(path) ? parseYaml(text) : JSON.parse(text);
   } catch (err) {
-    throw new Error(`${path}: not valid ${/\.ya?ml$/i.test(path) ? "YAML" : "JSON"}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new Error(
+      `${path}: not valid ${/\.ya?ml$/i.test(path) ? "YAML" : "JSON"}: ${err instanceof Error ? err.message : String(err)}`,
+    );
   }
   return parseScenario(doc, path);
 }
@@ -142,17 +153,27 @@ export interface ResolvedFault extends FaultSpec {
   end: number;
 }
 
-export function resolveScenario(scenario: Scenario, deviceIds: readonly string[], seed: number | string): ResolvedFault[] {
+export function resolveScenario(
+  scenario: Scenario,
+  deviceIds: readonly string[],
+  seed: number | string,
+): ResolvedFault[] {
   const rng = new Prng(`${seed}/faults`);
   const known = new Set(deviceIds);
   return scenario.faults.map((f, id) => {
     let targets: string[];
     if (f.all) targets = [...deviceIds];
     else if (f.devices) {
-      for (const d of f.devices) if (!known.has(d)) throw new Error(`scenario faults[${id}]: no board "${d}" in this fleet`);
+      for (const d of f.devices)
+        if (!known.has(d)) throw new Error(`scenario faults[${id}]: no board "${d}" in this fleet`);
       targets = [...f.devices];
     } else targets = sample(deviceIds, Math.min(f.count ?? 1, deviceIds.length), rng);
-    return { ...f, id, targets, end: f.duration !== undefined ? f.at + f.duration : Number.POSITIVE_INFINITY };
+    return {
+      ...f,
+      id,
+      targets,
+      end: f.duration !== undefined ? f.at + f.duration : Number.POSITIVE_INFINITY,
+    };
   });
 }
 

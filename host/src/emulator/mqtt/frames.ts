@@ -29,7 +29,14 @@ function writeRemainingLength(buf: Buffer, offset: number, n: number): number {
 }
 
 /** PUBLISH with QoS 0 (packetId ignored) or 1. `topic` is pre-encoded UTF-8. */
-export function encodePublish(topic: Buffer, payload: Uint8Array, qos: 0 | 1, retain: boolean, packetId: number, dup: boolean): Buffer {
+export function encodePublish(
+  topic: Buffer,
+  payload: Uint8Array,
+  qos: 0 | 1,
+  retain: boolean,
+  packetId: number,
+  dup: boolean,
+): Buffer {
   const remaining = 2 + topic.length + (qos > 0 ? 2 : 0) + payload.length;
   const buf = Buffer.allocUnsafe(1 + remainingLengthBytes(remaining) + remaining);
   buf[0] = 0x30 | (dup ? 0x08 : 0) | (qos << 1) | (retain ? 1 : 0);

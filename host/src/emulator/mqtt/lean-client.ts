@@ -100,7 +100,9 @@ export class LeanMqttClient {
         clientId: o.clientId,
         clean: o.clean,
         keepalive: o.keepaliveS,
-        ...(o.will ? { will: { topic: o.will.topic, payload: o.will.payload, qos: o.will.qos, retain: o.will.retain } } : {}),
+        ...(o.will
+          ? { will: { topic: o.will.topic, payload: o.will.payload, qos: o.will.qos, retain: o.will.retain } }
+          : {}),
       });
       this.#write(connectPacket);
     });
@@ -115,7 +117,14 @@ export class LeanMqttClient {
     return this.#secure && !this.#closed;
   }
 
-  publish(topic: Buffer, payload: Uint8Array, qos: 0 | 1, retain: boolean, packetId: number, dup: boolean): void {
+  publish(
+    topic: Buffer,
+    payload: Uint8Array,
+    qos: 0 | 1,
+    retain: boolean,
+    packetId: number,
+    dup: boolean,
+  ): void {
     this.#write(encodePublish(topic, payload, qos, retain, packetId, dup));
   }
 
@@ -146,7 +155,8 @@ export class LeanMqttClient {
 
   #onData(chunk: Buffer): void {
     this.lastReceivedAt = performance.now();
-    if (!this.#splitter.push(chunk, this.#onPacket)) this.#fail(new Error("malformed MQTT packet from broker"));
+    if (!this.#splitter.push(chunk, this.#onPacket))
+      this.#fail(new Error("malformed MQTT packet from broker"));
   }
 
   #write(buf: Buffer): void {

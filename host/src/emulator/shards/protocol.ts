@@ -26,7 +26,13 @@ export type ToShard =
 export type FromShard =
   | { type: "loaded"; done: number; total: number }
   | { type: "ready" }
-  | { type: "report"; stats: StatsSnapshot; pending: number; allConnectedAtS: number | undefined; faults: FaultLogEntry[] }
+  | {
+      type: "report";
+      stats: StatsSnapshot;
+      pending: number;
+      allConnectedAtS: number | undefined;
+      faults: FaultLogEntry[];
+    }
   | { type: "stopped" }
   | { type: "drained"; pending: number }
   | { type: "counts"; devices: DeviceCount[] }

@@ -25,7 +25,13 @@ let reporter: NodeJS.Timeout | undefined;
 function report(): void {
   const faults = fleet.faultLog.slice(reported);
   reported = fleet.faultLog.length;
-  post({ type: "report", stats: fleet.stats.takeSnapshot(), pending: fleet.pendingMessages(), allConnectedAtS: fleet.allConnectedAtS, faults });
+  post({
+    type: "report",
+    stats: fleet.stats.takeSnapshot(),
+    pending: fleet.pendingMessages(),
+    allConnectedAtS: fleet.allConnectedAtS,
+    faults,
+  });
 }
 
 async function handle(m: ToShard): Promise<void> {
@@ -62,10 +68,14 @@ async function handle(m: ToShard): Promise<void> {
 }
 
 port.on("message", (m: ToShard) => {
-  handle(m).catch((err: unknown) => post({ type: "failed", message: err instanceof Error ? err.message : String(err) }));
+  handle(m).catch((err: unknown) =>
+    post({ type: "failed", message: err instanceof Error ? err.message : String(err) }),
+  );
 });
 
 fleet
   .init((done, total) => post({ type: "loaded", done, total }))
   .then(() => post({ type: "ready" }))
-  .catch((err: unknown) => post({ type: "failed", message: err instanceof Error ? err.message : String(err) }));
+  .catch((err: unknown) =>
+    post({ type: "failed", message: err instanceof Error ? err.message : String(err) }),
+  );

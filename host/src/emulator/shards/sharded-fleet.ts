@@ -36,7 +36,8 @@ export class ShardedFleet implements FleetControl {
   #closing = false;
 
   constructor(o: ShardedFleetOptions) {
-    if (!Number.isInteger(o.workers) || o.workers < 2) throw new Error("a sharded fleet needs at least 2 workers");
+    if (!Number.isInteger(o.workers) || o.workers < 2)
+      throw new Error("a sharded fleet needs at least 2 workers");
     this.#o = o;
     this.#count = Math.min(o.workers, o.deviceIds.length);
     this.#clockSkew = new ClockSkewWindows(o.faults ?? []);
@@ -76,11 +77,19 @@ export class ShardedFleet implements FleetControl {
         reportEveryMs: REPORT_EVERY_MS,
       };
       const worker = new Worker(new URL("./shard-worker.mjs", import.meta.url), { workerData: setup });
-      const shard: Shard = { worker, latest: undefined, pending: 0, allConnectedAtS: undefined, loaded: 0, waiting: new Map() };
+      const shard: Shard = {
+        worker,
+        latest: undefined,
+        pending: 0,
+        allConnectedAtS: undefined,
+        loaded: 0,
+        waiting: new Map(),
+      };
       worker.on("message", (m: FromShard) => this.#onMessage(shard, m, onProgress));
       worker.on("error", (err) => this.#fail(new Error(`emulator worker ${index} failed: ${err.message}`)));
       worker.on("exit", (code) => {
-        if (code !== 0 && !this.#closing) this.#fail(new Error(`emulator worker ${index} exited with code ${code}`));
+        if (code !== 0 && !this.#closing)
+          this.#fail(new Error(`emulator worker ${index} exited with code ${code}`));
       });
       this.#shards.push(shard);
     }
@@ -114,7 +123,9 @@ export class ShardedFleet implements FleetControl {
   }
 
   async drain(timeoutMs: number): Promise<number> {
-    const replies = await Promise.all(this.#shards.map((s) => this.#ask(s, { type: "drain", timeoutMs }, "drained")));
+    const replies = await Promise.all(
+      this.#shards.map((s) => this.#ask(s, { type: "drain", timeoutMs }, "drained")),
+    );
     return replies.reduce((n, m) => n + (m.type === "drained" ? m.pending : 0), 0);
   }
 
@@ -130,7 +141,10 @@ export class ShardedFleet implements FleetControl {
     if (this.#failure) this.#closing = true;
     await Promise.all(
       this.#shards.map(async (s) => {
-        await Promise.race([this.#ask(s, { type: "shutdown" }, "down").catch(() => undefined), new Promise((r) => setTimeout(r, 10_000))]);
+        await Promise.race([
+          this.#ask(s, { type: "shutdown" }, "down").catch(() => undefined),
+          new Promise((r) => setTimeout(r, 10_000)),
+        ]);
         this.#closing = true;
         await s.worker.terminate();
       }),

@@ -24,7 +24,12 @@ export interface ConnectOptions {
 }
 
 export type ConnectOutcome =
-  | { ok: true; client: MqttClient; connack: IConnackPacket; tls: { protocol: string | null; cipher: string } }
+  | {
+      ok: true;
+      client: MqttClient;
+      connack: IConnackPacket;
+      tls: { protocol: string | null; cipher: string };
+    }
   | { ok: false; error: string; connack?: IConnackPacket };
 
 /** One connection attempt, no reconnects: either a CONNACK with success, or why not. */
@@ -54,13 +59,23 @@ export function tryConnect(o: ConnectOptions): Promise<ConnectOutcome> {
       if (!r.ok) client.end(true);
       resolve(r);
     };
-    const timer = setTimeout(() => finish({ ok: false, error: "timeout waiting for CONNACK" }), (o.timeoutMs ?? 5000) + 1000);
+    const timer = setTimeout(
+      () => finish({ ok: false, error: "timeout waiting for CONNACK" }),
+      (o.timeoutMs ?? 5000) + 1000,
+    );
     client.once("connect", (connack) => {
       const sock = client.stream as unknown as TLSSocket;
       const cipher = sock.getCipher?.();
-      finish({ ok: true, client, connack, tls: { protocol: sock.getProtocol?.() ?? null, cipher: cipher?.standardName ?? cipher?.name ?? "" } });
+      finish({
+        ok: true,
+        client,
+        connack,
+        tls: { protocol: sock.getProtocol?.() ?? null, cipher: cipher?.standardName ?? cipher?.name ?? "" },
+      });
     });
-    client.once("error", (err) => finish({ ok: false, error: `${(err as NodeJS.ErrnoException).code ?? ""} ${err.message}`.trim() }));
+    client.once("error", (err) =>
+      finish({ ok: false, error: `${(err as NodeJS.ErrnoException).code ?? ""} ${err.message}`.trim() }),
+    );
     client.once("close", () => finish({ ok: false, error: "connection closed before CONNACK" }));
   });
 }
@@ -76,7 +91,12 @@ export interface PublishResult {
   reasonCode: number;
 }
 
-export function publishQos1(client: MqttClient, topic: string, payload: string, retain = false): Promise<PublishResult> {
+export function publishQos1(
+  client: MqttClient,
+  topic: string,
+  payload: string,
+  retain = false,
+): Promise<PublishResult> {
   return new Promise((resolve, reject) => {
     client.publish(topic, payload, { qos: 1, retain }, (err, packet) => {
       if (err) {
@@ -109,7 +129,10 @@ export interface Received {
 }
 
 /** Records every message a client receives from now on. */
-export function recorder(client: MqttClient): { messages: Received[]; waitFor(pred: (m: Received) => boolean, timeoutMs?: number): Promise<Received> } {
+export function recorder(client: MqttClient): {
+  messages: Received[];
+  waitFor(pred: (m: Received) => boolean, timeoutMs?: number): Promise<Received>;
+} {
   const messages: Received[] = [];
   const waiters: { pred: (m: Received) => boolean; resolve: (m: Received) => void }[] = [];
   client.on("message", (topic: string, payload: Buffer, packet: IPublishPacket) => {
@@ -128,7 +151,15 @@ export function recorder(client: MqttClient): { messages: Received[]; waitFor(pr
       const seen = messages.find(pred);
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`message not received within ${timeoutMs} ms; got ${JSON.stringify(messages.map((x) => x.topic))}`)), timeoutMs);
+        const timer = setTimeout(
+          () =>
+            reject(
+              new Error(
+                `message not received within ${timeoutMs} ms; got ${JSON.stringify(messages.map((x) => x.topic))}`,
+              ),
+            ),
+          timeoutMs,
+        );
         waiters.push({
           pred,
           resolve: (m) => {

@@ -18,7 +18,12 @@ type CryptoKeyPair = webcrypto.CryptoKeyPair;
 
 export type KeyKind = "rsa" | "p256";
 
-const RSA: webcrypto.RsaHashedKeyGenParams = { name: "RSASSA-PKCS1-v1_5", modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: "SHA-256" };
+const RSA: webcrypto.RsaHashedKeyGenParams = {
+  name: "RSASSA-PKCS1-v1_5",
+  modulusLength: 2048,
+  publicExponent: new Uint8Array([1, 0, 1]),
+  hash: "SHA-256",
+};
 const P256: webcrypto.EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
 const SIGN_RSA = { name: "RSASSA-PKCS1-v1_5" };
 const SIGN_EC = { name: "ECDSA", hash: "SHA-256" };
@@ -26,7 +31,10 @@ const SIGN_EC = { name: "ECDSA", hash: "SHA-256" };
 const DAY = 86_400_000;
 
 async function generate(kind: KeyKind): Promise<CryptoKeyPair> {
-  return (await webcrypto.subtle.generateKey(kind === "rsa" ? RSA : P256, true, ["sign", "verify"])) as CryptoKeyPair;
+  return (await webcrypto.subtle.generateKey(kind === "rsa" ? RSA : P256, true, [
+    "sign",
+    "verify",
+  ])) as CryptoKeyPair;
 }
 
 async function pkcs8Pem(key: CryptoKey): Promise<string> {
@@ -36,7 +44,7 @@ async function pkcs8Pem(key: CryptoKey): Promise<string> {
 
 function randomSerial(): string {
   const b = webcrypto.getRandomValues(new Uint8Array(12));
-  b[0] = (b[0] ?? 0) & 0x7f | 0x01;
+  b[0] = ((b[0] ?? 0) & 0x7f) | 0x01;
   return Buffer.from(b).toString("hex");
 }
 
@@ -100,15 +108,24 @@ export async function issue(ca: TestCa, o: IssueOptions): Promise<IssuedCert> {
   const extensions: x509.Extension[] = [
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(
-      o.kind === "rsa" ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment : x509.KeyUsageFlags.digitalSignature,
+      o.kind === "rsa"
+        ? x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment
+        : x509.KeyUsageFlags.digitalSignature,
       true,
     ),
-    new x509.ExtendedKeyUsageExtension([o.usage === "client" ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth]),
+    new x509.ExtendedKeyUsageExtension([
+      o.usage === "client" ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth,
+    ]),
     await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
     await x509.AuthorityKeyIdentifierExtension.create(ca.keys.publicKey),
   ];
   if (o.usage === "server") {
-    extensions.push(new x509.SubjectAlternativeNameExtension([{ type: "dns", value: "localhost" }, { type: "ip", value: "127.0.0.1" }]));
+    extensions.push(
+      new x509.SubjectAlternativeNameExtension([
+        { type: "dns", value: "localhost" },
+        { type: "ip", value: "127.0.0.1" },
+      ]),
+    );
   }
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial,
@@ -121,7 +138,13 @@ export async function issue(ca: TestCa, o: IssueOptions): Promise<IssuedCert> {
     signingAlgorithm: ca.kind === "rsa" ? SIGN_RSA : SIGN_EC,
     extensions,
   });
-  return { cn: o.cn, serial: cert.serialNumber, certPem: cert.toString("pem"), keyPem: await pkcs8Pem(keys.privateKey), kind: o.kind };
+  return {
+    cn: o.cn,
+    serial: cert.serialNumber,
+    certPem: cert.toString("pem"),
+    keyPem: await pkcs8Pem(keys.privateKey),
+    kind: o.kind,
+  };
 }
 
 /** The CN values as stored in the certificate (no string escaping in the way). */
@@ -134,7 +157,11 @@ export async function crlPem(ca: TestCa, revokedSerials: readonly string[]): Pro
     issuer: ca.cert.subjectName,
     thisUpdate: new Date(),
     nextUpdate: new Date(Date.now() + 30 * DAY),
-    entries: revokedSerials.map((serialNumber) => ({ serialNumber, revocationDate: new Date(Date.now() - 1000), reason: x509.X509CrlReason.keyCompromise })),
+    entries: revokedSerials.map((serialNumber) => ({
+      serialNumber,
+      revocationDate: new Date(Date.now() - 1000),
+      reason: x509.X509CrlReason.keyCompromise,
+    })),
     signingKey: ca.keys.privateKey,
     signingAlgorithm: ca.kind === "rsa" ? SIGN_RSA : SIGN_EC,
   });

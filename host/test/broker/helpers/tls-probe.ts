@@ -1,9 +1,12 @@
 import { connect, type ConnectionOptions } from "node:tls";
 
-export type HandshakeOutcome = { ok: true; protocol: string | null; cipher: string } | { ok: false; error: string };
+export type HandshakeOutcome =
+  { ok: true; protocol: string | null; cipher: string } | { ok: false; error: string };
 
 /** A bare TLS handshake (no MQTT), to see what the server agrees to at the TLS layer. */
-export function tlsHandshake(o: ConnectionOptions & { host: string; port: number }): Promise<HandshakeOutcome> {
+export function tlsHandshake(
+  o: ConnectionOptions & { host: string; port: number },
+): Promise<HandshakeOutcome> {
   return new Promise((resolve) => {
     const sock = connect({ servername: "localhost", ...o });
     const done = (r: HandshakeOutcome): void => {
@@ -17,6 +20,8 @@ export function tlsHandshake(o: ConnectionOptions & { host: string; port: number
       const c = sock.getCipher();
       done({ ok: true, protocol: sock.getProtocol(), cipher: c.standardName ?? c.name });
     });
-    sock.once("error", (err: NodeJS.ErrnoException) => done({ ok: false, error: `${err.code ?? ""} ${err.message}`.trim() }));
+    sock.once("error", (err: NodeJS.ErrnoException) =>
+      done({ ok: false, error: `${err.code ?? ""} ${err.message}`.trim() }),
+    );
   });
 }

@@ -130,56 +130,64 @@ describe("300 boards on the three-node cluster, encrypted", () => {
     expect(diffStored(expected, stored)).toEqual({ missing: [], extra: [] });
   }, 300_000);
 
-  faultCase("a node killed with SIGKILL mid-run, with the ingest and 100 boards on it, then restarted: nothing lost", async () => {
-    // A fresh count: the first test's points for the same devices stay in the store otherwise.
-    await fetch(`${vm.url}/api/v1/admin/tsdb/delete_series?match[]={__name__=~"electrolyser_.*"}`, {
-      method: "POST",
-    });
-    await ingest?.stop("SIGTERM");
-    ingest = await startIngest(0);
-    const victim = cluster.nodes[0]!;
-    const summaries = await runFleets({
-      boot: 2,
-      durationS: 20,
-      during: async () => {
-        await new Promise((r) => setTimeout(r, 6000));
-        const pid = victim.pid;
-        victim.kill("SIGKILL");
-        expect(await victim.exited()).toBeNull();
-        expect(victim.pid).toBe(-1);
-        await new Promise((r) => setTimeout(r, 3000));
-        await victim.start();
-        expect(victim.pid).not.toBe(pid);
-      },
-    });
-    for (const s of summaries) {
-      expect(s.connect.connected).toBe(PER_NODE);
-      expect(s.messages.unacked).toBe(0);
-    }
-    // The boards of n1 lost their broker and came back to it (how many the emulator counts depends on timing).
-    expect(summaries[0]!.connect.reconnects).toBeGreaterThan(0);
-    const expected = published(summaries);
-    const stored = await waitForStoredCount(vm.url, countAll(expected), 120_000);
-    expect(diffStored(expected, stored)).toEqual({ missing: [], extra: [] });
-  }, 300_000);
+  faultCase(
+    "a node killed with SIGKILL mid-run, with the ingest and 100 boards on it, then restarted: nothing lost",
+    async () => {
+      // A fresh count: the first test's points for the same devices stay in the store otherwise.
+      await fetch(`${vm.url}/api/v1/admin/tsdb/delete_series?match[]={__name__=~"electrolyser_.*"}`, {
+        method: "POST",
+      });
+      await ingest?.stop("SIGTERM");
+      ingest = await startIngest(0);
+      const victim = cluster.nodes[0]!;
+      const summaries = await runFleets({
+        boot: 2,
+        durationS: 20,
+        during: async () => {
+          await new Promise((r) => setTimeout(r, 6000));
+          const pid = victim.pid;
+          victim.kill("SIGKILL");
+          expect(await victim.exited()).toBeNull();
+          expect(victim.pid).toBe(-1);
+          await new Promise((r) => setTimeout(r, 3000));
+          await victim.start();
+          expect(victim.pid).not.toBe(pid);
+        },
+      });
+      for (const s of summaries) {
+        expect(s.connect.connected).toBe(PER_NODE);
+        expect(s.messages.unacked).toBe(0);
+      }
+      // The boards of n1 lost their broker and came back to it (how many the emulator counts depends on timing).
+      expect(summaries[0]!.connect.reconnects).toBeGreaterThan(0);
+      const expected = published(summaries);
+      const stored = await waitForStoredCount(vm.url, countAll(expected), 120_000);
+      expect(diffStored(expected, stored)).toEqual({ missing: [], extra: [] });
+    },
+    300_000,
+  );
 
-  faultCase("a rolling restart (refresh after a new certificate) while the boards publish: nothing lost", async () => {
-    await fetch(`${vm.url}/api/v1/admin/tsdb/delete_series?match[]={__name__=~"electrolyser_.*"}`, {
-      method: "POST",
-    });
-    const summaries = await runFleets({
-      boot: 3,
-      durationS: 30,
-      during: async () => {
-        await new Promise((r) => setTimeout(r, 6000));
-        await issueDevices({ stateDir, ids: ["late-0001"], keyType: "p256", ifExists: "error" });
-        // A new pin is an `mqtt` change, which 2.9 cannot reload: every node restarts, one at a time.
-        expect((await cluster.refresh()).restarted).toEqual(["n1", "n2", "n3"]);
-      },
-    });
-    for (const s of summaries) expect(s.messages.unacked).toBe(0);
-    const expected = published(summaries);
-    const stored = await waitForStoredCount(vm.url, countAll(expected), 120_000);
-    expect(diffStored(expected, stored)).toEqual({ missing: [], extra: [] });
-  }, 300_000);
+  faultCase(
+    "a rolling restart (refresh after a new certificate) while the boards publish: nothing lost",
+    async () => {
+      await fetch(`${vm.url}/api/v1/admin/tsdb/delete_series?match[]={__name__=~"electrolyser_.*"}`, {
+        method: "POST",
+      });
+      const summaries = await runFleets({
+        boot: 3,
+        durationS: 30,
+        during: async () => {
+          await new Promise((r) => setTimeout(r, 6000));
+          await issueDevices({ stateDir, ids: ["late-0001"], keyType: "p256", ifExists: "error" });
+          // A new pin is an `mqtt` change, which 2.9 cannot reload: every node restarts, one at a time.
+          expect((await cluster.refresh()).restarted).toEqual(["n1", "n2", "n3"]);
+        },
+      });
+      for (const s of summaries) expect(s.messages.unacked).toBe(0);
+      const expected = published(summaries);
+      const stored = await waitForStoredCount(vm.url, countAll(expected), 120_000);
+      expect(diffStored(expected, stored)).toEqual({ missing: [], extra: [] });
+    },
+    300_000,
+  );
 });

@@ -85,7 +85,8 @@ export const alertDefinitions: readonly AlertDef[] = [
   {
     uid: "est-board-silent",
     title: "Board silent",
-    summary: `No telemetry from {{ $labels.sensor_id }} for more than ${ALERT_LIMITS.silentIntervals} report intervals ` +
+    summary:
+      `No telemetry from {{ $labels.sensor_id }} for more than ${ALERT_LIMITS.silentIntervals} report intervals ` +
       `(${ALERT_LIMITS.silentIntervals * ALERT_LIMITS.reportIntervalS} s).`,
     query: silenceQuery,
     comparison: "above",

@@ -19,7 +19,13 @@ export const BENCH_FIELDS = {
   messagesPerS: "messages_per_s",
 } as const;
 
-export const RUN_VARIABLE = { name: "run", label: "Run", tag: "run", measurement: "bench", field: BENCH_FIELDS.messagesPerS } as const;
+export const RUN_VARIABLE = {
+  name: "run",
+  label: "Run",
+  tag: "run",
+  measurement: "bench",
+  field: BENCH_FIELDS.messagesPerS,
+} as const;
 
 const q = (field: string, legend: string, reducer: "last" | "max" = "last"): SeriesQuery => ({
   measurement: "bench",
@@ -29,8 +35,9 @@ const q = (field: string, legend: string, reducer: "last" | "max" = "last"): Ser
   legend,
 });
 
-const panel = (p: Omit<PanelDef, "width" | "height"> & Partial<Pick<PanelDef, "width" | "height">>): PanelDef =>
-  ({ width: 12, height: 8, ...p });
+const panel = (
+  p: Omit<PanelDef, "width" | "height"> & Partial<Pick<PanelDef, "width" | "height">>,
+): PanelDef => ({ width: 12, height: 8, ...p });
 
 const panels: PanelDef[] = [
   panel({
@@ -79,7 +86,10 @@ const panels: PanelDef[] = [
     title: "Packet loss",
     visual: "timeseries",
     unit: "percent",
-    thresholds: [{ value: null, color: "green" }, { value: 0.1, color: "red" }],
+    thresholds: [
+      { value: null, color: "green" },
+      { value: 0.1, color: "red" },
+    ],
     queries: [q(BENCH_FIELDS.packetLossPct, "{{run}}", "max")],
     width: 24,
   }),
@@ -88,7 +98,8 @@ const panels: PanelDef[] = [
 export const benchmarkDashboard: DashboardDef = {
   uid: "est-benchmark",
   title: "Benchmark",
-  description: "Measurement bench: handshakes, publish latency, throughput, CPU and memory per component, packet loss.",
+  description:
+    "Measurement bench: handshakes, publish latency, throughput, CPU and memory per component, packet loss.",
   tags: ["electrolyser", "benchmark"],
   variables: [RUN_VARIABLE],
   refresh: "",

@@ -6,7 +6,12 @@ import type { DashboardDef, PanelDef } from "../dashboard-model";
 import type { SeriesQuery } from "../model";
 
 const counterIncrease = (measurement: string, field: string, by: string[], legend: string): SeriesQuery => ({
-  measurement, field, aggregation: { kind: "increase" }, across: "sum", by, legend,
+  measurement,
+  field,
+  aggregation: { kind: "increase" },
+  across: "sum",
+  by,
+  legend,
 });
 
 /** The ingest writes a board's status when it changes (retained online / last-will offline). */
@@ -40,7 +45,12 @@ export const silenceQuery: SeriesQuery = {
 };
 
 const latency = (field: string, legend: string): SeriesQuery => ({
-  measurement: "ingest", field, aggregation: { kind: "gauge", reducer: "max" }, across: "max", by: [], legend,
+  measurement: "ingest",
+  field,
+  aggregation: { kind: "gauge", reducer: "max" },
+  across: "max",
+  by: [],
+  legend,
 });
 
 const panels: PanelDef[] = [
@@ -70,7 +80,10 @@ const panels: PanelDef[] = [
     visual: "stat",
     unit: "none",
     decimals: 0,
-    thresholds: [{ value: null, color: "green" }, { value: 1, color: "orange" }],
+    thresholds: [
+      { value: null, color: "green" },
+      { value: 1, color: "orange" },
+    ],
     queries: [counterIncrease("ingest", "gaps", [], "lost")],
     width: 6,
     height: 5,
@@ -81,7 +94,10 @@ const panels: PanelDef[] = [
     visual: "stat",
     unit: "none",
     decimals: 0,
-    thresholds: [{ value: null, color: "green" }, { value: 1, color: "red" }],
+    thresholds: [
+      { value: null, color: "green" },
+      { value: 1, color: "red" },
+    ],
     queries: [counterIncrease("ingest_rejected", "count", [], "rejected")],
     width: 6,
     height: 5,
@@ -101,7 +117,14 @@ const panels: PanelDef[] = [
     unit: "reqps",
     queries: [
       messagesPerSecondQuery,
-      { measurement: "ingest", field: "received", aggregation: { kind: "rate" }, across: "sum", by: [], legend: "received by ingest" },
+      {
+        measurement: "ingest",
+        field: "received",
+        aggregation: { kind: "rate" },
+        across: "sum",
+        by: [],
+        legend: "received by ingest",
+      },
     ],
     width: 12,
     height: 8,
@@ -117,7 +140,8 @@ const panels: PanelDef[] = [
   },
   {
     title: "Gaps and duplicates",
-    description: "Per interval: sequence numbers lost, and exact duplicates (redeliveries) dropped by the ingest.",
+    description:
+      "Per interval: sequence numbers lost, and exact duplicates (redeliveries) dropped by the ingest.",
     visual: "timeseries",
     unit: "none",
     queries: [
@@ -129,7 +153,8 @@ const panels: PanelDef[] = [
   },
   {
     title: "Rejected by reason",
-    description: "Messages refused by the ingest per interval, by reason (tag_mismatch, replay, out_of_range, …).",
+    description:
+      "Messages refused by the ingest per interval, by reason (tag_mismatch, replay, out_of_range, …).",
     visual: "timeseries",
     unit: "none",
     queries: [counterIncrease("ingest_rejected", "count", ["reason"], "{{reason}}")],
@@ -138,7 +163,8 @@ const panels: PanelDef[] = [
   },
   {
     title: "Seconds since last message",
-    description: `Per board. A board is silent after ${ALERT_LIMITS.silentIntervals} missed reports ` +
+    description:
+      `Per board. A board is silent after ${ALERT_LIMITS.silentIntervals} missed reports ` +
       `(${ALERT_LIMITS.silentIntervals * ALERT_LIMITS.reportIntervalS} s).`,
     visual: "table",
     unit: "s",

@@ -1,5 +1,10 @@
 // "Electrolyser Telemetry": the six channels of the selected boards, coloured by their safe ranges.
-import { CHANNEL_NAMES, CHANNELS, type ChannelName, type ChannelSpec } from "../../../../firmware/src/telemetry/channels";
+import {
+  CHANNEL_NAMES,
+  CHANNELS,
+  type ChannelName,
+  type ChannelSpec,
+} from "../../../../firmware/src/telemetry/channels";
 import { ALERT_LIMITS } from "../config";
 import type { DashboardDef, PanelDef, ThresholdStep } from "../dashboard-model";
 import type { SeriesQuery } from "../model";
@@ -45,7 +50,9 @@ function channelQuery(name: ChannelName): SeriesQuery {
 function channelPanel(name: ChannelName, visual: "stat" | "timeseries"): PanelDef {
   const spec = CHANNELS[name];
   const { min, max } = channelLimits(spec);
-  const range = [min !== undefined ? `min ${min}` : "", max !== undefined ? `max ${max}` : ""].filter(Boolean).join(", ");
+  const range = [min !== undefined ? `min ${min}` : "", max !== undefined ? `max ${max}` : ""]
+    .filter(Boolean)
+    .join(", ");
   return {
     title: visual === "stat" ? `${spec.label} now` : spec.label,
     description: `${spec.label} (${spec.unit}) per board.${range ? ` Safe range: ${range} ${spec.unit}.` : ""}`,
@@ -74,13 +81,17 @@ const cellVoltagePanel: PanelDef = {
 export const telemetryDashboard: DashboardDef = {
   uid: "est-telemetry",
   title: "Electrolyser Telemetry",
-  description: "The six channels of each selected board. Colours follow the safe ranges of firmware/src/telemetry/channels.ts.",
+  description:
+    "The six channels of each selected board. Colours follow the safe ranges of firmware/src/telemetry/channels.ts.",
   tags: ["electrolyser", "telemetry"],
   variables: [SENSOR_VARIABLE],
   refresh: "10s",
   from: "now-1h",
   rows: [
     { title: "Now", panels: CHANNEL_NAMES.map((n) => channelPanel(n, "stat")) },
-    { title: "Channels", panels: [...CHANNEL_NAMES.map((n) => channelPanel(n, "timeseries")), cellVoltagePanel] },
+    {
+      title: "Channels",
+      panels: [...CHANNEL_NAMES.map((n) => channelPanel(n, "timeseries")), cellVoltagePanel],
+    },
   ],
 };
