@@ -55,9 +55,6 @@ export function defaultInstruments(): Record<ChannelName, Converter> {
   };
 }
 
-/** Converters hold no state, so one set serves every board. */
-const INSTRUMENTS = defaultInstruments();
-
 export interface PlantInstrumentsOptions {
   seed: number | string;
   deviceId: string;
@@ -71,6 +68,10 @@ export class PlantInstruments {
   readonly #noise: Prng;
   readonly #flicker: Prng;
   readonly #lastGood: Partial<Record<ChannelName, number>> = {};
+  // Each board has its own converters: the Modbus meter keeps scratch buffers, and on XS a set made at
+  // module load is preloaded into flash, read-only (a shared set broke every channel on the simulator:
+  // "read-only buffer (in setFloat32)").
+  readonly #instruments = defaultInstruments();
 
   constructor(o: PlantInstrumentsOptions) {
     const root = new Prng(`${o.seed}/${o.deviceId}`);
@@ -105,7 +106,12 @@ export class PlantInstruments {
     for (const name of CHANNEL_NAMES) {
       const failure = fx.failures[name];
       // Noise is drawn for every channel on every sample, so a fault on one channel never shifts another's.
-      const v = INSTRUMENTS[name].convert(truth[name], this.#noise.normal(), failure, this.#lastGood[name]);
+      const v = this.#instruments[name].convert(
+        truth[name],
+        this.#noise.normal(),
+        failure,
+        this.#lastGood[name],
+      );
       values[name] = v;
       if (v === null) faults.push(name);
       else if (failure !== "stuck") this.#lastGood[name] = v;
