@@ -61,7 +61,8 @@ function writeHeader(h: EnvelopeHeader): Uint8Array {
   return out;
 }
 
-function aadFor(header: Uint8Array, sensorId: string, topic: string): Uint8Array {
+/** AAD = header || sensor id || 0x00 || topic; also used by the downlink's sealed trust message. */
+export function aadFor(header: Uint8Array, sensorId: string, topic: string): Uint8Array {
   const id = encodeUtf8(sensorId);
   const t = encodeUtf8(topic);
   const aad = new Uint8Array(header.length + id.length + 1 + t.length);
