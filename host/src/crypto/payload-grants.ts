@@ -240,6 +240,7 @@ export class GrantsView {
   readonly #path: string;
   #file: GrantsFile = emptyGrants();
   #stamp = "";
+  readonly #memo = new Map<string, { result: GrantLookup; until: number }>();
   /** When the file was last checked for a device it did not know: bounded by the fleet's identities. */
   readonly #checkedFor = new Map<string, number>();
   readonly #now: () => number;
@@ -248,6 +249,14 @@ export class GrantsView {
     this.#path = "path" in where ? where.path : grantsPath(where.stateDir);
     this.#now = now;
     this.refresh();
+  }
+
+  /** How long a usable grant stays usable without the file changing: a previous key only until its retireAt. */
+  #keyUntil(deviceId: string, keyId: number): number {
+    const g = this.#file.devices[deviceId]?.grants.find((x) => x.keyId === keyId && x.state !== "retired");
+    return g?.state === "previous" && g.retireAt !== undefined
+      ? Date.parse(g.retireAt)
+      : Number.POSITIVE_INFINITY;
   }
 
   /** Re-reads the file if its size or mtime changed; returns whether it did. A broken file keeps the last good one. */
@@ -264,6 +273,7 @@ export class GrantsView {
       this.#file =
         stamp === "absent" ? emptyGrants() : parseGrants(readFileSync(this.#path, "utf8"), this.#path);
       this.#stamp = stamp;
+      this.#memo.clear();
       return true;
     } catch {
       return false;
@@ -271,8 +281,16 @@ export class GrantsView {
   }
 
   lookup(deviceId: string, keyId: number): GrantLookup | undefined {
-    const first = lookupGrant(this.#file, deviceId, keyId, this.#now());
-    if (first?.kind === "key") return first;
+    const now = this.#now();
+    // Memoised per (device, key id) until the file changes or a grace period ends: one map read per message.
+    const memoKey = `${keyId}/${deviceId}`;
+    const memo = this.#memo.get(memoKey);
+    if (memo && now < memo.until) return memo.result;
+    const first = lookupGrant(this.#file, deviceId, keyId, now);
+    if (first?.kind === "key") {
+      this.#memo.set(memoKey, { result: first, until: this.#keyUntil(deviceId, keyId) });
+      return first;
+    }
     if (first === undefined) {
       const at = this.#now();
       if (at - (this.#checkedFor.get(deviceId) ?? Number.NEGATIVE_INFINITY) < 1000) return first;
