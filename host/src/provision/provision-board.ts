@@ -215,7 +215,7 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     // written, so even a failed attempt never hands its key to the next one.
     // The key id of a board provisioned before generations existed (= its secret id), recorded at commit.
     const legacyKeyId = [...bindings.released, ...bindings.boards]
-      .filter((b) => b.deviceId === deviceId)
+      .filter((b) => b.deviceId === deviceId && b.keyGeneration === undefined)
       .map((b) => b.keyId)
       .pop();
     let generation: KeyGeneration | undefined;
@@ -291,6 +291,7 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
       certSerial: cert.serial,
       certSha256: cert.sha256,
       keyId: identity.payload?.keyId ?? null,
+      ...(generation ? { keyGeneration: generation.generation } : {}),
       nvsOffset: nvs.offset,
       nvsSize: nvs.size,
       provisionedAt: now().toISOString(),
