@@ -21,12 +21,14 @@ import {
 import { splitCrls } from "../../../pki/src/crl";
 import { x509 } from "../../../pki/src/x509";
 import { startMosquitto, type MosquittoHandle } from "../../src/broker/mosquitto";
+import { startBrokerCli, type BrokerCli } from "./helpers/broker-cli";
 import { endClient, tryConnect, type Identity } from "./helpers/clients";
 
 let dir: string;
 let state: string;
 let paths: PkiPaths;
 let broker: MosquittoHandle | undefined;
+let lateBroker: BrokerCli | undefined;
 const DAY = 86_400_000;
 
 async function identity(id: string): Promise<Identity> {
@@ -77,6 +79,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await broker?.stop();
+  await lateBroker?.stop();
   await rm(dir, { recursive: true, force: true });
 });
 
@@ -132,5 +135,37 @@ describe("issuing CA renewal under the same root", () => {
     const fresh = splitCrls(await readFile(paths.crl, "utf8")).map((b) => new x509.X509Crl(b));
     expect(fresh).toHaveLength(3);
     for (const c of fresh) expect(c.nextUpdate!.getTime()).toBeGreaterThan(later.getTime() + 60 * DAY);
+  });
+
+  it("`npm run broker` started 100 days after a renewal admits boards of both issuing CAs (both CRLs re-signed)", async () => {
+    const late = join(dir, "late");
+    const p = await ensureDevPki({
+      stateDir: late,
+      devices: ["late-old"],
+      services: ["ingest"],
+      deviceKeyType: "p256",
+    });
+    await renewIssuingCa({ stateDir: late });
+    await issueDevice({ stateDir: late, id: "late-new", keyType: "p256" });
+    const before = splitCrls(await readFile(p.crl, "utf8")).map((b) => new x509.X509Crl(b));
+    expect(before).toHaveLength(3);
+    lateBroker = await startBrokerCli({ stateDir: late, dataDir: join(late, "data"), fakeDays: 100 });
+    for (const id of ["late-old", "late-new"]) {
+      const r = await tryConnect({
+        url: lateBroker.url,
+        ca: await readFile(p.root, "utf8"),
+        identity: {
+          certPem: await readFile(p.device(id).cert, "utf8"),
+          keyPem: await readFile(p.device(id).key, "utf8"),
+        },
+        clientId: id,
+      });
+      expect(r.ok ? "connected" : r.error, id).toBe("connected");
+      if (r.ok) await endClient(r.client);
+    }
+    // Every CRL (new issuing, old issuing, root) re-signed on the broker's shifted clock.
+    const after = splitCrls(await readFile(p.crl, "utf8")).map((b) => new x509.X509Crl(b));
+    expect(after).toHaveLength(3);
+    for (const c of after) expect(c.thisUpdate.getTime()).toBeGreaterThan(Date.now() + 99 * DAY);
   });
 });
