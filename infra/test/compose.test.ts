@@ -105,6 +105,8 @@ describe("docker-compose.yml", () => {
       /^pki\/broker$/,
       new RegExp(`^pki/services/(${STACK_SERVICES.join("|")})$`),
       /^secrets$/,
+      // The ingest reads which payload key ids each device holds (no key material).
+      /^provisioning$/,
       // The nats-cluster profile: node configurations and the route CA rendered from the PKI (host/src/broker/nats/docker.ts).
       /^nats-cluster\/docker\/(n[123]\.conf|route-pki)$/,
     ];

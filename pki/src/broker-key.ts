@@ -95,7 +95,8 @@ export async function rotateBrokerKey(
   return { ...issued, pins: await brokerPins(o.stateDir) };
 }
 
-async function currentBrokerHosts(paths: PkiPaths): Promise<string[]> {
+/** The host names and addresses the broker's current certificate names. */
+export async function currentBrokerHosts(paths: PkiPaths): Promise<string[]> {
   const leaf = new x509.X509Certificate(firstPem(await readText(paths.broker.cert, "broker certificate")));
   const san = leaf.getExtension(x509.SubjectAlternativeNameExtension);
   const hosts = san?.names.items.filter((n) => n.type === "dns" || n.type === "ip").map((n) => n.value) ?? [];

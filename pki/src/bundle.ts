@@ -1,7 +1,7 @@
 import { join } from "node:path";
 import { PkiError } from "./errors";
 import { checkName, readDeviceCert } from "./identities";
-import { loadCa } from "./ca";
+import { loadCa, signedByIssuing } from "./ca";
 import { parsePrivateKey } from "./keys";
 import { readBytes, readText, writeFiles, KEY_MODE, PUBLIC_MODE, type FileWrite } from "./store";
 
@@ -36,7 +36,7 @@ export async function exportDeviceBundle(
   const cert = await readDeviceCert(ca.paths, id);
   const serial = cert.serialNumber.toLowerCase();
   const now = o.now ?? new Date();
-  if (!(await cert.verify({ publicKey: ca.issuing.cert.publicKey, signatureOnly: true }))) {
+  if (!(await signedByIssuing(ca, cert))) {
     throw new PkiError("bad_input", `the certificate of device "${id}" was not issued by this CA`);
   }
   const rec = ca.db.issued.find((r) => r.serial === serial);

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readdir } from "node:fs/promises";
 import { join } from "node:path";
 import { x509 } from "./x509";
 import { PkiError } from "./errors";
@@ -34,6 +35,8 @@ export interface LoadedCa {
   /** Undefined when the root key has been taken offline: then the root CRL is reused until it ages. */
   root?: Signer;
   issuing: Signer;
+  /** Issuing CAs replaced by a renewal and not yet expired: they still sign the CRLs of what they issued. */
+  previousIssuing: Signer[];
   db: CaDatabase;
 }
 
@@ -138,8 +141,13 @@ export async function createCa(stateDir: string, o: InitCaOptions = {}): Promise
   return paths;
 }
 
-export function caBundlePem(issuing: x509.X509Certificate, root: x509.X509Certificate): string {
-  return `${issuing.toString("pem")}\n${root.toString("pem")}\n`;
+/** What clients and the broker trust: the issuing CA(s), current first, then the root. */
+export function caBundlePem(
+  issuing: x509.X509Certificate,
+  root: x509.X509Certificate,
+  previous: readonly x509.X509Certificate[] = [],
+): string {
+  return [issuing, ...previous, root].map((c) => `${c.toString("pem")}\n`).join("");
 }
 
 export async function loadCa(stateDir: string): Promise<LoadedCa> {
@@ -154,7 +162,37 @@ export async function loadCa(stateDir: string): Promise<LoadedCa> {
   const issuing = await loadSigner(paths.issuing, paths.issuingKey, "issuing CA");
   const rootCert = root?.cert ?? (await loadCert(paths.root, "root CA"));
   const db = await loadDatabase(paths.database);
-  return { paths, rootCert, root, issuing, db };
+  return { paths, rootCert, root, issuing, previousIssuing: await loadPreviousIssuing(paths), db };
+}
+
+/** The replaced issuing CAs whose certificates have not expired (an expired one can vouch for nothing). */
+async function loadPreviousIssuing(paths: PkiPaths, now = new Date()): Promise<Signer[]> {
+  let names: string[];
+  try {
+    names = await readdir(paths.previousIssuingKeyDir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  const out: Signer[] = [];
+  for (const name of names.sort()) {
+    const m = /^([0-9a-f]+)\.key\.pem$/.exec(name);
+    if (!m) continue;
+    const signer = await loadSigner(
+      join(paths.previousIssuingDir, `${m[1]}.pem`),
+      join(paths.previousIssuingKeyDir, name),
+      `previous issuing CA ${m[1]}`,
+    );
+    if (signer.cert.notAfter.getTime() > now.getTime()) out.push(signer);
+  }
+  return out;
+}
+
+/** Whether the current issuing CA, or one a renewal replaced and that has not expired, signed `cert`. */
+export async function signedByIssuing(ca: LoadedCa, cert: x509.X509Certificate): Promise<boolean> {
+  for (const s of [ca.issuing, ...ca.previousIssuing])
+    if (await cert.verify({ publicKey: s.cert.publicKey, signatureOnly: true })) return true;
+  return false;
 }
 
 async function loadCert(path: string, what: string): Promise<x509.X509Certificate> {
@@ -244,10 +282,17 @@ export async function writeCrl(ca: LoadedCa, now = new Date(), extra: FileWrite[
     db: ca.db,
     root: ca.root ?? (await offlineRootCrl(ca, now)),
     issuing: ca.issuing,
+    previousIssuing: ca.previousIssuing,
     now,
   });
   await writeFiles([
     ...extra,
+    ...crls.previous.map((c): FileWrite => ({
+      path: join(ca.paths.previousIssuingDir, `${c.serial}.crl.pem`),
+      data: c.pem,
+      mode: PUBLIC_MODE,
+      how: "replace",
+    })),
     databaseFile(ca.paths.database, ca.db),
     { path: ca.paths.crlIssuing, data: crls.issuing, mode: PUBLIC_MODE, how: "replace" },
     { path: ca.paths.crlRoot, data: crls.root, mode: PUBLIC_MODE, how: "replace" },

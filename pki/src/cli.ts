@@ -22,6 +22,7 @@ import {
   DEFAULT_BROKER_HOSTS,
 } from "./identities";
 import { exportDeviceBundle, writeDeviceBundle } from "./bundle";
+import { renewIssuingCa } from "./issuing-renewal";
 import { brokerPins, ensureNextBrokerKey, rotateBrokerKey } from "./broker-key";
 import { inspect, listIdentities } from "./inventory";
 import { KEY_TYPES, isKeyType } from "./keys";
@@ -163,6 +164,49 @@ export async function main(argv: string[]): Promise<void> {
         });
         out(
           `pki: CA created; trust ${p.caBundle}; CRL ${p.crl}; CA keys in ${p.caPrivateDir} (never mount this folder)`,
+        );
+      },
+    )
+    .command(
+      "issuing-ca",
+      "renew the issuing CA under the same root (needs the root key; boards keep trusting root.der)",
+      (y) =>
+        y
+          .option("renew", {
+            type: "boolean",
+            demandOption: true,
+            describe:
+              "make a new issuing CA signed by the root; the old one stays trusted, with its own CRL, until it expires",
+          })
+          .option("days", {
+            type: "number",
+            describe: "validity of the new issuing CA in days (default 1825)",
+          })
+          .option("broker", {
+            type: "boolean",
+            default: true,
+            describe:
+              "re-issue the broker certificate from the new CA on its current key (--no-broker: later)",
+          }),
+      async (a) => {
+        if (!a.renew) throw new PkiError("bad_input", "nothing to do: give --renew");
+        process.stderr.write("pki: generating the new issuing CA key (RSA-2048)\n");
+        const r = await renewIssuingCa({
+          stateDir: a.stateDir,
+          days: positiveDays(a.days),
+          reissueBroker: a.broker,
+        });
+        const p = pkiPaths(a.stateDir);
+        out(
+          `pki: issuing CA renewed: ${r.current.name} (${r.current.serial}, until ${r.current.notAfter.toISOString()}) replaces ${r.previous.name} (${r.previous.serial})`,
+        );
+        out(
+          `pki: ${r.stillValidFromPrevious} certificate(s) of the previous CA stay valid until they expire (at the latest ${r.previous.notAfter.toISOString()}) or are re-issued; both CAs are in ${p.caBundle} and have a CRL in ${p.crl}`,
+        );
+        out(
+          r.broker
+            ? `pki: broker certificate re-issued from the new CA on the same key (${r.broker.serial}); restart the broker to serve it (npm run broker -- restart)`
+            : "pki: broker certificate not re-issued (--no-broker)",
         );
       },
     )

@@ -18,28 +18,50 @@ export function splitCrls(pemText: string): string[] {
 /**
  * One CRL per CA, both in one PEM file. Mosquitto (crl_check) needs the CRL of the leaf's issuer; Node's
  * TLS and `openssl verify -crl_check_all` check every CA in the chain and fail without the root's CRL.
- * The root CRL lists revoked issuing CAs; the issuing CRL lists revoked brokers, services and devices.
+ * The root CRL lists revoked issuing CAs; the issuing CRL lists revoked brokers, services and devices. After an
+ * issuing CA renewal the CA it replaced keeps its own CRL (signed with its own key) for the leaves it issued:
+ * OpenSSL looks a leaf's CRL up by its issuer's name, so one CRL per issuing CA, all in the one file.
  */
 export async function buildCrlPem(o: {
   db: CaDatabase;
   /** The root CA, or its current CRL to keep when the root key is offline. */
   root: Signer | { reuse: string };
   issuing: Signer;
+  /** Issuing CAs replaced by a renewal whose certificates may still be in use: each gets its own CRL. */
+  previousIssuing?: readonly Signer[];
   now: Date;
   issuingDays?: number;
   rootDays?: number;
-}): Promise<{ issuing: string; root: string; combined: string }> {
+}): Promise<{
+  issuing: string;
+  root: string;
+  previous: { serial: string; pem: string }[];
+  combined: string;
+}> {
   const number = o.db.crlNumber;
   const leaves = o.db.issued.filter((r) => r.revoked && r.kind !== "root" && r.kind !== "issuing");
   const cas = o.db.issued.filter((r) => r.revoked && r.kind === "issuing");
+  const days = o.issuingDays ?? DEFAULT_CRL_DAYS.issuing;
+  const serialOf = (s: Signer) => s.cert.serialNumber.toLowerCase();
   const issuingCrl = await buildCrl(
     o.issuing,
-    leaves,
+    leaves.filter((r) => r.issuer === undefined || r.issuer === serialOf(o.issuing)),
     o.now,
-    o.issuingDays ?? DEFAULT_CRL_DAYS.issuing,
+    days,
     number,
   );
   const issuing = pem("X509 CRL", new Uint8Array(issuingCrl.rawData));
+  const previous: { serial: string; pem: string }[] = [];
+  for (const ca of o.previousIssuing ?? []) {
+    const crl = await buildCrl(
+      ca,
+      leaves.filter((r) => r.issuer === serialOf(ca)),
+      o.now,
+      days,
+      number,
+    );
+    previous.push({ serial: serialOf(ca), pem: pem("X509 CRL", new Uint8Array(crl.rawData)) });
+  }
   const root =
     "reuse" in o.root
       ? o.root.reuse
@@ -49,7 +71,7 @@ export async function buildCrlPem(o: {
             (await buildCrl(o.root, cas, o.now, o.rootDays ?? DEFAULT_CRL_DAYS.root, number)).rawData,
           ),
         );
-  return { issuing, root, combined: issuing + root };
+  return { issuing, root, previous, combined: issuing + previous.map((p) => p.pem).join("") + root };
 }
 
 async function buildCrl(

@@ -25,6 +25,11 @@ export interface IssuedRecord {
   revoked?: { at: string; reason: RevocationReason };
   /** Set when a later certificate replaced this one (rotate); the old one stays valid until revoked or expired. */
   supersededBy?: string;
+  /**
+   * Serial of the issuing CA that signed this leaf. Absent: the current issuing CA (a renewal stamps every
+   * leaf without one with the serial of the CA it replaces, so the rule holds across renewals).
+   */
+  issuer?: string;
 }
 
 /** The CA's own record (ca-private/database.json): what it issued, what it revoked, the CRL counter. */

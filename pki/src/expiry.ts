@@ -1,3 +1,4 @@
+import { join } from "node:path";
 import { x509 } from "./x509";
 import { loadDatabase } from "./database";
 import { pkiPaths } from "./paths";
@@ -30,10 +31,13 @@ export async function expiryRecords(stateDir: string): Promise<ExpiryRecord[]> {
       expires: new Date(r.notAfter),
     }));
   const crls: ExpiryRecord[] = [];
-  for (const [name, path] of [
-    ["issuing", paths.crlIssuing],
-    ["root", paths.crlRoot],
-  ] as const) {
+  // After a renewal the replaced issuing CA (still vouching for what it issued) has a CRL of its own.
+  const previous = db.issued
+    .filter(
+      (r) => r.kind === "issuing" && r.supersededBy && !r.revoked && Date.parse(r.notAfter) > Date.now(),
+    )
+    .map((r) => [`issuing-${r.serial}`, join(paths.previousIssuingDir, `${r.serial}.crl.pem`)] as const);
+  for (const [name, path] of [["issuing", paths.crlIssuing], ...previous, ["root", paths.crlRoot]] as const) {
     if (!(await exists(path))) continue;
     const next = new x509.X509Crl(await readText(path, `${name} CRL`)).nextUpdate;
     if (next) crls.push({ kind: "crl", name, expires: next });

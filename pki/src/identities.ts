@@ -4,7 +4,7 @@ import { x509 } from "./x509";
 import { deviceIdProblem } from "../../manifests/src/device-id";
 import { SERVICE_IDENTITIES } from "../../firmware/src/telemetry/vocabulary";
 import { PkiError, ioError } from "./errors";
-import { loadCa, record, writeCrl, type LoadedCa } from "./ca";
+import { loadCa, record, signedByIssuing, writeCrl, type LoadedCa } from "./ca";
 import {
   currentRecord,
   databaseFile,
@@ -455,7 +455,7 @@ async function adoptRecord(
 ): Promise<void> {
   const serial = normaliseSerial(cert.serialNumber);
   if (ca.db.issued.some((r) => r.serial === serial)) return;
-  if (!(await cert.verify({ publicKey: ca.issuing.cert.publicKey, signatureOnly: true }))) {
+  if (!(await signedByIssuing(ca, cert))) {
     throw new PkiError(
       "bad_input",
       `a certificate of ${kind} "${name}" (${serial}) was not issued by this CA`,

@@ -3,6 +3,7 @@ export type { KeyType, IdentityPaths, PkiPaths } from "./paths";
 export { pkiPaths } from "./paths";
 export { ensureDevPki, refreshCrl, refreshCrlIfDue, crlNeedsRefresh, type EnsureDevPkiOptions } from "./dev";
 export { createCa, type InitCaOptions } from "./ca";
+export { renewIssuingCa, type RenewIssuingResult } from "./issuing-renewal";
 export {
   issueBroker,
   issueService,

@@ -38,6 +38,12 @@ export interface PkiPaths {
   issuingDer: string;
   rootKey: string;
   issuingKey: string;
+  /**
+   * Issuing CAs replaced by `issuing-ca --renew`, kept while certificates they issued may still be in use:
+   * `<serial>.pem` and `<serial>.crl.pem` here (public), `<serial>.key.pem` in previousIssuingKeyDir.
+   */
+  previousIssuingDir: string;
+  previousIssuingKeyDir: string;
   /** The CA's record of every certificate it issued and revoked (JSON). */
   database: string;
   servicesDir: string;
@@ -47,9 +53,10 @@ export interface PkiPaths {
 /**
  * The layout of `<stateDir>/pki/`, split by who may read it, so docker-compose can mount
  * `public/` and `broker/` into the broker and nothing else:
- *   ca-private/  root + issuing CA keys, database.json   (0700, never mounted)
+ *   ca-private/  root + issuing CA keys, database.json, issuing-previous/<serial>.key.pem   (0700, never mounted)
  *   public/      root.pem, issuing.pem, ca-bundle.pem, crl.pem (= crl-issuing.pem + crl-root.pem), root.der, issuing.der,
- *                revocations.json
+ *                revocations.json; issuing-previous/<serial>.pem, <serial>.crl.pem after an issuing CA renewal
+ *                (their CRLs are in crl.pem too, their certificates in ca-bundle.pem)
  *   broker/      cert.pem (leaf + issuing CA), key.pem
  *   services/<name>/cert.pem, key.pem
  *   devices/<id>/cert.pem, key.pem, cert.der, key.der (PKCS#8)
@@ -82,6 +89,8 @@ export function pkiPaths(stateDir: string): PkiPaths {
     revocations: join(publicDir, "revocations.json"),
     rootKey: join(caPrivateDir, "root.key.pem"),
     issuingKey: join(caPrivateDir, "issuing.key.pem"),
+    previousIssuingDir: join(publicDir, "issuing-previous"),
+    previousIssuingKeyDir: join(caPrivateDir, "issuing-previous"),
     database: join(caPrivateDir, "database.json"),
     broker: identity(join(dir, "broker"), false),
     service: (name) => identity(join(servicesDir, name), false),

@@ -1,6 +1,7 @@
 // Wire format (all integers big-endian):
 //   0      version  u8   = 1
-//   1      key id   u8   which fleet payload secret the device key derives from
+//   1      key id   u8   which of the device's payload keys sealed it (a new one at every
+//                        provisioning; the ingest maps (device, key id) to the key)
 //   2..5   boot     u32  boot counter persisted in NVS   \ together the 12-byte GCM nonce:
 //   6..13  counter  u64  message counter within the boot / unique per key as long as the
 //   14..   ciphertext || 16-byte tag                         device never reuses a boot
@@ -37,6 +38,14 @@ export interface OpenedEnvelope extends EnvelopeHeader {
   plaintext: Uint8Array;
 }
 
+/** A key id the device was once given and may no longer use (replaced by a re-provisioning or a rotation). */
+export interface RetiredKey {
+  retired: string;
+}
+
+/** What a key lookup finds: the key, nothing (never given), or a retired key id. */
+export type KeyLookup = Uint8Array | undefined | RetiredKey;
+
 function writeHeader(h: EnvelopeHeader): Uint8Array {
   if (!Number.isInteger(h.keyId) || h.keyId < 0 || h.keyId > 255)
     throw new RangeError("key id must be 0..255");
@@ -52,7 +61,8 @@ function writeHeader(h: EnvelopeHeader): Uint8Array {
   return out;
 }
 
-function aadFor(header: Uint8Array, sensorId: string, topic: string): Uint8Array {
+/** AAD = header || sensor id || 0x00 || topic; also used by the downlink's sealed trust message. */
+export function aadFor(header: Uint8Array, sensorId: string, topic: string): Uint8Array {
   const id = encodeUtf8(sensorId);
   const t = encodeUtf8(topic);
   const aad = new Uint8Array(header.length + id.length + 1 + t.length);
@@ -91,13 +101,15 @@ export function readEnvelopeHeader(bytes: Uint8Array): DecodeResult<EnvelopeHead
 
 export function openEnvelope(
   aead: Aead,
-  keyFor: (keyId: number) => Uint8Array | undefined,
+  keyFor: (keyId: number) => KeyLookup,
   p: { topic: string; sensorId: string; bytes: Uint8Array },
 ): DecodeResult<OpenedEnvelope> {
   const head = readEnvelopeHeader(p.bytes);
   if (!head.ok) return head;
   const key = keyFor(head.value.keyId);
   if (!key) return fail("unknown_key_id", `no payload key with id ${head.value.keyId}`);
+  if (!(key instanceof Uint8Array))
+    return fail("retired_key", `payload key id ${head.value.keyId} is retired: ${key.retired}`);
   const header = p.bytes.subarray(0, ENVELOPE_HEADER_BYTES);
   const plaintext = aead.open(
     key,
@@ -116,7 +128,7 @@ export function openEnvelope(
  */
 export function openReading(
   aead: Aead,
-  keyFor: (keyId: number) => Uint8Array | undefined,
+  keyFor: (keyId: number) => KeyLookup,
   p: { topic: string; sensorId: string; bytes: Uint8Array },
 ): DecodeResult<Reading & { keyId: number }> {
   const opened = openEnvelope(aead, keyFor, p);

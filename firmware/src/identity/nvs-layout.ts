@@ -498,3 +498,61 @@ class FieldReader {
     return undefined;
   }
 }
+
+/**
+ * The second identity slot for certificate rotation over the downlink (trust-slots.ts). Slot 0 is the
+ * provisioned `cert_der`, `key_der`, `broker_pins`; slot 1 lives in these keys. `slot` says which one the
+ * board uses, `slot_try` which one it is trying (-1: none), `slot_fails` how many connections the tried slot
+ * has failed, `trust_rot` the last rotation number applied (a replayed older rotation is refused).
+ */
+export const TRUST_SLOT_KEYS = {
+  certDer: {
+    key: "cert_der_b",
+    type: "blob",
+    required: "optional",
+    secret: false,
+    description: "client certificate of slot 1, DER",
+  },
+  keyDer: {
+    key: "key_der_b",
+    type: "blob",
+    required: "optional",
+    secret: true,
+    description: "client RSA private key of slot 1, PKCS#8 DER",
+  },
+  brokerPins: {
+    key: "broker_pins_b",
+    type: "blob",
+    required: "optional",
+    secret: false,
+    description: "broker key pins of slot 1",
+  },
+  active: {
+    key: "slot",
+    type: "i32",
+    required: "optional",
+    secret: false,
+    description: "identity slot in use, 0 or 1 (absent: 0)",
+  },
+  trying: {
+    key: "slot_try",
+    type: "i32",
+    required: "optional",
+    secret: false,
+    description: "slot being tried, or -1",
+  },
+  fails: {
+    key: "slot_fails",
+    type: "i32",
+    required: "optional",
+    secret: false,
+    description: "failed connections of the tried slot",
+  },
+  rotation: {
+    key: "trust_rot",
+    type: "i32",
+    required: "optional",
+    secret: false,
+    description: "last rotation number applied",
+  },
+} as const satisfies Record<string, NvsKeySpec>;

@@ -6,6 +6,7 @@ export type PayloadErrorCode =
   | "oversized"
   | "unknown_version"
   | "unknown_key_id"
+  | "retired_key"
   | "tag_mismatch"
   | "replay"
   | "duplicate"
@@ -22,6 +23,7 @@ export const PAYLOAD_ERROR_CODES: readonly PayloadErrorCode[] = [
   "oversized",
   "unknown_version",
   "unknown_key_id",
+  "retired_key",
   "tag_mismatch",
   "replay",
   "duplicate",

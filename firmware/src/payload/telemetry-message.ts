@@ -4,6 +4,7 @@
 // encrypted fleet.
 import type { Aead } from "../envelope/aead";
 import { openReading, sealEnvelope } from "../envelope/envelope";
+import type { KeyLookup } from "../envelope/envelope";
 import type { Reading } from "../telemetry/reading";
 import { parseTopic, telemetryTopic } from "../telemetry/topics";
 import { decodeReading, encodeReading } from "./codec";
@@ -35,7 +36,7 @@ export function encodeTelemetryMessage(
 
 export type DecodeMode =
   | { kind: "plain" }
-  | { kind: "encrypted"; aead: Aead; keyFor: (keyId: number, sensorId: string) => Uint8Array | undefined };
+  | { kind: "encrypted"; aead: Aead; keyFor: (keyId: number, sensorId: string) => KeyLookup };
 
 export function decodeTelemetryMessage(
   topic: string,

@@ -2,14 +2,19 @@ import { describe, expect, it } from "vitest";
 import { decodeTelemetryMessage, encodeTelemetryMessage } from "../../src/payload/telemetry-message";
 import { ReplayWindow } from "../../src/payload/replay-window";
 import { nodeAead } from "../../../host/src/crypto/node-aead";
-import { DeviceKeyCache } from "../../../host/src/crypto/device-keys";
+import { DeviceKeyCache, deriveDeviceKey } from "../../../host/src/crypto/device-keys";
 import { sampleReading } from "./sample-reading";
 
 describe("telemetry message", () => {
   const ring = new Map([[2, new Uint8Array(32).fill(9)]]);
   const keys = new DeviceKeyCache(ring);
   const r = sampleReading();
-  const enc = { kind: "encrypted" as const, aead: nodeAead, keyId: 2, key: keys.keyFor(2, r.sensorId)! };
+  const enc = {
+    kind: "encrypted" as const,
+    aead: nodeAead,
+    keyId: 2,
+    key: deriveDeviceKey(ring.get(2)!, r.sensorId),
+  };
   const dec = {
     kind: "encrypted" as const,
     aead: nodeAead,

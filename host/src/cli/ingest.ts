@@ -7,6 +7,7 @@ import { hideBin } from "yargs/helpers";
 import { pkiPaths } from "../../../pki/src/paths";
 import { nodeAead } from "../crypto/node-aead";
 import { DeviceKeyCache, loadPayloadKeyring } from "../crypto/device-keys";
+import { GrantsView } from "../crypto/payload-grants";
 import { MessageClassifier } from "../ingest/classify";
 import { deadLetterFile } from "../ingest/dead-letter";
 import { IngestService } from "../ingest/service";
@@ -163,7 +164,9 @@ async function main(): Promise<void> {
     const ring = await loadPayloadKeyring(state);
     if (ring.size === 0)
       throw new Error(`no payload secrets in ${join(state, "secrets")}: run \`npm run setup\``);
-    const keys = new DeviceKeyCache(ring);
+    // Which key ids each provisioned device holds (provisioning/payload-keys.json, written by provisioning):
+    // only those open its envelopes; a retired one is refused as retired_key.
+    const keys = new DeviceKeyCache(ring, new GrantsView({ stateDir: state }));
     mode = { kind: "encrypted", aead: nodeAead, keyFor: (keyId, sensorId) => keys.keyFor(keyId, sensorId) };
   }
   // With a manifest, it is the one list of devices that exist: anything else is unknown_device.

@@ -7,7 +7,7 @@ import { readFile, rename, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join, resolve } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { PROV_KEY_LIST } from "../../../firmware/src/identity/nvs-layout";
+import { PROV_KEY_LIST, PROV_NAMESPACE } from "../../../firmware/src/identity/nvs-layout";
 import { csvToItems } from "../nvs/csv";
 import { NvsError } from "../nvs/format";
 import { readNvsImage, type NvsValue } from "../nvs/reader";
@@ -15,7 +15,8 @@ import { buildNvsImage } from "../nvs/writer";
 import { ProvisionError } from "../provision/errors";
 import { listEspPorts } from "../provision/ports";
 import { provisionBoard, type ProvisionRequest, type ProvisionResult } from "../provision/provision-board";
-import { loadIdentity, requireFleetSecret } from "../provision/identity";
+import { loadIdentity, requireFleetSecret, type KeyGeneration } from "../provision/identity";
+import { commitGrant, reserveGeneration, updateGrants } from "../crypto/payload-grants";
 import type { IdentitySettings } from "../provision/identity";
 import { initialBootCounter } from "../provision/nvs-image";
 import {
@@ -235,8 +236,14 @@ async function simulator(a: {
     keyId: a.encrypt ? a.keyId : null,
   };
   if (a.site !== undefined) settings.site = a.site;
-  const { identity, cert } = await loadIdentity(stateDir(), a.device, settings);
   const file = await readPreferenceFile(a.out);
+  // A new payload key generation, granted at once: the simulator's file is written right after.
+  const prior = file[PROV_NAMESPACE];
+  const legacyKeyId =
+    prior?.device_id === a.device && typeof prior.key_id === "number" ? prior.key_id : undefined;
+  const generation =
+    settings.keyId === null ? undefined : await grantSimulatorKey(a.device, settings.keyId, legacyKeyId);
+  const { identity, cert } = await loadIdentity(stateDir(), a.device, settings, generation);
   // Carried forward like a board's NVS counter: a lower boot would reuse envelope nonces under the same key.
   const boot = initialBootCounter(simulatorBoot(file), new Date());
   const tmp = `${a.out}.${process.pid}.tmp`;
@@ -246,6 +253,26 @@ async function simulator(a: {
     `wrote ${a.out}: ${identity.deviceId} (cert ${cert.serial}), ${a.broker}, every ${a.interval} ms, ` +
       `${identity.payload ? `encrypted (key ${identity.payload.keyId})` : "plaintext"}, ${identity.tls!.brokerPins.length} broker pin(s), boot ${boot}`,
   );
+}
+
+/** Reserves and grants one generation (the simulator is one board: its previous key keeps the grace period). */
+async function grantSimulatorKey(
+  deviceId: string,
+  secretId: number,
+  legacyKeyId: number | undefined,
+): Promise<KeyGeneration> {
+  await requireFleetSecret(stateDir(), secretId);
+  return updateGrants(stateDir(), (f) => {
+    const g = reserveGeneration(f, deviceId, legacyKeyId !== undefined ? [legacyKeyId] : []);
+    const file = commitGrant(g.file, deviceId, {
+      secretId,
+      generation: g.generation,
+      now: new Date(),
+      movedFromAnotherBoard: false,
+      ...(legacyKeyId !== undefined ? { legacyKeyId } : {}),
+    });
+    return { file, result: { generation: g.generation, keyId: g.keyId } };
+  });
 }
 
 const SECRET_KEYS = new Set(PROV_KEY_LIST.filter((k) => k.secret).map((k) => k.key));

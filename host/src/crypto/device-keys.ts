@@ -1,18 +1,39 @@
-// How the ingest gets device keys: it holds one 32-byte fleet payload secret per key id,
-// and every device key is HKDF-SHA256(secret, salt, info = device id). Provisioning writes
-// the derived key (never the secret) into the board's NVS; rotating means a new key id.
+// How the ingest gets device keys: it holds one 32-byte fleet payload secret per secret id,
+// and every device key is HKDF-SHA256(secret, salt, info = device id [|| 0x00 || generation]).
+// Provisioning writes the derived key (never the secret) into the board's NVS. Every provisioning
+// of an identity takes a new generation (payload-grants.ts), so a re-provisioned identity never
+// shares a key, and so never a GCM nonce, with what it sealed before. Generation 0 is the key
+// boards provisioned before generations existed carry (info = device id alone).
 import { hkdfSync, randomBytes } from "node:crypto";
 import { link, mkdir, open, readdir, readFile, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { KeyLookup } from "../../../firmware/src/envelope/envelope";
+import type { GrantLookup } from "./payload-grants";
 
 export const PAYLOAD_KEY_SALT = "electrolyser-telemetry/payload-key/v1";
 export const PAYLOAD_MASTER_BYTES = 32;
 
-export function deriveDeviceKey(master: Uint8Array, sensorId: string): Uint8Array {
+export function deriveDeviceKey(master: Uint8Array, sensorId: string, generation = 0): Uint8Array {
   if (master.length !== PAYLOAD_MASTER_BYTES) throw new RangeError("payload master secret must be 32 bytes");
+  if (!Number.isInteger(generation) || generation < 0 || generation > 0xffff_ffff)
+    throw new RangeError(`key generation ${generation} is not in 0..2^32-1`);
   return new Uint8Array(
-    hkdfSync("sha256", master, Buffer.from(PAYLOAD_KEY_SALT), Buffer.from(sensorId, "utf8"), 32),
+    hkdfSync("sha256", master, Buffer.from(PAYLOAD_KEY_SALT), keyInfo(sensorId, generation), 32),
   );
+}
+
+/**
+ * Device ids never contain NUL, so `id || 0x00 || u32be(generation)` can never equal another id's info, or
+ * the bare id of generation 0: distinct (device, generation) pairs always get distinct HKDF inputs.
+ */
+function keyInfo(sensorId: string, generation: number): Buffer {
+  const id = Buffer.from(sensorId, "utf8");
+  if (generation === 0) return id;
+  const out = Buffer.alloc(id.length + 5);
+  id.copy(out, 0);
+  out[id.length] = 0;
+  out.writeUInt32BE(generation, id.length + 1);
+  return out;
 }
 
 export function payloadMasterPath(stateDir: string, keyId: number): string {
@@ -95,20 +116,33 @@ export async function loadPayloadKeyring(stateDir: string): Promise<Map<number, 
   return ring;
 }
 
-/** Device keys are derived once per (key id, device) and cached: HKDF per message would dominate the ingest. */
+/** Where the cache learns which (secret, generation) a device's key id stands for. */
+export interface GrantSource {
+  /** `undefined`: nothing recorded for the device, so key id = fleet secret id, generation 0 (older boards). */
+  lookup(deviceId: string, keyId: number): GrantLookup | undefined;
+}
+
+/** Device keys are derived once per (secret, generation, device) and cached: HKDF per message would dominate the ingest. */
 export class DeviceKeyCache {
   readonly #ring: Map<number, Uint8Array>;
+  readonly #grants: GrantSource | undefined;
   readonly #cache = new Map<string, Uint8Array>();
-  constructor(ring: Map<number, Uint8Array>) {
+  constructor(ring: Map<number, Uint8Array>, grants?: GrantSource) {
     this.#ring = ring;
+    this.#grants = grants;
   }
-  keyFor(keyId: number, sensorId: string): Uint8Array | undefined {
-    const id = `${keyId}/${sensorId}`;
+  keyFor(keyId: number, sensorId: string): KeyLookup {
+    const grant = this.#grants?.lookup(sensorId, keyId);
+    if (grant?.kind === "unknown") return undefined;
+    if (grant?.kind === "retired") return { retired: grant.why };
+    const secretId = grant ? grant.secretId : keyId;
+    const generation = grant ? grant.generation : 0;
+    const id = `${secretId}/${generation}/${sensorId}`;
     let key = this.#cache.get(id);
     if (!key) {
-      const master = this.#ring.get(keyId);
+      const master = this.#ring.get(secretId);
       if (!master) return undefined;
-      key = deriveDeviceKey(master, sensorId);
+      key = deriveDeviceKey(master, sensorId, generation);
       this.#cache.set(id, key);
     }
     return key;

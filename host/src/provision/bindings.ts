@@ -14,7 +14,10 @@ export interface BoardBinding {
   mac: string;
   certSerial: string;
   certSha256: string;
+  /** The envelope key id the board was given (= the fleet secret id for boards bound before generations). */
   keyId: number | null;
+  /** The payload key generation (payload-grants.ts); absent on bindings made before generations existed. */
+  keyGeneration?: number;
   chip: string;
   flashSize: number;
   nvsOffset: number;

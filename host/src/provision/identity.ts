@@ -1,6 +1,7 @@
 /**
  * Gathers one board's identity: its certificate and PKCS#8 key from the fleet PKI (refused if revoked or
- * expired), the CA it must trust, and its payload key derived from the fleet secret of the chosen key id.
+ * expired), the CA it must trust, and its payload key derived from the fleet secret of the chosen secret id
+ * and the generation reserved for this provisioning (payload-grants.ts).
  * The result holds secrets: it goes into the NVS image and nowhere else.
  */
 import { createHash } from "node:crypto";
@@ -36,10 +37,21 @@ export interface CertFacts {
   notAfter: string;
 }
 
+/** The payload key generation reserved for this provisioning, and the envelope key id it is known by. */
+export interface KeyGeneration {
+  generation: number;
+  keyId: number;
+}
+
+/**
+ * Without `generation` (a dry run) the payload key is generation 0 under key id = secret id: what boards
+ * provisioned before generations existed carry. Never write that to a board.
+ */
 export async function loadIdentity(
   stateDir: string,
   deviceId: string,
   s: IdentitySettings,
+  generation?: KeyGeneration,
 ): Promise<{ identity: DeviceIdentity; cert: CertFacts }> {
   const url = parseBrokerUrl(s.broker);
   if (!url)
@@ -77,7 +89,9 @@ export async function loadIdentity(
   let payload: DeviceIdentity["payload"] = null;
   if (s.keyId !== null) {
     const master = await requireFleetSecret(stateDir, s.keyId);
-    payload = { keyId: s.keyId, key: deriveDeviceKey(master, deviceId) };
+    payload = generation
+      ? { keyId: generation.keyId, key: deriveDeviceKey(master, deviceId, generation.generation) }
+      : { keyId: s.keyId, key: deriveDeviceKey(master, deviceId) };
   }
   const identity: DeviceIdentity = {
     deviceId,

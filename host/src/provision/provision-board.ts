@@ -20,9 +20,10 @@ import {
   type BindingLike,
   type BoardBinding,
 } from "./bindings";
+import { commitGrant, reserveGeneration, retireGrants, updateGrants } from "../crypto/payload-grants";
 import { ProvisionError } from "./errors";
 import { EspFlasher } from "./flasher";
-import { loadIdentity, type IdentitySettings } from "./identity";
+import { loadIdentity, type IdentitySettings, type KeyGeneration } from "./identity";
 import {
   bindInManifest,
   manifestBoards,
@@ -65,6 +66,8 @@ export interface ProvisionRequest {
   progress: (line: string) => void;
   debug?: (line: string) => void;
   now?: () => Date;
+  /** How long the board's previous payload key still opens after re-provisioning the same board. */
+  keyGraceMs?: number;
 }
 
 export interface ProvisionResult {
@@ -208,7 +211,23 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
         });
       }
     }
-    const { identity, cert } = await loadIdentity(r.stateDir, deviceId, settings);
+    // A new payload key generation for every provisioning (none for a dry run): reserved before the board is
+    // written, so even a failed attempt never hands its key to the next one.
+    // The key id of a board provisioned before generations existed (= its secret id), recorded at commit.
+    const legacyKeyId = [...bindings.released, ...bindings.boards]
+      .filter((b) => b.deviceId === deviceId && b.keyGeneration === undefined)
+      .map((b) => b.keyId)
+      .pop();
+    let generation: KeyGeneration | undefined;
+    if (settings.keyId !== null && !r.dryRun) {
+      generation = await updateGrants(r.stateDir, (f) => {
+        const g = reserveGeneration(f, deviceId, typeof legacyKeyId === "number" ? [legacyKeyId] : []);
+        return { file: g.file, result: { generation: g.generation, keyId: g.keyId } };
+      });
+    }
+    const { identity, cert } = await loadIdentity(r.stateDir, deviceId, settings, generation);
+    // Still carried forward (and above minutes since the epoch) although the key is new: harmless, and what
+    // keeps a board that falls back to an older key (none does today) from reusing its own nonces.
     const boot = initialBootCounter(current.boot, now());
     const built = identityImage(identity, boot, nvs.size);
     r.progress(
@@ -243,6 +262,25 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
       r.progress("read back and compared: identical");
     }
     const writeMs = performance.now() - tw;
+    // Granted before the board boots, so the ingest knows the new key id by the board's first reading.
+    const secretId = settings.keyId;
+    const movedFromAnotherBoard = movedFrom.length > 0;
+    await updateGrants(r.stateDir, (f) => ({
+      file:
+        generation && secretId !== null
+          ? commitGrant(f, deviceId, {
+              secretId,
+              generation: generation.generation,
+              now: now(),
+              movedFromAnotherBoard,
+              ...(r.keyGraceMs !== undefined ? { graceMs: r.keyGraceMs } : {}),
+              ...(legacyKeyId !== undefined ? { legacyKeyId } : {}),
+            })
+          : movedFromAnotherBoard
+            ? retireGrants(f, deviceId, now(), "moved to another board")
+            : f,
+      result: undefined,
+    }));
     await flasher.resetToApp();
 
     const binding: BoardBinding = {
@@ -253,6 +291,7 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
       certSerial: cert.serial,
       certSha256: cert.sha256,
       keyId: identity.payload?.keyId ?? null,
+      ...(generation ? { keyGeneration: generation.generation } : {}),
       nvsOffset: nvs.offset,
       nvsSize: nvs.size,
       provisionedAt: now().toISOString(),

@@ -1,7 +1,10 @@
 // What every way of running the stack needs first: the dev PKI (CA, broker, service certificates)
 // and the fleet's payload secret. Idempotent: existing keys and certificates are never replaced.
 import { ensureDevPki, DEFAULT_BROKER_HOSTS, type PkiPaths } from "../../../pki/src/index";
+import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
 import { loadOrCreatePayloadMaster } from "../crypto/device-keys";
+import { grantsPath } from "../crypto/payload-grants";
 
 /**
  * Services with their own client certificate (services/<name>/ in the PKI). `monitor` is the read-only
@@ -25,5 +28,7 @@ export async function prepareState(stateDir: string, onProgress?: (line: string)
   });
   onProgress?.(`payload secret: ensuring key id ${PAYLOAD_KEY_ID}`);
   await loadOrCreatePayloadMaster(stateDir, PAYLOAD_KEY_ID);
+  // Made here so that docker (which mounts it into the ingest) does not create it owned by root.
+  await mkdir(dirname(grantsPath(stateDir)), { recursive: true });
   return pki;
 }

@@ -5,6 +5,7 @@ import { parseIdentity, PROV_NAMESPACE } from "../../../firmware/src/identity/nv
 import { pkiPaths } from "../../../pki/src/index";
 import { loadDatabase } from "../../../pki/src/database";
 import { deriveDeviceKey, loadPayloadMaster } from "../../src/crypto/device-keys";
+import { readGrants } from "../../src/crypto/payload-grants";
 import { readNvsImage } from "../../src/nvs/reader";
 import { bindingsPath, type BindingsFile } from "../../src/provision/bindings";
 import { loadIdentity } from "../../src/provision/identity";
@@ -117,8 +118,12 @@ describe("npm run provision against the ESP32 ROM-loader double", () => {
     );
     expect(Buffer.from(identity.tls!.keyDer).equals(await readFile(p.device("elx-0001").keyDer!))).toBe(true);
     expect(Buffer.from(identity.tls!.caDer).equals(await readFile(p.rootDer))).toBe(true);
+    // The first provisioning of the identity: key generation 1 of fleet secret 1, granted under key id 1.
     expect(identity.payload?.keyId).toBe(1);
-    expect(identity.payload!.key).toEqual(deriveDeviceKey(await loadPayloadMaster(state, 1), "elx-0001"));
+    expect(identity.payload!.key).toEqual(deriveDeviceKey(await loadPayloadMaster(state, 1), "elx-0001", 1));
+    expect((await readGrants(state)).devices["elx-0001"]?.grants).toEqual([
+      expect.objectContaining({ keyId: 1, secretId: 1, generation: 1, state: "current" }),
+    ]);
     expect(boot).toBeGreaterThanOrEqual(Math.floor(Date.now() / 60_000) - 5);
     // Nothing outside the partition was touched.
     expect(b.double.flash.subarray(0x8000, 0x8000 + 0xc00)).toEqual(moddableTable.data);

@@ -6,6 +6,7 @@ import { bindingsPath, type BindingsFile } from "../../src/provision/bindings";
 import { provisionBoard } from "../../src/provision/provision-board";
 import { readNvsImage } from "../../src/nvs/reader";
 import { DeviceKeyCache, loadPayloadKeyring } from "../../src/crypto/device-keys";
+import { GrantsView } from "../../src/crypto/payload-grants";
 import { ProvisionError } from "../../src/provision/errors";
 import { startVirtualBoard, type VirtualBoard } from "../esp32-rom-double/virtual-board";
 import { BROKER, makeState } from "./harness";
@@ -66,14 +67,21 @@ describe("several boards at once (what --ports auto does)", () => {
     );
     try {
       const results = await provisionAll(keyState, keyBoards);
-      const ingestKeys = new DeviceKeyCache(await loadPayloadKeyring(keyState));
+      const ingestKeys = new DeviceKeyCache(
+        await loadPayloadKeyring(keyState),
+        new GrantsView({ stateDir: keyState }),
+      );
       keyBoards.forEach((b, i) => {
         const prov = nvsOf(b);
         const key = prov?.get("payload_key");
+        const keyId = prov?.get("key_id");
         expect(key?.type).toBe("blob");
-        const expected = ingestKeys.keyFor(1, results[i]!.deviceId);
-        expect(expected).toBeDefined();
-        expect(Buffer.from((key as { value: Uint8Array }).value).equals(Buffer.from(expected!))).toBe(true);
+        expect(keyId?.type).toBe("i32");
+        const expected = ingestKeys.keyFor((keyId as { value: number }).value, results[i]!.deviceId);
+        expect(expected).toBeInstanceOf(Uint8Array);
+        expect(
+          Buffer.from((key as { value: Uint8Array }).value).equals(Buffer.from(expected as Uint8Array)),
+        ).toBe(true);
       });
     } finally {
       await Promise.all(keyBoards.map((b) => b.stop()));

@@ -5,7 +5,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseIdentity, PROV_NAMESPACE } from "../../../firmware/src/identity/nvs-layout";
 import { provisionedBrokerPins } from "../../../pki/src/index";
-import { deriveDeviceKey, loadPayloadMaster } from "../../src/crypto/device-keys";
+import {
+  deriveDeviceKey,
+  DeviceKeyCache,
+  loadPayloadKeyring,
+  loadPayloadMaster,
+} from "../../src/crypto/device-keys";
+import { GrantsView } from "../../src/crypto/payload-grants";
 import { BROKER, makeState, runCli } from "./harness";
 
 let state: string;
@@ -44,9 +50,10 @@ describe("npm run provision -- sim", () => {
     expect(id.deviceId).toBe("sim-0001");
     expect(id.intervalMs).toBe(1000);
     expect(id.tls!.brokerPins).toEqual(await provisionedBrokerPins(state));
-    expect(id.payload!.key).toEqual(
-      deriveDeviceKey(await loadPayloadMaster(state, id.payload!.keyId), "sim-0001"),
-    );
+    // A new key generation for this provisioning, granted so that the ingest opens it under its key id.
+    const ingest = new DeviceKeyCache(await loadPayloadKeyring(state), new GrantsView({ stateDir: state }));
+    expect(ingest.keyFor(id.payload!.keyId, "sim-0001")).toEqual(id.payload!.key);
+    expect(id.payload!.key).not.toEqual(deriveDeviceKey(await loadPayloadMaster(state, 1), "sim-0001"));
     expect((await stat(out)).mode & 0o777).toBe(0o600);
     // No secret on the console.
     expect(run.stdout + run.stderr).not.toContain(Buffer.from(id.payload!.key).toString("hex"));

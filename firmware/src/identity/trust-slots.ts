@@ -1,0 +1,144 @@
+/**
+ * Two identity slots in NVS, so a certificate rotation over the downlink can never strand a board: the new
+ * certificate, key and broker pins go into the slot not in use and are tried; the slot in use is changed only
+ * once the new one has connected (CONNACK accepted), and after `maxTries` failed connections, or a rotation
+ * that does not hold up, the board falls back to the old slot, which was never touched. A reset at any point
+ * leaves either the old slot active or the new one being tried (and tried again at the next boot).
+ * Pure over the PreferenceStore: runs on the board and in the emulator. Not yet wired into the app (README,
+ * Trust).
+ */
+import type { PreferenceStore } from "../app/services";
+import { splitPins, PIN_BYTES } from "../tls/broker-trust";
+import type { TlsIdentity } from "./nvs-layout";
+import { PROV_KEYS, PROV_NAMESPACE, TRUST_SLOT_KEYS } from "./nvs-layout";
+import type { TrustRotation } from "./trust-message";
+
+export type Slot = 0 | 1;
+
+export type StageResult =
+  | { ok: true; slot: Slot }
+  | { ok: false; reason: "stale_rotation" | "rotation_in_progress" | "write_failed" };
+// A rotation is staged only into the slot not in use, so the slot in use is never written while it is.
+
+export class TrustSlots {
+  readonly #store: PreferenceStore;
+  readonly #maxTries: number;
+
+  constructor(o: { store: PreferenceStore; maxTries?: number }) {
+    this.#store = o.store;
+    this.#maxTries = o.maxTries ?? 3;
+  }
+
+  #i32(key: string, fallback: number): number {
+    const v = this.#store.get(PROV_NAMESPACE, key);
+    return typeof v === "number" && Number.isInteger(v) ? v : fallback;
+  }
+
+  #blob(key: string): Uint8Array | undefined {
+    const v = this.#store.get(PROV_NAMESPACE, key);
+    return v instanceof ArrayBuffer ? new Uint8Array(v) : undefined;
+  }
+
+  active(): Slot {
+    return this.#i32(TRUST_SLOT_KEYS.active.key, 0) === 1 ? 1 : 0;
+  }
+
+  trying(): Slot | null {
+    const t = this.#i32(TRUST_SLOT_KEYS.trying.key, -1);
+    return t === 0 || t === 1 ? t : null;
+  }
+
+  lastRotation(): number {
+    return this.#i32(TRUST_SLOT_KEYS.rotation.key, 0);
+  }
+
+  /** The credentials of a slot over the provisioned identity (the CA stays: rotations keep the root). */
+  #slotTls(base: TlsIdentity, slot: Slot): TlsIdentity | null {
+    const keys = slotKeys(slot);
+    const certDer = this.#blob(keys.cert);
+    const keyDer = this.#blob(keys.key);
+    const pinBlob = this.#blob(keys.pins);
+    const brokerPins = pinBlob ? splitPins(pinBlob) : null;
+    if (!certDer || !keyDer || !brokerPins) return null;
+    return { caDer: base.caDer, certDer, keyDer, brokerPins };
+  }
+
+  /** What to connect with now: the slot being tried if any (and readable), else the active one. */
+  current(base: TlsIdentity): { slot: Slot; tls: TlsIdentity; trying: boolean } {
+    const t = this.trying();
+    if (t !== null) {
+      const tls = this.#slotTls(base, t);
+      if (tls) return { slot: t, tls, trying: true };
+      this.#clearTry(); // a half-written slot (reset mid-write): back to the one in use
+    }
+    const a = this.active();
+    const tls = this.#slotTls(base, a) ?? base;
+    return { slot: a, tls, trying: false };
+  }
+
+  /**
+   * Writes a rotation into the slot not in use and marks it to be tried. The rotation number is recorded
+   * first, so a replayed (older or equal) rotation is refused even if this one then fails.
+   */
+  stage(r: TrustRotation): StageResult {
+    if (r.rotation <= this.lastRotation()) return { ok: false, reason: "stale_rotation" };
+    if (this.trying() !== null) return { ok: false, reason: "rotation_in_progress" };
+    const slot: Slot = this.active() === 0 ? 1 : 0;
+    const keys = slotKeys(slot);
+    const pins = new Uint8Array(r.brokerPins.length * PIN_BYTES);
+    r.brokerPins.forEach((p, i) => pins.set(p, i * PIN_BYTES));
+    try {
+      this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.rotation.key, r.rotation);
+      this.#store.set(PROV_NAMESPACE, keys.cert, copy(r.certDer));
+      this.#store.set(PROV_NAMESPACE, keys.key, copy(r.keyDer));
+      this.#store.set(PROV_NAMESPACE, keys.pins, copy(pins));
+      this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.fails.key, 0);
+      // Last: until this is written a reset leaves the board on the slot in use.
+      this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.trying.key, slot);
+    } catch {
+      return { ok: false, reason: "write_failed" };
+    }
+    return { ok: true, slot };
+  }
+
+  /** A CONNACK accepted with `current()`: a slot being tried becomes the one in use. */
+  connected(): { committed: Slot | null } {
+    const t = this.trying();
+    if (t === null) return { committed: null };
+    this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.active.key, t);
+    this.#clearTry();
+    return { committed: t };
+  }
+
+  /** A failed connection (TLS refused, CONNACK refused) with `current()`. */
+  failed(): { fellBack: boolean } {
+    if (this.trying() === null) return { fellBack: false };
+    const fails = this.#i32(TRUST_SLOT_KEYS.fails.key, 0) + 1;
+    if (fails < this.#maxTries) {
+      this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.fails.key, fails);
+      return { fellBack: false };
+    }
+    this.#clearTry();
+    return { fellBack: true };
+  }
+
+  #clearTry(): void {
+    this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.trying.key, -1);
+    this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.fails.key, 0);
+  }
+}
+
+/** Slot 0 is the provisioned identity's own keys; slot 1 the `_b` keys. */
+function slotKeys(slot: Slot): { cert: string; key: string; pins: string } {
+  return slot === 0
+    ? { cert: PROV_KEYS.certDer.key, key: PROV_KEYS.keyDer.key, pins: PROV_KEYS.brokerPins.key }
+    : {
+        cert: TRUST_SLOT_KEYS.certDer.key,
+        key: TRUST_SLOT_KEYS.keyDer.key,
+        pins: TRUST_SLOT_KEYS.brokerPins.key,
+      };
+}
+
+function copy(u: Uint8Array): ArrayBuffer {
+  return u.slice().buffer;
+}
