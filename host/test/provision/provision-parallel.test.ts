@@ -7,7 +7,7 @@ import { provisionBoard } from "../../src/provision/provision-board";
 import { readNvsImage } from "../../src/nvs/reader";
 import { DeviceKeyCache, loadPayloadKeyring } from "../../src/crypto/device-keys";
 import { ProvisionError } from "../../src/provision/errors";
-import { startVirtualBoard, type VirtualBoard } from "../esp32-rom-double/virtual-board";
+import { startVirtualBoard, type VirtualBoard } from "../../testkit/esp32-rom-double/virtual-board";
 import { BROKER, makeState } from "./harness";
 
 let state: string;
