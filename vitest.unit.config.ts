@@ -44,6 +44,7 @@ export const UNIT_TESTS: readonly string[] = [
   "host/test/crypto/device-keys.test.ts",
   "host/test/emulator/fd-limit.test.ts",
   "host/test/emulator/frames.test.ts",
+  "host/test/emulator/live-snapshot.test.ts",
   "host/test/emulator/physics.test.ts",
   "host/test/emulator/scenario.test.ts",
   "host/test/emulator/stats.test.ts",
