@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { ENV_ENTRIES } from "../../host/src/setup/env-file";
 import { STACK_SERVICES } from "../../host/src/setup/prepare";
-import { repoRoot } from "../../host/src/state/state-dir";
+import { repoRoot } from "../../shared/state-dir";
 
 interface Service {
   image?: string;

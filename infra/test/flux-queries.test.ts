@@ -7,7 +7,7 @@ import { ALERTS, DASHBOARDS } from "../grafana/src/outputs";
 import { allQueries } from "../grafana/src/queries";
 import { checkFlux, type FluxCheck } from "./support/flux-check";
 import { interpolateFlux } from "./support/interpolate";
-import { repoRoot } from "../../host/src/state/state-dir";
+import { repoRoot } from "../../shared/state-dir";
 
 /**
  * The runtime-provided options (`option v` that Grafana sends, `option task` of an InfluxDB task)

@@ -10,7 +10,7 @@ import { ALERT_LIMITS, DATASOURCES } from "../grafana/src/config";
 import { DASHBOARDS, DATASOURCE_KINDS, generatedFiles } from "../grafana/src/outputs";
 import { renderDashboard } from "../grafana/src/render-dashboard";
 import { telemetryDashboard } from "../grafana/src/definitions/telemetry";
-import { repoRoot } from "../../host/src/state/state-dir";
+import { repoRoot } from "../../shared/state-dir";
 
 const grafanaDir = join(repoRoot(), "infra/grafana");
 

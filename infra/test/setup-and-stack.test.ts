@@ -11,7 +11,7 @@ import { X509Certificate } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ENV_ENTRIES, parseEnv } from "../../host/src/setup/env-file";
 import { pkiPaths } from "../../pki/src/paths";
-import { repoRoot } from "../../host/src/state/state-dir";
+import { repoRoot } from "../../shared/state-dir";
 
 const run = promisify(execFile);
 const TSX = ["--import", "tsx"];

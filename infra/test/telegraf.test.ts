@@ -9,7 +9,7 @@ import { telemetryTopic } from "../../firmware/src/telemetry/topics";
 import type { Reading } from "../../firmware/src/telemetry/reading";
 import { readingLine, TELEMETRY_MEASUREMENT } from "../../host/src/ingest/line-protocol";
 import { TELEMETRY_BUCKET } from "../grafana/src/config";
-import { repoRoot } from "../../host/src/state/state-dir";
+import { repoRoot } from "../../shared/state-dir";
 
 interface JsonField {
   path: string;

@@ -1,6 +1,6 @@
 // Fleet manifests: format, schema, validation, and the default dev fleet.
 import { join } from "node:path";
-import { repoRoot } from "../../host/src/state/state-dir";
+import { repoRoot } from "../../shared/state-dir";
 export { isValidDeviceId, deviceIdProblem, generateDeviceIds, DEVICE_ID_MAX_LENGTH } from "./device-id";
 export { fleetManifestSchema, SENSOR_DRIVERS } from "./schema";
 export {

@@ -4,7 +4,7 @@
 import { resolve } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { stateDir as defaultStateDir } from "../../host/src/state/state-dir";
+import { stateDir as defaultStateDir } from "../../shared/state-dir";
 import { loadManifest, ManifestError } from "../../manifests/src/manifest";
 import { generateDeviceIds } from "../../manifests/src/device-id";
 import { createCa } from "./ca";

@@ -2,7 +2,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmod, link, mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname } from "node:path";
-import { writeFileAtomic } from "../../host/src/state/state-dir";
+import { writeFileAtomic } from "../../shared/state-dir";
 import { PkiError, ioError } from "./errors";
 
 export const KEY_MODE = 0o600;

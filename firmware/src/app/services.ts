@@ -14,14 +14,7 @@ export interface Timers {
   clear(handle: TimerHandle | undefined): void;
 }
 
-/** What Moddable's `Preference.set` can store (boolean→u8, integer→i32, string, ArrayBuffer→blob on ESP32). */
-export type PreferenceValue = string | number | boolean | ArrayBuffer;
-
-/** Moddable's `Preference`: on ESP32 domain = NVS namespace, key = NVS key. */
-export interface PreferenceStore {
-  get(domain: string, key: string): PreferenceValue | undefined;
-  set(domain: string, key: string, value: PreferenceValue): void;
-}
+export type { PreferenceStore, PreferenceValue } from "../identity/preference-store";
 
 export interface Clock {
   /** Wall clock, milliseconds since the Unix epoch. */

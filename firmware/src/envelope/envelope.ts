@@ -7,11 +7,9 @@
 //   14..   ciphertext || 16-byte tag                         device never reuses a boot
 // AAD = header (bytes 0..13) || sensor id || 0x00 || topic, so a sealed message cannot be
 // moved to another device's topic or have its header edited.
-import { decodeReading, MAX_PAYLOAD_BYTES } from "../payload/codec";
-import { fail, ok } from "../payload/result";
-import type { DecodeResult } from "../payload/result";
-import type { Reading } from "../telemetry/reading";
-import { MAX_BOOT } from "../telemetry/reading";
+import { fail, ok } from "../telemetry/decode-result";
+import type { DecodeResult } from "../telemetry/decode-result";
+import { MAX_BOOT, MAX_PAYLOAD_BYTES } from "../telemetry/reading";
 import { encodeUtf8 } from "../util/utf8";
 import type { Aead } from "./aead";
 import { AES_256_KEY_BYTES, GCM_TAG_BYTES } from "./aead";
@@ -120,25 +118,4 @@ export function openEnvelope(
   if (!plaintext)
     return fail("tag_mismatch", "authentication tag does not verify (tampered, wrong key or wrong topic)");
   return ok({ ...head.value, plaintext });
-}
-
-/**
- * Opens and decodes in one step and binds the two layers: the reading inside must name
- * the same device, boot and sequence number as the envelope that authenticated it.
- */
-export function openReading(
-  aead: Aead,
-  keyFor: (keyId: number) => KeyLookup,
-  p: { topic: string; sensorId: string; bytes: Uint8Array },
-): DecodeResult<Reading & { keyId: number }> {
-  const opened = openEnvelope(aead, keyFor, p);
-  if (!opened.ok) return opened;
-  const decoded = decodeReading(opened.value.plaintext);
-  if (!decoded.ok) return decoded;
-  const r = decoded.value;
-  if (r.sensorId !== p.sensorId)
-    return fail("device_mismatch", `payload names "${r.sensorId}" but was sealed for "${p.sensorId}"`);
-  if (r.boot !== opened.value.boot || r.seq !== opened.value.counter)
-    return fail("device_mismatch", "payload boot/seq differ from the envelope's nonce");
-  return ok({ ...r, keyId: opened.value.keyId });
 }

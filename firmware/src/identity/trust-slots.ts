@@ -7,7 +7,7 @@
  * Pure over the PreferenceStore: runs on the board and in the emulator. Not yet wired into the app (README,
  * Trust).
  */
-import type { PreferenceStore } from "../app/services";
+import type { PreferenceStore } from "./preference-store";
 import { splitPins, PIN_BYTES } from "../tls/broker-trust";
 import type { TlsIdentity } from "./nvs-layout";
 import { PROV_KEYS, PROV_NAMESPACE, TRUST_SLOT_KEYS } from "./nvs-layout";

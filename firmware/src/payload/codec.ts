@@ -2,17 +2,20 @@
 // (sensor_id, temperature_c, ...) plus seq/ts/boot for exactly-once accounting.
 import { CHANNEL_NAMES, CHANNELS, isChannelName, isPhysicallyPlausible } from "../telemetry/channels";
 import type { ChannelName } from "../telemetry/channels";
-import { MAX_BOOT, MAX_FIRMWARE_VERSION_LENGTH, isValidDeviceId } from "../telemetry/reading";
+import {
+  MAX_BOOT,
+  MAX_FIRMWARE_VERSION_LENGTH,
+  MAX_PAYLOAD_BYTES,
+  isValidDeviceId,
+} from "../telemetry/reading";
 import type { Reading } from "../telemetry/reading";
 import { decodeUtf8, encodeUtf8 } from "../util/utf8";
-import { fail, ok } from "./result";
-import type { DecodeResult } from "./result";
+import { fail, ok } from "../telemetry/decode-result";
+import type { DecodeResult } from "../telemetry/decode-result";
 
-export type { DecodeResult, PayloadError, PayloadErrorCode } from "./result";
+export type { DecodeResult, PayloadError, PayloadErrorCode } from "../telemetry/decode-result";
 
 export const PAYLOAD_VERSION = 1;
-/** Generous for six channels (a full reading is about 250 bytes); bounds what a decoder will parse. */
-export const MAX_PAYLOAD_BYTES = 1024;
 
 function round(value: number, decimals: number): number {
   const f = 10 ** decimals;

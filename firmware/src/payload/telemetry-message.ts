@@ -3,13 +3,13 @@
 // configuration, never guessed from the bytes, so a plain message cannot downgrade an
 // encrypted fleet.
 import type { Aead } from "../envelope/aead";
-import { openReading, sealEnvelope } from "../envelope/envelope";
+import { openEnvelope, sealEnvelope } from "../envelope/envelope";
 import type { KeyLookup } from "../envelope/envelope";
 import type { Reading } from "../telemetry/reading";
 import { parseTopic, telemetryTopic } from "../telemetry/topics";
 import { decodeReading, encodeReading } from "./codec";
-import { fail, ok } from "./result";
-import type { DecodeResult } from "./result";
+import { fail, ok } from "../telemetry/decode-result";
+import type { DecodeResult } from "../telemetry/decode-result";
 
 export type PayloadMode =
   { kind: "plain" } | { kind: "encrypted"; aead: Aead; keyId: number; key: Uint8Array };
@@ -32,6 +32,28 @@ export function encodeTelemetryMessage(
       plaintext,
     }),
   };
+}
+
+/**
+ * Opens and decodes in one step and binds the two layers: the reading inside must name
+ * the same device, boot and sequence number as the envelope that authenticated it.
+ * It lives here, above both, so the envelope knows nothing of what it seals.
+ */
+export function openReading(
+  aead: Aead,
+  keyFor: (keyId: number) => KeyLookup,
+  p: { topic: string; sensorId: string; bytes: Uint8Array },
+): DecodeResult<Reading & { keyId: number }> {
+  const opened = openEnvelope(aead, keyFor, p);
+  if (!opened.ok) return opened;
+  const decoded = decodeReading(opened.value.plaintext);
+  if (!decoded.ok) return decoded;
+  const r = decoded.value;
+  if (r.sensorId !== p.sensorId)
+    return fail("device_mismatch", `payload names "${r.sensorId}" but was sealed for "${p.sensorId}"`);
+  if (r.boot !== opened.value.boot || r.seq !== opened.value.counter)
+    return fail("device_mismatch", "payload boot/seq differ from the envelope's nonce");
+  return ok({ ...r, keyId: opened.value.keyId });
 }
 
 export type DecodeMode =

@@ -17,6 +17,11 @@ export interface Reading {
 
 export const MAX_DEVICE_ID_LENGTH = 32;
 export const MAX_FIRMWARE_VERSION_LENGTH = 32;
+/**
+ * Generous for six channels (a full reading is about 250 bytes); bounds what a decoder will parse and what
+ * the envelope will seal. Here, below both, so neither the codec nor the envelope imports the other.
+ */
+export const MAX_PAYLOAD_BYTES = 1024;
 
 // Letters, digits, '.', '_', '-': no MQTT wildcard or level separator, nothing an X.509 CN
 // or an NVS string would need escaped, and no leading '.' or '-' (hidden files, CLI flags).

@@ -2,13 +2,9 @@ import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { readFileSync } from "node:fs";
 import { webcrypto } from "node:crypto";
-import {
-  ENVELOPE_OVERHEAD_BYTES,
-  openEnvelope,
-  openReading,
-  sealEnvelope,
-} from "../../src/envelope/envelope";
+import { ENVELOPE_OVERHEAD_BYTES, openEnvelope, sealEnvelope } from "../../src/envelope/envelope";
 import { encodeReading } from "../../src/payload/codec";
+import { openReading } from "../../src/payload/telemetry-message";
 import { telemetryTopic } from "../../src/telemetry/topics";
 import { nodeAead } from "../../../host/src/crypto/node-aead";
 import { deriveDeviceKey, PAYLOAD_KEY_SALT } from "../../../host/src/crypto/device-keys";

@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { decodeReading, encodeReading, MAX_PAYLOAD_BYTES } from "../../src/payload/codec";
-import { PAYLOAD_ERROR_CODES } from "../../src/payload/result";
+import { decodeReading, encodeReading } from "../../src/payload/codec";
+import { MAX_PAYLOAD_BYTES } from "../../src/telemetry/reading";
+import { PAYLOAD_ERROR_CODES } from "../../src/telemetry/decode-result";
 import { CHANNEL_NAMES, CHANNELS } from "../../src/telemetry/channels";
 import { sampleReading } from "./sample-reading";
 

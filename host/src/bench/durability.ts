@@ -9,7 +9,7 @@ import { join } from "node:path";
 import yargs from "yargs";
 import { exportSeries, startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
 import DurableHorizon, { StoreIncarnation, incarnationSample } from "../store/durable-horizon";
-import { stateDir } from "../state/state-dir";
+import { stateDir } from "../../../shared/state-dir";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

@@ -15,7 +15,7 @@ import type { EmulatorSummary } from "../emulator/run";
 import { ensureFdLimit } from "../emulator/fd-limit";
 import { sleep } from "../emulator/fleet";
 import { Verifier } from "../emulator/verifier";
-import { repoRoot, stateDir } from "../state/state-dir";
+import { repoRoot, stateDir } from "../../../shared/state-dir";
 
 interface BenchRow {
   boards: number;

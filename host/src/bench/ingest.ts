@@ -13,9 +13,14 @@ import yargs from "yargs";
 import { ensureDevPki } from "../../../pki/src/index";
 import { startMosquitto } from "../broker/mosquitto";
 import { loadOrCreatePayloadMaster } from "../crypto/device-keys";
-import { TestFleet } from "../ingest/fleet-publisher";
-import { scrapeMetrics, spawnIngestCli, sumMetric, type IngestProcess } from "../ingest/spawn";
-import { stateDir, writeFileAtomic } from "../state/state-dir";
+import { TestFleet } from "../../testkit/ingest/fleet-publisher";
+import {
+  scrapeMetrics,
+  spawnIngestCli,
+  sumMetric,
+  type IngestProcess,
+} from "../../testkit/ingest/spawn-ingest";
+import { stateDir, writeFileAtomic } from "../../../shared/state-dir";
 import { startVictoriaMetrics } from "../store/victoria-metrics";
 
 const KEY_ID = 1;

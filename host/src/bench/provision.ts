@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { deflateSync } from "node:zlib";
 import { ensureDevPki } from "../../../pki/src/index";
-import { startVirtualBoard } from "../../test/esp32-rom-double/virtual-board";
+import { startVirtualBoard } from "../../testkit/esp32-rom-double/virtual-board";
 import { loadOrCreatePayloadMaster } from "../crypto/device-keys";
 import { loadIdentity, type IdentitySettings } from "../provision/identity";
 import { identityImage } from "../provision/nvs-image";

@@ -15,7 +15,7 @@ import yargs from "yargs";
 import { ensureDevPki, revokeDevice, revokeSerial, rotateDevice, type KeyType } from "../../../pki/src/index";
 import { deviceIds, nextBoot, type EmulatorSummary } from "../emulator/run";
 import { ensureFdLimit } from "../emulator/fd-limit";
-import { repoRoot, stateDir } from "../state/state-dir";
+import { repoRoot, stateDir } from "../../../shared/state-dir";
 
 interface Seen {
   seqs: Set<number>;

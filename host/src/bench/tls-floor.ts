@@ -16,7 +16,7 @@ import { ensureFdLimit } from "../emulator/fd-limit";
 import { encodePublish } from "../emulator/mqtt/frames";
 import { sleep } from "../emulator/fleet";
 import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
-import { stateDir } from "../state/state-dir";
+import { stateDir } from "../../../shared/state-dir";
 
 const PAYLOAD_BYTES = 227; // a plain reading
 

@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { repoRoot } from "../state/state-dir";
+import { repoRoot } from "../../../shared/state-dir";
 
 /** Values that fill the placeholders of infra/mosquitto/*.template. */
 export interface BrokerConfigParams {

@@ -4,7 +4,7 @@ import { access, constants, mkdir, readFile } from "node:fs/promises";
 import { isIP } from "node:net";
 import { join, resolve } from "node:path";
 import { userInfo } from "node:os";
-import { writeFileAtomic } from "../state/state-dir";
+import { writeFileAtomic } from "../../../shared/state-dir";
 import { loadTemplates, renderBrokerConfig } from "./config";
 import { findFreePort } from "../net/free-port";
 import { waitForTls } from "./wait-tls";

@@ -2,7 +2,7 @@ import { access, constants, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import mqtt, { type MqttClient } from "mqtt";
 import type { RevocationList } from "../../../pki/src/revocations";
-import { writeFileAtomic } from "../state/state-dir";
+import { writeFileAtomic } from "../../../shared/state-dir";
 import type { RevocationOutcome } from "./crl-keeper";
 import { normalSerial } from "./crl-view";
 

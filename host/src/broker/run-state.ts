@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../state/state-dir";
+import { writeFileAtomic } from "../../../shared/state-dir";
 
 /**
  * What a foreground `npm run broker` writes next to its data, so that another command

@@ -12,7 +12,7 @@ import { startMosquitto, type BrokerPki } from "../broker/mosquitto";
 import { isProcessAlive, readRunState, writeRunState } from "../broker/run-state";
 import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
 import { prepareLauncherRevocation } from "../broker/revocation-setup";
-import { stateDir } from "../state/state-dir";
+import { stateDir } from "../../../shared/state-dir";
 
 const defaultDataDir = (): string => join(stateDir(), "broker", "data");
 

@@ -4,7 +4,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { appendFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { stateDir } from "../state/state-dir";
+import { stateDir } from "../../../shared/state-dir";
 import { LiveView } from "../emulator/live-view";
 import { defaultWorkers, runEmulator, summaryLines, writeReport } from "../emulator/run";
 

@@ -14,7 +14,7 @@ import { IngestService } from "../ingest/service";
 import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
-import { stateDir } from "../state/state-dir";
+import { stateDir } from "../../../shared/state-dir";
 import { maxReadingAgeMs, parseRetention } from "../store/retention";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
 

@@ -5,7 +5,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { pkiPaths } from "../../../pki/src/paths";
 import { dockerStateDir, renderDockerCluster } from "../broker/nats/docker";
-import { stateDir } from "../state/state-dir";
+import { stateDir } from "../../../shared/state-dir";
 
 async function main(): Promise<void> {
   await yargs(hideBin(process.argv))

@@ -25,7 +25,7 @@ import {
   simulatorBoot,
   withIdentity,
 } from "../provision/simulator-preferences";
-import { repoRoot, stateDir } from "../state/state-dir";
+import { repoRoot, stateDir } from "../../../shared/state-dir";
 
 interface FlashArgs {
   port?: string;

@@ -8,7 +8,7 @@ import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { mergeEnv, parseEnv } from "../setup/env-file";
 import { prepareState } from "../setup/prepare";
-import { repoRoot, stateDir, writeFileAtomic } from "../state/state-dir";
+import { repoRoot, stateDir, writeFileAtomic } from "../../../shared/state-dir";
 
 async function readIfExists(path: string): Promise<string | undefined> {
   try {

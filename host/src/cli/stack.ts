@@ -15,7 +15,7 @@ import { prepareLauncherRevocation } from "../broker/revocation-setup";
 import type { RevocationSync } from "../broker/revocation-sync";
 import { startNatsClusterBroker } from "../broker/nats/stack-broker";
 import { prepareState } from "../setup/prepare";
-import { repoRoot, stateDir } from "../state/state-dir";
+import { repoRoot, stateDir } from "../../../shared/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
 import { parseRetention } from "../store/retention";
 import { startPkiExpiryExporter } from "../store/pki-expiry";

@@ -15,7 +15,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../state/state-dir";
+import { writeFileAtomic } from "../../../shared/state-dir";
 
 export type GrantState = "current" | "previous" | "retired";
 

@@ -2,23 +2,7 @@
  * The emulator's terminal view: a few lines redrawn in place about once a second on a terminal, or a plain
  * progress line every few seconds when output goes to a file or CI log.
  */
-export interface LiveSnapshot {
-  elapsedS: number;
-  target: number;
-  connected: number;
-  connectFailures: number;
-  msgPerS: number;
-  pubackP50Ms: number;
-  pubackP99Ms: number;
-  e2eP50Ms?: number;
-  e2eP99Ms?: number;
-  /** Acknowledged by the broker but not (yet) seen by the verifier. */
-  inTransit?: number;
-  duplicates?: number;
-  queued: number;
-  faultsInjected: number;
-  lastFaults: string[];
-}
+import type { LiveSnapshot } from "./live-snapshot";
 
 const f1 = (x: number | undefined): string =>
   x === undefined || Number.isNaN(x) ? "-" : x < 10 ? x.toFixed(2) : x.toFixed(0);
@@ -27,9 +11,10 @@ const f1 = (x: number | undefined): string =>
 const e2e = (x: number | undefined): string => (x !== undefined && x < 1 ? "<1 ms" : `${f1(x)} ms`);
 
 export function renderLines(s: LiveSnapshot): string[] {
+  const failures = s.handshakeFailures + s.connectFailures;
   const lines = [
     `t=${s.elapsedS.toFixed(0)}s  boards ${s.connected}/${s.target} connected` +
-      (s.connectFailures ? `  (${s.connectFailures} connect failures)` : ""),
+      (failures ? `  (${failures} connect failures)` : ""),
     `  ${s.msgPerS.toFixed(0)} msg/s   PUBACK p50 ${f1(s.pubackP50Ms)} ms  p99 ${f1(s.pubackP99Ms)} ms   queued on boards ${s.queued}`,
   ];
   if (s.e2eP50Ms !== undefined || s.inTransit !== undefined)

@@ -5,11 +5,3 @@ export { influxStore, StoreRejectedError, type BatchStore, type InfluxStoreOptio
 export { deadLetterFile, type DeadLetter, type DeadLetterSink } from "./dead-letter";
 export { loadSites } from "./sites";
 export * from "./line-protocol";
-export { spawnIngestCli, scrapeMetrics, sumMetric, type IngestProcess } from "./spawn";
-export {
-  TestFleet,
-  FleetBoard,
-  sampleReading,
-  type FleetOptions,
-  type FleetCredentials,
-} from "./fleet-publisher";

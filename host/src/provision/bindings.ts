@@ -6,7 +6,7 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { writeFileAtomic } from "../state/state-dir";
+import { writeFileAtomic } from "../../../shared/state-dir";
 import { ProvisionError } from "./errors";
 
 export interface BoardBinding {

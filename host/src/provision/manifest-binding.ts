@@ -13,7 +13,7 @@ import {
   type DeviceSpec,
   type FleetManifest,
 } from "../../../manifests/src/index";
-import { writeFileAtomic } from "../state/state-dir";
+import { writeFileAtomic } from "../../../shared/state-dir";
 import { checkBoards, type BindingLike, type BoardBinding } from "./bindings";
 import { ProvisionError } from "./errors";
 

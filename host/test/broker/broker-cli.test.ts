@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { repoRoot } from "../../src/state/state-dir";
+import { repoRoot } from "../../../shared/state-dir";
 import { OPEN_FILE_TARGET } from "../../src/broker/mosquitto";
 import { isProcessAlive } from "../../src/broker/run-state";
 import { createBrokerTestPki, issue, type BrokerTestPki, type IssuedCert } from "./helpers/test-pki";

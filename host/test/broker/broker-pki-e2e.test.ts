@@ -12,7 +12,7 @@ import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { ensureDevPki, issueDevice, type PkiPaths } from "../../../pki/src/index";
 import { isProcessAlive } from "../../src/broker/run-state";
-import { repoRoot } from "../../src/state/state-dir";
+import { repoRoot } from "../../../shared/state-dir";
 import {
   endClient,
   mustConnect,

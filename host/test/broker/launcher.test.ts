@@ -13,7 +13,7 @@ import {
   type MosquittoHandle,
 } from "../../src/broker/mosquitto";
 import { isProcessAlive } from "../../src/broker/run-state";
-import { repoRoot } from "../../src/state/state-dir";
+import { repoRoot } from "../../../shared/state-dir";
 import { createBrokerTestPki, createCa, issue, writePem, type BrokerTestPki } from "./helpers/test-pki";
 import { tryConnect } from "./helpers/clients";
 

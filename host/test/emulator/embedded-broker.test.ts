@@ -8,8 +8,8 @@ import { ensureDevPki, revokeDevice } from "../../../pki/src/index";
 import type { PkiPaths } from "../../../pki/src/index";
 import { startMosquitto } from "../../src/broker/mosquitto";
 import type { MosquittoHandle } from "../../src/broker/mosquitto";
-import { startEmbeddedBroker } from "../../src/emulator/embedded-broker";
-import type { EmbeddedBroker } from "../../src/emulator/embedded-broker";
+import { startEmbeddedBroker } from "../../src/broker/embedded-broker";
+import type { EmbeddedBroker } from "../../src/broker/embedded-broker";
 
 // The embedded broker against Debian's Mosquitto running infra/mosquitto's configuration: the same
 // publications must reach the same subscribers, and the same clients must be kept out.

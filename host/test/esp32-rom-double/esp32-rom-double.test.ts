@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { deflateSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { checksum, Esp32RomDouble } from "./esp32-rom-double";
-import { SlipDecoder, slipEncode } from "./slip";
+import { checksum, Esp32RomDouble } from "../../testkit/esp32-rom-double/esp32-rom-double";
+import { SlipDecoder, slipEncode } from "../../testkit/esp32-rom-double/slip";
 
 /** A minimal host side: frames requests like esptool, collects the double's frames. */
 function link(double: Esp32RomDouble) {

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { BatchStore } from "../../src/ingest/store-writer";
 import { StoreRejectedError } from "../../src/ingest/store-writer";
-import type { TestFleet } from "../../src/ingest/fleet-publisher";
+import type { TestFleet } from "../../testkit/ingest/fleet-publisher";
 import {
   connectFleet,
   readDeadLetters,

@@ -9,7 +9,7 @@ import { sealEnvelope } from "../../../firmware/src/envelope/envelope";
 import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
 import { deriveDeviceKey } from "../../src/crypto/device-keys";
 import { nodeAead } from "../../src/crypto/node-aead";
-import { sampleReading, type FleetBoard, type TestFleet } from "../../src/ingest/fleet-publisher";
+import { sampleReading, type FleetBoard, type TestFleet } from "../../testkit/ingest/fleet-publisher";
 import { exportSeries } from "../../src/store/victoria-metrics";
 import type { IngestService } from "../../src/ingest/service";
 import {

@@ -6,7 +6,7 @@ import { deriveDeviceKey } from "../../src/crypto/device-keys";
 import { nodeAead } from "../../src/crypto/node-aead";
 import { IngestAccount, percentile } from "../../src/ingest/account";
 import { MessageClassifier, parseStatus } from "../../src/ingest/classify";
-import { sampleReading } from "../../src/ingest/fleet-publisher";
+import { sampleReading } from "../../testkit/ingest/fleet-publisher";
 import {
   accountLine,
   escapeTag,

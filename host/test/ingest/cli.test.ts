@@ -3,8 +3,8 @@ import { promisify } from "node:util";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { repoRoot } from "../../src/state/state-dir";
-import { scrapeMetrics, sumMetric } from "../../src/ingest/spawn";
+import { repoRoot } from "../../../shared/state-dir";
+import { scrapeMetrics, sumMetric } from "../../testkit/ingest/spawn-ingest";
 import { connectFleet, spawnIngest, startTestStack, waitUntil, type TestStack } from "./helpers/stack";
 
 function runCli(

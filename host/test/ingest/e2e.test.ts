@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { exportSeries } from "../../src/store/victoria-metrics";
-import type { TestFleet } from "../../src/ingest/fleet-publisher";
+import type { TestFleet } from "../../testkit/ingest/fleet-publisher";
 import type { IngestService } from "../../src/ingest/service";
 import {
   connectFleet,

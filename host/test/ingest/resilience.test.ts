@@ -5,7 +5,7 @@
  * per series and ms, so a message written again after a crash is stored once, as in InfluxDB.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import type { TestFleet } from "../../src/ingest/fleet-publisher";
+import type { TestFleet } from "../../testkit/ingest/fleet-publisher";
 import type { IngestService } from "../../src/ingest/service";
 import {
   connectFleet,

@@ -5,7 +5,7 @@
  * refuses it, every time, under its own reason.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { TestFleet } from "../../src/ingest/fleet-publisher";
+import type { TestFleet } from "../../testkit/ingest/fleet-publisher";
 import type { BatchStore } from "../../src/ingest/store-writer";
 import {
   connectFleet,

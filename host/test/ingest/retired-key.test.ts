@@ -11,8 +11,8 @@ import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
 import { deriveDeviceKey } from "../../src/crypto/device-keys";
 import { nodeAead } from "../../src/crypto/node-aead";
 import { commitGrant, reserveGeneration, updateGrants } from "../../src/crypto/payload-grants";
-import { sampleReading, type FleetBoard, type TestFleet } from "../../src/ingest/fleet-publisher";
-import { scrapeMetrics } from "../../src/ingest/spawn";
+import { sampleReading, type FleetBoard, type TestFleet } from "../../testkit/ingest/fleet-publisher";
+import { scrapeMetrics } from "../../testkit/ingest/spawn-ingest";
 import {
   connectFleet,
   readDeadLetters,

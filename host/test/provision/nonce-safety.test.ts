@@ -13,10 +13,10 @@ import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
 import { DeviceKeyCache, loadPayloadKeyring } from "../../src/crypto/device-keys";
 import { nodeAead } from "../../src/crypto/node-aead";
 import { GrantsView } from "../../src/crypto/payload-grants";
-import { sampleReading } from "../../src/ingest/fleet-publisher";
+import { sampleReading } from "../../testkit/ingest/fleet-publisher";
 import { readNvsImage } from "../../src/nvs/reader";
 import { provisionBoard } from "../../src/provision/provision-board";
-import { startVirtualBoard, type VirtualBoard } from "../esp32-rom-double/virtual-board";
+import { startVirtualBoard, type VirtualBoard } from "../../testkit/esp32-rom-double/virtual-board";
 import { BROKER, makeState } from "./harness";
 
 const ID = "elx-0701";

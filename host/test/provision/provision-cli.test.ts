@@ -11,7 +11,7 @@ import { bindingsPath, type BindingsFile } from "../../src/provision/bindings";
 import { loadIdentity } from "../../src/provision/identity";
 import { identityImage, nvsValueForFirmware } from "../../src/provision/nvs-image";
 import { buildPartitionTable, MODDABLE_PARTITIONS } from "../../src/provision/partition-table";
-import { startVirtualBoard, type VirtualBoard } from "../esp32-rom-double/virtual-board";
+import { startVirtualBoard, type VirtualBoard } from "../../testkit/esp32-rom-double/virtual-board";
 import { BROKER, makeState, readOrNull, runCli, writePskFile } from "./harness";
 
 const NVS = 0x9000;

@@ -2,9 +2,9 @@ import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { bindingsPath } from "../../src/provision/bindings";
-import { writeFileAtomic } from "../../src/state/state-dir";
-import { startVirtualBoard, type VirtualBoard } from "../esp32-rom-double/virtual-board";
-import type { DoubleFaults } from "../esp32-rom-double/esp32-rom-double";
+import { writeFileAtomic } from "../../../shared/state-dir";
+import { startVirtualBoard, type VirtualBoard } from "../../testkit/esp32-rom-double/virtual-board";
+import type { DoubleFaults } from "../../testkit/esp32-rom-double/esp32-rom-double";
 import { BROKER, makeState, readOrNull, runCli } from "./harness";
 
 const NVS = 0x9000;

@@ -9,7 +9,7 @@ import { listDeviceIds, pkiPaths } from "../../../pki/src/index";
 import { readNvsImage } from "../../src/nvs/reader";
 import { bindingsPath, type BindingsFile } from "../../src/provision/bindings";
 import { nvsValueForFirmware } from "../../src/provision/nvs-image";
-import { startVirtualBoard, type VirtualBoard } from "../esp32-rom-double/virtual-board";
+import { startVirtualBoard, type VirtualBoard } from "../../testkit/esp32-rom-double/virtual-board";
 import { BROKER, makeState, readOrNull, runCli } from "./harness";
 
 const NVS = 0x9000;

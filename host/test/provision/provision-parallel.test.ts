@@ -8,7 +8,7 @@ import { readNvsImage } from "../../src/nvs/reader";
 import { DeviceKeyCache, loadPayloadKeyring } from "../../src/crypto/device-keys";
 import { GrantsView } from "../../src/crypto/payload-grants";
 import { ProvisionError } from "../../src/provision/errors";
-import { startVirtualBoard, type VirtualBoard } from "../esp32-rom-double/virtual-board";
+import { startVirtualBoard, type VirtualBoard } from "../../testkit/esp32-rom-double/virtual-board";
 import { BROKER, makeState } from "./harness";
 
 let state: string;

@@ -6,7 +6,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { writeFileAtomic } from "../../../host/src/state/state-dir";
+import { writeFileAtomic } from "../../../shared/state-dir";
 import { generatedFiles } from "./outputs";
 
 const GRAFANA_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..");

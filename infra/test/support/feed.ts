@@ -13,7 +13,7 @@ import { startMosquitto, type MosquittoHandle } from "../../../host/src/broker/m
 import { loadOrCreatePayloadMaster } from "../../../host/src/crypto/device-keys";
 import { deviceIds, runEmulator, type EmulatorSummary } from "../../../host/src/emulator/run";
 import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
-import { repoRoot } from "../../../host/src/state/state-dir";
+import { repoRoot } from "../../../shared/state-dir";
 import { BENCH_FIELDS } from "../../grafana/src/definitions/benchmark";
 import { writePkiExpiry } from "../../../host/src/store/pki-expiry";
 

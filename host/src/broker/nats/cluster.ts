@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { access, constants, mkdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { writeFileAtomic } from "../../state/state-dir";
+import { writeFileAtomic } from "../../../../shared/state-dir";
 import { findFreePort } from "../../net/free-port";
 import { LAUNCH_SCRIPT, type BrokerPki } from "../mosquitto";
 import { waitForTls } from "../wait-tls";

@@ -7,7 +7,7 @@
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { PkiPaths } from "../../../../pki/src/index";
-import { writeFileAtomic } from "../../state/state-dir";
+import { writeFileAtomic } from "../../../../shared/state-dir";
 import { fleetUsers, type FleetUsers } from "./fleet-users";
 import { nodeConfig, renderNodeConfig, type ClusterNode } from "./node-config";
 import { pkiClientCertificates } from "./pki-clients";

@@ -11,7 +11,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { webcrypto } from "node:crypto";
 import { x509 } from "../../../../pki/src/x509";
-import { writeFileAtomic } from "../../state/state-dir";
+import { writeFileAtomic } from "../../../../shared/state-dir";
 import type { TlsFiles } from "./node-config";
 
 const DAY = 86_400_000;

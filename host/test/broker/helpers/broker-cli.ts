@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { isProcessAlive } from "../../../src/broker/run-state";
-import { repoRoot } from "../../../src/state/state-dir";
+import { repoRoot } from "../../../../shared/state-dir";
 
 /** Debian's libfaketime (package libfaketime, which `faketime` depends on). */
 export const FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";

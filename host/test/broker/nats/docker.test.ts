@@ -13,7 +13,7 @@ import {
   renderDockerCluster,
 } from "../../../src/broker/nats/docker";
 import type { NodeConfig } from "../../../src/broker/nats/node-config";
-import { repoRoot } from "../../../src/state/state-dir";
+import { repoRoot } from "../../../../shared/state-dir";
 
 interface Service {
   profiles?: string[];

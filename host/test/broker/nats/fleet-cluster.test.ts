@@ -12,7 +12,7 @@ import { startNatsCluster, type NatsClusterHandle } from "../../../src/broker/na
 import { pkiClientCertificates } from "../../../src/broker/nats/pki-clients";
 import { loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
 import { deviceIds, runEmulator, type EmulatorSummary } from "../../../src/emulator/run";
-import { spawnIngestCli, type IngestProcess } from "../../../src/ingest/spawn";
+import { spawnIngestCli, type IngestProcess } from "../../../testkit/ingest/spawn-ingest";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../../../src/store/victoria-metrics";
 import { countAll, diffStored, waitForStoredCount } from "../../ingest/helpers/stack";
 

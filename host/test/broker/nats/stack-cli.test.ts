@@ -9,7 +9,7 @@ import { isProcessAlive } from "../../../src/broker/run-state";
 import { probeTls } from "../../../src/broker/wait-tls";
 import { pkiPaths } from "../../../../pki/src/paths";
 import { readFile } from "node:fs/promises";
-import { repoRoot } from "../../../src/state/state-dir";
+import { repoRoot } from "../../../../shared/state-dir";
 
 interface Ready {
   broker: string;

@@ -11,13 +11,13 @@ import { MessageClassifier } from "../../../src/ingest/classify";
 import { deadLetterFile, type DeadLetter } from "../../../src/ingest/dead-letter";
 import { IngestService, type IngestServiceOptions } from "../../../src/ingest/service";
 import { influxStore } from "../../../src/ingest/store-writer";
-import { TestFleet } from "../../../src/ingest/fleet-publisher";
+import { TestFleet } from "../../../testkit/ingest/fleet-publisher";
 import {
   exportSeries,
   startVictoriaMetrics,
   type VictoriaMetricsHandle,
 } from "../../../src/store/victoria-metrics";
-import { spawnIngestCli, type IngestProcess } from "../../../src/ingest/spawn";
+import { spawnIngestCli, type IngestProcess } from "../../../testkit/ingest/spawn-ingest";
 
 export const KEY_ID = 1;
 

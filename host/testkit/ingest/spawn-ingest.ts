@@ -1,9 +1,9 @@
-// Runs `npm run ingest` as a child process (tests, benchmarks, the local stack) and waits until
+// Runs `npm run ingest` as a child process (tests and benchmarks) and waits until
 // it is subscribed: the CLI prints one JSON line {"ready":true,"metricsPort":N} on stdout.
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { repoRoot } from "../state/state-dir";
+import { repoRoot } from "../../../shared/state-dir";
 
 export interface IngestProcess {
   child: ChildProcess;

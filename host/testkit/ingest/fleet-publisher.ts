@@ -3,8 +3,8 @@
 // its own topic). A stand-in for the fleet emulator in the ingest's tests and benchmark.
 import { readFile } from "node:fs/promises";
 import mqtt, { type MqttClient } from "mqtt";
-import { nodeAead } from "../crypto/node-aead";
-import { deriveDeviceKey } from "../crypto/device-keys";
+import { nodeAead } from "../../src/crypto/node-aead";
+import { deriveDeviceKey } from "../../src/crypto/device-keys";
 import { encodeTelemetryMessage, type PayloadMode } from "../../../firmware/src/payload/telemetry-message";
 import type { Reading } from "../../../firmware/src/telemetry/reading";
 

@@ -3,9 +3,12 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { randomBytes } from "node:crypto";
 
-/** The repository root: three levels above this file (host/src/state). */
+// Below every Node part of the repository (host, pki, manifests, infra): it imports nothing of theirs, so each
+// may use it without an arrow running back up (checked by host/test/architecture/dependencies.test.ts).
+
+/** The repository root: the folder above this file (shared/). */
 export function repoRoot(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), "../../..");
+  return resolve(dirname(fileURLToPath(import.meta.url)), "..");
 }
 
 /**

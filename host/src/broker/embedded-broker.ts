@@ -18,7 +18,7 @@ import { readFile } from "node:fs/promises";
 import { createServer } from "node:tls";
 import type { Server, TLSSocket } from "node:tls";
 import type { Socket } from "node:net";
-import { isAllowed } from "../broker/topic-policy";
+import { isAllowed } from "./topic-policy";
 
 export interface EmbeddedBrokerOptions {
   /** PEM files, as PkiPaths gives them. */
