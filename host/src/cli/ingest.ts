@@ -9,6 +9,7 @@ import { nodeAead } from "../crypto/node-aead";
 import { DeviceKeyCache, loadPayloadKeyring } from "../crypto/device-keys";
 import { MessageClassifier } from "../ingest/classify";
 import { deadLetterFile } from "../ingest/dead-letter";
+import { DEFAULT_RATE_ALLOWANCE, DEFAULT_RATE_BURST, DeviceRateLimiter } from "../ingest/rate-limit";
 import { IngestService } from "../ingest/service";
 import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
@@ -134,6 +135,17 @@ async function main(): Promise<void> {
       describe:
         "The store's retention (h, d or w; compose: INFLUXDB_RETENTION); older readings are refused as timestamp_out_of_range",
     })
+    .option("rate-allowance", {
+      type: "number",
+      default: DEFAULT_RATE_ALLOWANCE,
+      describe:
+        "A device may send this many times its configured rate (the manifest's intervalMs; default 1/s) before its excess is refused as rate_exceeded; scaled up while the whole fleet catches up. 0: no limit",
+    })
+    .option("rate-burst", {
+      type: "number",
+      default: DEFAULT_RATE_BURST,
+      describe: "Messages a device may send at once beyond its rate (a reconnecting board's backlog)",
+    })
     .option("progress-interval", {
       type: "number",
       default: 10,
@@ -146,6 +158,8 @@ async function main(): Promise<void> {
       if (a.shared && !/^[A-Za-z0-9_-]{1,64}$/.test(a.group))
         throw new Error("--group must be 1-64 letters, digits, '_' or '-'");
       parseRetention(a.retention);
+      if (!(a["rate-allowance"] >= 0)) throw new Error("--rate-allowance must be 0 or more");
+      if (!(a["rate-burst"] >= 1)) throw new Error("--rate-burst must be at least 1");
       return true;
     })
     .strict()
@@ -184,6 +198,15 @@ async function main(): Promise<void> {
       window: new ReplayWindow({ size: Math.max(4096, Math.ceil(argv["max-held"] / 32) * 32) }),
       ...(fleet ? { isKnownDevice: (id: string) => fleet.ids.has(id) } : {}),
       maxAgeMs: maxReadingAgeMs(parseRetention(argv.retention)),
+      ...(argv["rate-allowance"] > 0
+        ? {
+            rateLimit: new DeviceRateLimiter({
+              rateOf: (id) => fleet?.rates.get(id),
+              allowance: argv["rate-allowance"],
+              burst: argv["rate-burst"],
+            }),
+          }
+        : {}),
     }),
     store: influxStore({ url: argv["store-url"], org: argv.org, bucket: argv.bucket, token }),
     deadLetters: deadLetterFile(argv["dead-letter"]),
