@@ -15,6 +15,12 @@ import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
 import { stateDir } from "../state/state-dir";
+import {
+  loadFleetSettings,
+  resolveManifest,
+  resolvePayloadMode,
+  settingsPathFrom,
+} from "../settings/fleet-settings";
 import { maxReadingAgeMs, parseRetention } from "../store/retention";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
 
@@ -34,7 +40,7 @@ async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("npm run ingest --")
     .usage(
-      "$0 --broker mqtts://HOST:8883 --store-url URL (--encrypted | --plain) [options]\n\n" +
+      "$0 --broker mqtts://HOST:8883 --store-url URL (--settings FILE | --encrypted | --plain) [options]\n\n" +
         "Subscribes to every board's telemetry (QoS 1, persistent session, shared subscription), checks and " +
         "decrypts each message, writes it to InfluxDB v2 / VictoriaMetrics and acknowledges it to the broker " +
         "only once the store accepted it. Refused messages go to the dead-letter file, never to the store.",
@@ -56,6 +62,11 @@ async function main(): Promise<void> {
       describe: "The fleet seals payloads in the AES-256-GCM envelope",
     })
     .option("plain", { type: "boolean", describe: "The fleet sends plain JSON payloads" })
+    .option("settings", {
+      type: "string",
+      describe:
+        "Fleet settings file (payload mode, manifest; default $EST_FLEET_SETTINGS): --encrypted/--plain and --manifest may only repeat it",
+    })
     .option("group", {
       type: "string",
       default: "ingest",
@@ -152,8 +163,9 @@ async function main(): Promise<void> {
       describe: "Seconds between progress lines (0: none)",
     })
     .check((a) => {
-      if (a.encrypted === a.plain)
-        throw new Error("say whether the fleet encrypts payloads: --encrypted or --plain");
+      if (a.encrypted && a.plain) throw new Error("choose one of --encrypted and --plain");
+      if (!a.encrypted && !a.plain && !settingsPathFrom(a.settings))
+        throw new Error("say whether the fleet encrypts payloads: --settings FILE, --encrypted or --plain");
       if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
       if (a.shared && !/^[A-Za-z0-9_-]{1,64}$/.test(a.group))
         throw new Error("--group must be 1-64 letters, digits, '_' or '-'");
@@ -166,6 +178,14 @@ async function main(): Promise<void> {
     .help()
     .parseAsync();
 
+  const settingsPath = settingsPathFrom(argv.settings);
+  const settings = settingsPath ? await loadFleetSettings(settingsPath) : undefined;
+  const payloadMode = resolvePayloadMode(
+    settings,
+    argv.encrypted ? "encrypted" : argv.plain ? "plain" : undefined,
+    argv.encrypted ? "--encrypted" : "--plain",
+  );
+  const manifestPath = resolveManifest(settings, argv.manifest);
   const token = argv["token-file"] ? await readSecretFile(argv["token-file"], "token file") : undefined;
   const tls = {
     ca: await readSecretFile(argv.ca, "CA bundle"),
@@ -173,7 +193,7 @@ async function main(): Promise<void> {
     key: await readSecretFile(argv.key, "private key"),
   };
   let mode: DecodeMode = { kind: "plain" };
-  if (argv.encrypted) {
+  if (payloadMode === "encrypted") {
     const ring = await loadPayloadKeyring(state);
     if (ring.size === 0)
       throw new Error(`no payload secrets in ${join(state, "secrets")}: run \`npm run setup\``);
@@ -181,7 +201,7 @@ async function main(): Promise<void> {
     mode = { kind: "encrypted", aead: nodeAead, keyFor: (keyId, sensorId) => keys.keyFor(keyId, sensorId) };
   }
   // With a manifest, it is the one list of devices that exist: anything else is unknown_device.
-  const fleet = argv.manifest ? await loadFleet(argv.manifest) : undefined;
+  const fleet = manifestPath ? await loadFleet(manifestPath) : undefined;
   const sites = fleet?.sites ?? new Map<string, string>();
 
   const service = new IngestService({
@@ -240,7 +260,7 @@ async function main(): Promise<void> {
 
   await service.start();
   log(
-    `ingest: running (${argv.encrypted ? "encrypted" : "plain"} fleet, ${argv.shared ? `shared group ${argv.group}` : "plain subscription"}, metrics http://${argv["metrics-host"]}:${service.metricsPort}/metrics)`,
+    `ingest: running (${payloadMode} fleet${fleet ? ` of ${fleet.ids.size} devices` : ", any device of the CA"}, ${argv.shared ? `shared group ${argv.group}` : "plain subscription"}, metrics http://${argv["metrics-host"]}:${service.metricsPort}/metrics)`,
   );
   // A parent (tests, the local stack) reads this line to find the metrics port.
   console.log(JSON.stringify({ ready: true, metricsPort: service.metricsPort, pid: process.pid }));

@@ -240,7 +240,9 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  log(`ready. Boards: npm run emulate -- --broker ${broker.url}; PromQL: ${store.url}/vmui; Ctrl-C stops.`);
+  log(
+    `ready. Boards: npm run emulate -- --broker ${broker.url} --mint-into-ca ${state}; PromQL: ${store.url}/vmui; Ctrl-C stops.`,
+  );
   // For scripts and tests: one JSON line on stdout.
   console.log(
     JSON.stringify({

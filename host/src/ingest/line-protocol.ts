@@ -1,5 +1,6 @@
 // InfluxDB line protocol for the store schema (see README "Store schema"): one line per reading,
 // millisecond precision, the device's own timestamp, so a re-delivered reading overwrites itself.
+import { isEmulatedFirmware } from "../../../firmware/src/telemetry/vocabulary";
 import { CHANNEL_NAMES } from "../../../firmware/src/telemetry/channels";
 import type { Reading } from "../../../firmware/src/telemetry/reading";
 
@@ -38,10 +39,13 @@ export function readingLine(r: Reading, site: string): string {
     if (v !== null) fields.push(`${name}=${formatFloat(v)}`);
   }
   fields.push(`seq=${r.seq}i`, `boot=${r.boot}i`, `faults=${r.faults.length}i`);
-  return `${TELEMETRY_MEASUREMENT}${tags([
+  const tagList: [string, string][] = [
     ["sensor_id", r.sensorId],
     ["site", site],
-  ])} ${fields.join(",")} ${Math.trunc(r.ts)}`;
+  ];
+  // Only on emulated readings, so a real board's series keep the tags they always had.
+  if (isEmulatedFirmware(r.fw)) tagList.push(["emulated", "true"]);
+  return `${TELEMETRY_MEASUREMENT}${tags(tagList)} ${fields.join(",")} ${Math.trunc(r.ts)}`;
 }
 
 export function statusLine(sensorId: string, online: boolean, tsMs: number): string {
