@@ -204,6 +204,14 @@ async function main(): Promise<void> {
   const fleet = manifestPath ? await loadFleet(manifestPath) : undefined;
   const sites = fleet?.sites ?? new Map<string, string>();
 
+  const rateLimit =
+    argv["rate-allowance"] > 0
+      ? new DeviceRateLimiter({
+          rateOf: (id) => fleet?.rates.get(id),
+          allowance: argv["rate-allowance"],
+          burst: argv["rate-burst"],
+        })
+      : undefined;
   const service = new IngestService({
     brokerUrl: argv.broker,
     protocolVersion: argv["mqtt-version"] === 4 ? 4 : 5,
@@ -218,15 +226,7 @@ async function main(): Promise<void> {
       window: new ReplayWindow({ size: Math.max(4096, Math.ceil(argv["max-held"] / 32) * 32) }),
       ...(fleet ? { isKnownDevice: (id: string) => fleet.ids.has(id) } : {}),
       maxAgeMs: maxReadingAgeMs(parseRetention(argv.retention)),
-      ...(argv["rate-allowance"] > 0
-        ? {
-            rateLimit: new DeviceRateLimiter({
-              rateOf: (id) => fleet?.rates.get(id),
-              allowance: argv["rate-allowance"],
-              burst: argv["rate-burst"],
-            }),
-          }
-        : {}),
+      ...(rateLimit ? { rateLimit } : {}),
     }),
     store: influxStore({ url: argv["store-url"], org: argv.org, bucket: argv.bucket, token }),
     deadLetters: deadLetterFile(argv["dead-letter"]),
@@ -238,6 +238,8 @@ async function main(): Promise<void> {
     log,
     onFatal: () => process.exit(1),
   });
+
+  if (rateLimit) service.account.configureRates((id) => rateLimit.configuredRate(id));
 
   let stopping = false;
   const onSignal = (signal: string) => {

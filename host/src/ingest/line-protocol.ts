@@ -62,7 +62,24 @@ export interface DeviceAccountFields {
   latencyMsP99?: number;
 }
 
-export function accountLine(sensorId: string, a: DeviceAccountFields, tsMs: number): string {
+/**
+ * Refusals that point at an attack or a broken board, written per device as `rejected_<reason>` (0 too,
+ * so every board has the series): the Fleet Security dashboard and its alerts read them.
+ */
+export const SECURITY_REASONS = [
+  "tag_mismatch",
+  "replay",
+  "device_mismatch",
+  "unknown_device",
+  "rate_exceeded",
+  "timestamp_backwards",
+] as const;
+
+export function accountLine(
+  sensorId: string,
+  a: DeviceAccountFields & { rejectedByReason?: Record<string, number>; configuredRate?: number },
+  tsMs: number,
+): string {
   const fields = [
     `received=${a.received}i`,
     `written=${a.written}i`,
@@ -70,6 +87,10 @@ export function accountLine(sensorId: string, a: DeviceAccountFields, tsMs: numb
     `gaps=${a.gaps}i`,
     `rejected=${a.rejected}i`,
   ];
+  if (a.rejectedByReason)
+    for (const reason of SECURITY_REASONS)
+      fields.push(`rejected_${reason}=${a.rejectedByReason[reason] ?? 0}i`);
+  if (a.configuredRate !== undefined) fields.push(`configured_rate=${formatFloat(a.configuredRate)}`);
   if (a.latencyMsP50 !== undefined) fields.push(`latency_ms_p50=${formatFloat(a.latencyMsP50)}`);
   if (a.latencyMsP99 !== undefined) fields.push(`latency_ms_p99=${formatFloat(a.latencyMsP99)}`);
   return `${ACCOUNT_MEASUREMENT}${tags([["sensor_id", sensorId]])} ${fields.join(",")} ${Math.trunc(tsMs)}`;

@@ -85,6 +85,11 @@ export class DeviceRateLimiter {
     return this.#rateOf(sensorId) ?? this.#defaultRate;
   }
 
+  /** Readings per second the device is configured to send (its manifest interval, else the default). */
+  configuredRate(sensorId: string): number {
+    return this.#rate(sensorId);
+  }
+
   /** Messages per second the device may send, sustained, at the fleet's current speed-up. */
   limitOf(sensorId: string): number {
     return this.#rate(sensorId) * this.#allowance * this.#speedup;
