@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // `npm run emulate -- --count N ...`: a fleet of emulated electrolyser boards over mutual-TLS MQTT.
+import { deviceIdProblem } from "../../../manifests/src/device-id";
 import { loadFleetSettings, resolvePayloadMode, settingsPathFrom } from "../settings/fleet-settings";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
@@ -32,6 +33,11 @@ const argv = await yargs(hideBin(process.argv))
   .option("settings", {
     type: "string",
     describe: "fleet settings file (default $EST_FLEET_SETTINGS): the payload mode, shared with the ingest",
+  })
+  .option("id-prefix", {
+    type: "string",
+    default: "emu-",
+    describe: "device ids are <prefix>0001, <prefix>0002, … (dev-: the dev manifest's dev-0001..dev-0003)",
   })
   .option("mint-into-ca", {
     type: "string",
@@ -107,6 +113,8 @@ const argv = await yargs(hideBin(process.argv))
           "Say which with --mint-into-ca <state folder> (its pki/ holds the CA), or leave out --broker for the embedded one",
       );
     if (a["mint-into-ca"] && !a.broker) throw new Error("--mint-into-ca needs --broker");
+    const idProblem = deviceIdProblem(`${a["id-prefix"]}${"9".repeat(Math.max(4, String(a.count).length))}`);
+    if (idProblem) throw new Error(`--id-prefix "${a["id-prefix"]}" makes invalid device ids: ${idProblem}`);
     if (a.workers !== undefined && !(Number.isInteger(a.workers) && a.workers >= 1 && a.workers <= 64))
       throw new Error("--workers must be an integer from 1 to 64");
     return true;
@@ -152,6 +160,7 @@ try {
     ...(argv.duration !== undefined ? { durationS: argv.duration } : {}),
     ...(argv.broker ? { brokerUrl: argv.broker } : {}),
     encrypt,
+    idPrefix: argv["id-prefix"],
     keyId: argv["key-id"],
     ...(argv.scenario ? { scenarioFile: resolve(argv.scenario) } : {}),
     randomFaultsPerMin: argv["random-faults"],
