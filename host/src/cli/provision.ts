@@ -336,7 +336,11 @@ await yargs(hideBin(process.argv))
           type: "string",
           describe: "broker URL the board connects to, mqtts://host:port (required)",
         })
-        .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
+        .option("interval", {
+          type: "number",
+          default: 5000,
+          describe: "milliseconds between readings when there is no manifest (the manifest's intervalMs wins)",
+        })
         .option("site", {
           type: "string",
           describe:
