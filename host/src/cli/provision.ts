@@ -339,7 +339,8 @@ await yargs(hideBin(process.argv))
         .option("interval", {
           type: "number",
           default: 5000,
-          describe: "milliseconds between readings when there is no manifest (the manifest's intervalMs wins)",
+          describe:
+            "milliseconds between readings when there is no manifest (the manifest's intervalMs wins)",
         })
         .option("site", {
           type: "string",
