@@ -162,6 +162,17 @@ describe("PromQL queries against VictoriaMetrics", () => {
     // Clock skew: the boards' clocks are the host's, so store minus device time is transit, well under a second.
     const skew = await byBoard("alert est-clock-skew");
     for (const b of feed.boards) expect(Math.abs(skew.get(b) ?? NaN)).toBeLessThan(1000);
+    // The broker refused the foreign certificate and the connection without one; the stormer connected most.
+    const refused = await queryInstant(vm!.url, textOf("alert est-refused-handshakes"), at);
+    expect(Number(refused[0]?.value[1])).toBeGreaterThanOrEqual(2);
+    const reasons = await queryRange(
+      vm!.url,
+      textOf("Fleet Security / Refused TLS handshakes by reason / A"),
+      { startMs: feed.startedMs - 120_000, endMs: at, stepMs: 5000 },
+    );
+    expect(reasons.map((r) => r.metric.reason)).toEqual(
+      expect.arrayContaining(["certificate_rejected", "no_certificate"]),
+    );
     // Configured rate: the ingest's default (no manifest), for every board.
     const configured = await byBoard("Fleet Security / Message rate against configured rate / B");
     for (const b of feed.boards) expect(configured.get(b)).toBe(1);

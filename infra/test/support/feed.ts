@@ -21,6 +21,8 @@ import { sampleReading } from "../../../host/src/ingest/fleet-publisher";
 import { repoRoot } from "../../../host/src/state/state-dir";
 import { BENCH_FIELDS } from "../../grafana/src/definitions/benchmark";
 import { writePkiExpiry } from "../../../host/src/store/pki-expiry";
+import { BrokerConnectionLog } from "../../../host/src/broker/connection-log";
+import { startBrokerConnectionsExporter } from "../../../host/src/store/broker-connections";
 
 export interface FeedResult {
   boards: string[];
@@ -142,7 +144,9 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
   let bad: mqtt.MqttClient | undefined;
   const abort = new AbortController();
   let emulator: Promise<EmulatorSummary | undefined> = Promise.resolve(undefined);
+  let connections: { stop(): void } | undefined;
   const stop = async () => {
+    connections?.stop();
     abort.abort();
     await emulator.catch(() => undefined);
     await bad?.endAsync(true).catch(() => undefined);
@@ -150,7 +154,17 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
     await broker?.stop();
   };
   try {
-    broker = await startMosquitto({ pki, dataDir: join(o.dir, "broker") });
+    // Connects and refused handshakes from the broker's log, as `npm run stack` exports them.
+    const connectionLog = new BrokerConnectionLog();
+    broker = await startMosquitto({
+      pki,
+      dataDir: join(o.dir, "broker"),
+      onLogLine: (line) => connectionLog.feed(line),
+    });
+    connections = startBrokerConnectionsExporter(
+      { storeUrl: o.storeUrl, everyMs: 1000, log: () => undefined },
+      connectionLog,
+    );
     ingest = await startIngest({ stateDir, brokerUrl: broker.url, storeUrl: o.storeUrl });
     // An emulated attack, before the boards start (the broker binds the client id to the certificate CN,
     // so these connections and the emulated board on the same certificate would replace each other):
@@ -200,6 +214,29 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
       Array.from({ length: FLOOD_MESSAGES }, () => flooder.publishAsync(telemetryTopic(b1), "x", { qos: 1 })),
     );
     await bad.endAsync();
+    // Certificates the broker must refuse: one from another CA, and none at all.
+    const foreign = await ensureDevPki({
+      stateDir: join(o.dir, "foreign"),
+      devices: [b0],
+      deviceKeyType: "p256",
+    });
+    for (const creds of [
+      { cert: await readFile(foreign.device(b0).cert), key: await readFile(foreign.device(b0).key) },
+      {},
+    ]) {
+      await mqtt
+        .connectAsync(broker.url, {
+          ca,
+          ...creds,
+          clientId: `${b0}-foreign`,
+          reconnectPeriod: 0,
+          connectTimeout: 5000,
+        })
+        .then(
+          (c) => c.endAsync(true),
+          () => undefined,
+        );
+    }
     for (let n = 0; n < STORM_CONNECTS; n++) {
       bad = await connectAs(b2, n + 1);
       await bad.publishAsync(statusTopic(b2), "online", { qos: 1 });
@@ -270,6 +307,8 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
       "ingest_written",
       "ingest_rejected_count",
       "ingest_rejected_rate_exceeded",
+      "broker_refused_count",
+      "broker_connections_connects",
     ]) {
       await until(`${metric}: several points per series`, async () => {
         const res = await fetch(

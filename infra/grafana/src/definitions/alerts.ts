@@ -3,7 +3,13 @@ import { ALERT_LIMITS } from "../config";
 import type { AlertDef } from "../dashboard-model";
 import type { SeriesQuery } from "../model";
 import { silenceQuery } from "./fleet";
-import { authFailuresQuery, clockSkewQuery, fleetReconnectsQuery, rateExceededQuery } from "./security";
+import {
+  authFailuresQuery,
+  clockSkewQuery,
+  fleetReconnectsQuery,
+  fleetRefusedHandshakesQuery,
+  rateExceededQuery,
+} from "./security";
 
 const perBoard = (field: string, reducer: "mean" | "max" | "min", divideBy?: number): SeriesQuery => ({
   measurement: "electrolyser",
@@ -141,6 +147,17 @@ export const alertDefinitions: readonly AlertDef[] = [
     limit: ALERT_LIMITS.clockSkewMaxMs,
     windowS: W,
     forDuration: "5m",
+    severity: "warning",
+  },
+  {
+    uid: "est-refused-handshakes",
+    title: "Refused TLS handshakes",
+    summary: `The broker refused more than ${ALERT_LIMITS.refusedHandshakes} TLS handshakes in ${W / 60} min (foreign, revoked or missing certificates; see Fleet Security).`,
+    query: fleetRefusedHandshakesQuery,
+    comparison: "above",
+    limit: ALERT_LIMITS.refusedHandshakes,
+    windowS: W,
+    forDuration: "0s",
     severity: "warning",
   },
 ];

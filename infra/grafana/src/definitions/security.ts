@@ -45,6 +45,27 @@ export const clockSkewQuery: SeriesQuery = {
   legend: "{{sensor_id}}",
 };
 
+/** TLS handshakes the broker refused, by reason (it never learns the identity of a refused certificate). */
+export const refusedHandshakesQuery: SeriesQuery = {
+  measurement: "broker_refused",
+  field: "count",
+  aggregation: { kind: "increase" },
+  across: "sum",
+  by: ["reason"],
+  legend: "{{reason}}",
+};
+
+export const fleetRefusedHandshakesQuery: SeriesQuery = { ...refusedHandshakesQuery, by: [], legend: "all" };
+
+const perIdentityIncrease = (field: string, legend: string): SeriesQuery => ({
+  measurement: "broker_connections",
+  field,
+  aggregation: { kind: "increase" },
+  across: "sum",
+  by: ["client_id"],
+  legend,
+});
+
 export const certificateExpiryQuery: SeriesQuery = {
   measurement: "pki_expiry",
   field: "days_left",
@@ -124,6 +145,30 @@ const panels: PanelDef[] = [
     visual: "timeseries",
     unit: "reqps",
     queries: [reconnectsQuery, fleetReconnectsQuery],
+    width: 12,
+    height: 8,
+  },
+  {
+    title: "Refused TLS handshakes by reason",
+    description:
+      "From the broker's log (the launcher, npm run stack): a foreign, revoked or expired certificate (certificate_rejected), none (no_certificate), a client that hung up mid-handshake (handshake_aborted: also a board refusing the broker's pin). Mosquitto never learns who a refused certificate belonged to.",
+    visual: "timeseries",
+    unit: "none",
+    queries: [refusedHandshakesQuery],
+    width: 12,
+    height: 8,
+  },
+  {
+    title: "Broker connections per identity",
+    description:
+      "From the broker's log: connects, connections lost without DISCONNECT (socket error, keepalive timeout), and CONNECTs refused as not authorised, per certificate CN.",
+    visual: "timeseries",
+    unit: "none",
+    queries: [
+      perIdentityIncrease("connects", "{{client_id}} connects"),
+      perIdentityIncrease("lost", "{{client_id}} lost"),
+      perIdentityIncrease("refused", "{{client_id}} refused"),
+    ],
     width: 12,
     height: 8,
   },
