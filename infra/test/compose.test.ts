@@ -8,11 +8,14 @@ import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { ENV_ENTRIES } from "../../host/src/setup/env-file";
+import { parseFleetSettings } from "../../host/src/settings/fleet-settings";
+import { loadManifest } from "../../manifests/src/index";
 import { STACK_SERVICES } from "../../host/src/setup/prepare";
 import { repoRoot } from "../../shared/state-dir";
 
 interface Service {
   image?: string;
+  build?: { context: string; dockerfile: string };
   restart?: string;
   profiles?: string[];
   volumes?: string[];
@@ -70,6 +73,7 @@ describe("docker-compose.yml", () => {
       "grafana",
       "influxdb",
       "ingest",
+      "ingest-pki",
       "mosquitto",
       "nats-n1",
       "nats-n2",
@@ -83,7 +87,8 @@ describe("docker-compose.yml", () => {
     }
     expect(compose.services.mosquitto?.image).toMatch(/^eclipse-mosquitto:2\./);
     expect(compose.services.influxdb?.image).toMatch(/^influxdb:2\./);
-    expect(compose.services.ingest?.image).toMatch(/^node:20/);
+    // Built from the repository (infra/ingest/Dockerfile), tagged with the project's version.
+    expect(compose.services.ingest?.build).toEqual({ context: ".", dockerfile: "infra/ingest/Dockerfile" });
     expect(compose.services.telegraf?.profiles).toEqual(["telegraf"]);
   });
 
@@ -168,23 +173,44 @@ describe("docker-compose.yml", () => {
   it("passes the ingest only flags its CLI accepts", async () => {
     const cmd = compose.services.ingest?.command;
     const script = Array.isArray(cmd) ? cmd.join(" ") : String(cmd);
-    const flags = [...expand(script, "influxdb").matchAll(/\s(--[a-z][a-z-]*)/g)]
-      .map((m) => m[1] as string)
-      .filter((f) => !["--no-audit", "--no-fund", "--ignore-scripts"].includes(f));
-    expect(flags).toEqual(
-      expect.arrayContaining(["--broker", "--store-url", "--org", "--bucket", "--token-file", "--plain"]),
+    const flags = [...expand(` ${script}`, "influxdb").matchAll(/\s(--[a-z][a-z-]*)/g)].map(
+      (m) => m[1] as string,
     );
+    expect(flags).toEqual(
+      expect.arrayContaining(["--settings", "--broker", "--store-url", "--org", "--bucket", "--token-file"]),
+    );
+    // The payload mode and the manifest come from the settings file only: nothing here can disagree with it.
+    expect(flags).not.toContain("--plain");
+    expect(flags).not.toContain("--encrypted");
+    expect(text).not.toContain("EST_PAYLOAD_MODE");
     const { stdout } = await promisify(execFile)(
       process.execPath,
       ["--import", "tsx", "host/src/cli/ingest.ts", "--help"],
       { cwd: root },
     );
-    for (const f of [...flags, "--encrypted"]) expect(stdout, f).toContain(f);
+    for (const f of flags) expect(stdout, f).toContain(f);
     // The ingest's oldest accepted reading follows the bucket's retention (one variable for InfluxDB, VictoriaMetrics and the ingest).
     expect(script).toContain("--retention ${INFLUXDB_RETENTION:-30d}");
     expect(JSON.stringify(compose.services.influxdb)).toContain("${INFLUXDB_RETENTION:-30d}");
-    // Both payload modes are reachable through EST_PAYLOAD_MODE.
-    expect(script).toContain("--${EST_PAYLOAD_MODE:-plain}");
+  });
+
+  it("runs the ingest with the fleet settings and the manifest they name, both mounted", async () => {
+    const cmd = compose.services.ingest?.command as string[];
+    const inContainer = cmd[cmd.indexOf("--settings") + 1]!;
+    const mounts = (compose.services.ingest?.volumes ?? []).map(splitVolume);
+    const hostPathOf = (containerPath: string): string | undefined => {
+      for (const [source = "", target = ""] of mounts)
+        if (source.startsWith(".") && (containerPath === target || containerPath.startsWith(`${target}/`)))
+          return join(root, source, containerPath.slice(target.length));
+      return undefined;
+    };
+    const settingsFile = hostPathOf(inContainer);
+    expect(settingsFile, inContainer).toBeDefined();
+    // Resolved as the ingest resolves it inside the container, then mapped back to the repository.
+    const settings = parseFleetSettings(await readFile(settingsFile!, "utf8"), inContainer);
+    const manifest = hostPathOf(settings.manifest);
+    expect(manifest, settings.manifest).toBeDefined();
+    expect((await loadManifest(manifest!)).devices.length).toBeGreaterThan(0);
   });
 
   it("the broker container gets the config the broker engineer renders for docker, at the paths it names", async () => {

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { CHANNEL_NAMES, CHANNELS } from "../../firmware/src/telemetry/channels";
 import { ALERT_LIMITS, DATASOURCES } from "../grafana/src/config";
-import { DASHBOARDS, DATASOURCE_KINDS, generatedFiles } from "../grafana/src/outputs";
+import { ALERTS, DASHBOARDS, DATASOURCE_KINDS, generatedFiles } from "../grafana/src/outputs";
 import { renderDashboard } from "../grafana/src/render-dashboard";
 import { telemetryDashboard } from "../grafana/src/definitions/telemetry";
 import { repoRoot } from "../../shared/state-dir";
@@ -73,7 +73,7 @@ describe("Grafana provisioning", () => {
         ({ doc }) => (doc.groups as { rules: { data: { datasourceUid: string }[] }[] }[] | undefined) ?? [],
       );
       const rules = groups.flatMap((g) => g.rules);
-      expect(rules.length).toBe(6);
+      expect(rules.length).toBe(ALERTS.length);
       for (const r of rules) {
         expect(r.data.map((d) => d.datasourceUid)).toEqual([DATASOURCES[kind].uid, "__expr__"]);
       }

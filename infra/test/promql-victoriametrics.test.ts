@@ -16,7 +16,7 @@ import {
   type VictoriaMetricsHandle,
 } from "../../host/src/store/victoria-metrics";
 import { interpolatePromQL, type GrafanaVars } from "./support/interpolate";
-import { feedThroughIngest, type FeedResult } from "./support/feed";
+import { feedThroughIngest, FLOOD_MESSAGES, STORM_CONNECTS, type FeedResult } from "./support/feed";
 
 // Short steps: the run lasts seconds, and a step is also the window of the per-step aggregations.
 const VARS: GrafanaVars = { intervalS: 5, rateIntervalS: 60, rangeS: 3600 };
@@ -108,8 +108,10 @@ describe("PromQL queries against VictoriaMetrics", () => {
     expect(online.map(lastValue)).toEqual([feed.boards.length]);
 
     const rejected = await queryRange(vm!.url, textOf("Fleet Health / Rejected by reason / A"), range);
-    expect(rejected.length).toBe(1);
-    expect(rejected[0]?.metric.reason).toMatch(/^[a-z_]+$/);
+    // The feed's attack: a non-envelope, a bad signature, a flood (its first messages are not envelopes either).
+    expect(rejected.map((r) => r.metric.reason).sort()).toEqual(
+      ["rate_exceeded", "tag_mismatch", feed.notEnvelopeReason].sort(),
+    );
 
     const silence = await queryInstant(
       vm!.url,
@@ -129,6 +131,51 @@ describe("PromQL queries against VictoriaMetrics", () => {
       expect(points.length).toBeGreaterThan(2);
       expect(Number(x.value[1])).toBeCloseTo(Math.max(...points) / ALERT_LIMITS.cellsPerStack, 6);
     }
+  });
+
+  it("the emulated attack shows on Fleet Security and in its alert queries, on the board that made it", async () => {
+    const [forger, flooder, stormer] = feed.boards as [string, string, string];
+    const at = Date.now();
+    const byBoard = async (where: string) =>
+      new Map(
+        (await queryInstant(vm!.url, textOf(where), at)).map((x) => [x.metric.sensor_id, Number(x.value[1])]),
+      );
+    const auth = await byBoard("alert est-auth-failures");
+    expect([...auth.keys()].sort()).toEqual([...feed.boards].sort());
+    expect(auth.get(forger)).toBeGreaterThan(0);
+    expect(auth.get(flooder)).toBe(0);
+    const rate = await byBoard("alert est-rate-exceeded");
+    expect(rate.get(flooder)).toBeGreaterThan(FLOOD_MESSAGES / 4);
+    expect(rate.get(forger)).toBe(0);
+    expect(rate.get(stormer)).toBe(0);
+    // Status points in the window: the storm's connects and the emulated board's own online.
+    const reconnects = await queryRange(
+      vm!.url,
+      textOf("Fleet Security / Connects and lost connections per board / A"),
+      { startMs: feed.startedMs - 120_000, endMs: at, stepMs: 5000 },
+    );
+    const total = (b: string) =>
+      finiteValues(reconnects.find((r) => r.metric.sensor_id === b)?.values ?? []).reduce((x, y) => x + y, 0);
+    expect(total(stormer)).toBeGreaterThan(total(forger));
+    const storm = await queryInstant(vm!.url, textOf("alert est-reconnect-storm"), at);
+    expect(Number(storm[0]?.value[1])).toBeGreaterThanOrEqual((STORM_CONNECTS + 3) / ALERT_LIMITS.windowS);
+    // Clock skew: the boards' clocks are the host's, so store minus device time is transit, well under a second.
+    const skew = await byBoard("alert est-clock-skew");
+    for (const b of feed.boards) expect(Math.abs(skew.get(b) ?? NaN)).toBeLessThan(1000);
+    // The broker refused the foreign certificate and the connection without one; the stormer connected most.
+    const refused = await queryInstant(vm!.url, textOf("alert est-refused-handshakes"), at);
+    expect(Number(refused[0]?.value[1])).toBeGreaterThanOrEqual(2);
+    const reasons = await queryRange(
+      vm!.url,
+      textOf("Fleet Security / Refused TLS handshakes by reason / A"),
+      { startMs: feed.startedMs - 120_000, endMs: at, stepMs: 5000 },
+    );
+    expect(reasons.map((r) => r.metric.reason)).toEqual(
+      expect.arrayContaining(["certificate_rejected", "no_certificate"]),
+    );
+    // Configured rate: the ingest's default (no manifest), for every board.
+    const configured = await byBoard("Fleet Security / Message rate against configured rate / B");
+    for (const b of feed.boards) expect(configured.get(b)).toBe(1);
   });
 
   it("per-board series are labelled by board, as the legends expect", async () => {

@@ -11,6 +11,7 @@ export {
   ManifestError,
   type FleetManifest,
   type DeviceSpec,
+  DEFAULT_INTERVAL_MS,
   type DeviceProvisioning,
   type SiteSpec,
   type SensorSpec,

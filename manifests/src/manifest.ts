@@ -45,10 +45,15 @@ export interface DeviceSpec {
   site: string;
   board: string;
   keyType: DeviceKeyType;
+  /** Milliseconds between readings, as provisioned (default DEFAULT_INTERVAL_MS). */
+  intervalMs: number;
   description?: string;
   sensors: Partial<Record<ChannelName, SensorSpec>>;
   provisioning?: DeviceProvisioning;
 }
+
+/** A device's interval when neither it nor the defaults name one: `npm run provision`'s default. */
+export const DEFAULT_INTERVAL_MS = 5000;
 
 export interface FleetManifest {
   version: 1;
@@ -63,10 +68,16 @@ interface RawManifest {
   fleet: string;
   description?: string;
   sites: SiteSpec[];
-  defaults?: { board?: string; keyType?: DeviceKeyType; sensors?: Partial<Record<ChannelName, SensorSpec>> };
-  devices: (Omit<DeviceSpec, "board" | "keyType" | "sensors"> & {
+  defaults?: {
     board?: string;
     keyType?: DeviceKeyType;
+    intervalMs?: number;
+    sensors?: Partial<Record<ChannelName, SensorSpec>>;
+  };
+  devices: (Omit<DeviceSpec, "board" | "keyType" | "intervalMs" | "sensors"> & {
+    board?: string;
+    keyType?: DeviceKeyType;
+    intervalMs?: number;
     sensors?: DeviceSpec["sensors"];
   })[];
 }
@@ -129,6 +140,7 @@ export function validateManifest(data: unknown): ManifestResult {
       site: d.site,
       board: board ?? "",
       keyType: d.keyType ?? raw.defaults?.keyType ?? "rsa-2048",
+      intervalMs: d.intervalMs ?? raw.defaults?.intervalMs ?? DEFAULT_INTERVAL_MS,
       ...(d.description !== undefined ? { description: d.description } : {}),
       sensors: { ...(raw.defaults?.sensors ?? {}), ...(d.sensors ?? {}) },
       ...(d.provisioning !== undefined ? { provisioning: d.provisioning } : {}),

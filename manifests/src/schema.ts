@@ -1,4 +1,5 @@
 import { CHANNEL_NAMES } from "../../firmware/src/telemetry/channels";
+import { INTERVAL_MS_MAX, INTERVAL_MS_MIN } from "../../firmware/src/identity/nvs-layout";
 
 export const SENSOR_DRIVERS = ["max31865", "ads1115-loop", "ina228", "modbus-mfm", "emulated"] as const;
 export const BOARD_PATTERN = "^[a-z0-9][a-z0-9-]{0,31}$";
@@ -76,6 +77,14 @@ const provisioning = {
   },
 } as const;
 
+const intervalMs = {
+  type: "integer",
+  minimum: INTERVAL_MS_MIN,
+  maximum: INTERVAL_MS_MAX,
+  description:
+    "milliseconds between readings (provisioned into the board); the ingest refuses a board sending far faster (rate_exceeded)",
+} as const;
+
 /** JSON Schema (draft-07) of a fleet manifest; manifests/fleet.schema.json is this, for editors. */
 export const fleetManifestSchema = {
   $schema: "http://json-schema.org/draft-07/schema#",
@@ -107,7 +116,7 @@ export const fleetManifestSchema = {
     defaults: {
       type: "object",
       additionalProperties: false,
-      properties: { board: { type: "string", pattern: BOARD_PATTERN }, keyType, sensors },
+      properties: { board: { type: "string", pattern: BOARD_PATTERN }, keyType, intervalMs, sensors },
     },
     devices: {
       type: "array",
@@ -120,6 +129,7 @@ export const fleetManifestSchema = {
           site: { type: "string" },
           board: { type: "string", pattern: BOARD_PATTERN, description: "e.g. esp32-devkitc, or emulator" },
           keyType,
+          intervalMs,
           description: { type: "string", maxLength: 200 },
           sensors,
           provisioning,

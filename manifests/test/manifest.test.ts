@@ -74,6 +74,28 @@ describe("the shipped manifests", () => {
   });
 });
 
+describe("intervals", () => {
+  it("a device's intervalMs comes from it, else the defaults, else 5000; out of range is refused", () => {
+    const r = validateManifest(
+      minimal(
+        [
+          { id: "a", site: "s" },
+          { id: "b", site: "s", intervalMs: 100 },
+        ],
+        {
+          defaults: { board: "x", intervalMs: 1000 },
+        },
+      ),
+    );
+    expect(r.ok && r.value.devices.map((d) => d.intervalMs)).toEqual([1000, 100]);
+    const plain = validateManifest(minimal([{ id: "a", site: "s", board: "x" }]));
+    expect(plain.ok && plain.value.devices[0]?.intervalMs).toBe(5000);
+    expect(errorsOf(minimal([{ id: "a", site: "s", board: "x", intervalMs: 50 }])).join()).toMatch(
+      /intervalMs/,
+    );
+  });
+});
+
 describe("refused manifests, with errors that say where", () => {
   it("ids that are not safe as topic level, CN and NVS string", () => {
     for (const [id, why] of [

@@ -48,3 +48,13 @@ export function deviceIdSequence(
     throw new RangeError(`count must be a non-negative integer, got ${count}`);
   return Array.from({ length: count }, (_, i) => `${prefix}${String(i + 1).padStart(width, "0")}`);
 }
+
+/**
+ * Firmware version the emulator's boards report (`emulator-<n>`): the ingest stores their readings with
+ * the tag `emulated=true`, so emulated data is told apart in the store even when it reaches a real one.
+ */
+export const EMULATOR_FW_PREFIX = "emulator-";
+
+export function isEmulatedFirmware(fw: string): boolean {
+  return fw.startsWith(EMULATOR_FW_PREFIX);
+}

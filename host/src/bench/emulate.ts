@@ -87,6 +87,9 @@ async function one(o: {
       String(o.durationS),
       "--broker",
       broker.url,
+      // The bench's own throw-away state folder holds the CA.
+      "--mint-into-ca",
+      o.state,
       "--connect-rate",
       String(o.connectRate),
       "--key-type",

@@ -170,6 +170,9 @@ export async function run(argv: string[]): Promise<void> {
         String(a.duration),
         "--broker",
         url,
+        // The bench's own throw-away state folder holds the CA.
+        "--mint-into-ca",
+        state,
         "--key-type",
         keyType,
         "--boot",

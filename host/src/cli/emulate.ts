@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // `npm run emulate -- --count N ...`: a fleet of emulated electrolyser boards over mutual-TLS MQTT.
+import { deviceIdProblem } from "../../../manifests/src/device-id";
+import { loadFleetSettings, resolvePayloadMode, settingsPathFrom } from "../settings/fleet-settings";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { appendFileSync, mkdirSync } from "node:fs";
@@ -25,8 +27,23 @@ const argv = await yargs(hideBin(process.argv))
   })
   .option("encrypt", {
     type: "boolean",
-    default: false,
-    describe: "seal readings in the AES-256-GCM envelope (per-device keys from the fleet payload secret)",
+    describe:
+      "seal readings in the AES-256-GCM envelope (per-device keys from the fleet payload secret); default: the fleet settings' payloadMode, else no",
+  })
+  .option("settings", {
+    type: "string",
+    describe: "fleet settings file (default $EST_FLEET_SETTINGS): the payload mode, shared with the ingest",
+  })
+  .option("id-prefix", {
+    type: "string",
+    default: "emu-",
+    describe: "device ids are <prefix>0001, <prefix>0002, … (dev-: the dev manifest's dev-0001..dev-0003)",
+  })
+  .option("mint-into-ca", {
+    type: "string",
+    describe:
+      "with --broker: the state folder whose CA (pki/) the emulated boards' identities are minted into. " +
+      "Required there, so no emu-* identity lands in a production CA by accident; their readings are stored tagged emulated=true",
   })
   .option("key-id", { type: "number", default: 1, describe: "payload secret key id used with --encrypt" })
   .option("scenario", { type: "string", describe: "fault scenario file (JSON or YAML)" })
@@ -90,6 +107,14 @@ const argv = await yargs(hideBin(process.argv))
     if (!(a.rate > 0 && a.rate <= 100)) throw new Error("--rate must be in (0, 100]");
     if (a.duration !== undefined && !(a.duration > 0)) throw new Error("--duration must be positive");
     if (!(a["connect-rate"] > 0)) throw new Error("--connect-rate must be positive");
+    if (a.broker && !a["mint-into-ca"])
+      throw new Error(
+        `--broker ${a.broker} is an external broker: emulating mints ${a.count} device identities into a CA. ` +
+          "Say which with --mint-into-ca <state folder> (its pki/ holds the CA), or leave out --broker for the embedded one",
+      );
+    if (a["mint-into-ca"] && !a.broker) throw new Error("--mint-into-ca needs --broker");
+    const idProblem = deviceIdProblem(`${a["id-prefix"]}${"9".repeat(Math.max(4, String(a.count).length))}`);
+    if (idProblem) throw new Error(`--id-prefix "${a["id-prefix"]}" makes invalid device ids: ${idProblem}`);
     if (a.workers !== undefined && !(Number.isInteger(a.workers) && a.workers >= 1 && a.workers <= 64))
       throw new Error("--workers must be an integer from 1 to 64");
     return true;
@@ -102,7 +127,15 @@ const argv = await yargs(hideBin(process.argv))
   })
   .parseAsync();
 
-const state = stateDir();
+const state = argv["mint-into-ca"] ? resolve(argv["mint-into-ca"]) : stateDir();
+const settingsPath = settingsPathFrom(argv.settings);
+const encrypt =
+  resolvePayloadMode(
+    settingsPath ? await loadFleetSettings(settingsPath) : undefined,
+    argv.encrypt === undefined ? undefined : argv.encrypt ? "encrypted" : "plain",
+    argv.encrypt ? "--encrypt" : "--no-encrypt",
+    "plain",
+  ) === "encrypted";
 const runId = new Date().toISOString().replace(/[:.]/g, "-");
 const faultLogPath = join(state, "emulator", `faults-${runId}.jsonl`);
 mkdirSync(join(state, "emulator"), { recursive: true });
@@ -126,7 +159,8 @@ try {
     rateHz: argv.rate,
     ...(argv.duration !== undefined ? { durationS: argv.duration } : {}),
     ...(argv.broker ? { brokerUrl: argv.broker } : {}),
-    encrypt: argv.encrypt,
+    encrypt,
+    idPrefix: argv["id-prefix"],
     keyId: argv["key-id"],
     ...(argv.scenario ? { scenarioFile: resolve(argv.scenario) } : {}),
     randomFaultsPerMin: argv["random-faults"],

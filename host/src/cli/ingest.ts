@@ -10,11 +10,18 @@ import { DeviceKeyCache, loadPayloadKeyring } from "../crypto/device-keys";
 import { GrantsView } from "../crypto/payload-grants";
 import { MessageClassifier } from "../ingest/classify";
 import { deadLetterFile } from "../ingest/dead-letter";
+import { DEFAULT_RATE_ALLOWANCE, DEFAULT_RATE_BURST, DeviceRateLimiter } from "../ingest/rate-limit";
 import { IngestService } from "../ingest/service";
 import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
 import { stateDir } from "../../../shared/state-dir";
+import {
+  loadFleetSettings,
+  resolveManifest,
+  resolvePayloadMode,
+  settingsPathFrom,
+} from "../settings/fleet-settings";
 import { maxReadingAgeMs, parseRetention } from "../store/retention";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
 
@@ -34,7 +41,7 @@ async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("npm run ingest --")
     .usage(
-      "$0 --broker mqtts://HOST:8883 --store-url URL (--encrypted | --plain) [options]\n\n" +
+      "$0 --broker mqtts://HOST:8883 --store-url URL (--settings FILE | --encrypted | --plain) [options]\n\n" +
         "Subscribes to every board's telemetry (QoS 1, persistent session, shared subscription), checks and " +
         "decrypts each message, writes it to InfluxDB v2 / VictoriaMetrics and acknowledges it to the broker " +
         "only once the store accepted it. Refused messages go to the dead-letter file, never to the store.",
@@ -56,6 +63,11 @@ async function main(): Promise<void> {
       describe: "The fleet seals payloads in the AES-256-GCM envelope",
     })
     .option("plain", { type: "boolean", describe: "The fleet sends plain JSON payloads" })
+    .option("settings", {
+      type: "string",
+      describe:
+        "Fleet settings file (payload mode, manifest; default $EST_FLEET_SETTINGS): --encrypted/--plain and --manifest may only repeat it",
+    })
     .option("group", {
       type: "string",
       default: "ingest",
@@ -135,24 +147,46 @@ async function main(): Promise<void> {
       describe:
         "The store's retention (h, d or w; compose: INFLUXDB_RETENTION); older readings are refused as timestamp_out_of_range",
     })
+    .option("rate-allowance", {
+      type: "number",
+      default: DEFAULT_RATE_ALLOWANCE,
+      describe:
+        "A device may send this many times its configured rate (the manifest's intervalMs; default 1/s) before its excess is refused as rate_exceeded; scaled up while the whole fleet catches up. 0: no limit",
+    })
+    .option("rate-burst", {
+      type: "number",
+      default: DEFAULT_RATE_BURST,
+      describe: "Messages a device may send at once beyond its rate (a reconnecting board's backlog)",
+    })
     .option("progress-interval", {
       type: "number",
       default: 10,
       describe: "Seconds between progress lines (0: none)",
     })
     .check((a) => {
-      if (a.encrypted === a.plain)
-        throw new Error("say whether the fleet encrypts payloads: --encrypted or --plain");
+      if (a.encrypted && a.plain) throw new Error("choose one of --encrypted and --plain");
+      if (!a.encrypted && !a.plain && !settingsPathFrom(a.settings))
+        throw new Error("say whether the fleet encrypts payloads: --settings FILE, --encrypted or --plain");
       if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
       if (a.shared && !/^[A-Za-z0-9_-]{1,64}$/.test(a.group))
         throw new Error("--group must be 1-64 letters, digits, '_' or '-'");
       parseRetention(a.retention);
+      if (!(a["rate-allowance"] >= 0)) throw new Error("--rate-allowance must be 0 or more");
+      if (!(a["rate-burst"] >= 1)) throw new Error("--rate-burst must be at least 1");
       return true;
     })
     .strict()
     .help()
     .parseAsync();
 
+  const settingsPath = settingsPathFrom(argv.settings);
+  const settings = settingsPath ? await loadFleetSettings(settingsPath) : undefined;
+  const payloadMode = resolvePayloadMode(
+    settings,
+    argv.encrypted ? "encrypted" : argv.plain ? "plain" : undefined,
+    argv.encrypted ? "--encrypted" : "--plain",
+  );
+  const manifestPath = resolveManifest(settings, argv.manifest);
   const token = argv["token-file"] ? await readSecretFile(argv["token-file"], "token file") : undefined;
   const tls = {
     ca: await readSecretFile(argv.ca, "CA bundle"),
@@ -160,7 +194,7 @@ async function main(): Promise<void> {
     key: await readSecretFile(argv.key, "private key"),
   };
   let mode: DecodeMode = { kind: "plain" };
-  if (argv.encrypted) {
+  if (payloadMode === "encrypted") {
     const ring = await loadPayloadKeyring(state);
     if (ring.size === 0)
       throw new Error(`no payload secrets in ${join(state, "secrets")}: run \`npm run setup\``);
@@ -170,9 +204,17 @@ async function main(): Promise<void> {
     mode = { kind: "encrypted", aead: nodeAead, keyFor: (keyId, sensorId) => keys.keyFor(keyId, sensorId) };
   }
   // With a manifest, it is the one list of devices that exist: anything else is unknown_device.
-  const fleet = argv.manifest ? await loadFleet(argv.manifest) : undefined;
+  const fleet = manifestPath ? await loadFleet(manifestPath) : undefined;
   const sites = fleet?.sites ?? new Map<string, string>();
 
+  const rateLimit =
+    argv["rate-allowance"] > 0
+      ? new DeviceRateLimiter({
+          rateOf: (id) => fleet?.rates.get(id),
+          allowance: argv["rate-allowance"],
+          burst: argv["rate-burst"],
+        })
+      : undefined;
   const service = new IngestService({
     brokerUrl: argv.broker,
     protocolVersion: argv["mqtt-version"] === 4 ? 4 : 5,
@@ -187,6 +229,7 @@ async function main(): Promise<void> {
       window: new ReplayWindow({ size: Math.max(4096, Math.ceil(argv["max-held"] / 32) * 32) }),
       ...(fleet ? { isKnownDevice: (id: string) => fleet.ids.has(id) } : {}),
       maxAgeMs: maxReadingAgeMs(parseRetention(argv.retention)),
+      ...(rateLimit ? { rateLimit } : {}),
     }),
     store: influxStore({ url: argv["store-url"], org: argv.org, bucket: argv.bucket, token }),
     deadLetters: deadLetterFile(argv["dead-letter"]),
@@ -198,6 +241,8 @@ async function main(): Promise<void> {
     log,
     onFatal: () => process.exit(1),
   });
+
+  if (rateLimit) service.account.configureRates((id) => rateLimit.configuredRate(id));
 
   let stopping = false;
   const onSignal = (signal: string) => {
@@ -220,7 +265,7 @@ async function main(): Promise<void> {
 
   await service.start();
   log(
-    `ingest: running (${argv.encrypted ? "encrypted" : "plain"} fleet, ${argv.shared ? `shared group ${argv.group}` : "plain subscription"}, metrics http://${argv["metrics-host"]}:${service.metricsPort}/metrics)`,
+    `ingest: running (${payloadMode} fleet${fleet ? ` of ${fleet.ids.size} devices` : ", any device of the CA"}, ${argv.shared ? `shared group ${argv.group}` : "plain subscription"}, metrics http://${argv["metrics-host"]}:${service.metricsPort}/metrics)`,
   );
   // A parent (tests, the local stack) reads this line to find the metrics port.
   console.log(JSON.stringify({ ready: true, metricsPort: service.metricsPort, pid: process.pid }));

@@ -26,6 +26,12 @@ import {
   withIdentity,
 } from "../provision/simulator-preferences";
 import { repoRoot, stateDir } from "../../../shared/state-dir";
+import {
+  loadFleetSettings,
+  resolveManifest,
+  resolvePayloadMode,
+  settingsPathFrom,
+} from "../settings/fleet-settings";
 
 interface FlashArgs {
   port?: string;
@@ -38,7 +44,9 @@ interface FlashArgs {
   interval: number;
   site?: string;
   keyId: number;
-  encrypt: boolean;
+  /** undefined: not given (the fleet settings decide, else true). */
+  encrypt?: boolean;
+  settings?: string;
   wifiSsid?: string;
   wifiPskFile?: string;
   force: boolean;
@@ -78,7 +86,20 @@ async function flash(a: FlashArgs): Promise<void> {
   if ((a.nvsOffset === undefined) !== (a.nvsSize === undefined))
     throw new ProvisionError("bad_input", "give both --nvs-offset and --nvs-size, or neither");
 
-  const manifestPath = a.manifest === false ? undefined : (a.manifest ?? defaultManifest());
+  // The fleet settings, when there are any, decide payload mode and manifest; a flag may only repeat them.
+  const settingsPath = settingsPathFrom(a.settings);
+  const fleet = settingsPath ? await loadFleetSettings(settingsPath) : undefined;
+  const encrypt =
+    resolvePayloadMode(
+      fleet,
+      a.encrypt === undefined ? undefined : a.encrypt ? "encrypted" : "plain",
+      a.encrypt === false ? "--no-encrypt" : "--encrypt",
+      "encrypted",
+    ) === "encrypted";
+  if (fleet && a.manifest === false)
+    throw new ProvisionError("bad_input", `--no-manifest contradicts the fleet settings ${fleet.source}`);
+  const manifestPath =
+    a.manifest === false ? undefined : (resolveManifest(fleet, a.manifest) ?? defaultManifest());
   if (manifestPath !== undefined)
     console.log(
       `fleet manifest ${manifestPath}${a.site !== undefined ? " (its sites take precedence over --site)" : ""}`,
@@ -87,7 +108,7 @@ async function flash(a: FlashArgs): Promise<void> {
   const settings: IdentitySettings = {
     broker: a.broker,
     intervalMs: a.interval,
-    keyId: a.encrypt ? a.keyId : null,
+    keyId: encrypt ? a.keyId : null,
   };
   if (a.site !== undefined) settings.site = a.site;
   if (a.wifiSsid !== undefined) {
@@ -342,7 +363,12 @@ await yargs(hideBin(process.argv))
           type: "string",
           describe: "broker URL the board connects to, mqtts://host:port (required)",
         })
-        .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
+        .option("interval", {
+          type: "number",
+          default: 5000,
+          describe:
+            "milliseconds between readings when there is no manifest (the manifest's intervalMs wins)",
+        })
         .option("site", {
           type: "string",
           describe:
@@ -355,8 +381,13 @@ await yargs(hideBin(process.argv))
         })
         .option("encrypt", {
           type: "boolean",
-          default: true,
-          describe: "seal payloads with the device key (--no-encrypt: TLS only)",
+          describe:
+            "seal payloads with the device key (default: the fleet settings' payloadMode, else yes; --no-encrypt: TLS only)",
+        })
+        .option("settings", {
+          type: "string",
+          describe:
+            "fleet settings file (default $EST_FLEET_SETTINGS): payload mode and manifest, shared with the ingest",
         })
         .option("wifi-ssid", { type: "string", describe: "Wi-Fi network name" })
         .option("wifi-psk-file", {

@@ -19,6 +19,8 @@ import { repoRoot, stateDir } from "../../../shared/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
 import { parseRetention } from "../store/retention";
 import { startPkiExpiryExporter } from "../store/pki-expiry";
+import { startBrokerConnectionsExporter } from "../store/broker-connections";
+import { BrokerConnectionLog } from "../broker/connection-log";
 
 const log = (line: string) => console.error(`${new Date().toISOString()} stack: ${line}`);
 
@@ -127,10 +129,14 @@ async function main(): Promise<void> {
   let keeper: CrlKeeper | undefined;
   let sync: RevocationSync | undefined;
   let expiry: { stop(): void } | undefined;
+  let connections: { stop(): void } | undefined;
+  // Connects, lost connections and refused handshakes from Mosquitto's log, for the Fleet Security dashboard.
+  const connectionLog = new BrokerConnectionLog();
   let stopping: Promise<void> | undefined;
   const stopAll = (): Promise<void> => {
     stopping ??= (async () => {
       expiry?.stop();
+      connections?.stop();
       await keeper?.stop();
       await sync?.stop();
       // Ingest first, so it can write and acknowledge what it holds while store and broker are up.
@@ -180,6 +186,7 @@ async function main(): Promise<void> {
         bind: argv.bind,
         dataDir: brokerDir,
         logFile: join(state, "stack", "broker", "mosquitto.log"),
+        onLogLine: (line) => connectionLog.feed(line),
       });
       broker = {
         url: m.url,
@@ -213,6 +220,7 @@ async function main(): Promise<void> {
     log(`victoria-metrics: ${store.url} (pid ${store.pid})`);
     // Expiry of every certificate and CRL, for the 30-day alert rule (est-pki-expiry).
     expiry = startPkiExpiryExporter({ stateDir: state, storeUrl: store.url, log });
+    if (!nats) connections = startBrokerConnectionsExporter({ storeUrl: store.url, log }, connectionLog);
     ingest = await startIngest(
       [
         "--broker",
@@ -240,7 +248,9 @@ async function main(): Promise<void> {
     throw err;
   }
 
-  log(`ready. Boards: npm run emulate -- --broker ${broker.url}; PromQL: ${store.url}/vmui; Ctrl-C stops.`);
+  log(
+    `ready. Boards: npm run emulate -- --broker ${broker.url} --mint-into-ca ${state}; PromQL: ${store.url}/vmui; Ctrl-C stops.`,
+  );
   // For scripts and tests: one JSON line on stdout.
   console.log(
     JSON.stringify({

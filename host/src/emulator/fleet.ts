@@ -4,6 +4,7 @@
  * the firmware's backoff), injects the scenario's faults and logs each one, and at the end drains the
  * outboxes and reports.
  */
+import { EMULATOR_FW_PREFIX } from "../../../firmware/src/telemetry/vocabulary";
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { BrokerCheck } from "../tls/node-broker-trust";
@@ -172,7 +173,7 @@ export class Fleet implements FleetControl {
       random: () => this.#jitter.next(),
       rateHz: o.rateHz,
       boot: o.boot,
-      fw: o.fw ?? "emulator-1",
+      fw: o.fw ?? `${EMULATOR_FW_PREFIX}1`,
       keepaliveS: o.keepaliveS ?? 60,
       maxInflight: Math.min(o.maxInflight ?? 16, MAX_INFLIGHT),
       outboxCapacity: o.outboxCapacity ?? 3600,

@@ -21,6 +21,8 @@ interface DeviceEntry {
 export interface DeviceAccount extends DeviceAccountFields {
   sensorId: string;
   rejectedByReason: Record<string, number>;
+  /** Readings per second the device is configured to send, when the ingest knows (its rate limit). */
+  configuredRate?: number;
 }
 
 export function percentile(sorted: ArrayLike<number>, p: number): number | undefined {
@@ -50,6 +52,12 @@ export class LatencyWindow {
 export class IngestAccount {
   readonly #devices = new Map<string, DeviceEntry>();
   readonly #rejectedByReason = new Map<string, number>();
+  #rateOf: ((sensorId: string) => number | undefined) | undefined;
+
+  /** Where each device's configured rate comes from (the rate limiter), for the account and the dashboards. */
+  configureRates(rateOf: (sensorId: string) => number | undefined): void {
+    this.#rateOf = rateOf;
+  }
 
   #entry(sensorId: string): DeviceEntry {
     let e = this.#devices.get(sensorId);
@@ -146,6 +154,7 @@ export class IngestAccount {
       rejectedByReason: Object.fromEntries(e.rejectedByReason),
       latencyMsP50: percentile(sorted, 50),
       latencyMsP99: percentile(sorted, 99),
+      ...(this.#rateOf?.(sensorId) !== undefined ? { configuredRate: this.#rateOf(sensorId) } : {}),
     };
   }
 }

@@ -7,6 +7,7 @@ import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { parseTopic } from "../../../firmware/src/telemetry/topics";
 import { UNKNOWN_DEVICE } from "./account";
+import type { DeviceRateLimiter } from "./rate-limit";
 import { readingLine, statusLine, UNKNOWN_SITE } from "./line-protocol";
 
 /** Reasons beyond the payload decoder's codes. */
@@ -16,7 +17,8 @@ export type IngestRejectReason =
   | "timestamp_out_of_range"
   | "timestamp_backwards"
   | "unknown_device"
-  | "retained";
+  | "retained"
+  | "rate_exceeded";
 
 /**
  * Service identities. The broker's per-board ACL patterns apply to every certificate CN, so a
@@ -55,6 +57,8 @@ export interface ClassifierOptions {
    * stored points (one point per series and timestamp) by re-dating new readings into the past.
    */
   backwardsToleranceMs?: number;
+  /** Per-device allowance, spent before anything costly: a flooding board's excess is refused as rate_exceeded. */
+  rateLimit?: DeviceRateLimiter;
 }
 
 /** Default slack for a device clock stepping back (an SNTP correction of jitter), in ms. */
@@ -71,6 +75,7 @@ export class MessageClassifier {
   readonly #maxFutureMs: number;
   readonly #isKnownDevice: (sensorId: string) => boolean;
   readonly #backwardsToleranceMs: number;
+  readonly #rateLimit: DeviceRateLimiter | undefined;
   /** Per device: its latest boot and the highest timestamp seen in it (one entry a device: bounded memory). */
   readonly #bootClock = new Map<string, { boot: number; maxTs: number }>();
   /** Readings classified for writing and not yet stored or refused: at most the ingest's held messages. */
@@ -85,6 +90,7 @@ export class MessageClassifier {
     this.#maxFutureMs = o.maxFutureMs ?? 3_600_000;
     this.#isKnownDevice = o.isKnownDevice ?? (() => true);
     this.#backwardsToleranceMs = o.backwardsToleranceMs ?? BACKWARDS_TOLERANCE_MS;
+    this.#rateLimit = o.rateLimit;
   }
 
   /** @param retained the publisher set RETAIN: fine for a status (the last will), refused for a reading. */
@@ -94,6 +100,13 @@ export class MessageClassifier {
       return reject(UNKNOWN_DEVICE, "invalid_topic", `"${printable(topic)}" is not an electrolyser topic`);
     if (SERVICE_IDENTITIES.includes(parsed.sensorId) || !this.#isKnownDevice(parsed.sensorId))
       return reject(parsed.sensorId, "unknown_device", `"${parsed.sensorId}" is not a device of this fleet`);
+    // Before decryption and decoding, so a flood's excess costs the ingest next to nothing.
+    if (this.#rateLimit && !this.#rateLimit.take(parsed.sensorId))
+      return reject(
+        parsed.sensorId,
+        "rate_exceeded",
+        `more than ${this.#rateLimit.limitOf(parsed.sensorId)} messages/s sustained`,
+      );
     if (parsed.kind === "status") return this.#status(parsed.sensorId, payload);
     if (parsed.kind !== "telemetry")
       return reject(parsed.sensorId, "invalid_topic", `unexpected ${parsed.kind} topic`);

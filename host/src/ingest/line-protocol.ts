@@ -1,5 +1,6 @@
 // InfluxDB line protocol for the store schema (see README "Store schema"): one line per reading,
 // millisecond precision, the device's own timestamp, so a re-delivered reading overwrites itself.
+import { isEmulatedFirmware } from "../../../firmware/src/telemetry/vocabulary";
 import { CHANNEL_NAMES } from "../../../firmware/src/telemetry/channels";
 import type { Reading } from "../../../firmware/src/telemetry/reading";
 
@@ -38,10 +39,13 @@ export function readingLine(r: Reading, site: string): string {
     if (v !== null) fields.push(`${name}=${formatFloat(v)}`);
   }
   fields.push(`seq=${r.seq}i`, `boot=${r.boot}i`, `faults=${r.faults.length}i`);
-  return `${TELEMETRY_MEASUREMENT}${tags([
+  const tagList: [string, string][] = [
     ["sensor_id", r.sensorId],
     ["site", site],
-  ])} ${fields.join(",")} ${Math.trunc(r.ts)}`;
+  ];
+  // Only on emulated readings, so a real board's series keep the tags they always had.
+  if (isEmulatedFirmware(r.fw)) tagList.push(["emulated", "true"]);
+  return `${TELEMETRY_MEASUREMENT}${tags(tagList)} ${fields.join(",")} ${Math.trunc(r.ts)}`;
 }
 
 export function statusLine(sensorId: string, online: boolean, tsMs: number): string {
@@ -58,7 +62,24 @@ export interface DeviceAccountFields {
   latencyMsP99?: number;
 }
 
-export function accountLine(sensorId: string, a: DeviceAccountFields, tsMs: number): string {
+/**
+ * Refusals that point at an attack or a broken board, written per device as `rejected_<reason>` (0 too,
+ * so every board has the series): the Fleet Security dashboard and its alerts read them.
+ */
+export const SECURITY_REASONS = [
+  "tag_mismatch",
+  "replay",
+  "device_mismatch",
+  "unknown_device",
+  "rate_exceeded",
+  "timestamp_backwards",
+] as const;
+
+export function accountLine(
+  sensorId: string,
+  a: DeviceAccountFields & { rejectedByReason?: Record<string, number>; configuredRate?: number },
+  tsMs: number,
+): string {
   const fields = [
     `received=${a.received}i`,
     `written=${a.written}i`,
@@ -66,6 +87,10 @@ export function accountLine(sensorId: string, a: DeviceAccountFields, tsMs: numb
     `gaps=${a.gaps}i`,
     `rejected=${a.rejected}i`,
   ];
+  if (a.rejectedByReason)
+    for (const reason of SECURITY_REASONS)
+      fields.push(`rejected_${reason}=${a.rejectedByReason[reason] ?? 0}i`);
+  if (a.configuredRate !== undefined) fields.push(`configured_rate=${formatFloat(a.configuredRate)}`);
   if (a.latencyMsP50 !== undefined) fields.push(`latency_ms_p50=${formatFloat(a.latencyMsP50)}`);
   if (a.latencyMsP99 !== undefined) fields.push(`latency_ms_p99=${formatFloat(a.latencyMsP99)}`);
   return `${ACCOUNT_MEASUREMENT}${tags([["sensor_id", sensorId]])} ${fields.join(",")} ${Math.trunc(tsMs)}`;

@@ -3,14 +3,18 @@
 // line protocol of its own into the store (a newline in a tag would start a forged point).
 import { loadManifest } from "../../../manifests/src/index";
 
-/** Every device id of the manifest and the site of each; throws ManifestError listing every problem. */
+/**
+ * Every device id of the manifest, the site of each and its configured readings per second;
+ * throws ManifestError listing every problem.
+ */
 export async function loadFleet(
   manifestPath: string,
-): Promise<{ ids: Set<string>; sites: Map<string, string> }> {
+): Promise<{ ids: Set<string>; sites: Map<string, string>; rates: Map<string, number> }> {
   const manifest = await loadManifest(manifestPath);
   return {
     ids: new Set(manifest.devices.map((d) => d.id)),
     sites: new Map(manifest.devices.map((d) => [d.id, d.site])),
+    rates: new Map(manifest.devices.map((d) => [d.id, 1000 / d.intervalMs])),
   };
 }
 

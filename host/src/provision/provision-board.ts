@@ -164,7 +164,8 @@ export async function provisionBoard(r: ProvisionRequest): Promise<ProvisionResu
     let settings = r.settings;
     if (fleet) {
       const spec = manifestDevice(fleet, deviceId);
-      settings = { ...r.settings, site: spec.site };
+      // The manifest's site and interval win: the ingest holds the board to that interval (rate_exceeded).
+      settings = { ...r.settings, site: spec.site, intervalMs: spec.intervalMs };
       if (!(await listDeviceIds(pkiPaths(r.stateDir))).includes(deviceId)) {
         if (r.dryRun) {
           r.progress(

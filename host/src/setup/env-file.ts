@@ -42,13 +42,6 @@ export const ENV_ENTRIES: readonly EnvEntry[] = [
     comment: "influxdb | victoriametrics (then: docker compose --profile victoriametrics up -d)",
   },
   {
-    key: "EST_PAYLOAD_MODE",
-    make: () => "plain",
-    secret: false,
-    comment:
-      "plain | encrypted: whether the fleet seals payloads (encrypted: run the emulator with --encrypt)",
-  },
-  {
     key: "EST_DOWNSAMPLE",
     make: () => "true",
     secret: false,

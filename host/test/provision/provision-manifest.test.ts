@@ -72,18 +72,18 @@ function sha256Hex(bytes: Uint8Array): string {
 describe("provisioning from a fleet manifest", () => {
   const path = (): string => join(state, "fleet.json");
 
-  it("hands out the manifest's devices in its order, issues a missing identity, takes the site from the manifest, and records the binding in it", async () => {
+  it("hands out the manifest's devices in its order, issues a missing identity, takes the site and interval from the manifest, and records the binding in it", async () => {
     await writeFile(
       path(),
       manifestJson([
-        { id: "m-0003", site: "hall-b" },
+        { id: "m-0003", site: "hall-b", intervalMs: 2000 },
         { id: "m-0001", site: "hall-a" },
         { id: "m-0002", site: "hall-a" },
       ]),
     );
     const b = await board(1);
     const run = await runCli(
-      [b.hostPath, "--broker", BROKER, "--manifest", path(), "--site", "ignored-site"],
+      [b.hostPath, "--broker", BROKER, "--manifest", path(), "--site", "ignored-site", "--interval", "7000"],
       state,
     );
     expect(run.stderr).toBe("");
@@ -94,6 +94,8 @@ describe("provisioning from a fleet manifest", () => {
     const identity = flashedIdentity(b);
     expect(identity.deviceId).toBe("m-0003");
     expect(identity.site).toBe("hall-b");
+    // The interval the ingest holds the board to (rate_exceeded), not the flag's.
+    expect(identity.intervalMs).toBe(2000);
     expect(await listDeviceIds(pkiPaths(state))).toContain("m-0003");
     const certDer = new Uint8Array(await readFile(pkiPaths(state).device("m-0003").certDer!));
     expect(identity.tls!.certDer).toEqual(certDer);

@@ -53,6 +53,12 @@ export const ALERT_LIMITS = {
   silentIntervals: 6,
   /** Certificates (CAs, broker, services, devices) and CRLs alarm this many days before they expire. */
   pkiExpiryDays: 30,
+  /** Status messages per second, fleet-wide, over the alert window that count as a reconnect storm. */
+  reconnectStormPerS: 0.2,
+  /** Refused TLS handshakes, fleet-wide, in the alert window that alarm (someone without a valid certificate). */
+  refusedHandshakes: 20,
+  /** A board's median store-minus-device time above this (ms) is a clock out of step. */
+  clockSkewMaxMs: 60_000,
   /** Alert rules look at this window and are evaluated this often. */
   windowS: 300,
   evaluateEveryS: 60,

@@ -7,6 +7,7 @@ import type { AlertDef, DashboardDef } from "./dashboard-model";
 import { alertDefinitions } from "./definitions/alerts";
 import { benchmarkDashboard } from "./definitions/benchmark";
 import { fleetDashboard } from "./definitions/fleet";
+import { securityDashboard } from "./definitions/security";
 import { telemetryDashboard } from "./definitions/telemetry";
 import type { DatasourceKind } from "./model";
 import { renderAlertProvisioning } from "./render-alerts";
@@ -18,6 +19,7 @@ export const DASHBOARDS: readonly { file: string; def: DashboardDef }[] = [
   { file: "electrolyser-telemetry.json", def: telemetryDashboard },
   { file: "fleet-health.json", def: fleetDashboard },
   { file: "benchmark.json", def: benchmarkDashboard },
+  { file: "fleet-security.json", def: securityDashboard },
 ];
 
 export const ALERTS: readonly AlertDef[] = alertDefinitions;

@@ -12,15 +12,24 @@ import { ensureDevPki } from "../../../pki/src/index";
 import { startMosquitto, type MosquittoHandle } from "../../../host/src/broker/mosquitto";
 import { loadOrCreatePayloadMaster } from "../../../host/src/crypto/device-keys";
 import { deviceIds, runEmulator, type EmulatorSummary } from "../../../host/src/emulator/run";
-import { telemetryTopic } from "../../../firmware/src/telemetry/topics";
+import { statusTopic, telemetryTopic } from "../../../firmware/src/telemetry/topics";
+import { sealEnvelope } from "../../../firmware/src/envelope/envelope";
+import { encodeReading } from "../../../firmware/src/payload/codec";
+import { deriveDeviceKey } from "../../../host/src/crypto/device-keys";
+import { nodeAead } from "../../../host/src/crypto/node-aead";
+import { sampleReading } from "../../../host/testkit/ingest/fleet-publisher";
 import { repoRoot } from "../../../shared/state-dir";
 import { BENCH_FIELDS } from "../../grafana/src/definitions/benchmark";
 import { writePkiExpiry } from "../../../host/src/store/pki-expiry";
+import { BrokerConnectionLog } from "../../../host/src/broker/connection-log";
+import { startBrokerConnectionsExporter } from "../../../host/src/store/broker-connections";
 
 export interface FeedResult {
   boards: string[];
   /** When the boards started (ms epoch). */
   startedMs: number;
+  /** The ingest's reason for a payload that is not an envelope. */
+  notEnvelopeReason: string;
   /** Stops the boards, the ingest (gracefully) and the broker. */
   stop(): Promise<void>;
 }
@@ -29,6 +38,11 @@ const BOARD_COUNT = 3;
 const BOARD_PREFIX = "est-infra-";
 const RATE_HZ = 2;
 const KEY_ID = 1;
+/** Past the ingest's default burst (300) at once: the rest is refused as rate_exceeded. */
+export const FLOOD_MESSAGES = 600;
+export const STORM_CONNECTS = 5;
+/** What the ingest calls the non-envelopes the attack sends (shorter than an envelope's header and tag). */
+const NOT_ENVELOPE_REASON = "truncated";
 
 async function startIngest(o: {
   stateDir: string;
@@ -124,13 +138,15 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
   const boards = deviceIds(BOARD_COUNT, BOARD_PREFIX);
   const pki = await ensureDevPki({ stateDir, devices: boards, deviceKeyType: "p256", services: ["ingest"] });
   // The ingest loads the fleet's payload secrets at start: create the one the boards will use first.
-  await loadOrCreatePayloadMaster(stateDir, KEY_ID);
+  const master = await loadOrCreatePayloadMaster(stateDir, KEY_ID);
   let broker: MosquittoHandle | undefined;
   let ingest: ChildProcess | undefined;
   let bad: mqtt.MqttClient | undefined;
   const abort = new AbortController();
   let emulator: Promise<EmulatorSummary | undefined> = Promise.resolve(undefined);
+  let connections: { stop(): void } | undefined;
   const stop = async () => {
+    connections?.stop();
     abort.abort();
     await emulator.catch(() => undefined);
     await bad?.endAsync(true).catch(() => undefined);
@@ -138,21 +154,94 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
     await broker?.stop();
   };
   try {
-    broker = await startMosquitto({ pki, dataDir: join(o.dir, "broker") });
-    ingest = await startIngest({ stateDir, brokerUrl: broker.url, storeUrl: o.storeUrl });
-    // Something the ingest must refuse (not an envelope), so "rejected by reason" has a series. Sent
-    // before the boards start: the broker binds the client id to the certificate CN, so this connection
-    // and the emulated board on the same certificate would replace each other.
-    const first = pki.device(boards[0]!);
-    bad = await mqtt.connectAsync(broker.url, {
-      ca: await readFile(pki.caBundle),
-      cert: await readFile(first.cert),
-      key: await readFile(first.key),
-      clientId: `${boards[0]}-tampered`,
-      reconnectPeriod: 0,
+    // Connects and refused handshakes from the broker's log, as `npm run stack` exports them.
+    const connectionLog = new BrokerConnectionLog();
+    broker = await startMosquitto({
+      pki,
+      dataDir: join(o.dir, "broker"),
+      onLogLine: (line) => connectionLog.feed(line),
     });
-    await bad.publishAsync(telemetryTopic(boards[0]!), "{not an envelope", { qos: 1 });
+    connections = startBrokerConnectionsExporter(
+      { storeUrl: o.storeUrl, everyMs: 1000, log: () => undefined },
+      connectionLog,
+    );
+    ingest = await startIngest({ stateDir, brokerUrl: broker.url, storeUrl: o.storeUrl });
+    // An emulated attack, before the boards start (the broker binds the client id to the certificate CN,
+    // so these connections and the emulated board on the same certificate would replace each other):
+    //  board 0 sends something that is not an envelope, and a sealed reading with one bit flipped (a bad
+    //  signature: tag_mismatch); board 1 floods past its allowance (rate_exceeded); board 2 reconnects
+    //  over and over, announcing itself online each time (a reconnect storm).
+    const ca = await readFile(pki.caBundle);
+    const connectAs = async (id: string, n: number) =>
+      mqtt.connectAsync(broker!.url, {
+        ca,
+        cert: await readFile(pki.device(id).cert),
+        key: await readFile(pki.device(id).key),
+        clientId: `${id}-attack-${n}`,
+        reconnectPeriod: 0,
+      });
+    const [b0, b1, b2] = boards as [string, string, string];
+    bad = await connectAs(b0, 0);
+    await bad.publishAsync(telemetryTopic(b0), "{not an envelope", { qos: 1 });
     await bad.endAsync();
+    bad = await connectAs(b1, 0);
+    await bad.publishAsync(telemetryTopic(b1), "x", { qos: 1 });
+    await bad.endAsync();
+    // The account is cumulative since the ingest started: the attack must come after its first figures
+    // are stored, so increase() sees the counters rise (a series that first appears at 300 shows no increase).
+    await until("the attackers' first account lines", async () => {
+      const res = await fetch(
+        `${o.storeUrl}/api/v1/query?${new URLSearchParams({ query: "count_over_time(ingest_received[10s])" })}`,
+      );
+      const body = (await res.json()) as { data: { result: { value: [number, string] }[] } };
+      return body.data.result.length === 2 && body.data.result.every((r) => Number(r.value[1]) >= 2);
+    });
+    bad = await connectAs(b0, 1);
+    const forged = sealEnvelope(nodeAead, deriveDeviceKey(master, b0), {
+      keyId: KEY_ID,
+      boot: 1,
+      counter: 1_000_000,
+      topic: telemetryTopic(b0),
+      sensorId: b0,
+      plaintext: encodeReading(sampleReading(b0, 1_000_000, Date.now())),
+    });
+    forged[20] = forged[20]! ^ 0x01;
+    await bad.publishAsync(telemetryTopic(b0), Buffer.from(forged), { qos: 1 });
+    await bad.endAsync();
+    bad = await connectAs(b1, 1);
+    const flooder = bad;
+    await Promise.all(
+      Array.from({ length: FLOOD_MESSAGES }, () => flooder.publishAsync(telemetryTopic(b1), "x", { qos: 1 })),
+    );
+    await bad.endAsync();
+    // Certificates the broker must refuse: one from another CA, and none at all.
+    const foreign = await ensureDevPki({
+      stateDir: join(o.dir, "foreign"),
+      devices: [b0],
+      deviceKeyType: "p256",
+    });
+    for (const creds of [
+      { cert: await readFile(foreign.device(b0).cert), key: await readFile(foreign.device(b0).key) },
+      {},
+    ]) {
+      await mqtt
+        .connectAsync(broker.url, {
+          ca,
+          ...creds,
+          clientId: `${b0}-foreign`,
+          reconnectPeriod: 0,
+          connectTimeout: 5000,
+        })
+        .then(
+          (c) => c.endAsync(true),
+          () => undefined,
+        );
+    }
+    for (let n = 0; n < STORM_CONNECTS; n++) {
+      bad = await connectAs(b2, n + 1);
+      await bad.publishAsync(statusTopic(b2), "online", { qos: 1 });
+      await bad.endAsync();
+    }
 
     const startedMs = Date.now();
     const started = new Promise<void>((resolve, reject) => {
@@ -213,7 +302,14 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
       async () => (await seriesCount(o.storeUrl, "device_status_online")) === BOARD_COUNT,
     );
     // Counters and readings need a few points for increase(), rate() and per-step windows.
-    for (const metric of ["electrolyser_seq", "ingest_written", "ingest_rejected_count"]) {
+    for (const metric of [
+      "electrolyser_seq",
+      "ingest_written",
+      "ingest_rejected_count",
+      "ingest_rejected_rate_exceeded",
+      "broker_refused_count",
+      "broker_connections_connects",
+    ]) {
       await until(`${metric}: several points per series`, async () => {
         const res = await fetch(
           `${o.storeUrl}/api/v1/query?${new URLSearchParams({ query: `count_over_time(${metric}[5s])` })}`,
@@ -224,7 +320,7 @@ export async function feedThroughIngest(o: { dir: string; storeUrl: string }): P
     }
     const rest = firstStoredMs + HISTORY_MS - Date.now();
     if (rest > 0) await new Promise((r) => setTimeout(r, rest));
-    return { boards, startedMs, stop };
+    return { boards, startedMs, notEnvelopeReason: NOT_ENVELOPE_REASON, stop };
   } catch (err) {
     await stop();
     throw err;

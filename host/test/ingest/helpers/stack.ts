@@ -8,6 +8,7 @@ import { startMosquitto, type MosquittoHandle } from "../../../src/broker/mosqui
 import { DeviceKeyCache, loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
 import { nodeAead } from "../../../src/crypto/node-aead";
 import { MessageClassifier } from "../../../src/ingest/classify";
+import type { DeviceRateLimiter } from "../../../src/ingest/rate-limit";
 import { deadLetterFile, type DeadLetter } from "../../../src/ingest/dead-letter";
 import { IngestService, type IngestServiceOptions } from "../../../src/ingest/service";
 import { influxStore } from "../../../src/ingest/store-writer";
@@ -106,7 +107,9 @@ export async function connectFleet(
 /** The ingest in this process (for tests that read its account directly). */
 export async function startIngest(
   s: TestStack,
-  o: { encrypted: boolean; sites?: Map<string, string> } & Partial<Omit<IngestServiceOptions, "classifier">>,
+  o: { encrypted: boolean; sites?: Map<string, string>; rateLimit?: DeviceRateLimiter } & Partial<
+    Omit<IngestServiceOptions, "classifier">
+  >,
 ): Promise<IngestService> {
   const keys = new DeviceKeyCache(new Map([[KEY_ID, s.master]]));
   const service = new IngestService({
@@ -123,6 +126,7 @@ export async function startIngest(
         ? { kind: "encrypted", aead: nodeAead, keyFor: (k, id) => keys.keyFor(k, id) }
         : { kind: "plain" },
       siteOf: (id) => o.sites?.get(id),
+      ...(o.rateLimit ? { rateLimit: o.rateLimit } : {}),
     }),
     store: influxStore({ url: s.vm.url, org: "electrolyser", bucket: "telemetry" }),
     deadLetters: deadLetterFile(s.deadLetterPath),

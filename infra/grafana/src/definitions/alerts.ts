@@ -3,6 +3,13 @@ import { ALERT_LIMITS } from "../config";
 import type { AlertDef } from "../dashboard-model";
 import type { SeriesQuery } from "../model";
 import { silenceQuery } from "./fleet";
+import {
+  authFailuresQuery,
+  clockSkewQuery,
+  fleetReconnectsQuery,
+  fleetRefusedHandshakesQuery,
+  rateExceededQuery,
+} from "./security";
 
 const perBoard = (field: string, reducer: "mean" | "max" | "min", divideBy?: number): SeriesQuery => ({
   measurement: "electrolyser",
@@ -93,6 +100,63 @@ export const alertDefinitions: readonly AlertDef[] = [
     limit: ALERT_LIMITS.silentIntervals * ALERT_LIMITS.reportIntervalS,
     // Boards silent for longer than a day drop out of the rule (and show in the Fleet Health table).
     windowS: 86_400,
+    forDuration: "0s",
+    severity: "warning",
+  },
+  {
+    uid: "est-auth-failures",
+    title: "Payload authentication failures",
+    summary:
+      `Readings from {{ $labels.sensor_id }} failed authentication (tag_mismatch) in the last ${W / 60} min: ` +
+      "a forged or tampered message, or the board holds the wrong key.",
+    query: authFailuresQuery,
+    comparison: "above",
+    limit: 0,
+    windowS: W,
+    forDuration: "0s",
+    severity: "warning",
+  },
+  {
+    uid: "est-rate-exceeded",
+    title: "Board above its message rate",
+    summary: `{{ $labels.sensor_id }} sent past its allowance in the last ${W / 60} min; the excess is refused (rate_exceeded).`,
+    query: rateExceededQuery,
+    comparison: "above",
+    limit: 0,
+    windowS: W,
+    forDuration: "0s",
+    severity: "warning",
+  },
+  {
+    uid: "est-reconnect-storm",
+    title: "Reconnect storm",
+    summary: `More than ${ALERT_LIMITS.reconnectStormPerS} connects or lost connections per second, fleet-wide, over ${W / 60} min.`,
+    query: fleetReconnectsQuery,
+    comparison: "above",
+    limit: ALERT_LIMITS.reconnectStormPerS,
+    windowS: W,
+    forDuration: "0s",
+    severity: "warning",
+  },
+  {
+    uid: "est-clock-skew",
+    title: "Board clock out of step",
+    summary: `Readings of {{ $labels.sensor_id }} reach the store more than ${ALERT_LIMITS.clockSkewMaxMs / 1000} s after their timestamp (median): its clock is behind, or its readings are stuck.`,
+    query: clockSkewQuery,
+    comparison: "above",
+    limit: ALERT_LIMITS.clockSkewMaxMs,
+    windowS: W,
+    forDuration: "5m",
+    severity: "warning",
+  },
+  {
+    uid: "est-refused-handshakes",
+    title: "Refused TLS handshakes",
+    summary: `The broker refused more than ${ALERT_LIMITS.refusedHandshakes} TLS handshakes in ${W / 60} min (foreign, revoked or missing certificates; see Fleet Security).`,
+    query: fleetRefusedHandshakesQuery,
+    comparison: "above",
+    limit: ALERT_LIMITS.refusedHandshakes,
+    windowS: W,
     forDuration: "0s",
     severity: "warning",
   },
