@@ -26,6 +26,7 @@ import type { LiveSnapshot } from "./live-view";
 import type { Histogram } from "./histogram";
 import { Verifier } from "./verifier";
 import { MONITOR_IDENTITY } from "../broker/topic-policy";
+import type { ConfirmationMode } from "../../../firmware/src/app/mqtt-session";
 
 export interface EmulatorOptions {
   count: number;
@@ -57,6 +58,9 @@ export interface EmulatorOptions {
   verifyIdentity?: string;
   outboxCapacity?: number;
   maxInflight?: number;
+  /** End-to-end confirmations in the boards' sessions (default auto). */
+  confirmations?: ConfirmationMode;
+  confirmTimeoutS?: number;
   drainTimeoutS?: number;
   keepReadings?: boolean;
   /** Write the emulator's figures to the store (measurement `bench`) every 10 s and at the end. */
@@ -108,6 +112,11 @@ export interface EmulatorSummary {
     outboxDropped: number;
     unacked: number;
     ackedPerS: number;
+    /** Confirmed stored by the ingest, and PUBACKed but unconfirmed at the end. */
+    confirmed: number;
+    awaitingConfirmation: number;
+    /** Boards per confirmation state (off, awaiting, present, absent) at the end. */
+    confirmationStates: Record<string, number>;
   };
   pubackMs: { p50: number; p99: number; max: number };
   /** After every board connected and sent its backlog (null if that never happened). */
@@ -250,6 +259,8 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     ...(o.maxPendingConnects ? { maxPendingConnects: o.maxPendingConnects } : {}),
     ...(o.outboxCapacity ? { outboxCapacity: o.outboxCapacity } : {}),
     ...(o.maxInflight ? { maxInflight: o.maxInflight } : {}),
+    ...(o.confirmations ? { confirmations: o.confirmations } : {}),
+    ...(o.confirmTimeoutS ? { confirmTimeoutMs: o.confirmTimeoutS * 1000 } : {}),
     ...(o.onFault ? { onFault: o.onFault } : {}),
   };
   const workers = Math.min(o.workers ?? 1, o.count);
@@ -469,6 +480,9 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
         outboxDropped: dropped,
         unacked,
         ackedPerS: round(ackedEnd / Math.max(sampledS, 1e-3), 1),
+        confirmed: devices.reduce((n, d) => n + d.confirmed, 0),
+        awaitingConfirmation: devices.reduce((n, d) => n + d.awaiting, 0),
+        confirmationStates: countBy(devices.map((d) => d.confirmations)),
       },
       pubackMs: latencySummary(s.pubackLatency),
       pubackSteadyMs: steadySummary(s.pubackSteady),
@@ -535,6 +549,10 @@ export function summaryLines(s: EmulatorSummary): string[] {
       `handshake failures ${s.connect.handshakeFailures} (broker refused ${s.connect.brokerRefused}), connect failures ${s.connect.connectFailures}, reconnects ${s.connect.reconnects}`,
     `  messages: ${s.messages.readings} readings, ${s.messages.acked} acknowledged (${s.messages.ackedPerS}/s), ${s.messages.resends} resent, ` +
       `${s.messages.outboxDropped} dropped by full outboxes, ${s.messages.unacked} never acknowledged`,
+    `  confirmations: ${s.messages.confirmed} confirmed stored, ${s.messages.awaitingConfirmation} awaiting at the end; boards ` +
+      Object.entries(s.messages.confirmationStates)
+        .map(([state, n]) => `${state} ${n}`)
+        .join(", "),
     `  PUBACK latency p50 ${s.pubackMs.p50} ms p99 ${s.pubackMs.p99} ms max ${s.pubackMs.max} ms` +
       (s.pubackSteadyMs
         ? `; steady state p50 ${s.pubackSteadyMs.p50} ms p99 ${s.pubackSteadyMs.p99} ms`
@@ -553,4 +571,10 @@ export function summaryLines(s: EmulatorSummary): string[] {
 export async function writeReport(path: string, s: EmulatorSummary): Promise<void> {
   await mkdir(join(path, ".."), { recursive: true });
   await writeFileAtomic(path, JSON.stringify(s, null, 2) + "\n");
+}
+
+function countBy(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
 }
