@@ -13,6 +13,12 @@ import { IngestService } from "../ingest/service";
 import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
+import {
+  detectStoreDurability,
+  durableOnAccept,
+  victoriaMetricsHorizon,
+  type StoreDurability,
+} from "../ingest/confirmer";
 import { stateDir } from "../state/state-dir";
 import { maxReadingAgeMs, parseRetention } from "../store/retention";
 import type { DecodeMode } from "../../../firmware/src/payload/telemetry-message";
@@ -139,7 +145,26 @@ async function main(): Promise<void> {
       default: 10,
       describe: "Seconds between progress lines (0: none)",
     })
+    .option("confirm", {
+      choices: ["on", "off"] as const,
+      default: "on" as const,
+      describe:
+        "end-to-end confirmations: tell each board (electrolyser/<id>/down/stored, QoS 1, at most once a second) which readings the store holds durably, so it may forget them",
+    })
+    .option("store-kind", {
+      choices: ["auto", "influxdb2", "victoria-metrics"] as const,
+      default: "auto" as const,
+      describe:
+        "what a 2xx from the store means for --confirm: InfluxDB 2 is durable on 204 (WAL fsync); VictoriaMetrics only after --durable-horizon; auto reads the store's /metrics",
+    })
+    .option("durable-horizon", {
+      type: "number",
+      default: 20,
+      describe:
+        "seconds a VictoriaMetrics write must be outlived by the same store process before it is confirmed (measured: lost to SIGKILL up to ~5 s, kept from 10 s)",
+    })
     .check((a) => {
+      if (!(a["durable-horizon"] >= 0)) throw new Error("--durable-horizon must be >= 0 seconds");
       if (a.encrypted === a.plain)
         throw new Error("say whether the fleet encrypts payloads: --encrypted or --plain");
       if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
@@ -192,6 +217,7 @@ async function main(): Promise<void> {
     maxHeld: argv["max-held"],
     accountIntervalMs: argv["account-interval"] * 1000,
     metrics: { port: argv["metrics-port"], host: argv["metrics-host"] },
+    ...(argv.confirm === "on" ? { confirm: { durability: storeDurability(argv) } } : {}),
     log,
     onFatal: () => process.exit(1),
   });
@@ -229,11 +255,30 @@ async function main(): Promise<void> {
       const dt = argv["progress-interval"];
       log(
         `ingest: received ${t.received} (${Math.round((t.received - last.received) / dt)}/s), written ${t.written}, ` +
-          `duplicates ${t.duplicates}, rejected ${t.rejected}, gaps ${t.gaps}, held ${service.held}, store ${service.storeUp ? "up" : "DOWN"}`,
+          `duplicates ${t.duplicates}, rejected ${t.rejected}, gaps ${t.gaps}, held ${service.held}, store ${service.storeUp ? "up" : "DOWN"}` +
+          (service.confirmer
+            ? `, confirmed ${service.confirmer.counts.confirmedReadings} (${service.confirmer.pending} awaiting durability)`
+            : ""),
       );
       last = t;
     }, argv["progress-interval"] * 1000).unref();
   }
+}
+
+function storeDurability(a: {
+  "store-url": string;
+  "store-kind": "auto" | "influxdb2" | "victoria-metrics";
+  "durable-horizon": number;
+}): StoreDurability {
+  const storeUrl = a["store-url"];
+  const horizonMs = a["durable-horizon"] * 1000;
+  if (a["store-kind"] === "influxdb2") return durableOnAccept();
+  if (a["store-kind"] === "victoria-metrics") return victoriaMetricsHorizon({ storeUrl, horizonMs });
+  return detectStoreDurability({
+    storeUrl,
+    horizonMs,
+    onDetected: (rule) => log(`ingest: confirmations: a write is durable ${rule.name}`),
+  });
 }
 
 main().catch((err: unknown) => {

@@ -35,7 +35,7 @@ export type Outcome =
       /** The reading's place in its device's sequence: committed to the replay window once stored. */
       position?: { boot: number; seq: number };
     }
-  | { kind: "duplicate"; sensorId: string }
+  | { kind: "duplicate"; sensorId: string; position?: { boot: number; seq: number } }
   | { kind: "rejected"; sensorId: string; reason: string; detail: string };
 
 export interface ClassifierOptions {
@@ -115,7 +115,7 @@ export class MessageClassifier {
     const verdict = this.#window.check(r.sensorId, r.boot, r.seq);
     const key = positionKey(r.sensorId, r.boot, r.seq);
     if (verdict === "duplicate" || this.#inFlight.has(key))
-      return { kind: "duplicate", sensorId: r.sensorId };
+      return { kind: "duplicate", sensorId: r.sensorId, position: { boot: r.boot, seq: r.seq } };
     if (verdict === "replay")
       return reject(r.sensorId, "replay", `boot ${r.boot} seq ${r.seq} is older than the replay window`);
 
