@@ -128,6 +128,16 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   get session(): MqttSession | undefined {
     return this.#session;
   }
+  /**
+   * PUBACKed readings this board still waits to see confirmed: only when confirmations are expected (mode on, or
+   * auto once one came); an auto board that has heard none yet would fall back, not wait.
+   */
+  get awaitingConfirmation(): number {
+    const state = this.#session?.confirmationState;
+    const expects = state === "present" || (state === "awaiting" && this.#env.confirmations === "on");
+    return expects ? this.outbox.delivered : 0;
+  }
+
   get started(): boolean {
     return this.#session !== undefined && this.#session.state !== "idle";
   }

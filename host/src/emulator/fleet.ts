@@ -298,10 +298,21 @@ export class Fleet implements FleetControl {
     return n;
   }
 
-  /** Waits until every outbox is empty or the timeout passes; returns what is still unacknowledged. */
+  /** PUBACKed readings still waiting for a confirmation the board expects. */
+  awaitingConfirmations(): number {
+    let n = 0;
+    for (const b of this.boards) n += b.awaitingConfirmation;
+    return n;
+  }
+
+  /**
+   * Waits until every reading is PUBACKed and, on boards that expect confirmations, confirmed stored (or the
+   * timeout passes); returns what is still unacknowledged.
+   */
   async drain(timeoutMs: number): Promise<number> {
     const until = performance.now() + timeoutMs;
-    while (this.pendingMessages() > 0 && performance.now() < until) await sleep(50);
+    while ((this.pendingMessages() > 0 || this.awaitingConfirmations() > 0) && performance.now() < until)
+      await sleep(50);
     return this.pendingMessages();
   }
 
