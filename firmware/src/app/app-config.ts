@@ -51,7 +51,7 @@ export const DEFAULT_APP_CONFIG: Readonly<AppConfig> = Object.freeze({
   connectTimeoutMs: 30_000,
   statsIntervalMs: 60_000,
   confirmations: "auto",
-  // The ingest holds a VictoriaMetrics write 20 s before confirming it, and batches confirmations per second.
+  // The ingest holds a VictoriaMetrics write 30 s (its durable horizon) before confirming it, batched per second.
   confirmTimeoutMs: 60_000,
 });
 

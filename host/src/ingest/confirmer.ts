@@ -60,8 +60,8 @@ export const defaultMetricsFetch: MetricsFetch = async (url) => {
 
 /**
  * VictoriaMetrics: durable once the same process (start time and row counter from its /metrics) has been seen
- * alive `horizonMs` after the write. Measured on 1.79 (`npm run bench -- durability`): writes 0–5 s old are lost
- * to a SIGKILL, 10 s and older survive; the default 20 s leaves a margin.
+ * alive `horizonMs` after the write. Measured on 1.79 (`npm run bench -- durability`, README "Durability"): writes
+ * up to 10 s old are lost to a SIGKILL, 12 s and older survive; the CLI's default 30 s leaves a margin.
  */
 export function victoriaMetricsHorizon(o: {
   storeUrl: string;
