@@ -70,6 +70,7 @@ async function one(o: {
   connectRate: number;
   workers: number;
   confirm?: "on" | "off";
+  confirmIntervalS?: number;
   log: (s: string) => void;
 }): Promise<BenchRow> {
   const dataDir = await mkdtemp(join(o.state, "mosquitto-"));
@@ -88,6 +89,8 @@ async function one(o: {
         "--plain",
         "--confirm",
         o.confirm,
+        "--confirm-interval",
+        String(o.confirmIntervalS ?? 1),
         "--metrics-port",
         "0",
         "--progress-interval",
@@ -265,6 +268,11 @@ export async function run(argv: string[]): Promise<void> {
       describe:
         "comma-separated confirmation modes to compare (on,off): each run adds VictoriaMetrics and the real ingest (--confirm on|off) and prints its CPU and the confirmation bytes per reading",
     })
+    .option("confirm-interval", {
+      type: "number",
+      default: 1,
+      describe: "the ingest's --confirm-interval (seconds) for the runs with confirmations",
+    })
     .strict()
     .help()
     .parseAsync();
@@ -340,7 +348,7 @@ export async function run(argv: string[]): Promise<void> {
             rateHz: a.rate,
             connectRate: a["connect-rate"],
             workers,
-            ...(confirm ? { confirm } : {}),
+            ...(confirm ? { confirm, confirmIntervalS: a["confirm-interval"] } : {}),
             log,
           }),
         );

@@ -151,6 +151,12 @@ async function main(): Promise<void> {
       describe:
         "end-to-end confirmations: tell each board (electrolyser/<id>/down/stored, QoS 1, at most once a second) which readings the store holds durably, so it may forget them",
     })
+    .option("confirm-interval", {
+      type: "number",
+      default: 1,
+      describe:
+        "seconds between confirmation rounds: each board hears at most once per round (longer: fewer messages through the broker, readings held longer on the boards)",
+    })
     .option("store-kind", {
       choices: ["auto", "influxdb2", "victoria-metrics"] as const,
       default: "auto" as const,
@@ -165,6 +171,8 @@ async function main(): Promise<void> {
     })
     .check((a) => {
       if (!(a["durable-horizon"] >= 0)) throw new Error("--durable-horizon must be >= 0 seconds");
+      if (!(a["confirm-interval"] >= 0.1 && a["confirm-interval"] <= 60))
+        throw new Error("--confirm-interval must be 0.1 to 60 seconds");
       if (a.encrypted === a.plain)
         throw new Error("say whether the fleet encrypts payloads: --encrypted or --plain");
       if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
@@ -217,7 +225,14 @@ async function main(): Promise<void> {
     maxHeld: argv["max-held"],
     accountIntervalMs: argv["account-interval"] * 1000,
     metrics: { port: argv["metrics-port"], host: argv["metrics-host"] },
-    ...(argv.confirm === "on" ? { confirm: { durability: storeDurability(argv) } } : {}),
+    ...(argv.confirm === "on"
+      ? {
+          confirm: {
+            durability: storeDurability(argv),
+            intervalMs: Math.round(argv["confirm-interval"] * 1000),
+          },
+        }
+      : {}),
     log,
     onFatal: () => process.exit(1),
   });
