@@ -166,6 +166,14 @@ export default class MqttSession {
     return this.#confirmState;
   }
 
+  /** Confirmations are known to come (one did), or required (mode on). */
+  get #expectsConfirmations(): boolean {
+    return (
+      this.#confirmState === "present" ||
+      (this.#confirmState === "awaiting" && this.#o.confirmations?.mode === "on")
+    );
+  }
+
   get #holding(): boolean {
     return this.#confirmState === "awaiting" || this.#confirmState === "present";
   }
@@ -262,7 +270,9 @@ export default class MqttSession {
       // Every connection: a broker that lost its persistent session (a crash before it saved) lost the
       // subscription with it. The broker may also have lost what it PUBACKed: unconfirmed readings go again.
       this.#subscribePending = this.#confirmState !== "off";
-      if (this.#holding) this.#counters.requeued += this.#o.outbox.requeueDelivered();
+      // In auto mode before any confirmation came the board does not yet know there is an ingest that confirms:
+      // resending then would only duplicate what a PUBACK-only fleet already has.
+      if (this.#expectsConfirmations) this.#counters.requeued += this.#o.outbox.requeueDelivered();
       const queued = this.#o.outbox.size;
       this.#o.log.info(`mqtt: connected${queued ? `, ${queued} queued reading(s) to send` : ""}`);
       // The client reports writable space right after CONNACK; sending waits for that.

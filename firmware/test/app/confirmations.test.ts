@@ -217,6 +217,25 @@ describe("a board with confirmations auto", () => {
     expect(d.app.outbox!.delivered).toBe(2);
   });
 
+  it("before any confirmation came, does not resend delivered readings on a reconnect (a PUBACK-only fleet gets no duplicates)", async () => {
+    const d = start({ confirmations: "auto", confirmTimeout: 60_000 });
+    await d.timers.advance(3_500);
+    d.broker.stop();
+    d.broker.start();
+    await d.timers.advance(2_000);
+    expect(d.broker.published(TOPIC).filter((m) => m.duplicate)).toEqual([]);
+    confirm(d, [{ from: 0, to: 0 }]); // from now on it knows an ingest confirms
+    d.broker.stop();
+    d.broker.start();
+    await d.timers.advance(2_000);
+    expect(
+      d.broker
+        .published(TOPIC)
+        .filter((m) => m.duplicate)
+        .map(seqOf)[0],
+    ).toBe(1);
+  });
+
   it("stays with confirmations once they came, through an ingest outage longer than the timeout", async () => {
     const d = start({ confirmations: "auto" });
     await d.timers.advance(2_500);
