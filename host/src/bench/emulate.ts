@@ -270,7 +270,7 @@ export async function run(argv: string[]): Promise<void> {
     })
     .option("confirm-interval", {
       type: "number",
-      default: 1,
+      default: 5,
       describe: "the ingest's --confirm-interval (seconds) for the runs with confirmations",
     })
     .strict()

@@ -153,7 +153,9 @@ async function main(): Promise<void> {
     })
     .option("confirm-interval", {
       type: "number",
-      default: 1,
+      // Measured with 1,000 boards at 1 Hz (README "Durability"): 1 s costs the broker 22 % more CPU per reading,
+      // 5 s about 1 %; the boards hold 4 s more readings for it.
+      default: 5,
       describe:
         "seconds between confirmation rounds: each board hears at most once per round (longer: fewer messages through the broker, readings held longer on the boards)",
     })
