@@ -67,6 +67,9 @@ async function runWithFault(o: {
       o.confirm ? "on" : "off",
       "--durable-horizon",
       String(o.horizonS ?? HORIZON_S),
+      // Confirm every second (the default 5 s trades latency for broker CPU): keeps each test short.
+      "--confirm-interval",
+      "1",
       ...(o.ingestArgs ?? []),
     ],
   });
