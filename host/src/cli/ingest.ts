@@ -149,7 +149,7 @@ async function main(): Promise<void> {
       choices: ["on", "off"] as const,
       default: "on" as const,
       describe:
-        "end-to-end confirmations: tell each board (electrolyser/<id>/down/stored, QoS 1, at most once a second) which readings the store holds durably, so it may forget them",
+        "end-to-end confirmations: tell each board (electrolyser/<id>/down/stored, QoS 1, at most once per --confirm-interval) which readings the store holds durably, so it may forget them",
     })
     .option("confirm-interval", {
       type: "number",
