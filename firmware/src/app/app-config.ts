@@ -2,6 +2,8 @@
 // arrive as strings, the manifest's own values as numbers/booleans, so every field is parsed here,
 // once, with its default and its bounds. Per-device settings (broker, interval, keys) come from NVS;
 // the ones here that repeat them are overrides for bench and simulator runs.
+import { CONFIRMATION_MODES } from "./mqtt-session";
+import type { ConfirmationMode } from "./mqtt-session";
 
 export interface AppConfig {
   /** Firmware version carried in every reading. */
@@ -27,6 +29,10 @@ export interface AppConfig {
   connectTimeoutMs: number;
   /** How often the console gets a line of delivery counters; 0 for never. */
   statsIntervalMs: number;
+  /** End-to-end confirmations from the ingest (see MqttSession): on, off, or auto (fall back if none come). */
+  confirmations: ConfirmationMode;
+  /** A PUBACKed reading not confirmed this long after is sent again; above the store's durable horizon. */
+  confirmTimeoutMs: number;
 }
 
 export const DEFAULT_APP_CONFIG: Readonly<AppConfig> = Object.freeze({
@@ -44,6 +50,9 @@ export const DEFAULT_APP_CONFIG: Readonly<AppConfig> = Object.freeze({
   provisioningPollMs: 30_000,
   connectTimeoutMs: 30_000,
   statsIntervalMs: 60_000,
+  confirmations: "auto",
+  // The ingest holds a VictoriaMetrics write 30 s (its durable horizon) before confirming it, batched per second.
+  confirmTimeoutMs: 60_000,
 });
 
 export type ConfigProblem = string;
@@ -74,6 +83,13 @@ function flag(raw: unknown, name: string, problems: ConfigProblem[]): boolean | 
 
 function text(raw: unknown): string | undefined {
   return typeof raw === "string" ? raw : undefined;
+}
+
+function confirmationMode(raw: unknown, problems: ConfigProblem[]): ConfirmationMode | undefined {
+  if (raw === undefined || raw === null || raw === "") return undefined;
+  const mode = CONFIRMATION_MODES.find((m) => m === raw);
+  if (!mode) problems.push(`config confirmations must be one of ${CONFIRMATION_MODES.join(", ")}`);
+  return mode;
 }
 
 /** Reads mc/config. Bad values fall back to the default and are reported, never thrown. */
@@ -114,6 +130,9 @@ export function parseAppConfig(raw: Readonly<Record<string, unknown>>): {
       integer(raw.connectTimeout, "connectTimeout", 1_000, 600_000, problems) ?? d.connectTimeoutMs,
     statsIntervalMs:
       integer(raw.statsInterval, "statsInterval", 0, 86_400_000, problems) ?? d.statsIntervalMs,
+    confirmations: confirmationMode(raw.confirmations, problems) ?? d.confirmations,
+    confirmTimeoutMs:
+      integer(raw.confirmTimeout, "confirmTimeout", 1_000, 3_600_000, problems) ?? d.confirmTimeoutMs,
   };
   return { config, problems };
 }

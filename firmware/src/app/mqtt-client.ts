@@ -2,12 +2,17 @@
 // examples/io/tcp/mqttclient) that the session uses, as the implementation behaves:
 // write() throws when the packet does not fit the socket's writable space or the client is not
 // connected; PUBACK/CONNACK arrive through onControl(message); on any failure the client calls
-// onError once and closes itself. It keeps no outbox and never reconnects.
+// onError once and closes itself. It keeps no outbox and never reconnects. SUBSCRIBE is a write() with
+// operation SUBSCRIBE and `items`; an incoming PUBLISH is announced by onReadable(count, {topic, QoS, byteLength,
+// more}) and its payload taken with read(count); the client itself answers a QoS 1 PUBLISH with PUBACK once the
+// last fragment is announced.
 
 export const MqttOperation = Object.freeze({
   CONNACK: 2,
   PUBLISH: 3,
   PUBACK: 4,
+  SUBSCRIBE: 8,
+  SUBACK: 9,
   PINGRESP: 13,
   DISCONNECT: 14,
 } as const);
@@ -17,6 +22,25 @@ export interface MqttControlMessage {
   /** Packet identifier (PUBACK, SUBACK …). */
   id?: number;
   returnCode?: number;
+  /** SUBACK: the granted QoS per topic (0x80: refused). */
+  payload?: ArrayLike<number>;
+}
+
+/** What onReadable says about the message it announces (the first fragment carries the topic). */
+export interface MqttReadableInfo {
+  topic?: string;
+  QoS?: number;
+  /** The whole payload's length (first fragment only). */
+  byteLength?: number;
+  /** More fragments of this message follow. */
+  more: boolean;
+}
+
+/** SUBSCRIBE, written with write(undefined, options). */
+export interface MqttSubscribeOptions {
+  operation: typeof MqttOperation.SUBSCRIBE;
+  id: number;
+  items: { topic: string; QoS: 0 | 1 }[];
 }
 
 export interface MqttWill {
@@ -60,7 +84,8 @@ export interface MqttConnectOptions {
   onControl(message: MqttControlMessage): void;
   /** Bytes that can be written now (overhead already subtracted). */
   onWritable(count: number): void;
-  onReadable(count: number): void;
+  /** `count` bytes of an incoming message can be read now; `info` says which message (see MqttReadableInfo). */
+  onReadable(count: number, info?: MqttReadableInfo): void;
   /**
    * The connection failed or ended. `tlsFailure` says why when the TLS handshake refused the server (a
    * broker pin or certificate check) or failed: a normal failed connection, retried like any other.
@@ -71,7 +96,8 @@ export interface MqttConnectOptions {
 export interface MqttClient {
   /** Returns the bytes still writable after this packet. */
   write(data: ArrayBuffer, options: MqttPublishOptions): number;
-  /** Discards `count` bytes of an incoming message (the firmware subscribes to nothing yet). */
+  write(data: undefined, options: MqttSubscribeOptions): number;
+  /** Up to `count` bytes of the incoming message onReadable announced, as an ArrayBuffer. */
   read(count: number): unknown;
   close(): void;
 }
@@ -79,6 +105,14 @@ export interface MqttClient {
 export type MqttClientFactory = (options: MqttConnectOptions) => MqttClient;
 
 /** Bytes a PUBLISH occupies on the wire; the ECMA-419 client rejects one larger than its writable space. */
+/** Bytes a SUBSCRIBE occupies on the wire (topics' UTF-8 lengths given). */
+export function subscribePacketBytes(topicBytes: readonly number[]): number {
+  let remaining = 2;
+  for (const n of topicBytes) remaining += 2 + n + 1;
+  const lengthBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : 3;
+  return 1 + lengthBytes + remaining;
+}
+
 export function publishPacketBytes(topicBytes: number, payloadBytes: number, qos: 0 | 1): number {
   const remaining = 2 + topicBytes + (qos ? 2 : 0) + payloadBytes;
   const lengthBytes = remaining < 128 ? 1 : remaining < 16384 ? 2 : remaining < 2097152 ? 3 : 4;

@@ -112,6 +112,8 @@ export default class TelemetryApp {
     return (
       `stats: boot ${this.#boot} next seq ${outbox.nextSeq}, queued ${outbox.size} (${outbox.inflight} in flight), ` +
       `published ${c.published} (${c.republished} resent), acked ${c.acked}, dropped ${outbox.dropped}, ` +
+      `confirmations ${session.confirmationState} (confirmed ${c.confirmed}, awaiting ${outbox.delivered}, ` +
+      `requeued ${c.requeued}, released unconfirmed ${c.releasedUnconfirmed}), ` +
       `connects ${c.connects}, lost ${c.connectionsLost}, tls refused ${c.tlsFailures}, mqtt ${session.state}`
     );
   }
@@ -225,6 +227,8 @@ export default class TelemetryApp {
       statusTopic: topic,
       onlineStatus: () => onlineStatus({ boot, fw: config.fw, outbox, now: o.clock.now() }),
       offlineStatus: offlineStatus(boot),
+      confirmations: { mode: config.confirmations, timeoutMs: config.confirmTimeoutMs, boot },
+      now: () => o.clock.now(),
     });
     this.#session = session;
     this.#sampler = new Sampler({

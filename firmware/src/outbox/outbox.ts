@@ -1,8 +1,13 @@
-// The MQTT outbox: every reading waits here, in sequence order, until the broker's PUBACK
-// for it arrives. Neither Moddable's MQTT client nor a socket keeps anything across a
-// reconnect, so this queue is what makes delivery at-least-once. It is bounded because a
-// board has tens of kilobytes of RAM: when full, the oldest reading is dropped and counted,
-// and the count is reported so the loss is visible rather than silent.
+// The MQTT outbox: every reading waits here, in sequence order, until it may be forgotten. Neither Moddable's
+// MQTT client nor a socket keeps anything across a reconnect, so this queue is what makes delivery
+// at-least-once. A reading is forgotten on the broker's PUBACK, or, with end-to-end confirmations
+// (../telemetry/confirmation), only once the ingest says the store holds it durably: between the two it is
+// "delivered" and goes again if the confirmation does not come (the broker may have lost it in a crash).
+// It is bounded because a board has tens of kilobytes of RAM: when full, the oldest reading is dropped and
+// counted, and the count is reported so the loss is visible rather than silent.
+
+import type { SeqRange } from "../telemetry/confirmation";
+import { rangesContain } from "../telemetry/confirmation";
 
 export interface OutboxEntry<T> {
   readonly seq: number;
@@ -11,8 +16,16 @@ export interface OutboxEntry<T> {
   attempts: number;
 }
 
+/** queued: to send; inflight: sent, PUBACK awaited; delivered: PUBACKed, store confirmation awaited. */
+type SlotState = 0 | 1 | 2;
+const QUEUED: SlotState = 0;
+const INFLIGHT: SlotState = 1;
+const DELIVERED: SlotState = 2;
+
 interface Slot<T> extends OutboxEntry<T> {
-  inflight: boolean;
+  state: SlotState;
+  /** When the PUBACK came (the caller's clock), for the confirmation timeout. */
+  deliveredAt: number;
 }
 
 export class Outbox<T> {
@@ -20,7 +33,11 @@ export class Outbox<T> {
   #nextSeq: number;
   #queue: Slot<T>[] = [];
   #dropped = 0;
+  #droppedDelivered = 0;
   #inflight = 0;
+  #delivered = 0;
+  /** No queued slot sits before this index (a hint that keeps finding the next one to send cheap). */
+  #cursor = 0;
 
   constructor(options: { capacity: number; firstSeq?: number }) {
     if (!Number.isInteger(options.capacity) || options.capacity < 1)
@@ -35,11 +52,20 @@ export class Outbox<T> {
   get capacity(): number {
     return this.#capacity;
   }
+  /** Readings dropped because the outbox was full (delivered ones included). */
   get dropped(): number {
     return this.#dropped;
   }
+  /** Of those, readings the broker had PUBACKed: not lost for sure, but no longer guarded by the board. */
+  get droppedDelivered(): number {
+    return this.#droppedDelivered;
+  }
   get inflight(): number {
     return this.#inflight;
+  }
+  /** PUBACKed and kept until the store confirms them. */
+  get delivered(): number {
+    return this.#delivered;
   }
   /** The sequence number the next enqueue will get. */
   get nextSeq(): number {
@@ -49,51 +75,147 @@ export class Outbox<T> {
   /** Assigns the next sequence number and queues what `make` builds with it. */
   enqueue(make: (seq: number) => T): OutboxEntry<T> {
     const seq = this.#nextSeq++;
-    const slot: Slot<T> = { seq, item: make(seq), attempts: 0, inflight: false };
+    const slot: Slot<T> = { seq, item: make(seq), attempts: 0, state: QUEUED, deliveredAt: 0 };
     if (this.#queue.length >= this.#capacity) {
       const oldest = this.#queue.shift()!;
-      if (oldest.inflight) this.#inflight--;
+      this.#forget(oldest);
+      if (this.#cursor > 0) this.#cursor--;
       this.#dropped++;
+      if (oldest.state === DELIVERED) this.#droppedDelivered++;
     }
     this.#queue.push(slot);
     return slot;
   }
 
-  /**
-   * The next entries to publish, oldest first, so that at most `maxInflight` are
-   * unacknowledged at once. Entries handed out stay queued until ack().
-   */
+  /** The oldest entry waiting to be sent (not in flight, not delivered), without taking it. */
+  peekSendable(): OutboxEntry<T> | undefined {
+    const q = this.#queue;
+    while (this.#cursor < q.length && q[this.#cursor]!.state !== QUEUED) this.#cursor++;
+    return q[this.#cursor];
+  }
+
+  /** Hands out the oldest entry waiting to be sent; it stays queued until acked, delivered or confirmed. */
+  takeNext(): OutboxEntry<T> | undefined {
+    const slot = this.peekSendable() as Slot<T> | undefined;
+    if (!slot) return undefined;
+    slot.state = INFLIGHT;
+    slot.attempts++;
+    this.#inflight++;
+    this.#cursor++;
+    return slot;
+  }
+
+  /** The next entries to publish, oldest first, so that at most `maxInflight` are unacknowledged at once. */
   takeSendable(maxInflight: number): OutboxEntry<T>[] {
     const out: OutboxEntry<T>[] = [];
-    for (const slot of this.#queue) {
-      if (this.#inflight >= maxInflight) break;
-      if (slot.inflight) continue;
-      slot.inflight = true;
-      slot.attempts++;
-      this.#inflight++;
-      out.push(slot);
+    while (this.#inflight < maxInflight) {
+      const e = this.takeNext();
+      if (!e) break;
+      out.push(e);
     }
     return out;
   }
 
-  /** The PUBACK for `seq` arrived. False for an unknown seq (already acked or dropped). */
+  /** The PUBACK for `seq` arrived and that is enough: forget it. False for an unknown seq. */
   ack(seq: number): boolean {
     const i = this.#indexOf(seq);
     if (i < 0) return false;
-    const [slot] = this.#queue.splice(i, 1);
-    if (slot!.inflight) this.#inflight--;
+    this.#removeAt(i);
     return true;
   }
 
-  /** The connection is gone: nothing is in flight any more and everything unacked goes again, in order. */
-  connectionLost(): void {
-    for (const slot of this.#queue) slot.inflight = false;
-    this.#inflight = 0;
+  /**
+   * The PUBACK for `seq` arrived; keep the entry until the store confirms it. False for an unknown seq (dropped,
+   * or already confirmed: a confirmation can overtake the PUBACK) or one not in flight.
+   */
+  markDelivered(seq: number, atMs: number): boolean {
+    const i = this.#indexOf(seq);
+    if (i < 0) return false;
+    const slot = this.#queue[i]!;
+    if (slot.state !== INFLIGHT) return false;
+    slot.state = DELIVERED;
+    slot.deliveredAt = atMs;
+    this.#inflight--;
+    this.#delivered++;
+    return true;
   }
 
-  /** Unacknowledged entries in order (for reporting and tests). */
+  /**
+   * The store holds these seqs durably: forget them, whatever their state (a confirmation may come before the
+   * PUBACK, or for a reading queued again for a resend). Returns how many entries it removed.
+   */
+  confirm(ranges: readonly SeqRange[]): number {
+    if (ranges.length === 0 || this.#queue.length === 0) return 0;
+    const kept: Slot<T>[] = [];
+    let removed = 0;
+    for (const slot of this.#queue) {
+      if (rangesContain(ranges, slot.seq)) {
+        this.#forget(slot);
+        removed++;
+      } else kept.push(slot);
+    }
+    if (removed > 0) {
+      this.#queue = kept;
+      this.#cursor = 0;
+    }
+    return removed;
+  }
+
+  /** Delivered entries go again, in order, ahead of anything not yet sent. Returns how many. */
+  requeueDelivered(): number {
+    if (this.#delivered === 0) return 0;
+    let n = 0;
+    for (const slot of this.#queue)
+      if (slot.state === DELIVERED) {
+        slot.state = QUEUED;
+        n++;
+      }
+    this.#delivered = 0;
+    this.#cursor = 0;
+    return n;
+  }
+
+  /** Falls back to PUBACK semantics: forgets every delivered entry. Returns how many. */
+  releaseDelivered(): number {
+    if (this.#delivered === 0) return 0;
+    const n = this.#delivered;
+    this.#queue = this.#queue.filter((s) => s.state !== DELIVERED);
+    this.#delivered = 0;
+    this.#cursor = 0;
+    return n;
+  }
+
+  /** When the oldest delivered entry got its PUBACK; undefined when none waits for a confirmation. */
+  oldestDeliveredAt(): number | undefined {
+    if (this.#delivered === 0) return undefined;
+    let oldest: number | undefined;
+    for (const slot of this.#queue)
+      if (slot.state === DELIVERED && (oldest === undefined || slot.deliveredAt < oldest))
+        oldest = slot.deliveredAt;
+    return oldest;
+  }
+
+  /** The connection is gone: nothing is in flight any more and everything in flight goes again, in order. */
+  connectionLost(): void {
+    for (const slot of this.#queue) if (slot.state === INFLIGHT) slot.state = QUEUED;
+    this.#inflight = 0;
+    this.#cursor = 0;
+  }
+
+  /** Every entry still held, in order (for reporting and tests). */
   pending(): readonly OutboxEntry<T>[] {
     return this.#queue;
+  }
+
+  #forget(slot: Slot<T>): void {
+    if (slot.state === INFLIGHT) this.#inflight--;
+    else if (slot.state === DELIVERED) this.#delivered--;
+  }
+
+  #removeAt(i: number): void {
+    const [slot] = this.#queue.splice(i, 1);
+    this.#forget(slot!);
+    if (i < this.#cursor) this.#cursor--;
   }
 
   #indexOf(seq: number): number {

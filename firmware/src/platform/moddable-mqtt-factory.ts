@@ -2,11 +2,16 @@
 // TLS socket for mutual TLS: TLS 1.2, the broker CA and our certificate and PKCS#8 RSA key, all DER, and
 // the broker's key pins, which reach firmware/tls/certificate-manager through the TLS session's options.
 // The I/O classes are handed in by main.ts so this module imports nothing from the SDK.
-import type { MqttClient, MqttConnectOptions } from "../app/mqtt-client";
+import type {
+  MqttClient,
+  MqttConnectOptions,
+  MqttControlMessage,
+  MqttReadableInfo,
+} from "../app/mqtt-client";
 import { guardedTcp } from "./guarded-tcp";
 
 export interface Ecma419MqttClient {
-  write(data: ArrayBuffer, options: object): number;
+  write(data: ArrayBuffer | undefined, options: object): number;
   read(count: number): unknown;
   close(): void;
 }
@@ -61,9 +66,9 @@ export default class ModdableMqttFactory {
       will: { topic: c.will.topic, message: c.will.message, QoS: c.will.QoS, retain: c.will.retain },
       dns: { io: o.Resolver, servers: o.dnsServers.slice(), socket: { io: o.UDP } },
       socket,
-      onControl: (message: { operation: number; id?: number; returnCode?: number }) => c.onControl(message),
+      onControl: (message: MqttControlMessage) => c.onControl(message),
       onWritable: (count: number) => c.onWritable(count),
-      onReadable: (count: number) => c.onReadable(count),
+      onReadable: (count: number, info?: MqttReadableInfo) => c.onReadable(count, info),
       onError: () => c.onError(tlsFailure),
     });
   }

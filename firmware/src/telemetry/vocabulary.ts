@@ -58,3 +58,6 @@ export const EMULATOR_FW_PREFIX = "emulator-";
 export function isEmulatedFirmware(fw: string): boolean {
   return fw.startsWith(EMULATOR_FW_PREFIX);
 }
+
+/** Every board's end-to-end confirmations (topics.downlinkTopic(id, "stored")): only the ingest writes here. */
+export const STORED_CONFIRMATION_FILTER = `${TOPIC_ROOT}/+/down/stored`;

@@ -85,7 +85,13 @@ const clockSet: TimeSync = { sync: (done) => done(true) };
 
 export function bootDevice(o: DeviceOptions): Device {
   const log = new CapturingLog();
-  const { config, problems } = parseAppConfig({ fw: "0.1.0-test", sntp: "", ...o.config });
+  // PUBACK semantics unless a test asks for confirmations: the fake broker has no ingest to confirm anything.
+  const { config, problems } = parseAppConfig({
+    fw: "0.1.0-test",
+    sntp: "",
+    confirmations: "off",
+    ...o.config,
+  });
   const sim = new SimulatedInstruments({ clock: o.timers });
   const app = new TelemetryApp({
     config,

@@ -1,7 +1,9 @@
 // `npm run bench -- emulate`: the fleet emulator against Debian's Mosquitto (infra/mosquitto configuration,
 // mutual TLS, QoS 1) at 1,000 / 5,000 / 10,000 boards. The boards run in a child process (the emulator CLI
 // with --no-verify) so its CPU and memory figures are the emulator's alone; this process runs the broker
-// and the verifying subscriber (ingest identity) and does the loss accounting.
+// and the verifying subscriber (ingest identity) and does the loss accounting. With --confirmations on,off the
+// real ingest and VictoriaMetrics join each run and the boards run that confirmation mode, so the cost of
+// end-to-end confirmations (broker and ingest CPU per message, bytes per reading) is measured side by side.
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { readFileSync } from "node:fs";
@@ -16,6 +18,16 @@ import { ensureFdLimit } from "../emulator/fd-limit";
 import { sleep } from "../emulator/fleet";
 import { Verifier } from "../emulator/verifier";
 import { repoRoot, stateDir } from "../../../shared/state-dir";
+import {
+  scrapeMetrics,
+  spawnIngestCli,
+  sumMetric,
+  type IngestProcess,
+} from "../../testkit/ingest/spawn-ingest";
+import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
+import { encodeConfirmation } from "../../../firmware/src/telemetry/confirmation";
+import { downlinkTopic } from "../../../firmware/src/telemetry/topics";
+import { publishPacketBytes } from "../../../firmware/src/app/mqtt-client";
 
 interface BenchRow {
   boards: number;
@@ -37,6 +49,13 @@ interface BenchRow {
   cpuUsPerMsg: number;
   bytesPerBoard: number;
   brokerCpuUsPerMsg: number;
+  /** With the ingest in the loop: its confirmation mode, CPU per message, and confirmation traffic per reading. */
+  confirm?: "on" | "off";
+  ingestCpuUsPerMsg?: number;
+  confirmedReadings?: number;
+  confirmationsSent?: number;
+  extraBytesPerReading?: number;
+  resends?: number;
 }
 
 function procCpuSeconds(pid: number): number {
@@ -55,10 +74,39 @@ async function one(o: {
   rateHz: number;
   connectRate: number;
   workers: number;
+  confirm?: "on" | "off";
+  confirmIntervalS?: number;
   log: (s: string) => void;
 }): Promise<BenchRow> {
   const dataDir = await mkdtemp(join(o.state, "mosquitto-"));
   const broker = await startMosquitto({ pki: o.pki, dataDir });
+  let vm: VictoriaMetricsHandle | undefined;
+  let ingest: IngestProcess | undefined;
+  if (o.confirm) {
+    vm = await startVictoriaMetrics({ dataDir: join(dataDir, "vm") });
+    ingest = await spawnIngestCli({
+      stateDir: o.state,
+      args: [
+        "--broker",
+        broker.url,
+        "--store-url",
+        vm.url,
+        "--plain",
+        "--confirm",
+        o.confirm,
+        "--confirm-interval",
+        String(o.confirmIntervalS ?? 1),
+        "--metrics-port",
+        "0",
+        "--progress-interval",
+        "0",
+        "--account-interval",
+        "0",
+        "--dead-letter",
+        join(dataDir, "dead-letter.jsonl"),
+      ],
+    });
+  }
   const boot = await nextBoot(o.state);
   const verifier = new Verifier({
     host: broker.host,
@@ -75,6 +123,7 @@ async function one(o: {
     await verifier.start();
     const reportFile = join(o.state, `report-${o.count}-${o.keyType}.json`);
     const brokerCpu0 = procCpuSeconds(broker.pid);
+    const ingestCpu0 = ingest ? procCpuSeconds(ingest.pid) : 0;
     const args = [
       "--import",
       "tsx",
@@ -101,6 +150,7 @@ async function one(o: {
       String(o.workers),
       "--report",
       reportFile,
+      ...(o.confirm ? ["--confirmations", o.confirm] : []),
     ];
     o.log(
       `  ${o.count} boards (${o.keyType}, ${o.workers} thread${o.workers > 1 ? "s" : ""}) for ${o.durationS} s against mosquitto ${broker.url} …`,
@@ -131,6 +181,10 @@ async function one(o: {
     const until = performance.now() + 20_000;
     while (verifier.unique < published && performance.now() < until) await sleep(100);
     const brokerCpu = procCpuSeconds(broker.pid) - brokerCpu0;
+    const ingestCpu = ingest ? procCpuSeconds(ingest.pid) - ingestCpu0 : 0;
+    const confirmationsSent = ingest
+      ? sumMetric(await scrapeMetrics(ingest.metricsPort), "ingest_confirmations_published")
+      : 0;
     let lost = 0;
     for (const d of s.devices) {
       const t = verifier.tallies.get(d.id);
@@ -155,13 +209,37 @@ async function one(o: {
       cpuUsPerMsg: s.cpu.usPerMessage,
       bytesPerBoard: s.memory.bytesPerBoard,
       brokerCpuUsPerMsg: Math.round((brokerCpu * 1e6) / Math.max(1, published)),
+      ...(o.confirm
+        ? {
+            confirm: o.confirm,
+            ingestCpuUsPerMsg: Math.round((ingestCpu * 1e6) / Math.max(1, published)),
+            confirmedReadings: s.messages.confirmed,
+            confirmationsSent,
+            extraBytesPerReading:
+              Math.round(((confirmationsSent * CONFIRMATION_LINK_BYTES) / Math.max(1, published)) * 10) / 10,
+            resends: s.messages.resends,
+          }
+        : {}),
     };
   } finally {
     verifier.stop();
+    await ingest?.stop();
+    await vm?.stop();
     await broker.stop();
     await rm(dataDir, { recursive: true, force: true });
   }
 }
+
+/**
+ * What one confirmation costs on a board's link: the PUBLISH it receives (one range, the usual case, on a
+ * 30-character topic such as electrolyser/emu-00001/down/stored) and the 4-byte PUBACK it answers with.
+ */
+const CONFIRMATION_LINK_BYTES =
+  publishPacketBytes(
+    downlinkTopic("emu-00001", "stored").length,
+    encodeConfirmation({ boot: 1, ranges: [{ from: 0, to: 1 }] }).length,
+    1,
+  ) + 4;
 
 export async function run(argv: string[]): Promise<void> {
   const a = await yargs(argv)
@@ -192,9 +270,29 @@ export async function run(argv: string[]): Promise<void> {
       describe:
         "emulator threads for the boards, a comma-separated list to compare (auto: the emulator's default for each count)",
     })
+    .option("confirmations", {
+      type: "string",
+      default: "",
+      describe:
+        "comma-separated confirmation modes to compare (on,off): each run adds VictoriaMetrics and the real ingest (--confirm on|off) and prints its CPU and the confirmation bytes per reading",
+    })
+    .option("confirm-interval", {
+      type: "number",
+      default: 5,
+      describe: "the ingest's --confirm-interval (seconds) for the runs with confirmations",
+    })
     .strict()
     .help()
     .parseAsync();
+  const confirmModes = a.confirmations
+    .split(",")
+    .map((x) => x.trim())
+    .filter((x) => x !== "");
+  if (confirmModes.some((m) => m !== "on" && m !== "off"))
+    throw new Error("--confirmations takes on and/or off");
+  const modes: ("on" | "off" | undefined)[] = confirmModes.length
+    ? (confirmModes as ("on" | "off")[])
+    : [undefined];
   const counts = a.counts.split(",").map((x) => Number(x.trim()));
   const workerChoices = a.workers.split(",").map((x) => x.trim());
   if (workerChoices.some((w) => w !== "auto" && !(Number.isInteger(Number(w)) && Number(w) >= 1)))
@@ -241,25 +339,27 @@ export async function run(argv: string[]): Promise<void> {
   const pki = await ensureDevPki({
     stateDir: state,
     devices: deviceIds(Math.max(...counts)),
-    services: ["monitor"],
+    services: ["monitor", "ingest"],
     deviceKeyType: "p256",
     onProgress: progress(log),
   });
   for (const count of counts) {
     for (const workers of threadsFor(count))
-      rows.push(
-        await one({
-          count,
-          keyType: "p256",
-          pki,
-          state,
-          durationS: a.duration,
-          rateHz: a.rate,
-          connectRate: a["connect-rate"],
-          workers,
-          log,
-        }),
-      );
+      for (const confirm of modes)
+        rows.push(
+          await one({
+            count,
+            keyType: "p256",
+            pki,
+            state,
+            durationS: a.duration,
+            rateHz: a.rate,
+            connectRate: a["connect-rate"],
+            workers,
+            ...(confirm ? { confirm, confirmIntervalS: a["confirm-interval"] } : {}),
+            log,
+          }),
+        );
   }
 
   console.log(
@@ -289,6 +389,28 @@ export async function run(argv: string[]): Promise<void> {
         String(r.brokerCpuUsPerMsg),
       ].join(" "),
     );
+  }
+  const withIngest = rows.filter((r) => r.confirm);
+  if (withIngest.length > 0) {
+    console.log(
+      "\nwith the ingest and VictoriaMetrics in the loop (extra_B/reading: confirmation PUBLISH + PUBACK on the board's link)\n" +
+        "boards  confirm  msg/s    lost  broker_us/msg  ingest_us/msg  confirmations  confirmed  resends  extra_B/reading",
+    );
+    for (const r of withIngest)
+      console.log(
+        [
+          String(r.boards).padEnd(7),
+          String(r.confirm).padEnd(8),
+          String(r.msgPerS).padEnd(8),
+          String(r.lost).padEnd(5),
+          String(r.brokerCpuUsPerMsg).padEnd(14),
+          String(r.ingestCpuUsPerMsg).padEnd(14),
+          String(r.confirmationsSent).padEnd(14),
+          String(r.confirmedReadings).padEnd(10),
+          String(r.resends).padEnd(8),
+          String(r.extraBytesPerReading),
+        ].join(" "),
+      );
   }
   console.log(JSON.stringify(rows));
 }

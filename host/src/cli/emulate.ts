@@ -102,7 +102,20 @@ const argv = await yargs(hideBin(process.argv))
       "CN of the verifying subscriber's certificate (issued if missing); the broker's ACL must let it read the fleet. " +
       "Not the ingest's when a real ingest uses the broker: one identity has one session, so it would take over the ingest's",
   })
+  .option("confirmations", {
+    choices: ["on", "off", "auto"] as const,
+    default: "auto" as const,
+    describe:
+      "end-to-end confirmations: boards keep each reading after its PUBACK until the ingest confirms the store holds it (on), " +
+      "forget it on PUBACK (off), or wait for confirmations but fall back to PUBACK if none come (auto, the firmware's default)",
+  })
+  .option("confirm-timeout", {
+    type: "number",
+    default: 60,
+    describe: "seconds a PUBACKed reading waits for its confirmation before it is sent again",
+  })
   .check((a) => {
+    if (!(a["confirm-timeout"] >= 1)) throw new Error("--confirm-timeout must be at least 1 s");
     if (!Number.isInteger(a.count) || a.count < 1) throw new Error("--count must be a positive integer");
     if (!(a.rate > 0 && a.rate <= 100)) throw new Error("--rate must be in (0, 100]");
     if (a.duration !== undefined && !(a.duration > 0)) throw new Error("--duration must be positive");
@@ -173,6 +186,8 @@ try {
     ...(argv.boot !== undefined ? { boot: argv.boot } : {}),
     deviceKeyType: argv["key-type"],
     verifyIdentity: argv["verify-identity"],
+    confirmations: argv.confirmations,
+    confirmTimeoutS: argv["confirm-timeout"],
     ...(argv["store-url"]
       ? {
           store: {

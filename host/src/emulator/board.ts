@@ -9,8 +9,8 @@ import { readFileSync } from "node:fs";
 import Backoff from "../../../firmware/src/app/backoff";
 import { deviceRandom } from "../../../firmware/src/app/device-random";
 import type { MqttClient, MqttConnectOptions, MqttTlsOptions } from "../../../firmware/src/app/mqtt-client";
-import MqttSession from "../../../firmware/src/app/mqtt-session";
-import type { OutboxMessage } from "../../../firmware/src/app/mqtt-session";
+import MqttSession, { STATUS_PACKET_ID } from "../../../firmware/src/app/mqtt-session";
+import type { ConfirmationMode, OutboxMessage } from "../../../firmware/src/app/mqtt-session";
 import Sampler from "../../../firmware/src/app/sampler";
 import type {
   Clock,
@@ -33,8 +33,6 @@ import type { FleetTimers } from "./session/fleet-timers";
 import type { FleetStats } from "./stats";
 import type { BrokerCheck } from "../tls/node-broker-trust";
 
-/** The session's status announcement uses the last packet id; telemetry ids are 1..65534. */
-const STATUS_PACKET_ID = 65535;
 /** Room for PUBLISH times of the in-flight window, indexed by packet id (must exceed maxInflight). */
 const SENT_RING = 64;
 /** The in-flight window must fit the ring of send times. */
@@ -66,6 +64,9 @@ export interface BoardEnvironment {
   connectTimeoutMs: number;
   reconnectMinMs: number;
   reconnectMaxMs: number;
+  /** End-to-end confirmations (the firmware's MqttSession): on, off or auto. */
+  confirmations: ConfirmationMode;
+  confirmTimeoutMs: number;
   /** One receive buffer for every board of the fleet (boards only ever receive small acks). */
   readBuffer: Buffer;
   payloadMode(deviceId: string): PayloadMode;
@@ -127,6 +128,16 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   get session(): MqttSession | undefined {
     return this.#session;
   }
+  /**
+   * PUBACKed readings this board still waits to see confirmed: only when confirmations are expected (mode on, or
+   * auto once one came); an auto board that has heard none yet would fall back, not wait.
+   */
+  get awaitingConfirmation(): number {
+    const state = this.#session?.confirmationState;
+    const expects = state === "present" || (state === "awaiting" && this.#env.confirmations === "on");
+    return expects ? this.outbox.delivered : 0;
+  }
+
   get started(): boolean {
     return this.#session !== undefined && this.#session.state !== "idle";
   }
@@ -173,6 +184,8 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       statusTopic: topic,
       onlineStatus: () => onlineStatus({ boot: env.boot, fw: env.fw, outbox, now: Date.now() }),
       offlineStatus: offlineStatus(env.boot),
+      confirmations: { mode: env.confirmations, timeoutMs: env.confirmTimeoutMs, boot: env.boot },
+      now: () => performance.now(),
     });
     // Built now, not at the first connect: the TLS context is what the board's identity costs.
     secureContextFor(tls);

@@ -11,6 +11,7 @@ import { BrokerCheck } from "../tls/node-broker-trust";
 import { nodeAead } from "../crypto/node-aead";
 import { deriveDeviceKey } from "../crypto/device-keys";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
+import type { ConfirmationMode, ConfirmationState } from "../../../firmware/src/app/mqtt-session";
 import { Board, MAX_INFLIGHT } from "./board";
 import type { BoardEnvironment } from "./board";
 import { PHYSICS_FAULTS } from "./faults/scenario";
@@ -49,6 +50,10 @@ export interface FleetOptions {
   maxPendingConnects?: number;
   maxInflight?: number;
   outboxCapacity?: number;
+  /** End-to-end confirmations in every board's session (default auto, as the firmware). */
+  confirmations?: ConfirmationMode;
+  /** Default 60 s, as the firmware. */
+  confirmTimeoutMs?: number;
   keepaliveS?: number;
   connectTimeoutMs?: number;
   onFault?: (e: FaultLogEntry) => void;
@@ -82,6 +87,10 @@ export interface DeviceCount {
   id: string;
   published: number;
   dropped: number;
+  /** Readings the store confirmed, and PUBACKed ones still awaiting confirmation. */
+  confirmed: number;
+  awaiting: number;
+  confirmations: ConfirmationState;
 }
 
 /** What a run needs from a fleet, whether its boards live on this thread (Fleet) or on workers (ShardedFleet). */
@@ -180,6 +189,8 @@ export class Fleet implements FleetControl {
       connectTimeoutMs: o.connectTimeoutMs ?? 30_000,
       reconnectMinMs: RECONNECT_MIN_MS,
       reconnectMaxMs: RECONNECT_MAX_MS,
+      confirmations: o.confirmations ?? "auto",
+      confirmTimeoutMs: o.confirmTimeoutMs ?? 60_000,
       readBuffer: Buffer.allocUnsafe(16 * 1024),
       payloadMode: (id): PayloadMode => {
         const enc = o.encryption;
@@ -264,7 +275,14 @@ export class Fleet implements FleetControl {
 
   deviceCounts(): Promise<DeviceCount[]> {
     return Promise.resolve(
-      this.boards.map((b) => ({ id: b.id, published: b.outbox.nextSeq, dropped: b.outbox.dropped })),
+      this.boards.map((b) => ({
+        id: b.id,
+        published: b.outbox.nextSeq,
+        dropped: b.outbox.dropped,
+        confirmed: b.session?.counters.confirmed ?? 0,
+        awaiting: b.outbox.delivered,
+        confirmations: b.session?.confirmationState ?? "off",
+      })),
     );
   }
 
@@ -274,16 +292,28 @@ export class Fleet implements FleetControl {
     return Promise.resolve();
   }
 
+  /** Readings not yet PUBACKed (those PUBACKed and awaiting the store's confirmation are not counted). */
   pendingMessages(): number {
     let n = 0;
-    for (const b of this.boards) n += b.outbox.size;
+    for (const b of this.boards) n += b.outbox.size - b.outbox.delivered;
     return n;
   }
 
-  /** Waits until every outbox is empty or the timeout passes; returns what is still unacknowledged. */
+  /** PUBACKed readings still waiting for a confirmation the board expects. */
+  awaitingConfirmations(): number {
+    let n = 0;
+    for (const b of this.boards) n += b.awaitingConfirmation;
+    return n;
+  }
+
+  /**
+   * Waits until every reading is PUBACKed and, on boards that expect confirmations, confirmed stored (or the
+   * timeout passes); returns what is still unacknowledged.
+   */
   async drain(timeoutMs: number): Promise<number> {
     const until = performance.now() + timeoutMs;
-    while (this.pendingMessages() > 0 && performance.now() < until) await sleep(50);
+    while ((this.pendingMessages() > 0 || this.awaitingConfirmations() > 0) && performance.now() < until)
+      await sleep(50);
     return this.pendingMessages();
   }
 

@@ -3,6 +3,7 @@
  * one is given), payload keys, boot number, fault scenario, the fleet (one thread or sharded) and the verifying
  * subscriber. Changes when what a run needs changes; how it runs is run.ts, what it reports summary.ts.
  */
+import type { ConfirmationMode } from "../../../firmware/src/app/mqtt-session";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
@@ -54,6 +55,9 @@ export interface RunSetupOptions {
   verifyIdentity?: string;
   outboxCapacity?: number;
   maxInflight?: number;
+  /** End-to-end confirmations in the boards' sessions (default auto). */
+  confirmations?: ConfirmationMode;
+  confirmTimeoutS?: number;
   keepReadings?: boolean;
   onFault?: (e: FaultLogEntry) => void;
 }
@@ -200,6 +204,8 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
       ...(o.maxPendingConnects ? { maxPendingConnects: o.maxPendingConnects } : {}),
       ...(o.outboxCapacity ? { outboxCapacity: o.outboxCapacity } : {}),
       ...(o.maxInflight ? { maxInflight: o.maxInflight } : {}),
+      ...(o.confirmations ? { confirmations: o.confirmations } : {}),
+      ...(o.confirmTimeoutS ? { confirmTimeoutMs: o.confirmTimeoutS * 1000 } : {}),
       ...(o.onFault ? { onFault: o.onFault } : {}),
     };
     const workers = Math.min(o.workers ?? 1, o.count);

@@ -40,6 +40,11 @@ export interface EmulatorSummary {
     outboxDropped: number;
     unacked: number;
     ackedPerS: number;
+    /** Confirmed stored by the ingest, and PUBACKed but unconfirmed at the end. */
+    confirmed: number;
+    awaitingConfirmation: number;
+    /** Boards per confirmation state (off, awaiting, present, absent) at the end. */
+    confirmationStates: Record<string, number>;
   };
   pubackMs: { p50: number; p99: number; max: number };
   /** After every board connected and sent its backlog (null if that never happened). */
@@ -165,6 +170,9 @@ export function summarize(r: RunFigures): EmulatorSummary {
       outboxDropped: dropped,
       unacked: r.unacked,
       ackedPerS: round(r.ackedEnd / Math.max(r.sampledS, 1e-3), 1),
+      confirmed: r.devices.reduce((n, d) => n + d.confirmed, 0),
+      awaitingConfirmation: r.devices.reduce((n, d) => n + d.awaiting, 0),
+      confirmationStates: countBy(r.devices.map((d) => d.confirmations)),
     },
     pubackMs: latencySummary(s.pubackLatency),
     pubackSteadyMs: steadySummary(s.pubackSteady),
@@ -207,6 +215,10 @@ export function summaryLines(s: EmulatorSummary): string[] {
       `handshake failures ${s.connect.handshakeFailures} (broker refused ${s.connect.brokerRefused}), connect failures ${s.connect.connectFailures}, reconnects ${s.connect.reconnects}`,
     `  messages: ${s.messages.readings} readings, ${s.messages.acked} acknowledged (${s.messages.ackedPerS}/s), ${s.messages.resends} resent, ` +
       `${s.messages.outboxDropped} dropped by full outboxes, ${s.messages.unacked} never acknowledged`,
+    `  confirmations: ${s.messages.confirmed} confirmed stored, ${s.messages.awaitingConfirmation} awaiting at the end; boards ` +
+      Object.entries(s.messages.confirmationStates)
+        .map(([state, n]) => `${state} ${n}`)
+        .join(", "),
     `  PUBACK latency p50 ${s.pubackMs.p50} ms p99 ${s.pubackMs.p99} ms max ${s.pubackMs.max} ms` +
       (s.pubackSteadyMs
         ? `; steady state p50 ${s.pubackSteadyMs.p50} ms p99 ${s.pubackSteadyMs.p99} ms`
@@ -225,4 +237,10 @@ export function summaryLines(s: EmulatorSummary): string[] {
 export async function writeReport(path: string, s: EmulatorSummary): Promise<void> {
   await mkdir(join(path, ".."), { recursive: true });
   await writeFileAtomic(path, JSON.stringify(s, null, 2) + "\n");
+}
+
+function countBy(values: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const v of values) out[v] = (out[v] ?? 0) + 1;
+  return out;
 }

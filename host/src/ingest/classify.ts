@@ -37,7 +37,7 @@ export type Outcome =
       /** The reading's place in its device's sequence: committed to the replay window once stored. */
       position?: { boot: number; seq: number };
     }
-  | { kind: "duplicate"; sensorId: string }
+  | { kind: "duplicate"; sensorId: string; position?: { boot: number; seq: number } }
   | { kind: "rejected"; sensorId: string; reason: string; detail: string };
 
 export interface ClassifierOptions {
@@ -76,8 +76,11 @@ export class MessageClassifier {
   readonly #isKnownDevice: (sensorId: string) => boolean;
   readonly #backwardsToleranceMs: number;
   readonly #rateLimit: DeviceRateLimiter | undefined;
-  /** Per device: its latest boot and the highest timestamp seen in it (one entry a device: bounded memory). */
-  readonly #bootClock = new Map<string, { boot: number; maxTs: number }>();
+  /**
+   * Per device: its latest boot, the newest reading's seq and timestamp and the oldest timestamp seen in it
+   * (one entry a device: bounded memory).
+   */
+  readonly #bootClock = new Map<string, { boot: number; maxTs: number; maxSeq: number; minTs: number }>();
   /** Readings classified for writing and not yet stored or refused: at most the ingest's held messages. */
   readonly #inFlight = new Set<string>();
 
@@ -128,19 +131,37 @@ export class MessageClassifier {
     const verdict = this.#window.check(r.sensorId, r.boot, r.seq);
     const key = positionKey(r.sensorId, r.boot, r.seq);
     if (verdict === "duplicate" || this.#inFlight.has(key))
-      return { kind: "duplicate", sensorId: r.sensorId };
+      return { kind: "duplicate", sensorId: r.sensorId, position: { boot: r.boot, seq: r.seq } };
     if (verdict === "replay")
       return reject(r.sensorId, "replay", `boot ${r.boot} seq ${r.seq} is older than the replay window`);
 
     const clock = this.#bootClock.get(r.sensorId);
-    if (clock && clock.boot === r.boot && r.ts < clock.maxTs - this.#backwardsToleranceMs)
-      return reject(
-        r.sensorId,
-        "timestamp_backwards",
-        `boot ${r.boot} seq ${r.seq} is dated ${clock.maxTs - r.ts} ms before the boot's latest reading (tolerance ${this.#backwardsToleranceMs} ms)`,
-      );
-    if (!clock || r.boot > clock.boot) this.#bootClock.set(r.sensorId, { boot: r.boot, maxTs: r.ts });
-    else if (r.boot === clock.boot && r.ts > clock.maxTs) clock.maxTs = r.ts;
+    const tolerance = this.#backwardsToleranceMs;
+    if (clock && clock.boot === r.boot) {
+      if (r.seq > clock.maxSeq && r.ts < clock.maxTs - tolerance)
+        return reject(
+          r.sensorId,
+          "timestamp_backwards",
+          `boot ${r.boot} seq ${r.seq} is dated ${clock.maxTs - r.ts} ms before the boot's latest reading (tolerance ${tolerance} ms)`,
+        );
+      // A late reading (below the newest seq: a board resending one never confirmed, after newer ones were
+      // stored) takes its place in the past, but only within the boot's own span.
+      if (r.seq < clock.maxSeq && (r.ts < clock.minTs - tolerance || r.ts > clock.maxTs + tolerance))
+        return reject(
+          r.sensorId,
+          "timestamp_backwards",
+          `boot ${r.boot} seq ${r.seq} (late) is dated outside the boot's span of readings (tolerance ${tolerance} ms)`,
+        );
+    }
+    if (!clock || r.boot > clock.boot)
+      this.#bootClock.set(r.sensorId, { boot: r.boot, maxTs: r.ts, maxSeq: r.seq, minTs: r.ts });
+    else if (r.boot === clock.boot) {
+      if (r.seq > clock.maxSeq) {
+        clock.maxSeq = r.seq;
+        clock.maxTs = Math.max(clock.maxTs, r.ts);
+      }
+      clock.minTs = Math.min(clock.minTs, r.ts);
+    }
 
     // Not committed here: the window records a reading only once the store accepted it (commit()).
     // Until then it is in flight, so a re-delivery meanwhile is not written twice.

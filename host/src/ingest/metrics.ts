@@ -9,6 +9,10 @@ export interface IngestGauges {
   pendingBatch(): number;
   storeUp(): boolean;
   connected(): boolean;
+  /** End-to-end confirmations: readings not yet durable, readings confirmed, messages published (0 when off). */
+  confirmPending(): number;
+  confirmedReadings(): number;
+  confirmationsPublished(): number;
 }
 
 export interface IngestMetrics {
@@ -83,6 +87,21 @@ export function createIngestMetrics(account: IngestAccount, gauges: IngestGauges
   gauge("ingest_pending_batch", "Messages waiting for the next store write", gauges.pendingBatch);
   gauge("ingest_store_up", "1 when the last store write succeeded", () => (gauges.storeUp() ? 1 : 0));
   gauge("ingest_broker_connected", "1 while connected to the broker", () => (gauges.connected() ? 1 : 0));
+  gauge(
+    "ingest_confirm_pending",
+    "Readings the store accepted and that are not yet durable (not yet confirmed to their boards)",
+    gauges.confirmPending,
+  );
+  gauge(
+    "ingest_confirmed_readings",
+    "Readings confirmed durably stored to their boards (cumulative)",
+    gauges.confirmedReadings,
+  );
+  gauge(
+    "ingest_confirmations_published",
+    "Confirmation messages published to boards (cumulative)",
+    gauges.confirmationsPublished,
+  );
   const latency = new Histogram({
     name: "ingest_e2e_latency_seconds",
     help: "Device timestamp to store acceptance",

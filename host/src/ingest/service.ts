@@ -13,6 +13,7 @@ import { HeldAckReceiver, type HeldMessage } from "./held-acks";
 import { accountLine, rejectedLine } from "./line-protocol";
 import { createIngestMetrics, serveMetrics, type IngestMetrics } from "./metrics";
 import { writeIsolatingRefused, type BatchStore, type RefusedLine } from "./store-writer";
+import { Confirmer, type StoreDurability, type StoredReading } from "./confirmer";
 
 export interface IngestTls {
   ca: string | Buffer;
@@ -63,6 +64,11 @@ export interface IngestServiceOptions {
   protocolVersion?: 4 | 5;
   log?: (line: string) => void;
   /**
+   * End-to-end confirmations to the boards (electrolyser/<id>/down/stored), sent once `durability` says the
+   * store holds a reading durably; undefined: none (the boards fall back to PUBACK or wait, by their mode).
+   */
+  confirm?: { durability: StoreDurability; intervalMs?: number };
+  /**
    * A bug surfaced in the write path (not a store or broker failure, which are retried).
    * The CLI exits so a supervisor restarts it and the broker re-delivers what was unacknowledged.
    */
@@ -99,6 +105,7 @@ export class IngestService {
   #metricsServer: (Server & { port: number }) | undefined;
   #stopped: Promise<void> | undefined;
   #started = false;
+  #confirmer: Confirmer | undefined;
 
   constructor(o: IngestServiceOptions) {
     this.#o = o;
@@ -112,6 +119,9 @@ export class IngestService {
       pendingBatch: () => this.#pending.length,
       storeUp: () => this.#storeUp,
       connected: () => this.#client?.connected ?? false,
+      confirmPending: () => this.#confirmer?.pending ?? 0,
+      confirmedReadings: () => this.#confirmer?.counts.confirmedReadings ?? 0,
+      confirmationsPublished: () => this.#confirmer?.counts.published ?? 0,
     });
   }
 
@@ -130,6 +140,11 @@ export class IngestService {
 
   get storeUp(): boolean {
     return this.#storeUp;
+  }
+
+  /** The confirmations' figures, when they are on. */
+  get confirmer(): Confirmer | undefined {
+    return this.#confirmer;
   }
 
   metricsText(): Promise<string> {
@@ -201,6 +216,23 @@ export class IngestService {
     await firstConnect;
     await this.#subscribe();
     this.#started = true;
+    if (this.#o.confirm) {
+      this.#confirmer = new Confirmer({
+        durability: this.#o.confirm.durability,
+        intervalMs: this.#o.confirm.intervalMs,
+        log: this.#log,
+        // Not queued while the broker is away (MQTT.js would buffer without bound): the next round sends it.
+        publish: (topic, payload) => {
+          if (!client.connected) return false;
+          client.publish(topic, Buffer.from(payload), { qos: 1 });
+          return true;
+        },
+        rewrite: async (lines) => {
+          await writeIsolatingRefused(this.#o.store, lines);
+        },
+      });
+      this.#confirmer.start();
+    }
     if ((this.#o.accountIntervalMs ?? 10_000) > 0) {
       this.#accountTimer = setInterval(() => void this.writeAccount(), this.#o.accountIntervalMs ?? 10_000);
     }
@@ -316,6 +348,7 @@ export class IngestService {
     const now = Date.now();
     let dropped = 0;
     const receiver = this.#receiver;
+    const storedReadings: StoredReading[] = [];
     receiver?.batch(() => {
       for (const item of batch) {
         const o = item.outcome;
@@ -331,8 +364,10 @@ export class IngestService {
             this.#metrics.latencyRecent.observe(latency);
           }
           if (gapDelta !== 0) this.account.gaps(o.sensorId, gapDelta);
+          if (o.position) storedReadings.push({ sensorId: o.sensorId, ...o.position, line: o.line });
         } else if (o.kind === "duplicate") {
           this.account.duplicate(o.sensorId);
+          if (o.position) this.#confirmer?.duplicate(o.sensorId, o.position.boot, o.position.seq);
         } else {
           this.account.rejected(o.sensorId, o.reason);
         }
@@ -343,6 +378,7 @@ export class IngestService {
       this.#log(
         `ingest: ${dropped} written messages belong to a lost connection; the broker re-delivers them`,
       );
+    this.#confirmer?.stored(storedReadings, now);
     return true;
   }
 
@@ -421,6 +457,7 @@ export class IngestService {
       await this.writeAccount();
     }
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
+    await this.#confirmer?.stop();
     if (this.#client) await this.#client.endAsync(false);
     if (this.#metricsServer) await new Promise<void>((r) => this.#metricsServer?.close(() => r()));
   }

@@ -124,7 +124,7 @@ describe("MessageClassifier", () => {
       return o.kind === "write" && o.position ? { ...o, committed: c.commit(o.sensorId, o.position) } : o;
     };
     expect(send(0)).toMatchObject({ kind: "write", committed: 0 });
-    expect(send(0)).toEqual({ kind: "duplicate", sensorId: "el-1" });
+    expect(send(0)).toMatchObject({ kind: "duplicate", sensorId: "el-1" });
     expect(send(4)).toMatchObject({ kind: "write", committed: 3 });
     expect(send(2)).toMatchObject({ kind: "write", committed: -1 });
     expect(send(0, 2)).toMatchObject({ kind: "write", committed: 0 });
@@ -148,15 +148,30 @@ describe("MessageClassifier", () => {
     expect(send(1, NOW - 3_600_000 + 1000, 2)).toMatchObject({ kind: "write" });
   });
 
+  it("takes a late reading (a resend of one never confirmed) in its place within the boot's span, not before it", () => {
+    const c = plainClassifier();
+    const send = (seq: number, ts: number) => {
+      const m = encodeTelemetryMessage(sampleReading("el-1", seq, ts, 1), { kind: "plain" });
+      return c.classify(m.topic, m.payload);
+    };
+    expect(send(0, NOW - 20_000)).toMatchObject({ kind: "write" });
+    expect(send(20, NOW)).toMatchObject({ kind: "write" }); // 1..19 lost with a broker, resent after this one
+    expect(send(8, NOW - 12_000)).toMatchObject({ kind: "write" });
+    expect(send(9, NOW - 11_000)).toMatchObject({ kind: "write" });
+    expect(send(10, NOW - 86_400_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(11, NOW + 60_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(21, NOW - 12_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+  });
+
   it("commits nothing before the store accepted: a copy in flight is a duplicate, a refused reading is new again", () => {
     const c = plainClassifier();
     const m = encodeTelemetryMessage(sampleReading("el-1", 3, NOW), { kind: "plain" });
     expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "write", position: { boot: 1, seq: 3 } });
-    expect(c.classify(m.topic, m.payload)).toEqual({ kind: "duplicate", sensorId: "el-1" }); // in flight
+    expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "duplicate", sensorId: "el-1" }); // in flight
     c.release("el-1", { boot: 1, seq: 3 }); // the store refused it
     expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "write", position: { boot: 1, seq: 3 } });
     expect(c.commit("el-1", { boot: 1, seq: 3 })).toBe(0);
-    expect(c.classify(m.topic, m.payload)).toEqual({ kind: "duplicate", sensorId: "el-1" });
+    expect(c.classify(m.topic, m.payload)).toMatchObject({ kind: "duplicate", sensorId: "el-1" });
   });
 
   it("in an encrypted fleet: opens sealed readings, refuses tampered, wrong-key, moved and plain messages", () => {

@@ -3,7 +3,12 @@
 // throws when the client is not connected or the packet exceeds the writable space; PUBACK arrives
 // later through onControl; a dead connection calls onError once and the client closes itself.
 import { MqttOperation, publishPacketBytes } from "../../../src/app/mqtt-client";
-import type { MqttClient, MqttConnectOptions, MqttPublishOptions } from "../../../src/app/mqtt-client";
+import type {
+  MqttClient,
+  MqttConnectOptions,
+  MqttPublishOptions,
+  MqttSubscribeOptions,
+} from "../../../src/app/mqtt-client";
 import type { VirtualTimers } from "./virtual-timers";
 
 export interface BrokerMessage {
@@ -43,6 +48,10 @@ export class FakeBroker {
   readonly connects: MqttConnectOptions[] = [];
   /** Virtual time of every connection attempt, accepted or not. */
   readonly attempts: number[] = [];
+  /** SUBSCRIBE filters, per client id, as the broker's persistent session would keep them. */
+  readonly subscriptions = new Map<string, Set<string>>();
+  /** SUBACK answers this instead of the granted QoS while set (0x80: refused). */
+  subackCode: number | undefined;
   readonly #attached = new Set<ShimMqttClient>();
   readonly #heldAcks: { client: ShimMqttClient; id: number }[] = [];
 
@@ -73,6 +82,34 @@ export class FakeBroker {
     this.holdPubacks = false;
     for (const { client, id } of this.#heldAcks.splice(0))
       client.control({ operation: MqttOperation.PUBACK, id });
+  }
+
+  /**
+   * Sends a QoS 1 message to the connected client `clientId` if it subscribed to a matching filter, in
+   * `fragments` pieces (as the ECMA-419 client announces a message that arrives in several TCP segments).
+   * False when nothing was delivered.
+   */
+  deliver(clientId: string, topic: string, payload: Uint8Array, fragments = 1): boolean {
+    const client = [...this.#attached].find((c) => c.options.id === clientId);
+    const filters = this.subscriptions.get(clientId);
+    if (!client || !filters || ![...filters].some((f) => topicMatches(f, topic))) return false;
+    client.deliver(topic, payload, fragments);
+    return true;
+  }
+
+  subscribe(c: ShimMqttClient, o: MqttSubscribeOptions): void {
+    let set = this.subscriptions.get(c.options.id);
+    if (!set) this.subscriptions.set(c.options.id, (set = new Set()));
+    for (const item of o.items) set.add(item.topic);
+    const code = this.subackCode;
+    this.timers.set(() => {
+      if (this.#attached.has(c))
+        c.control({
+          operation: MqttOperation.SUBACK,
+          id: o.id,
+          payload: o.items.map((i) => code ?? i.QoS),
+        });
+    }, this.pubackLatencyMs);
   }
 
   /** Messages the app published (no wills), optionally on one topic. */
@@ -161,8 +198,13 @@ export class ShimMqttClient implements MqttClient {
     }, broker.connectLatencyMs);
   }
 
-  write(data: ArrayBuffer, o: MqttPublishOptions): number {
+  write(data: ArrayBuffer | undefined, options: MqttPublishOptions | MqttSubscribeOptions): number {
     if (this.#state !== "connected") throw new Error("not connected");
+    if ("items" in options) {
+      this.broker.subscribe(this, options);
+      return Math.max(0, this.#writable - OVERHEAD);
+    }
+    const o = options;
     if (!(data instanceof ArrayBuffer)) throw new TypeError("write expects an ArrayBuffer");
     if (o.QoS === 1 && (o.id === undefined || o.id < 1 || o.id > 65535))
       throw new RangeError("QoS 1 needs a packet id 1..65535");
@@ -180,8 +222,28 @@ export class ShimMqttClient implements MqttClient {
     return Math.max(0, this.#writable - OVERHEAD);
   }
 
-  read(_count: number): unknown {
-    return undefined;
+  #incoming: Uint8Array | undefined;
+
+  read(count: number): unknown {
+    const data = this.#incoming;
+    if (!data) return undefined;
+    const n = Math.min(count, data.length);
+    this.#incoming = n < data.length ? data.subarray(n) : undefined;
+    return data.slice(0, n).buffer;
+  }
+
+  deliver(topic: string, payload: Uint8Array, fragments: number): void {
+    const size = Math.ceil(payload.length / fragments) || 1;
+    for (let o = 0, first = true; first || o < payload.length; o += size, first = false) {
+      if (this.#state !== "connected") return;
+      const piece = payload.subarray(o, Math.min(payload.length, o + size));
+      this.#incoming = piece;
+      const more = o + size < payload.length;
+      this.options.onReadable(
+        piece.length,
+        first ? { topic, QoS: 1, byteLength: payload.length, more } : { more },
+      );
+    }
   }
 
   close(): void {
@@ -190,7 +252,7 @@ export class ShimMqttClient implements MqttClient {
     this.broker.detach(this);
   }
 
-  control(message: { operation: number; id: number }): void {
+  control(message: { operation: number; id: number; payload?: number[] }): void {
     if (this.#state === "connected") this.options.onControl(message);
   }
 
@@ -202,4 +264,16 @@ export class ShimMqttClient implements MqttClient {
     this.options.onError(tlsFailure);
     this.close();
   }
+}
+
+/** MQTT topic filter matching (+ one level, # the rest). */
+export function topicMatches(filter: string, topic: string): boolean {
+  const f = filter.split("/");
+  const t = topic.split("/");
+  for (let i = 0; i < f.length; i++) {
+    if (f[i] === "#") return true;
+    if (i >= t.length) return false;
+    if (f[i] !== "+" && f[i] !== t[i]) return false;
+  }
+  return f.length === t.length;
 }

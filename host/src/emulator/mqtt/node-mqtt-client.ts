@@ -17,6 +17,7 @@ import type {
   MqttClient,
   MqttConnectOptions,
   MqttPublishOptions,
+  MqttSubscribeOptions,
   MqttTlsOptions,
 } from "../../../../firmware/src/app/mqtt-client";
 import { BrokerRefusedError, LeanMqttClient } from "./lean-client";
@@ -86,6 +87,8 @@ export class NodeMqttClient implements MqttClient {
   #established = false;
   #topic = "";
   #topicBytes: Buffer = Buffer.alloc(0);
+  /** The payload of the PUBLISH being announced through onReadable, until read() takes it. */
+  #incoming: Buffer | undefined;
 
   constructor(options: MqttConnectOptions, node: NodeMqttClientOptions) {
     if (!options.tls) throw new Error("emulated boards speak mutual TLS only");
@@ -145,6 +148,10 @@ export class NodeMqttClient implements MqttClient {
           this.#o.onControl({ operation: MqttOperation.PUBACK, id });
           this.#n.probe.onPuback(id);
         },
+        onSuback: (id, granted) => {
+          if (!this.#closed) this.#o.onControl({ operation: MqttOperation.SUBACK, id, payload: granted });
+        },
+        onPublish: (topic, payload, qos, packetId) => this.#onPublish(topic, payload, qos, packetId),
         onClose: (err, handshake) => this.#onClose(err, handshake),
       },
     );
@@ -158,9 +165,17 @@ export class NodeMqttClient implements MqttClient {
     this.#o.onError();
   }
 
-  write(data: ArrayBuffer, options: MqttPublishOptions): number {
+  write(data: ArrayBuffer | undefined, options: MqttPublishOptions | MqttSubscribeOptions): number {
     const lean = this.#lean;
     if (this.#closed || !lean || !this.#established) throw new Error("not connected");
+    if ("items" in options) {
+      lean.subscribe(
+        options.id,
+        options.items.map((i) => ({ topic: i.topic, qos: i.QoS })),
+      );
+      return NODE_WRITABLE_BYTES;
+    }
+    if (!data) throw new TypeError("PUBLISH needs a payload");
     if (options.topic !== this.#topic) {
       this.#topic = options.topic;
       this.#topicBytes = Buffer.from(options.topic);
@@ -173,8 +188,27 @@ export class NodeMqttClient implements MqttClient {
     return NODE_WRITABLE_BYTES;
   }
 
-  read(_count: number): undefined {
-    return undefined;
+  /** The announced message's payload, copied (the receive buffer is shared by every board of the thread). */
+  read(count: number): ArrayBuffer | undefined {
+    const data = this.#incoming;
+    if (!data) return undefined;
+    const n = Math.min(count, data.length);
+    this.#incoming = n < data.length ? data.subarray(n) : undefined;
+    const out = new ArrayBuffer(n);
+    new Uint8Array(out).set(data.subarray(0, n));
+    return out;
+  }
+
+  /**
+   * A PUBLISH from the broker (the board's downlink): announced whole, as the ECMA-419 client announces a message
+   * that arrived in one segment, and answered with PUBACK after the session read it, as that client does.
+   */
+  #onPublish(topic: string, payload: Buffer, qos: number, packetId: number): void {
+    if (this.#closed) return;
+    this.#incoming = payload;
+    this.#o.onReadable(payload.length, { topic, QoS: qos, byteLength: payload.length, more: false });
+    this.#incoming = undefined;
+    if (qos === 1 && !this.#closed) this.#lean?.puback(packetId);
   }
 
   ping(): void {

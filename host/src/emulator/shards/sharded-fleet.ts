@@ -134,7 +134,10 @@ export class ShardedFleet implements FleetControl {
     const byId = new Map<string, DeviceCount>();
     for (const m of replies) if (m.type === "counts") for (const d of m.devices) byId.set(d.id, d);
     // In fleet order, as a single-threaded run lists them.
-    return this.#o.deviceIds.map((id) => byId.get(id) ?? { id, published: 0, dropped: 0 });
+    return this.#o.deviceIds.map(
+      (id) =>
+        byId.get(id) ?? { id, published: 0, dropped: 0, confirmed: 0, awaiting: 0, confirmations: "off" },
+    );
   }
 
   async shutdown(): Promise<void> {
