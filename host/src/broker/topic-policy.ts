@@ -3,8 +3,9 @@
  * Mosquitto (the emulator's embedded Aedes) enforce the same rules and tests can check both agree.
  *
  *   board <id>:  publish electrolyser/<id>/telemetry and electrolyser/<id>/status;
- *                subscribe/read electrolyser/<id>/command
- *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…
+ *                subscribe/read its downlink tree electrolyser/<id>/down/# (never publish there)
+ *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…;
+ *                publish electrolyser/<board>/down/stored (the end-to-end confirmations)
  *   telegraf:    subscribe/read electrolyser/+/telemetry
  *   monitor:     the same reads as ingest (observers such as the emulator's verifier), under its own identity
  *                so it never shares the ingest's session
@@ -53,7 +54,10 @@ export function isAllowed(
   }
 
   const levels = filter.split("/");
-  if (levels.length !== 3 || levels[0] !== ROOT) return false;
+  if (levels[0] !== ROOT) return false;
+  if (levels.length === 4 && levels[2] === "down")
+    return downlinkAllowed(identity, action, levels, filter !== topic, ingestIdentity);
+  if (levels.length !== 3) return false;
   const [, who, kind] = levels as [string, string, string];
   if (kind.includes("+") || kind.includes("#")) return false;
   const isService = identity === ingestIdentity || SERVICE_IDENTITIES.includes(identity);
@@ -70,6 +74,22 @@ export function isAllowed(
   if (readsFleet && (kind === "telemetry" || kind === "status") && (who === "+" || IDENTITY.test(who)))
     return true;
   if (identity === "telegraf" && kind === "telemetry" && (who === "+" || IDENTITY.test(who))) return true;
-  // A board reads only its own command topic.
-  return who === identity && kind === "command";
+  // `electrolyser/<id>/down/#` also matches its parent level (MQTT 4.7.1.2).
+  return action === "subscribe" && filter === topic && kind === "down" && who === identity && !isService;
+}
+
+/** electrolyser/<who>/down/<kind>: a board reads its own; the ingest publishes `stored` to any board. */
+function downlinkAllowed(
+  identity: string,
+  action: TopicAction,
+  levels: readonly string[],
+  shared: boolean,
+  ingestIdentity: string,
+): boolean {
+  const [, who, , kind] = levels as [string, string, string, string];
+  const isService = identity === ingestIdentity || SERVICE_IDENTITIES.includes(identity);
+  if (isService && who === identity) return false;
+  if (action === "publish") return identity === ingestIdentity && kind === "stored" && IDENTITY.test(who);
+  // Reading: a board, its own tree only (any kind, as `pattern read electrolyser/%u/down/#`); never via $share.
+  return !shared && !isService && who === identity && kind.length > 0;
 }

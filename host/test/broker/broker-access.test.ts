@@ -375,10 +375,10 @@ describe("a connected board cannot reach other boards' topics", () => {
     await endClient(dev);
   });
 
-  it("it cannot publish outside its write rights (its own command topic, other trees, $SYS)", async () => {
+  it("it cannot publish outside its write rights (its own downlink, other trees, $SYS)", async () => {
     const dev = await connectAs(ids.devA, "dev-a-outside");
     for (const topic of [
-      "electrolyser/dev-a/command",
+      "electrolyser/dev-a/down/stored",
       "electrolyser/dev-a/other",
       "electrolyser/dev-a",
       "other/dev-a/telemetry",
@@ -433,6 +433,56 @@ describe("a connected board cannot reach other boards' topics", () => {
     expect(await publishQos1(svc, "electrolyser/dev-a/command", spoof)).toEqual({
       reasonCode: NOT_AUTHORIZED,
     });
+    await endClient(svc);
+  });
+});
+
+describe("the downlink (electrolyser/<id>/down/#)", () => {
+  it("only the ingest writes a board's stored confirmations; the board reads its own, never another's", async () => {
+    const a = await connectAs(ids.devA, "dev-a-down");
+    const aRx = recorder(a);
+    await subscribe(a, ["electrolyser/dev-a/down/#"]);
+    const b = await connectAs(ids.devB, "dev-b-down");
+    const bRx = recorder(b);
+    // Mosquitto grants the SUBSCRIBE and filters each delivery by the read rights.
+    await subscribe(b, [
+      "electrolyser/dev-a/down/#",
+      "electrolyser/+/down/stored",
+      "electrolyser/dev-b/down/#",
+    ]);
+    const svc = await connectAs(ids.ingest, "ingest-down");
+
+    const forA = `stored-a-${randomUUID()}`;
+    expect((await publishQos1(svc, "electrolyser/dev-a/down/stored", forA)).reasonCode).toBe(0);
+    await aRx.waitFor((m) => m.payload === forA);
+    // A board cannot confirm its own readings, nor another's.
+    const own = `own-${randomUUID()}`;
+    expect(await publishQos1(a, "electrolyser/dev-a/down/stored", own)).toEqual({
+      reasonCode: NOT_AUTHORIZED,
+    });
+    expect(await publishQos1(b, "electrolyser/dev-a/down/stored", own)).toEqual({
+      reasonCode: NOT_AUTHORIZED,
+    });
+    // The ingest writes confirmations only: not trust or config, not its own name's tree.
+    for (const topic of [
+      "electrolyser/dev-a/down/trust",
+      "electrolyser/dev-a/down/config",
+      "electrolyser/ingest/down/stored",
+    ])
+      expect({ topic, ...(await publishQos1(svc, topic, own)) }).toEqual({
+        topic,
+        reasonCode: NOT_AUTHORIZED,
+      });
+    // Barrier: a later message for B arrives at B, so A's confirmation would have arrived first.
+    const forB = `stored-b-${randomUUID()}`;
+    expect((await publishQos1(svc, "electrolyser/dev-b/down/stored", forB)).reasonCode).toBe(0);
+    await bRx.waitFor((m) => m.payload === forB);
+    await subscribe(a, ["electrolyser/dev-a/down/#"]);
+    // (Once per matching subscription: two of B's filters match its own confirmation.)
+    expect(new Set(bRx.messages.map((m) => m.payload))).toEqual(new Set([forB]));
+    expect(aRx.messages.map((m) => m.payload)).toEqual([forA]);
+    await endClient(a);
+    await endClient(b);
     await endClient(svc);
   });
 });
@@ -602,20 +652,23 @@ describe("a certificate whose CN holds MQTT wildcards", () => {
     });
   }
 
-  it('CN "+" reading the command pattern gets no other board\'s commands', async () => {
+  it('CN "+" reading the downlink pattern gets no board\'s confirmations', async () => {
     const r = await tryConnect(opts(ids.wildPlus, "wild-reader"));
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     opened.push(r.client);
     const rx = recorder(r.client);
-    await subscribe(r.client, ["electrolyser/+/command", "electrolyser/+/telemetry"]);
+    await subscribe(r.client, ["electrolyser/+/down/#", "electrolyser/+/telemetry"]);
     const dev = await connectAs(ids.devA, "dev-a-wild-reader");
+    const svc = await connectAs(ids.ingest, "ingest-wild-reader");
     const payload = `visible-only-to-readers-${randomUUID()}`;
+    expect((await publishQos1(svc, "electrolyser/dev-a/down/stored", payload)).reasonCode).toBe(0);
     expect((await publishQos1(dev, "electrolyser/dev-a/telemetry", payload)).reasonCode).toBe(0);
     await observerRx.waitFor((m) => m.payload === payload);
-    await subscribe(r.client, ["electrolyser/x/command"]);
+    await subscribe(r.client, ["electrolyser/x/down/#"]);
     await sleep(200);
     expect(rx.messages).toEqual([]);
+    await endClient(svc);
     await endClient(dev);
     await endClient(r.client);
   });

@@ -123,11 +123,12 @@ describe("rendered ACL", async () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
-      "pattern read electrolyser/%u/command",
+      "pattern read electrolyser/%u/down/#",
       "user ingest-2",
       "topic deny electrolyser/ingest-2/#",
       "topic read electrolyser/+/telemetry",
       "topic read electrolyser/+/status",
+      "topic write electrolyser/+/down/stored",
       "user monitor",
       "topic deny electrolyser/monitor/#",
       "topic read electrolyser/+/telemetry",

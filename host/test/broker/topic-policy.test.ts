@@ -80,7 +80,18 @@ const IDENTITIES = [
   "a/b",
   "",
 ];
-const KINDS = ["telemetry", "status", "command", "config", ""];
+const KINDS = [
+  "telemetry",
+  "status",
+  "command",
+  "config",
+  "",
+  "down/stored",
+  "down/trust",
+  "down/config",
+  "down/other",
+  "down",
+];
 function concreteTopics(): string[] {
   const out = new Set<string>([
     "#",
@@ -143,6 +154,10 @@ describe("topic policy agrees with infra/mosquitto/acl.template", async () => {
       "electrolyser/+/status",
       "electrolyser/+/command",
       "electrolyser/b1/+",
+      "electrolyser/b1/down/#",
+      "electrolyser/b1/down/+",
+      "electrolyser/+/down/stored",
+      "$share/g/electrolyser/b1/down/#",
       "+/b1/telemetry",
       "$share/g/electrolyser/+/telemetry",
       "$share/g/electrolyser/+/status",
@@ -171,13 +186,17 @@ describe("topic policy agrees with infra/mosquitto/acl.template", async () => {
 });
 
 describe("topic policy", () => {
-  it("lets a board write its own telemetry and status and read its own command topic only", () => {
+  it("lets a board write its own telemetry and status and read its own downlink tree only", () => {
     expect(isAllowed("b1", "publish", "electrolyser/b1/telemetry")).toBe(true);
     expect(isAllowed("b1", "publish", "electrolyser/b1/status")).toBe(true);
     expect(isAllowed("b1", "publish", "electrolyser/b2/telemetry")).toBe(false);
-    expect(isAllowed("b1", "publish", "electrolyser/b1/command")).toBe(false);
-    expect(isAllowed("b1", "subscribe", "electrolyser/b1/command")).toBe(true);
-    expect(isAllowed("b1", "subscribe", "electrolyser/b2/command")).toBe(false);
+    expect(isAllowed("b1", "publish", "electrolyser/b1/down/stored")).toBe(false);
+    expect(isAllowed("b1", "publish", "electrolyser/b2/down/stored")).toBe(false);
+    expect(isAllowed("b1", "subscribe", "electrolyser/b1/down/#")).toBe(true);
+    expect(isAllowed("b1", "subscribe", "electrolyser/b1/down/stored")).toBe(true);
+    expect(isAllowed("b1", "subscribe", "electrolyser/b2/down/#")).toBe(false);
+    expect(isAllowed("b1", "subscribe", "electrolyser/+/down/stored")).toBe(false);
+    expect(isAllowed("b1", "subscribe", "electrolyser/b1/command")).toBe(false);
     expect(isAllowed("b1", "subscribe", "electrolyser/+/telemetry")).toBe(false);
     expect(isAllowed("b1", "subscribe", "#")).toBe(false);
   });
@@ -189,6 +208,12 @@ describe("topic policy", () => {
     expect(isAllowed("ingest", "subscribe", "electrolyser/+/command")).toBe(false);
     expect(isAllowed("ingest", "subscribe", "electrolyser/#")).toBe(false);
     expect(isAllowed("ingest", "publish", "electrolyser/b1/telemetry")).toBe(false);
+    // The one thing it writes: each board's end-to-end confirmations, never trust or config.
+    expect(isAllowed("ingest", "publish", "electrolyser/b1/down/stored")).toBe(true);
+    expect(isAllowed("ingest", "publish", "electrolyser/b1/down/trust")).toBe(false);
+    expect(isAllowed("ingest", "publish", "electrolyser/ingest/down/stored")).toBe(false);
+    expect(isAllowed("ingest", "subscribe", "electrolyser/b1/down/stored")).toBe(false);
+    expect(isAllowed("monitor", "publish", "electrolyser/b1/down/stored")).toBe(false);
     expect(isAllowed("svc", "subscribe", "electrolyser/+/telemetry", "svc")).toBe(true);
     expect(isAllowed("ingest", "subscribe", "electrolyser/+/telemetry", "svc")).toBe(false);
   });
@@ -208,7 +233,7 @@ describe("topic policy", () => {
   it("denies identities that could act as wildcards", () => {
     for (const id of ["+", "#", "a/b", "", "+x"]) {
       expect(isAllowed(id, "publish", `electrolyser/${id}/telemetry`)).toBe(false);
-      expect(isAllowed(id, "subscribe", `electrolyser/${id}/command`)).toBe(false);
+      expect(isAllowed(id, "subscribe", `electrolyser/${id}/down/#`)).toBe(false);
     }
   });
 });

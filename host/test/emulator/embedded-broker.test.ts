@@ -113,8 +113,8 @@ async function deliveries(url: string): Promise<string[]> {
   const observers: [Who, string[]][] = [
     ["ingest", ["electrolyser/+/telemetry", "electrolyser/+/status", "#"]],
     ["monitor", ["electrolyser/+/telemetry", "electrolyser/+/status", "#"]],
-    ["b1", [`electrolyser/${B1}/command`, "electrolyser/+/telemetry", "#"]],
-    ["b2", [`electrolyser/${B2}/command`]],
+    ["b1", [`electrolyser/${B1}/down/#`, "electrolyser/+/telemetry", "#"]],
+    ["b2", [`electrolyser/${B2}/down/#`]],
   ];
   const got: string[] = [];
   const subs: MqttClient[] = [];
@@ -127,7 +127,7 @@ async function deliveries(url: string): Promise<string[]> {
   const topics = [
     `electrolyser/${B1}/telemetry`,
     `electrolyser/${B1}/status`,
-    `electrolyser/${B1}/command`,
+    `electrolyser/${B1}/down/stored`,
     `electrolyser/${B2}/telemetry`,
     "electrolyser/ingest/telemetry",
     "electrolyser/monitor/telemetry",
@@ -157,7 +157,8 @@ describe("embedded broker", () => {
     ]);
     expect(fromEmbedded).toEqual(fromMosquitto);
     // And that is: the ingest and monitor identities read each board's own telemetry and status, nothing else
-    // moves: no service publishes under its own name (each service's electrolyser/<name>/# is denied).
+    // moves: no service publishes under its own name (each service's electrolyser/<name>/# is denied); the
+    // ingest's confirmation reaches the board it is for, and only from the ingest.
     expect(fromEmbedded).toEqual(
       (["ingest", "monitor"] as const)
         .flatMap((reader) => [
@@ -165,6 +166,7 @@ describe("embedded broker", () => {
           `${reader} <- b1:electrolyser/${B1}/status on electrolyser/${B1}/status`,
           `${reader} <- b2:electrolyser/${B2}/telemetry on electrolyser/${B2}/telemetry`,
         ])
+        .concat([`b1 <- ingest:electrolyser/${B1}/down/stored on electrolyser/${B1}/down/stored`])
         .sort(),
     );
   });
@@ -177,7 +179,7 @@ describe("embedded broker", () => {
       }),
     );
     b1.subscribe(
-      ["#", `electrolyser/${B2}/command`, `electrolyser/${B1}/command`],
+      ["#", `electrolyser/${B2}/down/#`, `electrolyser/${B1}/down/#`],
       { qos: 1 },
       () => undefined,
     );

@@ -39,10 +39,10 @@ export function subjectTokenProblem(id: string): string | undefined {
 }
 
 /**
- * A board gets acl.template's `pattern` rights: publish its own telemetry and status, read its own command
- * topic. A service gets none of them (acl.template's `topic deny electrolyser/<service>/#`: no service
+ * A board gets acl.template's `pattern` rights: publish its own telemetry and status, read its own downlink
+ * tree. A service gets none of them (acl.template's `topic deny electrolyser/<service>/#`: no service
  * publishes telemetry under its own name); the ingest (`ingestIdentity`), `monitor` and `telegraf` read the
- * fleet. Nobody publishes anything else.
+ * fleet, and the ingest alone publishes the boards' `down/stored` confirmations. Nobody publishes anything else.
  */
 export function permissionsFor(
   identity: string,
@@ -61,12 +61,17 @@ export function permissionsFor(
   const service = kind === "service";
   return {
     // An empty allow list means "no restriction" to NATS: a service's publish rights are an explicit deny-all.
-    publish: service
-      ? { allow: [], deny: [">"] }
-      : { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
+    publish:
+      service && identity === ingestIdentity
+        ? // acl.template: the ingest writes every board's end-to-end confirmations, and nothing else.
+          { allow: [`${ROOT}.*.down.stored`], deny: [`${ROOT}.${identity}.>`] }
+        : service
+          ? { allow: [], deny: [">"] }
+          : { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
     subscribe: {
       allow: [
-        ...(service ? [] : [`${ROOT}.${identity}.command`]),
+        // A board reads its own downlink tree (electrolyser/<id>/down/#).
+        ...(service ? [] : [`${ROOT}.${identity}.down.>`]),
         ...(reads ?? []).map((kind) => `${ROOT}.*.${kind}`),
         MQTT_DELIVERY_SUBJECTS,
       ],

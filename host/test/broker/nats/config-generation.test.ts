@@ -43,7 +43,9 @@ describe("permissionsFor agrees with the Mosquitto ACL (topic-policy)", () => {
   ];
   const topics = ["dev-a", "dev-b", "ingest", "monitor"]
     .flatMap((who) =>
-      ["telemetry", "status", "command", "other"].map((kind) => `electrolyser/${who}/${kind}`),
+      ["telemetry", "status", "command", "other", "down/stored", "down/trust", "down/config"].map(
+        (kind) => `electrolyser/${who}/${kind}`,
+      ),
     )
     .concat(["other/dev-a/telemetry", "electrolyser/dev-a"]);
   for (const [id, kind] of identities) {
@@ -70,7 +72,7 @@ describe("permissionsFor agrees with the Mosquitto ACL (topic-policy)", () => {
 
   it("a device certificate named like a service gets no fleet reads (stricter than a CN-only ACL)", () => {
     expect(permissionsFor("ingest", "device").subscribe.allow).toEqual([
-      "electrolyser.ingest.command",
+      "electrolyser.ingest.down.>",
       "$MQTT.sub.>",
     ]);
   });
@@ -194,7 +196,7 @@ describe("nodeConfig", () => {
         user: "CN=dev-a,OU=devices,O=Electrolyser Secure Telemetry",
         permissions: {
           publish: { allow: ["electrolyser.dev-a.telemetry", "electrolyser.dev-a.status"] },
-          subscribe: { allow: ["electrolyser.dev-a.command", "$MQTT.sub.>"] },
+          subscribe: { allow: ["electrolyser.dev-a.down.>", "$MQTT.sub.>"] },
         },
       },
     ]);
