@@ -48,3 +48,6 @@ export function deviceIdSequence(
     throw new RangeError(`count must be a non-negative integer, got ${count}`);
   return Array.from({ length: count }, (_, i) => `${prefix}${String(i + 1).padStart(width, "0")}`);
 }
+
+/** Every board's end-to-end confirmations (topics.downlinkTopic(id, "stored")): only the ingest writes here. */
+export const STORED_CONFIRMATION_FILTER = `${TOPIC_ROOT}/+/down/stored`;
