@@ -41,7 +41,7 @@ export interface PendingRotation {
   oldSerials: string[];
   /** Set once the new certificate is issued. */
   newSerial?: string;
-  /** The payload key the message is sealed under. */
+  /** The payload key id the message was last sealed under; -1 until published. */
   keyId: number;
   publishedAt?: string;
 }
@@ -191,10 +191,7 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
   }
   const cert = await deviceCert(o.stateDir, o.id);
   const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
-  if (resend && pending!.keyId !== payload.keyId)
-    throw new Error(
-      `device "${o.id}": its payload key changed since rotation ${pending!.rotation} was sealed (re-provisioned?); run finish first`,
-    );
+  // A resend under another payload key (the board re-provisioned meanwhile) is still nonce-safe: another key.
   const topic = downlinkTopic(o.id, "trust");
   const message = sealTrustMessage(nodeAead, {
     key: payload.key,
