@@ -2,7 +2,10 @@
 // `npm run trust`: certificate, key and broker-pin rotation over the boards' downlink (README, Trust).
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
-import { stateDir } from "../state/state-dir";
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { loadManifest } from "../../../manifests/src/index";
+import { repoRoot, stateDir } from "../state/state-dir";
 import { connectFleetAdmin } from "../trust/fleet-admin-publisher";
 import {
   finishInField,
@@ -13,6 +16,31 @@ import {
 } from "../trust/field-rotation";
 
 const say = (line: string): void => console.error(`trust: ${line}`);
+
+/** The ids given, or every device of `--site` in the fleet manifest (default manifests/fleet.json). */
+async function targets(a: {
+  ids?: (string | number)[];
+  site?: string;
+  manifest?: string;
+}): Promise<string[]> {
+  const ids = (a.ids ?? []).map(String);
+  if (a.site === undefined) {
+    if (ids.length === 0) throw new Error("name the boards, or a site with --site");
+    return ids;
+  }
+  if (ids.length) throw new Error("give either board ids or --site, not both");
+  const path = a.manifest ? resolve(a.manifest) : join(repoRoot(), "manifests", "fleet.json");
+  if (!existsSync(path)) throw new Error(`--site needs a fleet manifest: none at ${path} (--manifest F)`);
+  const site = (await loadManifest(path)).devices.filter((d) => d.site === a.site).map((d) => d.id);
+  if (site.length === 0) throw new Error(`no device of ${path} is at site "${a.site}"`);
+  say(`site ${a.site}: ${site.length} board(s) from ${path}`);
+  return site;
+}
+
+const siteOptions = {
+  site: { type: "string", describe: "every board of this site in the fleet manifest, instead of ids" },
+  manifest: { type: "string", describe: "fleet manifest for --site (default manifests/fleet.json)" },
+} as const;
 
 /** Runs `one` for every id with progress, prints a report, and exits non-zero if any failed. */
 async function forEach(
@@ -59,11 +87,12 @@ await yargs(hideBin(process.argv))
     describe: "broker URL (the fleet-admin certificate is read from the PKI state)",
   })
   .command(
-    "rotate <ids..>",
+    "rotate [ids..]",
     "issue a new certificate and key per board, seal them with the broker pins under the board's payload key, publish QoS 1 retained; a pending rotation is resent as it was",
     (y) =>
       y
-        .positional("ids", { type: "string", array: true, demandOption: true })
+        .positional("ids", { type: "string", array: true })
+        .options(siteOptions)
         .option("key-type", {
           type: "string",
           choices: ["rsa-2048", "p256"],
@@ -79,7 +108,7 @@ await yargs(hideBin(process.argv))
           describe: "fleet secret for boards without payload grants",
         }),
     async (a) => {
-      await forEach(a.ids.map(String), a.broker, (id, onStep, publisher) =>
+      await forEach(await targets(a), a.broker, (id, onStep, publisher) =>
         rotateInField({
           stateDir: stateDir(),
           id,
@@ -93,11 +122,11 @@ await yargs(hideBin(process.argv))
     },
   )
   .command(
-    "finish <ids..>",
+    "finish [ids..]",
     "after a board connected with its new certificate: clear the retained message and revoke its old certificate(s)",
-    (y) => y.positional("ids", { type: "string", array: true, demandOption: true }),
+    (y) => y.positional("ids", { type: "string", array: true }).options(siteOptions),
     async (a) => {
-      await forEach(a.ids.map(String), a.broker, (id, onStep, publisher) =>
+      await forEach(await targets(a), a.broker, (id, onStep, publisher) =>
         finishInField({ stateDir: stateDir(), id, publisher, onStep }),
       );
     },

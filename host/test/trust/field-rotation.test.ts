@@ -105,8 +105,17 @@ describe("npm run trust", () => {
   it("prints --help, and exits non-zero with a specific error for an unknown board", async () => {
     const help = await trustCli(["--help"]);
     expect(help.code).toBe(0);
-    expect(help.stdout).toMatch(/rotate <ids\.\.>/);
-    expect(help.stdout).toMatch(/finish <ids\.\.>/);
+    expect(help.stdout).toMatch(/rotate \[ids\.\.\]/);
+    expect(help.stdout).toMatch(/finish \[ids\.\.\]/);
+    const site = await trustCli([
+      "rotate",
+      "--site",
+      "nowhere",
+      "--manifest",
+      join(REPO, "manifests/fleet.example.json"),
+    ]);
+    expect(site.code).toBe(1);
+    expect(site.stderr).toMatch(/no device of .*fleet\.example\.json is at site "nowhere"/);
     const bad = await trustCli(["rotate", "no-such-board", "--broker", broker.url]);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/\[1\/1\] no-such-board: FAILED unknown device "no-such-board"/);
