@@ -15,6 +15,8 @@ export function sharedFilter(group: string, filter: string): string {
 export const INGEST_IDENTITY = "ingest";
 /** The read-only observer identity of infra/mosquitto/acl.template. */
 export const MONITOR_IDENTITY = "monitor";
+/** The operator identity that alone writes boards' trust and config messages (electrolyser/<id>/down/trust). */
+export const FLEET_ADMIN_IDENTITY = "fleet-admin";
 
 /**
  * CNs the broker's ACL grants fleet-wide rights (infra/mosquitto/acl.template). The broker's per-board
@@ -28,6 +30,7 @@ export const SERVICE_IDENTITIES: readonly string[] = Object.freeze([
   "bridge",
   // The broker launcher's identity for Mosquitto's dynamic-security plugin (host/src/broker/revocation-sync.ts).
   "broker-admin",
+  FLEET_ADMIN_IDENTITY,
 ]);
 
 export function isServiceIdentity(name: string): boolean {

@@ -7,6 +7,7 @@
  *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…;
  *                publish electrolyser/<board>/down/stored (the end-to-end confirmations)
  *   telegraf:    subscribe/read electrolyser/+/telemetry
+ *   fleet-admin: publish electrolyser/<board>/down/trust and …/down/config (field rotation), read nothing
  *   monitor:     the same reads as ingest (observers such as the emulator's verifier), under its own identity
  *                so it never shares the ingest's session
  *   services (the ingest identity, monitor, telegraf, bridge): nothing under electrolyser/<own name>/, so the
@@ -19,6 +20,7 @@
  * with action "subscribe" and the concrete topic.
  */
 import {
+  FLEET_ADMIN_IDENTITY,
   INGEST_IDENTITY,
   MONITOR_IDENTITY,
   SERVICE_IDENTITIES,
@@ -78,7 +80,10 @@ export function isAllowed(
   return action === "subscribe" && filter === topic && kind === "down" && who === identity && !isService;
 }
 
-/** electrolyser/<who>/down/<kind>: a board reads its own; the ingest publishes `stored` to any board. */
+/**
+ * electrolyser/<who>/down/<kind>: a board reads its own; the ingest publishes `stored` to any board, fleet-admin
+ * `trust` and `config`.
+ */
 function downlinkAllowed(
   identity: string,
   action: TopicAction,
@@ -89,7 +94,11 @@ function downlinkAllowed(
   const [, who, , kind] = levels as [string, string, string, string];
   const isService = identity === ingestIdentity || SERVICE_IDENTITIES.includes(identity);
   if (isService && who === identity) return false;
-  if (action === "publish") return identity === ingestIdentity && kind === "stored" && IDENTITY.test(who);
+  if (action === "publish") {
+    if (!IDENTITY.test(who)) return false;
+    if (identity === FLEET_ADMIN_IDENTITY) return kind === "trust" || kind === "config";
+    return identity === ingestIdentity && kind === "stored";
+  }
   // Reading: a board, its own tree only (any kind, as `pattern read electrolyser/%u/down/#`); never via $share.
   return !shared && !isService && who === identity && kind.length > 0;
 }

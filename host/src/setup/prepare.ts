@@ -9,9 +9,10 @@ import { grantsPath } from "../crypto/payload-grants";
 /**
  * Services with their own client certificate (services/<name>/ in the PKI). `monitor` is the read-only
  * observer (e.g. `npm run emulate -- --broker …`), so nothing but the ingest uses the ingest's identity;
- * `broker-admin` is the broker launcher's own, for cutting off revoked identities.
+ * `broker-admin` is the broker launcher's own, for cutting off revoked identities; `fleet-admin` writes the
+ * boards' trust messages (`pki rotate --field`).
  */
-export const STACK_SERVICES = ["ingest", "monitor", "telegraf", "broker-admin"] as const;
+export const STACK_SERVICES = ["ingest", "monitor", "telegraf", "broker-admin", "fleet-admin"] as const;
 /** The broker's name inside docker-compose's network, besides the local names. */
 export const COMPOSE_BROKER_HOST = "mosquitto";
 export const PAYLOAD_KEY_ID = 1;

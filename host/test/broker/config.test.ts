@@ -119,7 +119,7 @@ describe("rendered ACL", async () => {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("#"));
 
-  it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics", () => {
+  it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics; fleet-admin only writes trust and config", () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
@@ -141,6 +141,10 @@ describe("rendered ACL", async () => {
       "user broker-admin",
       "topic write $CONTROL/dynamic-security/v1",
       "topic read $CONTROL/dynamic-security/v1/response",
+      "user fleet-admin",
+      "topic deny electrolyser/fleet-admin/#",
+      "topic write electrolyser/+/down/trust",
+      "topic write electrolyser/+/down/config",
     ]);
   });
 });

@@ -4,6 +4,7 @@
  * MQTT topic levels become subject tokens (`electrolyser/<id>/telemetry` is `electrolyser.<id>.telemetry`);
  * host/src/broker/topic-policy.ts is the same rule for Mosquitto and Aedes, and a test checks they agree.
  */
+import { FLEET_ADMIN_IDENTITY } from "../../../../firmware/src/telemetry/vocabulary";
 import { MONITOR_IDENTITY } from "../topic-policy";
 
 export interface SubjectPermissions {
@@ -42,7 +43,8 @@ export function subjectTokenProblem(id: string): string | undefined {
  * A board gets acl.template's `pattern` rights: publish its own telemetry and status, read its own downlink
  * tree. A service gets none of them (acl.template's `topic deny electrolyser/<service>/#`: no service
  * publishes telemetry under its own name); the ingest (`ingestIdentity`), `monitor` and `telegraf` read the
- * fleet, and the ingest alone publishes the boards' `down/stored` confirmations. Nobody publishes anything else.
+ * fleet, and the ingest alone publishes the boards' `down/stored` confirmations, `fleet-admin` alone their
+ * `down/trust` and `down/config` messages. Nobody publishes anything else.
  */
 export function permissionsFor(
   identity: string,
@@ -65,9 +67,12 @@ export function permissionsFor(
       service && identity === ingestIdentity
         ? // acl.template: the ingest writes every board's end-to-end confirmations, and nothing else.
           { allow: [`${ROOT}.*.down.stored`], deny: [`${ROOT}.${identity}.>`] }
-        : service
-          ? { allow: [], deny: [">"] }
-          : { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
+        : service && identity === FLEET_ADMIN_IDENTITY
+          ? // acl.template: field rotation and settings, written to any board, read from none.
+            { allow: [`${ROOT}.*.down.trust`, `${ROOT}.*.down.config`], deny: [`${ROOT}.${identity}.>`] }
+          : service
+            ? { allow: [], deny: [">"] }
+            : { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
     subscribe: {
       allow: [
         // A board reads its own downlink tree (electrolyser/<id>/down/#).

@@ -1,0 +1,204 @@
+/**
+ * The board's handler for `electrolyser/<id>/down/trust`: a new client certificate, its key and the broker
+ * pins, sealed by the fleet's provisioning host (trust-message.ts) and written by the `fleet-admin` identity.
+ * It opens and checks the message, writes it into the spare NVS identity slot (trust-slots.ts) and says what
+ * the MQTT session must do next. It never touches the slot in use, never throws, and never logs a secret.
+ * Platform-neutral: the same class runs on the board and in the emulator.
+ *
+ * Intended wiring in the MQTT session (a few lines; the session owns the connection, this class the slots):
+ *
+ *   const trust = new TrustRotationHandler({ store, aead, clock, log, deviceId, payload, base: identity.tls });
+ *   // connecting:        const { tls } = trust.connection();           (the slot being tried, else the one in use)
+ *   // CONNACK accepted:  trust.connected();                             (a tried slot becomes the one in use)
+ *   // TLS/CONNACK refused with a tried slot: trust.failed();            (falls back after `maxTries`)
+ *   // message on downlinkTopic(id, "trust"):
+ *   //   const out = trust.handle(payload);
+ *   //   if (out.ok && out.action === "reconnect") session.reconnect();  (readings wait in the outbox)
+ *
+ * What the board checks before writing anything: the seal (key id, host nonce, AES-GCM tag over the topic and
+ * the device id, so neither the broker nor another board can forge or redirect one), the rotation number
+ * (strictly above the last one staged: replays and retained copies are refused or ignored), the certificate
+ * (well formed, not a CA, no unknown critical extension, the same subject as the certificate in use, within
+ * its dates), and that the key is the certificate's. The chain is not checked here: the board holds only the
+ * root, not the issuing CA, and the broker checks the chain at the next handshake; a certificate it refuses
+ * is a failed try, and the board falls back to the untouched old slot.
+ */
+import type { Aead } from "../envelope/aead";
+import type { Clock, Log, PreferenceStore } from "../app/services";
+import { parseCertificate } from "../tls/certificate";
+import { DerError, sameBytes } from "../tls/der";
+import { keyMatchesCertificate } from "../tls/key-match";
+import { downlinkTopic } from "../telemetry/topics";
+import type { TlsIdentity } from "./nvs-layout";
+import { openTrustMessage, type TrustMessageError, type TrustRotation } from "./trust-message";
+import { TrustSlots, type Slot } from "./trust-slots";
+
+/**
+ * How far the board's clock may lag the provisioning host's when a certificate has just been issued: SNTP
+ * keeps it within seconds, but a board that synced hours ago drifts (an ESP32's RTC: tens of ppm).
+ */
+export const NOT_BEFORE_SLACK_MS = 10 * 60_000;
+
+export type TrustRefusal =
+  | TrustMessageError
+  | "stale_rotation"
+  | "rotation_in_progress"
+  | "certificate_malformed"
+  | "certificate_is_ca"
+  | "wrong_subject"
+  | "not_yet_valid"
+  | "expired"
+  | "key_mismatch"
+  | "write_failed";
+
+export type TrustOutcome =
+  /** Staged in `slot`: reconnect, and the session's next connection tries it. */
+  | { ok: true; action: "reconnect"; rotation: number; slot: Slot }
+  /** Nothing to do: the retained message cleared (empty), or a redelivered copy of a rotation already staged. */
+  | { ok: true; action: "none"; why: "cleared" | "already_staged" }
+  | { ok: false; error: TrustRefusal; detail: string };
+
+export interface TrustRotationOptions {
+  store: PreferenceStore;
+  aead: Aead;
+  clock: Clock;
+  log: Log;
+  deviceId: string;
+  /** The board's payload key: trust messages are sealed under it. */
+  payload: { keyId: number; key: Uint8Array };
+  /** The TLS identity read from NVS at boot (slot 0's keys and the fleet root). */
+  base: TlsIdentity;
+  /** Failed connections with a new slot before falling back (default 3). */
+  maxTries?: number;
+}
+
+export class TrustRotationHandler {
+  readonly #o: TrustRotationOptions;
+  readonly #slots: TrustSlots;
+  readonly #topic: string;
+  readonly #counts = new Map<TrustRefusal | "staged", number>();
+
+  constructor(o: TrustRotationOptions) {
+    this.#o = o;
+    this.#slots = new TrustSlots({ store: o.store, maxTries: o.maxTries });
+    this.#topic = downlinkTopic(o.deviceId, "trust");
+  }
+
+  /** What to connect with: the slot being tried if any, else the one in use. */
+  connection(): { slot: Slot; tls: TlsIdentity; trying: boolean } {
+    return this.#slots.current(this.#o.base);
+  }
+
+  /** CONNACK accepted with `connection()`. */
+  connected(): { committed: Slot | null } {
+    const r = this.#slots.connected();
+    if (r.committed !== null)
+      this.#o.log.info(`trust: rotation ${this.#slots.lastRotation()} connected; slot ${r.committed} in use`);
+    return r;
+  }
+
+  /** TLS handshake or CONNACK refused with `connection()`. */
+  failed(): { fellBack: boolean } {
+    const r = this.#slots.failed();
+    if (r.fellBack)
+      this.#o.log.warn(
+        `trust: rotation ${this.#slots.lastRotation()} never connected; back to slot ${this.#slots.active()}`,
+      );
+    return r;
+  }
+
+  /** How many messages were staged and refused, by reason (for the stats line). */
+  counts(): ReadonlyMap<TrustRefusal | "staged", number> {
+    return this.#counts;
+  }
+
+  /** One message from `electrolyser/<id>/down/trust`. */
+  handle(payload: Uint8Array): TrustOutcome {
+    // Clearing a retained message delivers an empty payload to subscribers (MQTT 3.1.1 §3.3.1.3).
+    if (payload.length === 0) return { ok: true, action: "none", why: "cleared" };
+    const out = this.#handle(payload);
+    if (out.ok && out.action === "reconnect") {
+      this.#count("staged");
+      this.#o.log.info(`trust: rotation ${out.rotation} staged in slot ${out.slot}; reconnecting with it`);
+    } else if (!out.ok) {
+      this.#count(out.error);
+      this.#o.log.warn(`trust: message refused (${out.error}): ${out.detail}`);
+    }
+    return out;
+  }
+
+  #handle(payload: Uint8Array): TrustOutcome {
+    const { aead, payload: key, deviceId } = this.#o;
+    const opened = openTrustMessage(aead, {
+      key: key.key,
+      keyId: key.keyId,
+      sensorId: deviceId,
+      topic: this.#topic,
+      bytes: payload,
+    });
+    if (!opened.ok) return refuse(opened.error, "not a trust message for this board under its payload key");
+    const r = opened.value;
+    const last = this.#slots.lastRotation();
+    if (r.rotation <= last) {
+      // A retained message, or QoS 1 redelivery, of the rotation already staged: expected, not an attack.
+      if (r.rotation === last && this.#isStaged(r))
+        return { ok: true, action: "none", why: "already_staged" };
+      return refuse("stale_rotation", `rotation ${r.rotation}, the board is at ${last}`);
+    }
+    const problem = this.#checkIdentity(r);
+    if (problem) return problem;
+    const staged = this.#slots.stage(r);
+    if (!staged.ok)
+      return refuse(
+        staged.reason,
+        staged.reason === "rotation_in_progress"
+          ? "another rotation is being tried; send this one after it connected or fell back"
+          : `rotation ${r.rotation}`,
+      );
+    return { ok: true, action: "reconnect", rotation: r.rotation, slot: staged.slot };
+  }
+
+  #checkIdentity(r: TrustRotation): TrustOutcome | null {
+    try {
+      const cert = parseCertificate(r.certDer);
+      const inUse = parseCertificate(this.#slots.current(this.#o.base).tls.certDer);
+      if (cert.isCa) return refuse("certificate_is_ca", "a board's certificate may not be a CA");
+      if (cert.unknownCritical.length)
+        return refuse(
+          "certificate_malformed",
+          `unknown critical extension ${cert.unknownCritical.join(", ")}`,
+        );
+      if (!sameBytes(cert.subject, inUse.subject))
+        return refuse("wrong_subject", "the certificate names another subject than the one in use");
+      const now = this.#o.clock.now();
+      if (now + NOT_BEFORE_SLACK_MS < cert.notBefore)
+        return refuse("not_yet_valid", `valid from ${new Date(cert.notBefore).toISOString()}`);
+      if (now > cert.notAfter) return refuse("expired", `expired ${new Date(cert.notAfter).toISOString()}`);
+      const match = keyMatchesCertificate(cert.spki, r.keyDer);
+      if (match !== "match")
+        return refuse(
+          "key_mismatch",
+          match === "unsupported" ? "a key type the board cannot check" : "not the certificate's key",
+        );
+    } catch (e) {
+      return refuse(
+        "certificate_malformed",
+        e instanceof DerError ? e.message : "unparseable certificate or key",
+      );
+    }
+    return null;
+  }
+
+  /** The slot being tried, or in use, already holds exactly this certificate. */
+  #isStaged(r: TrustRotation): boolean {
+    return sameBytes(this.#slots.current(this.#o.base).tls.certDer, r.certDer);
+  }
+
+  #count(k: TrustRefusal | "staged"): void {
+    this.#counts.set(k, (this.#counts.get(k) ?? 0) + 1);
+  }
+}
+
+function refuse(error: TrustRefusal, detail: string): TrustOutcome {
+  return { ok: false, error, detail };
+}

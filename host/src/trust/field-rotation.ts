@@ -1,0 +1,249 @@
+/**
+ * Rotating a board's certificate, key and broker pins over its downlink (`npm run trust`; README, Trust).
+ *
+ *   rotate: issue a new certificate and key for the device (pki rotateDevice, the old one stays valid), seal
+ *           them with the broker pins under the board's current payload key (firmware/src/identity/
+ *           trust-message.ts) and publish them as `fleet-admin` to electrolyser/<id>/down/trust, QoS 1, retained.
+ *   finish: once the board connected with the new certificate, revoke the old one and clear the retained message.
+ *
+ * Retained, because a board that is offline (or whose persistent session the broker dropped or never had)
+ * gets it at its next subscription; QoS 1 alone would reach only a board whose session the broker still holds.
+ * The price is that it is delivered again at every subscription until cleared: the board recognises the
+ * rotation it already staged and does nothing (TrustRotationHandler, `already_staged`), and `finish` clears it.
+ * The retained copy holds the new private key, sealed: the broker's disk never sees it in the clear.
+ *
+ * Nonce rule: the host seals with nonce (0x80000000 | rotation, 0), so it must never seal two different
+ * messages under one (payload key, rotation). Rotation numbers are reserved in
+ * <state>/provisioning/trust-rotations.json before anything is issued and only ever grow; a resend of a pending
+ * rotation re-seals the same certificate and key (the same bytes), and is refused if the device's certificate
+ * changed since (a `pki rotate` in between).
+ */
+import { X509Certificate } from "node:crypto";
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import {
+  pkiPaths,
+  provisionedBrokerPins,
+  revokeSerial,
+  rotateDevice,
+  type KeyType,
+} from "../../../pki/src/index";
+import { sealTrustMessage } from "../../../firmware/src/identity/trust-message";
+import { downlinkTopic } from "../../../firmware/src/telemetry/topics";
+import { nodeAead } from "../crypto/node-aead";
+import { deriveDeviceKey, loadPayloadMaster } from "../crypto/device-keys";
+import { readGrants } from "../crypto/payload-grants";
+import { writeFileAtomic } from "../../../shared/state-dir";
+
+export interface PendingRotation {
+  rotation: number;
+  /** Certificates the board held before; revoked by `finish`. */
+  oldSerials: string[];
+  /** Set once the new certificate is issued. */
+  newSerial?: string;
+  /** The payload key id the message was last sealed under; -1 until published. */
+  keyId: number;
+  publishedAt?: string;
+}
+
+export interface DeviceTrust {
+  /** The highest rotation number ever reserved for the device: the next one is above it. */
+  lastRotation: number;
+  pending?: PendingRotation;
+  finished: { rotation: number; serial: string; at: string }[];
+}
+
+export interface TrustFile {
+  version: 1;
+  devices: Record<string, DeviceTrust>;
+}
+
+/** Publishes to the broker as fleet-admin; resolves on PUBACK, rejects when the broker refused it. */
+export interface TrustPublisher {
+  publish(topic: string, payload: Uint8Array, retain: boolean): Promise<void>;
+}
+
+export type RotationStep = "reserved" | "issued" | "published" | "resent" | "revoked" | "cleared";
+
+export interface RotationReport {
+  id: string;
+  ok: boolean;
+  rotation?: number;
+  newSerial?: string;
+  revoked?: string[];
+  error?: string;
+}
+
+export function trustFilePath(stateDir: string): string {
+  return join(stateDir, "provisioning", "trust-rotations.json");
+}
+
+export async function readTrustFile(stateDir: string): Promise<TrustFile> {
+  const path = trustFilePath(stateDir);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return { version: 1, devices: {} };
+    throw err;
+  }
+  const f = JSON.parse(text) as Partial<TrustFile>;
+  if (f.version !== 1 || typeof f.devices !== "object" || f.devices === null)
+    throw new Error(`${path} is not a version 1 trust rotation file`);
+  return { version: 1, devices: f.devices };
+}
+
+async function updateDevice(
+  stateDir: string,
+  id: string,
+  change: (d: DeviceTrust) => DeviceTrust,
+): Promise<DeviceTrust> {
+  const file = await readTrustFile(stateDir);
+  const next = change(file.devices[id] ?? { lastRotation: 0, finished: [] });
+  file.devices[id] = next;
+  await writeFileAtomic(trustFilePath(stateDir), `${JSON.stringify(file, null, 2)}\n`, 0o644);
+  return next;
+}
+
+/** The board's current payload key: its `current` grant, else (boards provisioned before grants) key id 1, generation 0. */
+async function boardPayloadKey(
+  stateDir: string,
+  id: string,
+  fallbackKeyId: number,
+): Promise<{ keyId: number; key: Uint8Array }> {
+  const grants = (await readGrants(stateDir)).devices[id]?.grants ?? [];
+  const current = grants.find((g) => g.state === "current");
+  const secretId = current?.secretId ?? fallbackKeyId;
+  const master = await loadPayloadMaster(stateDir, secretId);
+  return {
+    keyId: current?.keyId ?? fallbackKeyId,
+    key: deriveDeviceKey(master, id, current?.generation ?? 0),
+  };
+}
+
+async function deviceCert(
+  stateDir: string,
+  id: string,
+): Promise<{ serial: string; der: Uint8Array; keyDer: Uint8Array }> {
+  const p = pkiPaths(stateDir).device(id);
+  let pem: string;
+  try {
+    pem = await readFile(p.cert, "utf8");
+  } catch {
+    throw new Error(
+      `unknown device "${id}" (no certificate at ${p.cert}); issue it with npm run pki -- devices`,
+    );
+  }
+  const cert = new X509Certificate(pem);
+  const keyDer = p.keyDer ? new Uint8Array(await readFile(p.keyDer)) : undefined;
+  if (!keyDer) throw new Error(`no DER key for device "${id}"`);
+  return { serial: cert.serialNumber.toLowerCase(), der: new Uint8Array(cert.raw), keyDer };
+}
+
+export interface RotateOptions {
+  stateDir: string;
+  id: string;
+  publisher: TrustPublisher;
+  keyType?: KeyType;
+  days?: number;
+  /** Key id of the fleet secret for a board without payload grants (provisioned before them). */
+  fallbackKeyId?: number;
+  onStep?: (step: RotationStep, detail: string) => void;
+}
+
+/**
+ * One board: a pending rotation is resent as it was; otherwise a new one is reserved, issued and published.
+ * Throws with a specific message on failure; what was done so far is in the trust file.
+ */
+export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
+  const step = o.onStep ?? (() => {});
+  const fallbackKeyId = o.fallbackKeyId ?? 1;
+  let record = (await readTrustFile(o.stateDir)).devices[o.id];
+  let pending = record?.pending;
+  const before = await deviceCert(o.stateDir, o.id);
+  const resend = pending?.newSerial !== undefined;
+  if (pending?.newSerial !== undefined && pending.newSerial !== before.serial)
+    throw new Error(
+      `device "${o.id}": rotation ${pending.rotation} was issued as certificate ${pending.newSerial}, but the device now has ${before.serial} (rotated by hand?); run finish or re-provision it`,
+    );
+  if (!resend) {
+    // Reserve first: a rotation number, once used in a nonce, is never used again whatever fails next.
+    const carried = pending?.oldSerials ?? [];
+    record = await updateDevice(o.stateDir, o.id, (d) => ({
+      ...d,
+      lastRotation: d.lastRotation + 1,
+      pending: {
+        rotation: d.lastRotation + 1,
+        oldSerials: [...new Set([...carried, before.serial])],
+        keyId: -1,
+      },
+    }));
+    pending = record.pending!;
+    step("reserved", `rotation ${pending.rotation}`);
+    const issued = await rotateDevice({ stateDir: o.stateDir, id: o.id, keyType: o.keyType, days: o.days });
+    const serial = issued.serial.toLowerCase();
+    record = await updateDevice(o.stateDir, o.id, (d) => ({
+      ...d,
+      pending: { ...d.pending!, newSerial: serial },
+    }));
+    pending = record.pending!;
+    step("issued", `certificate ${serial} (the old one, ${before.serial}, stays valid until finish)`);
+  }
+  const cert = await deviceCert(o.stateDir, o.id);
+  const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
+  // A resend under another payload key (the board re-provisioned meanwhile) is still nonce-safe: another key.
+  const topic = downlinkTopic(o.id, "trust");
+  const message = sealTrustMessage(nodeAead, {
+    key: payload.key,
+    keyId: payload.keyId,
+    sensorId: o.id,
+    topic,
+    rotation: {
+      rotation: pending!.rotation,
+      certDer: cert.der,
+      keyDer: cert.keyDer,
+      brokerPins: await provisionedBrokerPins(o.stateDir),
+    },
+  });
+  await o.publisher.publish(topic, message, true);
+  await updateDevice(o.stateDir, o.id, (d) => ({
+    ...d,
+    pending: { ...d.pending!, keyId: payload.keyId, publishedAt: new Date().toISOString() },
+  }));
+  step(resend ? "resent" : "published", `${topic}, ${message.length} bytes, QoS 1, retained`);
+  return { id: o.id, ok: true, rotation: pending!.rotation, newSerial: cert.serial };
+}
+
+export interface FinishOptions {
+  stateDir: string;
+  id: string;
+  publisher: TrustPublisher;
+  onStep?: (step: RotationStep, detail: string) => void;
+}
+
+/** Once the board connected with its new certificate: clear the retained message, revoke the old serials. */
+export async function finishInField(o: FinishOptions): Promise<RotationReport> {
+  const step = o.onStep ?? (() => {});
+  const pending = (await readTrustFile(o.stateDir)).devices[o.id]?.pending;
+  if (!pending?.newSerial || !pending.publishedAt)
+    throw new Error(`device "${o.id}" has no published rotation to finish (npm run trust -- status)`);
+  const topic = downlinkTopic(o.id, "trust");
+  // An empty retained message deletes the retained one (MQTT 3.1.1 §3.3.1.3); the board ignores it.
+  await o.publisher.publish(topic, new Uint8Array(0), true);
+  step("cleared", topic);
+  const revoked: string[] = [];
+  // Idempotent: a serial already revoked (by `pki revoke`, or a finish that stopped half-way) keeps its record.
+  for (const serial of pending.oldSerials) {
+    await revokeSerial(o.stateDir, serial, "superseded");
+    revoked.push(serial);
+  }
+  step("revoked", revoked.join(", "));
+  await updateDevice(o.stateDir, o.id, (d) => ({
+    lastRotation: d.lastRotation,
+    finished: [
+      ...d.finished,
+      { rotation: pending.rotation, serial: pending.newSerial!, at: new Date().toISOString() },
+    ],
+  }));
+  return { id: o.id, ok: true, rotation: pending.rotation, newSerial: pending.newSerial, revoked };
+}
