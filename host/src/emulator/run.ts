@@ -26,13 +26,17 @@ import type { LiveSnapshot } from "./live-view";
 import type { Histogram } from "./histogram";
 import { Verifier } from "./verifier";
 import { MONITOR_IDENTITY } from "../broker/topic-policy";
+import type { BrokerAddress } from "../../../firmware/src/app/broker-rotation";
 
 export interface EmulatorOptions {
   count: number;
   rateHz: number;
   /** Seconds; undefined: until `signal` aborts. */
   durationS?: number;
-  /** mqtts://host:port; undefined: start the embedded broker. */
+  /**
+   * mqtts://host:port, or several comma-separated (the nodes of a cluster: the boards are spread over
+   * them, each with its own home first, and fail over to the others); undefined: the embedded broker.
+   */
   brokerUrl?: string;
   encrypt: boolean;
   keyId?: number;
@@ -156,6 +160,18 @@ export async function nextBoot(stateDir: string): Promise<number> {
   return boot;
 }
 
+function parseBrokerUrls(list: string): BrokerAddress[] {
+  const brokers = list
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0)
+    .map(parseBrokerUrl);
+  if (brokers.length === 0) throw new Error("--broker: no broker URL given");
+  const seen = new Set(brokers.map((b) => `${b.host}:${b.port}`));
+  if (seen.size !== brokers.length) throw new Error(`--broker ${list}: a broker is listed twice`);
+  return brokers;
+}
+
 function parseBrokerUrl(url: string): { host: string; port: number } {
   let u: URL;
   try {
@@ -185,7 +201,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
   const ids = deviceIds(o.count, o.idPrefix);
   const verifyIdentity = o.verifyIdentity ?? MONITOR_IDENTITY;
 
-  const external = o.brokerUrl ? parseBrokerUrl(o.brokerUrl) : undefined;
+  const external = o.brokerUrl ? parseBrokerUrls(o.brokerUrl) : undefined;
   // Each board is one socket; the embedded broker holds the other end in this same process.
   ensureFdLimit(o.count * (o.brokerUrl ? 1 : 2) + 200);
 
@@ -209,7 +225,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
 
   let embedded: EmbeddedBroker | undefined;
   let target: { host: string; port: number };
-  if (external) target = external;
+  if (external) target = external[0]!;
   else {
     embedded = await startEmbeddedBroker({
       caBundle: pki.caBundle,
@@ -220,7 +236,9 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     target = { host: embedded.host, port: embedded.port };
     log(`embedded broker (Aedes, mutual TLS, fleet topic policy) listening on ${embedded.url}`);
   }
-  const brokerUrl = `mqtts://${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`;
+  const urlOf = (b: BrokerAddress): string =>
+    `mqtts://${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
+  const brokerUrl = (external ?? [target]).map(urlOf).join(",");
 
   const keyId = o.keyId ?? 1;
   const master = o.encrypt ? await loadOrCreatePayloadMaster(o.stateDir, keyId) : undefined;
@@ -239,6 +257,7 @@ export async function runEmulator(o: EmulatorOptions): Promise<EmulatorSummary> 
     seed: o.seed,
     host: target.host,
     port: target.port,
+    ...(external && external.length > 1 ? { failover: external.slice(1) } : {}),
     // Like the firmware (provisioned with the root certificate only): the broker sends its issuing CA along.
     caFile: pki.root,
     brokerPins: await provisionedBrokerPins(o.stateDir),
