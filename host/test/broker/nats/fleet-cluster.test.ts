@@ -14,7 +14,14 @@ import { loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
 import { deviceIds, runEmulator, type EmulatorSummary } from "../../../src/emulator/run";
 import { spawnIngestCli, type IngestProcess } from "../../../src/ingest/spawn";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../../../src/store/victoria-metrics";
-import { countAll, diffStored, waitForStoredCount } from "../../ingest/helpers/stack";
+import {
+  countAll,
+  diffStored,
+  readDeadLetters,
+  storedSeqs,
+  waitForStoredCount,
+  waitUntil,
+} from "../../ingest/helpers/stack";
 
 const PER_NODE = 100;
 
@@ -25,6 +32,9 @@ const PER_NODE = 100;
  */
 const faultCase = it.runIf(process.env.EST_NATS_FAULTS === "1");
 const PREFIXES = ["na-", "nb-", "nc-"] as const;
+/** The failover case's boards: each given all three nodes, home spread round robin (30 per node). */
+const FAILOVER_PREFIX = "nf-";
+const FAILOVER_BOARDS = 90;
 
 let stateDir: string;
 let pki: PkiPaths;
@@ -36,7 +46,10 @@ beforeAll(async () => {
   stateDir = await mkdtemp(join(tmpdir(), "est-nats-fleet-"));
   pki = await ensureDevPki({
     stateDir,
-    devices: PREFIXES.flatMap((p) => deviceIds(PER_NODE, p)),
+    devices: [
+      ...PREFIXES.flatMap((p) => deviceIds(PER_NODE, p)),
+      ...deviceIds(FAILOVER_BOARDS, FAILOVER_PREFIX),
+    ],
     services: ["ingest", "monitor"],
     deviceKeyType: "p256",
   });
@@ -115,7 +128,71 @@ function published(summaries: readonly EmulatorSummary[]): Map<string, number[]>
   return m;
 }
 
+/** MQTT clients on one node whose client id starts with `prefix` (the node's own monitoring view). */
+async function mqttClientsOn(node: number, prefix: string): Promise<number> {
+  const n = cluster.nodes[node]!;
+  if (n.pid === -1) return 0;
+  try {
+    const res = await fetch(`http://127.0.0.1:${n.ports.http}/connz?limit=4096`, {
+      signal: AbortSignal.timeout(2000),
+    });
+    const body = (await res.json()) as { connections?: { mqtt_client?: string }[] };
+    return (body.connections ?? []).filter((c) => c.mqtt_client?.startsWith(prefix)).length;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Everything published is in the store exactly once, and nothing of these boards was dead-lettered; on a
+ * failure the ingest's dead letters and the message stream's consumers say where a reading stopped.
+ */
+async function expectAllStored(expected: Map<string, number[]>): Promise<void> {
+  // Judged on these boards only: late points of an earlier case's boards must not end the wait early.
+  let diff = diffStored(expected, await storedSeqs(vm.url));
+  const deadline = Date.now() + 120_000;
+  while (diff.missing.length > 0 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    diff = diffStored(expected, await storedSeqs(vm.url));
+  }
+  const dead = (await readDeadLetters(join(stateDir, "ingest", "dead-letter.jsonl"))).filter((d) =>
+    expected.has(d.sensor_id),
+  );
+  const reasons: Record<string, number> = {};
+  for (const d of dead) reasons[d.reason] = (reasons[d.reason] ?? 0) + 1;
+  if (diff.missing.length > 0 || dead.length > 0) {
+    console.log(`dead letters: ${JSON.stringify(reasons)} first: ${dead[0]?.detail ?? "-"}`);
+    for (const n of cluster.nodes) {
+      if (n.pid === -1) continue;
+      const jsz = await fetch(`http://127.0.0.1:${n.ports.http}/jsz?accounts=true&consumers=true`).then((r) =>
+        r.text(),
+      );
+      console.log(`${n.name} /jsz: ${jsz.slice(0, 3000)}`);
+    }
+  }
+  expect({ ...diff, deadLettered: reasons }).toEqual({ missing: [], extra: [], deadLettered: {} });
+}
+
+async function clearStore(): Promise<void> {
+  await fetch(`${vm.url}/api/v1/admin/tsdb/delete_series?match[]={__name__=~"electrolyser_.*"}`, {
+    method: "POST",
+  });
+}
+
 describe("300 boards on the three-node cluster, encrypted", () => {
+  it("the launcher made the MQTT message stream with limits retention (the fix for the restart losses)", async () => {
+    expect(cluster.messageStream).toEqual({ kind: "created", retention: "limits" });
+    const jsz = (await (
+      await fetch(`http://127.0.0.1:${cluster.nodes[0]!.ports.http}/jsz?streams=true&config=true`)
+    ).json()) as {
+      account_details?: {
+        stream_detail?: { name: string; config?: { retention?: string; num_replicas?: number } }[];
+      }[];
+    };
+    const stream = jsz.account_details?.[0]?.stream_detail?.find((s) => s.name === "$MQTT_msgs");
+    expect(stream?.config).toMatchObject({ retention: "limits", num_replicas: 3 });
+  });
+
   it("every reading is stored exactly once", async () => {
     ingest = await startIngest(2);
     const summaries = await runFleets({ boot: 1, durationS: 12 });
@@ -160,9 +237,7 @@ describe("300 boards on the three-node cluster, encrypted", () => {
       }
       // The boards of n1 lost their broker and came back to it (how many the emulator counts depends on timing).
       expect(summaries[0]!.connect.reconnects).toBeGreaterThan(0);
-      const expected = published(summaries);
-      const stored = await waitForStoredCount(vm.url, countAll(expected), 120_000);
-      expect(diffStored(expected, stored)).toEqual({ missing: [], extra: [] });
+      await expectAllStored(published(summaries));
     },
     300_000,
   );
@@ -184,9 +259,66 @@ describe("300 boards on the three-node cluster, encrypted", () => {
         },
       });
       for (const s of summaries) expect(s.messages.unacked).toBe(0);
-      const expected = published(summaries);
-      const stored = await waitForStoredCount(vm.url, countAll(expected), 120_000);
-      expect(diffStored(expected, stored)).toEqual({ missing: [], extra: [] });
+      await expectAllStored(published(summaries));
+    },
+    300_000,
+  );
+
+  faultCase(
+    "boards given all three nodes fail over when theirs is killed: on the others within 10 s, nothing lost",
+    async () => {
+      await clearStore();
+      await ingest?.stop("SIGTERM");
+      // The ingest takes one URL: it reads from a node that stays up.
+      ingest = await startIngest(2);
+      const victim = cluster.nodes[0]!;
+      let failoverMs = -1;
+      const [summary] = await Promise.all([
+        runEmulator({
+          count: FAILOVER_BOARDS,
+          idPrefix: FAILOVER_PREFIX,
+          rateHz: 1,
+          durationS: 25,
+          brokerUrl: cluster.urls.join(","),
+          stateDir,
+          encrypt: true,
+          deviceKeyType: "p256",
+          seed: 181,
+          boot: 4,
+          connectRate: 100,
+          verify: false,
+          drainTimeoutS: 60,
+        }),
+        (async () => {
+          // Every board on its home node first: a third of them on the victim.
+          await waitUntil(
+            async () => (await mqttClientsOn(0, FAILOVER_PREFIX)) === FAILOVER_BOARDS / 3,
+            30_000,
+            "30 boards on n1",
+          );
+          await new Promise((r) => setTimeout(r, 3000));
+          victim.kill("SIGKILL");
+          const killedAt = Date.now();
+          expect(await victim.exited()).toBeNull();
+          await waitUntil(
+            async () =>
+              (await mqttClientsOn(1, FAILOVER_PREFIX)) + (await mqttClientsOn(2, FAILOVER_PREFIX)) ===
+              FAILOVER_BOARDS,
+            30_000,
+            "every board on n2 or n3",
+          );
+          failoverMs = Date.now() - killedAt;
+          await victim.start();
+        })(),
+      ]);
+      expect(failoverMs).toBeGreaterThan(0);
+      expect(failoverMs).toBeLessThan(10_000);
+      expect(summary!.connect.connected).toBe(FAILOVER_BOARDS);
+      expect(summary!.messages.unacked).toBe(0);
+      await expectAllStored(published([summary!]));
+      console.log(
+        `failover: every board of the killed node on another node ${failoverMs} ms after the SIGKILL`,
+      );
     },
     300_000,
   );
