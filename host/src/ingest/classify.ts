@@ -59,17 +59,17 @@ export interface ClassifierOptions {
   backwardsToleranceMs?: number;
 }
 
+export interface ReadingPosition {
+  boot: number;
+  seq: number;
+}
+
 /**
  * A hole in a boot's sequence as this ingest saw it open: seqs `from..to` skipped, between readings
  * dated `tsBefore` and `tsAfter`. NATS re-delivers an unacknowledged message only after its consumer's
  * AckWait (30 s), while newer ones flow at once; without the hole such a re-delivery looked like a
  * reading re-dated into the past and was refused: the restart losses of issue 18.
  */
-export interface ReadingPosition {
-  boot: number;
-  seq: number;
-}
-
 interface Hole {
   from: number;
   to: number;
@@ -79,6 +79,13 @@ interface Hole {
 
 /** Holes remembered per device; beyond this the oldest is forgotten and a reading late for it is refused. */
 export const MAX_HOLES_PER_DEVICE = 64;
+
+/**
+ * How far before the first reading this ingest saw of a boot a late one of that boot may be dated: well
+ * beyond a consumer's AckWait (15–30 s) and a reconnect, short enough that a board cannot re-date readings
+ * into much of the history stored before this ingest started.
+ */
+export const LATE_LOOKBACK_MS = 5 * 60_000;
 
 interface BootClock {
   boot: number;
@@ -151,7 +158,24 @@ export class MessageClassifier {
 
     const clock = this.#bootClock.get(r.sensorId);
     if (!clock || r.boot > clock.boot)
-      this.#bootClock.set(r.sensorId, { boot: r.boot, maxTs: r.ts, maxSeq: r.seq, holes: [] });
+      this.#bootClock.set(r.sensorId, {
+        boot: r.boot,
+        maxTs: r.ts,
+        maxSeq: r.seq,
+        // The first reading this ingest sees of a boot need not be its first: the ones before it may come
+        // late (an ingest restart, another worker's share re-delivered), dated within LATE_LOOKBACK_MS before.
+        holes:
+          r.seq > 0
+            ? [
+                {
+                  from: Math.max(0, r.seq - this.#window.size),
+                  to: r.seq - 1,
+                  tsBefore: r.ts - LATE_LOOKBACK_MS + this.#backwardsToleranceMs,
+                  tsAfter: r.ts,
+                },
+              ]
+            : [],
+      });
     else if (r.boot === clock.boot) {
       const problem = this.#advanceClock(clock, r.seq, r.ts);
       if (problem) return reject(r.sensorId, "timestamp_backwards", `boot ${r.boot} seq ${r.seq} ${problem}`);

@@ -5,7 +5,7 @@ import { encodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-
 import { deriveDeviceKey } from "../../src/crypto/device-keys";
 import { nodeAead } from "../../src/crypto/node-aead";
 import { IngestAccount, percentile } from "../../src/ingest/account";
-import { MessageClassifier, parseStatus } from "../../src/ingest/classify";
+import { LATE_LOOKBACK_MS, MessageClassifier, parseStatus } from "../../src/ingest/classify";
 import { sampleReading } from "../../src/ingest/fleet-publisher";
 import {
   accountLine,
@@ -175,6 +175,22 @@ describe("MessageClassifier", () => {
     // A reading refused by the store may come again, dated as it was.
     refused("el-2", { boot: 1, seq: 1 });
     expect(fresh.classify(m(1).topic, m(1).payload)).toMatchObject({ kind: "write" });
+  });
+
+  it("accepts readings older than the first this ingest saw of a boot only within the late lookback", () => {
+    const c = plainClassifier();
+    const send = (seq: number, ts: number) => {
+      const m = encodeTelemetryMessage(sampleReading("el-1", seq, ts), { kind: "plain" });
+      return c.classify(m.topic, m.payload);
+    };
+    // A restarted ingest (or a worker whose share of seq 0..9 went to another) sees seq 10 first.
+    expect(send(10, NOW)).toMatchObject({ kind: "write" });
+    expect(send(9, NOW - 1000)).toMatchObject({ kind: "write" });
+    expect(send(0, NOW - 10_000)).toMatchObject({ kind: "write" });
+    expect(send(5, NOW - LATE_LOOKBACK_MS - 3000)).toMatchObject({
+      kind: "rejected",
+      reason: "timestamp_backwards",
+    });
   });
 
   it("commits nothing before the store accepted: a copy in flight is a duplicate, a refused reading is new again", () => {
