@@ -10,6 +10,7 @@ import { IngestAccount } from "./account";
 import type { MessageClassifier, Outcome } from "./classify";
 import type { DeadLetter, DeadLetterSink } from "./dead-letter";
 import { HeldAckReceiver, type HeldMessage } from "./held-acks";
+import type { AckReceiver, MessageSource } from "./message-source";
 import { accountLine, rejectedLine } from "./line-protocol";
 import { createIngestMetrics, serveMetrics, type IngestMetrics } from "./metrics";
 import { writeIsolatingRefused, type BatchStore, type RefusedLine } from "./store-writer";
@@ -43,6 +44,11 @@ export interface IngestServiceOptions {
   batchSize?: number;
   /** A batch is written at the latest this long after its first message (default 50 ms). */
   batchMs?: number;
+  /**
+   * Where messages come from when not from MQTT: the JetStream pull consumers of the NATS cluster's ingest
+   * workers (jetstream-source.ts). Then brokerUrl, tls, clientId and group are not used.
+   */
+  source?: MessageSource;
   /** Unacknowledged messages at most; also the MQTT 5 Receive Maximum (default 10000). */
   maxHeld?: number;
   /** Retry backoff while the store is down (default 200 ms doubling to 5 s). */
@@ -87,7 +93,7 @@ export class IngestService {
   readonly #log: (line: string) => void;
   readonly #metrics: IngestMetrics;
   #client: MqttClient | undefined;
-  #receiver: HeldAckReceiver | undefined;
+  #receiver: AckReceiver | undefined;
   #pending: Item[] = [];
   #pendingSince = 0;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -111,7 +117,7 @@ export class IngestService {
       held: () => this.#receiver?.held ?? 0,
       pendingBatch: () => this.#pending.length,
       storeUp: () => this.#storeUp,
-      connected: () => this.#client?.connected ?? false,
+      connected: () => (o.source ? o.source.connected : (this.#client?.connected ?? false)),
     });
   }
 
@@ -144,6 +150,13 @@ export class IngestService {
         this.#o.metrics.port,
         this.#o.metrics.host ?? "127.0.0.1",
       );
+    if (this.#o.source) {
+      this.#receiver = this.#o.source;
+      await this.#o.source.start((m) => this.#onMessage(m));
+      this.#started = true;
+      this.#startAccountTimer();
+      return;
+    }
     const options: IClientOptions = {
       clientId: this.#o.clientId,
       protocolVersion: this.#o.protocolVersion ?? 5,
@@ -201,6 +214,10 @@ export class IngestService {
     await firstConnect;
     await this.#subscribe();
     this.#started = true;
+    this.#startAccountTimer();
+  }
+
+  #startAccountTimer(): void {
     if ((this.#o.accountIntervalMs ?? 10_000) > 0) {
       this.#accountTimer = setInterval(() => void this.writeAccount(), this.#o.accountIntervalMs ?? 10_000);
     }
@@ -422,6 +439,7 @@ export class IngestService {
     }
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     if (this.#client) await this.#client.endAsync(false);
+    await this.#o.source?.stop();
     if (this.#metricsServer) await new Promise<void>((r) => this.#metricsServer?.close(() => r()));
   }
 }

@@ -18,9 +18,10 @@ import {
   type ClusterNode,
   type NodeConfig,
   type NodePorts,
+  type TlsFiles,
 } from "./node-config";
 import { clientDn, ensureRoutePki, type RoutePki } from "./route-pki";
-import { ensureMessageStream, type MessageStreamState } from "./message-stream";
+import { ensureMessageStream, workerPermissions, type MessageStreamState } from "./message-stream";
 import { reapOnExit } from "../../process/reap-on-exit";
 
 export interface StartNatsClusterOptions {
@@ -42,6 +43,11 @@ export interface StartNatsClusterOptions {
   onLogLine?: (node: string, line: string) => void;
   /** How long `$MQTT_msgs` keeps a message, acknowledged or not (message-stream.ts); default 24 h. */
   messageMaxAgeS?: number;
+  /**
+   * Identities for this many JetStream ingest workers (`ingest-worker-1`…, route-CA client certificates)
+   * and their two durable consumers; default 0 (the MQTT ingest only).
+   */
+  ingestWorkers?: number;
 }
 
 export interface NatsNodeHandle {
@@ -87,6 +93,10 @@ export interface NatsClusterHandle {
   readonly current: FleetUsers;
   /** `$MQTT_msgs` as the launcher found or made it: "limits" retention is the fix of message-stream.ts. */
   readonly messageStream: MessageStreamState;
+  /** Every node's NATS port, `tls://127.0.0.1:PORT` (the ingest workers' --jetstream). */
+  readonly natsUrls: string[];
+  /** The TLS files of ingest worker `n` (1-based), for --jetstream-identity. */
+  workerTls(n: number): TlsFiles;
   /** Regenerates every node's configuration from the PKI (and manifest) and applies it. */
   refresh(): Promise<RefreshResult>;
   /** Resolves when every node answers /healthz (JetStream current, a meta leader known). */
@@ -100,6 +110,10 @@ const LOG_TAIL_LINES = 400;
 const STOP_TIMEOUT_MS = 15_000;
 /** The launcher's own identity on the NATS port (route CA): it creates the message stream. */
 export const CLUSTER_ADMIN = "cluster-admin";
+
+export function ingestWorkerName(n: number): string {
+  return `ingest-worker-${n}`;
+}
 
 export function defaultNatsServerBinary(): string {
   return process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
@@ -306,8 +320,10 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
   const dataDir = resolve(o.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const names = Array.from({ length: count }, (_, i) => `n${i + 1}`);
+  const workers = Array.from({ length: o.ingestWorkers ?? 0 }, (_, i) => ingestWorkerName(i + 1));
   const routePki: RoutePki = await ensureRoutePki(join(dataDir, "route-pki"), names, undefined, [
     CLUSTER_ADMIN,
+    ...workers,
   ]);
   const caBundle = await readFile(o.pki.caBundle);
   const readyTimeoutMs = o.readyTimeoutMs ?? 30_000;
@@ -344,7 +360,10 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
           routeTls: routePki.node(n.name),
           users: users.users,
           pins: users.pins,
-          natsClients: [{ dn: clientDn(CLUSTER_ADMIN) }],
+          natsClients: [
+            { dn: clientDn(CLUSTER_ADMIN) },
+            ...workers.map((w) => ({ dn: clientDn(w), permissions: workerPermissions() })),
+          ],
           ...(o.ingestIdentity ? { ingestIdentity: o.ingestIdentity } : {}),
         }),
       );
@@ -395,6 +414,7 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
       servers: nodes.map((n) => `tls://${HOST}:${n.spec.ports.client}`),
       tls: routePki.client(CLUSTER_ADMIN),
       replicas: Math.min(count, 3),
+      ingestDurables: workers.length > 0,
       ...(o.messageMaxAgeS !== undefined ? { maxAgeS: o.messageMaxAgeS } : {}),
     });
   } catch (err) {
@@ -434,6 +454,12 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
       return current!.users;
     },
     messageStream,
+    natsUrls: nodes.map((n) => `tls://${HOST}:${n.spec.ports.client}`),
+    workerTls(n: number) {
+      if (!Number.isInteger(n) || n < 1 || n > workers.length)
+        throw new Error(`nats-cluster: no ingest worker ${n} (the cluster has ${workers.length})`);
+      return routePki.client(ingestWorkerName(n));
+    },
     waitHealthy,
     refresh() {
       // One refresh at a time: two rolling restarts must never overlap (quorum).

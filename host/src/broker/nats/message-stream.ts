@@ -20,6 +20,7 @@
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { jetstreamManager, type StreamInfo } from "@nats-io/jetstream";
 import type { TlsFiles } from "./node-config";
+import type { SubjectPermissions } from "./permissions";
 
 export const MQTT_MESSAGE_STREAM = "$MQTT_msgs";
 /** Where the MQTT layer stores QoS 1 messages: `$MQTT.msgs.` + the topic as a subject. */
@@ -33,6 +34,40 @@ export interface MessageStreamOptions {
   tls: TlsFiles;
   replicas: number;
   maxAgeS?: number;
+  /** Also create the ingest workers' durables (INGEST_DURABLES) if missing. */
+  ingestDurables?: boolean;
+}
+
+/**
+ * The durable pull consumers the ingest workers share (jetstream-source.ts): one for telemetry, one for
+ * status. Delivered from their creation on; a message a worker does not acknowledge within AckWait goes
+ * to another worker.
+ */
+export const INGEST_DURABLES = {
+  telemetry: { name: "ingest-telemetry", filter: "$MQTT.msgs.electrolyser.*.telemetry" },
+  status: { name: "ingest-status", filter: "$MQTT.msgs.electrolyser.*.status" },
+} as const;
+export const INGEST_ACK_WAIT_S = 15;
+/** Unacknowledged messages per durable across all workers (each worker's pull window is its --max-held). */
+export const INGEST_MAX_ACK_PENDING = 50_000;
+
+/** What a worker may do on the NATS port: pull from and acknowledge the two durables, nothing else. */
+export function workerPermissions(): SubjectPermissions {
+  const durables = Object.values(INGEST_DURABLES).map((d) => d.name);
+  return {
+    publish: {
+      allow: [
+        "$JS.API.INFO",
+        ...durables.flatMap((d) => [
+          `$JS.API.CONSUMER.INFO.${MQTT_MESSAGE_STREAM}.${d}`,
+          `$JS.API.CONSUMER.MSG.NEXT.${MQTT_MESSAGE_STREAM}.${d}`,
+          `$JS.ACK.${MQTT_MESSAGE_STREAM}.${d}.>`,
+        ]),
+      ],
+    },
+    // Replies to its own requests (pulled messages, API answers).
+    subscribe: { allow: ["_INBOX.>"] },
+  };
 }
 
 export type MessageStreamState =
@@ -61,17 +96,36 @@ export async function ensureMessageStream(o: MessageStreamOptions): Promise<Mess
     } catch (err) {
       if (!/stream not found/i.test(err instanceof Error ? err.message : String(err))) throw err;
     }
-    if (info) return { kind: "present", retention: info.config.retention };
-    await jsm.streams.add({
-      name: MQTT_MESSAGE_STREAM,
-      subjects: [MQTT_MESSAGE_SUBJECTS],
-      storage: "file",
-      retention: "limits",
-      discard: "old",
-      num_replicas: o.replicas,
-      max_age: (o.maxAgeS ?? DEFAULT_MESSAGE_MAX_AGE_S) * 1e9,
-    });
-    return { kind: "created", retention: "limits" };
+    const state: MessageStreamState = info
+      ? { kind: "present", retention: info.config.retention }
+      : { kind: "created", retention: "limits" };
+    if (!info)
+      await jsm.streams.add({
+        name: MQTT_MESSAGE_STREAM,
+        subjects: [MQTT_MESSAGE_SUBJECTS],
+        storage: "file",
+        retention: "limits",
+        discard: "old",
+        num_replicas: o.replicas,
+        max_age: (o.maxAgeS ?? DEFAULT_MESSAGE_MAX_AGE_S) * 1e9,
+      });
+    if (o.ingestDurables) {
+      const existing = new Set<string>();
+      for await (const c of jsm.consumers.list(MQTT_MESSAGE_STREAM)) existing.add(c.name);
+      for (const d of Object.values(INGEST_DURABLES)) {
+        if (existing.has(d.name)) continue;
+        await jsm.consumers.add(MQTT_MESSAGE_STREAM, {
+          durable_name: d.name,
+          filter_subject: d.filter,
+          ack_policy: "explicit",
+          deliver_policy: "new",
+          ack_wait: INGEST_ACK_WAIT_S * 1e9,
+          max_ack_pending: INGEST_MAX_ACK_PENDING,
+          max_deliver: -1,
+        });
+      }
+    }
+    return state;
   } finally {
     await nc.close();
   }

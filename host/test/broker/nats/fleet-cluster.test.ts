@@ -149,11 +149,13 @@ async function mqttClientsOn(node: number, prefix: string): Promise<number> {
  */
 async function expectAllStored(expected: Map<string, number[]>): Promise<void> {
   // Judged on these boards only: late points of an earlier case's boards must not end the wait early.
-  let diff = diffStored(expected, await storedSeqs(vm.url));
+  const ours = async (): Promise<Map<string, number[]>> =>
+    new Map([...(await storedSeqs(vm.url))].filter(([id]) => expected.has(id)));
+  let diff = diffStored(expected, await ours());
   const deadline = Date.now() + 120_000;
   while (diff.missing.length > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 1000));
-    diff = diffStored(expected, await storedSeqs(vm.url));
+    diff = diffStored(expected, await ours());
   }
   const dead = (await readDeadLetters(join(stateDir, "ingest", "dead-letter.jsonl"))).filter((d) =>
     expected.has(d.sensor_id),
@@ -221,7 +223,13 @@ describe("300 boards on the three-node cluster, encrypted", () => {
         boot: 2,
         durationS: 20,
         during: async () => {
-          await new Promise((r) => setTimeout(r, 6000));
+          // Timed from the boards' connections, not from the start (PKI and identities take a while when loaded).
+          await waitUntil(
+            async () => (await mqttClientsOn(0, PREFIXES[0])) === PER_NODE,
+            60_000,
+            "n1's boards",
+          );
+          await new Promise((r) => setTimeout(r, 4000));
           const pid = victim.pid;
           victim.kill("SIGKILL");
           expect(await victim.exited()).toBeNull();
@@ -252,7 +260,13 @@ describe("300 boards on the three-node cluster, encrypted", () => {
         boot: 3,
         durationS: 30,
         during: async () => {
-          await new Promise((r) => setTimeout(r, 6000));
+          await waitUntil(
+            async () =>
+              (await Promise.all(PREFIXES.map((p, n) => mqttClientsOn(n, p)))).every((c) => c === PER_NODE),
+            60_000,
+            "every board on its node",
+          );
+          await new Promise((r) => setTimeout(r, 4000));
           await issueDevices({ stateDir, ids: ["late-0001"], keyType: "p256", ifExists: "error" });
           // A new pin is an `mqtt` change, which 2.9 cannot reload: every node restarts, one at a time.
           expect((await cluster.refresh()).restarted).toEqual(["n1", "n2", "n3"]);
