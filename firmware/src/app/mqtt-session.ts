@@ -13,6 +13,7 @@ import { decodeConfirmation } from "../telemetry/confirmation";
 import { downlinkFilter, downlinkTopic } from "../telemetry/topics";
 import { encodeUtf8 } from "../util/utf8";
 import type Backoff from "./backoff";
+import type BrokerRotation from "./broker-rotation";
 import { MqttOperation, publishPacketBytes, subscribePacketBytes } from "./mqtt-client";
 import type {
   MqttClient,
@@ -58,8 +59,8 @@ export interface MqttSessionOptions {
   log: Log;
   backoff: Backoff;
   outbox: Outbox<OutboxMessage>;
-  host: string;
-  port: number;
+  /** Where to connect; every failure moves it on (broker-rotation.ts). One broker is a list of one. */
+  brokers: BrokerRotation;
   clientId: string;
   tls: MqttTlsOptions | null;
   keepaliveMs: number;
@@ -214,15 +215,18 @@ export default class MqttSession {
     const generation = ++this.#generation;
     const current = (): boolean => generation === this.#generation;
     const o = this.#o;
-    o.log.info(`mqtt: connecting to ${o.host}:${o.port}${o.tls ? " (mutual TLS)" : ""} as ${o.clientId}`);
+    const broker = o.brokers.current;
+    o.log.info(
+      `mqtt: connecting to ${broker.host}:${broker.port}${o.tls ? " (mutual TLS)" : ""} as ${o.clientId}`,
+    );
     this.#connectTimer = o.timers.set(() => {
       this.#connectTimer = undefined;
       if (current()) this.#lost(`no CONNACK within ${o.connectTimeoutMs} ms`);
     }, o.connectTimeoutMs);
     try {
       this.#client = o.factory({
-        host: o.host,
-        port: o.port,
+        host: broker.host,
+        port: broker.port,
         id: o.clientId,
         // A persistent session: the broker keeps it (and the will) across our reconnects.
         clean: false,
@@ -467,9 +471,12 @@ export default class MqttSession {
     this.#o.outbox.connectionLost();
     this.#inflightIds.clear();
     if (wasConnected) this.#counters.connectionsLost++;
+    // The session lives in the broker cluster, so any node resumes it: the next attempt may go elsewhere.
+    const next = this.#o.brokers.failed();
     const delay = this.#o.backoff.next();
     this.#state = "waiting";
-    this.#o.log.warn(`mqtt: ${reason}; retrying in ${delay} ms (${this.#o.outbox.size} queued)`);
+    const where = this.#o.brokers.brokers.length > 1 ? `, next ${next.host}:${next.port}` : "";
+    this.#o.log.warn(`mqtt: ${reason}; retrying in ${delay} ms (${this.#o.outbox.size} queued)${where}`);
     this.#retryTimer = this.#o.timers.set(() => this.#connect(), delay);
   }
 

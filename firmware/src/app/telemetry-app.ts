@@ -10,6 +10,7 @@ import type { PayloadMode } from "../payload/telemetry-message";
 import { statusTopic } from "../telemetry/topics";
 import type { AppConfig } from "./app-config";
 import Backoff from "./backoff";
+import BrokerRotation from "./broker-rotation";
 import BootCounter from "./boot-counter";
 import { deviceRandom } from "./device-random";
 import type { MqttClientFactory, MqttTlsOptions } from "./mqtt-client";
@@ -162,7 +163,8 @@ export default class TelemetryApp {
       return;
     }
     log.info(
-      `device ${identity.deviceId} boot ${this.#boot} fw ${config.fw}: ${identity.brokerHost}:${identity.port}, ` +
+      `device ${identity.deviceId} boot ${this.#boot} fw ${config.fw}: ${identity.brokerHost}:${identity.port}` +
+        `${identity.failover ? ` (+${identity.failover.length} failover)` : ""}, ` +
         `every ${identity.intervalMs} ms, ${identity.tls ? "mutual TLS" : "NO TLS"}, ${identity.payload ? `encrypted (key ${identity.payload.keyId})` : "plaintext"}`,
     );
     this.#stepBackoff.reset();
@@ -217,8 +219,10 @@ export default class TelemetryApp {
         random: deviceRandom(o.random, identity.deviceId, boot),
       }),
       outbox,
-      host: identity.brokerHost,
-      port: identity.port,
+      brokers: new BrokerRotation(
+        [{ host: identity.brokerHost, port: identity.port }, ...(identity.failover ?? [])],
+        { now: () => o.clock.now() },
+      ),
       clientId: identity.deviceId,
       tls: identity.tls ? tlsBuffers(identity.tls) : null,
       keepaliveMs: config.keepaliveMs,

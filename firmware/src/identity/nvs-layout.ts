@@ -11,6 +11,7 @@
 import { isValidDeviceId, MAX_BOOT } from "../telemetry/reading";
 import { MAX_PINS, PIN_BYTES, splitPins } from "../tls/broker-trust";
 import { encodeUtf8 } from "../util/utf8";
+import { formatBrokerList, parseBrokerList, type BrokerAddress } from "./broker-list";
 
 /** The NVS namespace (Moddable `Preference` domain) holding the identity. */
 export const PROV_NAMESPACE = "prov";
@@ -153,6 +154,14 @@ export const PROV_KEYS = {
     secret: false,
     description: "boot counter (envelope nonce prefix); the firmware advances it",
   },
+  brokers: {
+    key: "brokers",
+    type: "string",
+    required: "optional",
+    secret: false,
+    description:
+      "further brokers to fail over to (cluster nodes), host:port,host:port; broker:port stays home",
+  },
 } as const satisfies Record<string, NvsKeySpec>;
 
 export type ProvKeyName = keyof typeof PROV_KEYS;
@@ -163,6 +172,7 @@ export const INTERVAL_MS_MIN = 100;
 export const INTERVAL_MS_MAX = 86_400_000;
 const SITE_MAX_BYTES = 64;
 const BROKER_MAX_BYTES = 256;
+const BROKERS_MAX_BYTES = 1024;
 const SSID_MAX_BYTES = 32;
 const BLOB_MAX_BYTES = 16_384;
 
@@ -193,6 +203,8 @@ export interface DeviceIdentity {
   /** Host part of `broker`, what the socket connects to. */
   brokerHost: string;
   port: number;
+  /** Further brokers (the other nodes of a cluster), tried in order after brokerHost:port fails. */
+  failover?: BrokerAddress[];
   intervalMs: number;
   site?: string;
   /** Present exactly when `secure` is set. */
@@ -265,6 +277,18 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
   }
   if (broker !== undefined && utf8Length(broker) > BROKER_MAX_BYTES)
     r.invalid(PROV_KEYS.broker, `longer than ${BROKER_MAX_BYTES} bytes`);
+  const brokersText = r.string(PROV_KEYS.brokers, false);
+  let failover: BrokerAddress[] | undefined;
+  if (brokersText !== undefined) {
+    const list = parseBrokerList(brokersText);
+    if (utf8Length(brokersText) > BROKERS_MAX_BYTES)
+      r.invalid(PROV_KEYS.brokers, `longer than ${BROKERS_MAX_BYTES} bytes`);
+    else if (!list.ok) r.invalid(PROV_KEYS.brokers, list.problem);
+    else if (list.brokers.length === 0) r.invalid(PROV_KEYS.brokers, "is empty");
+    else if (list.brokers.some((b) => b.host === brokerHost && b.port === port))
+      r.invalid(PROV_KEYS.brokers, "lists the home broker (broker, port) again");
+    else failover = list.brokers;
+  }
 
   const site = r.string(PROV_KEYS.site, false);
   if (site !== undefined && (site.length === 0 || utf8Length(site) > SITE_MAX_BYTES)) {
@@ -330,6 +354,7 @@ export function parseIdentity(get: NvsGetter): IdentityResult {
   }
   const identity: DeviceIdentity = { deviceId, broker, brokerHost, port, intervalMs, tls, payload, wifi };
   if (site !== undefined) identity.site = site;
+  if (failover) identity.failover = failover;
   return { ok: true, identity };
 }
 
@@ -368,6 +393,8 @@ export function identityToEntries(id: DeviceIdentity, boot?: number): ProvEntry[
     { key: PROV_KEYS.encrypt.key, type: "u8", value: id.payload ? 1 : 0 },
   ];
   if (id.site !== undefined) out.push({ key: PROV_KEYS.site.key, type: "string", value: id.site });
+  if (id.failover && id.failover.length > 0)
+    out.push({ key: PROV_KEYS.brokers.key, type: "string", value: formatBrokerList(id.failover) });
   if (id.payload) {
     out.push({ key: PROV_KEYS.keyId.key, type: "i32", value: id.payload.keyId });
     out.push({ key: PROV_KEYS.payloadKey.key, type: "blob", value: id.payload.key });

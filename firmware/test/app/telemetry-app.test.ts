@@ -389,3 +389,66 @@ describe("boot counter", () => {
     expect(broker.connects).toHaveLength(0);
   });
 });
+
+describe("failover to the other brokers of a cluster", () => {
+  const failover = [
+    { host: "n2.test", port: 8884 },
+    { host: "n3.test", port: 8885 },
+  ];
+
+  it("the provisioned list survives NVS: home first, then the failover brokers", () => {
+    const { timers, store, broker } = setup();
+    provision(store, testIdentity({ failover }));
+    const { log } = bootDevice({ store, timers, broker });
+    expect(log.text()).toMatch(/broker\.test:8883 \(\+2 failover\)/);
+  });
+
+  it("moves to the next node when its node dies, resends what was unacknowledged there, loses nothing", async () => {
+    const { timers, store, broker } = setup();
+    provision(store, testIdentity({ failover }));
+    const { app, log } = bootDevice({
+      store,
+      timers,
+      broker,
+      config: { reconnectMinMs: 500, reconnectMaxMs: 4000, maxInflight: 4 },
+    });
+    await timers.advance(3_500); // 0..2 acked on the home node
+    expect(broker.connects.map((c) => c.host)).toEqual(["broker.test"]);
+    broker.holdPubacks = true;
+    await timers.advance(2_000); // 3, 4 reach home, unacknowledged
+    broker.stopNode("broker.test:8883");
+    broker.holdPubacks = false;
+    await timers.advance(10_000);
+    // Straight to n2 (no second try at the dead node), the same persistent session and client id.
+    expect(broker.connects.map((c) => `${c.host}:${c.port}`)).toEqual(["broker.test:8883", "n2.test:8884"]);
+    expect(broker.connects[1]).toMatchObject({ id: DEVICE_ID, clean: false });
+    const msgs = broker.published(TOPIC);
+    expect(msgs.filter((m) => m.duplicate).map((m) => decode(m).seq)).toEqual([3, 4]);
+    const once = firstCopies(msgs).map((r) => r.seq);
+    expect(once).toEqual(range(0, once.length));
+    expect(once.length).toBeGreaterThanOrEqual(14);
+    expect(app.outbox!.size).toBe(0);
+    expect(log.text()).toMatch(/retrying in \d+ ms \(\d+ queued\), next n2\.test:8884/);
+  });
+
+  it("skips a dead node, and goes home again only at a reconnect after home was quiet for a while", async () => {
+    const { timers, store, broker } = setup();
+    provision(store, testIdentity({ failover }));
+    bootDevice({ store, timers, broker, config: { reconnectMinMs: 500, reconnectMaxMs: 2000 } });
+    await timers.advance(2_000);
+    broker.stopNode("broker.test:8883");
+    broker.stopNode("n2.test:8884");
+    await timers.advance(5_000);
+    const hosts = (): string[] => broker.connects.map((c) => c.host);
+    expect(hosts()).toEqual(["broker.test", "n3.test"]);
+    broker.startNode("broker.test:8883");
+    broker.startNode("n2.test:8884");
+    // A working connection is never dropped to go home.
+    await timers.advance(10 * 60_000);
+    expect(hosts()).toEqual(["broker.test", "n3.test"]);
+    // Its node dies later: home has been quiet for more than homeRetryMs, so home it is.
+    broker.stopNode("n3.test:8885");
+    await timers.advance(5_000);
+    expect(hosts()).toEqual(["broker.test", "n3.test", "broker.test"]);
+  });
+});

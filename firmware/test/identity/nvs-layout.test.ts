@@ -174,3 +174,41 @@ describe("NVS identity layout", () => {
     expect(readBootCounter(() => undefined)).toBe(0);
   });
 });
+
+describe("NVS key `brokers` (failover list)", () => {
+  const failover = [
+    { host: "n2.example.net", port: 8884 },
+    { host: "n3.example.net", port: 8885 },
+  ];
+
+  it("round-trips as one string entry, and is absent when there is none", () => {
+    const entries = identityToEntries({ ...full, failover });
+    expect(entries).toContainEqual({
+      key: "brokers",
+      type: "string",
+      value: "n2.example.net:8884,n3.example.net:8885",
+    });
+    const r = parseIdentity(moddableGetter(entries));
+    expect(r.ok && r.identity.failover).toEqual(failover);
+    const plain = parseIdentity(moddableGetter(identityToEntries(full)));
+    expect(plain.ok && plain.identity.failover).toBeUndefined();
+    expect(identityToEntries(full).some((e) => e.key === "brokers")).toBe(false);
+  });
+
+  it.each([
+    ["n2.example.net", /not host:port/],
+    ["", /is empty/],
+    ["broker.example.net:8883", /home broker/],
+    ["n2.example.net:8884,n2.example.net:8884", /listed twice/],
+    [`${"h".repeat(200)}:1,`.repeat(6) + "x:1", /longer than 1024 bytes/],
+  ])("refuses %s with a reason on the key", (value, reason) => {
+    const entries = identityToEntries(full).concat({ key: "brokers", type: "string", value });
+    const r = parseIdentity(moddableGetter(entries));
+    expect(r.ok).toBe(false);
+    if (!r.ok) {
+      const e = r.errors.find((x) => x.key === "brokers");
+      expect(e?.code).toBe("invalid");
+      expect(e?.message).toMatch(reason);
+    }
+  });
+});

@@ -23,7 +23,8 @@ const argv = await yargs(hideBin(process.argv))
   .option("duration", { type: "number", describe: "seconds to sample (default: until Ctrl-C)" })
   .option("broker", {
     type: "string",
-    describe: "mqtts://host:port of an external broker (default: embedded)",
+    describe:
+      "mqtts://host:port of an external broker (default: embedded); several, comma-separated, for a cluster: boards spread over them and fail over",
   })
   .option("encrypt", {
     type: "boolean",

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run ingest`: the long-running MQTT → store service (also the docker-compose service).
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { pkiPaths } from "../../../pki/src/paths";
@@ -12,6 +12,8 @@ import { MessageClassifier } from "../ingest/classify";
 import { deadLetterFile } from "../ingest/dead-letter";
 import { DEFAULT_RATE_ALLOWANCE, DEFAULT_RATE_BURST, DeviceRateLimiter } from "../ingest/rate-limit";
 import { IngestService } from "../ingest/service";
+import { JetStreamSource } from "../ingest/jetstream-source";
+import { INGEST_DURABLES, MQTT_MESSAGE_STREAM } from "../broker/nats/message-stream";
 import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
@@ -41,6 +43,28 @@ async function readSecretFile(path: string, what: string): Promise<string> {
   }
 }
 
+/** A JetStream worker's source: the cluster's durables, this worker's own route-CA identity. */
+async function jetstreamWorker(servers: string, identity: string, maxHeld: number): Promise<JetStreamSource> {
+  const files = {
+    cert: `${identity}.pem`,
+    key: `${identity}.key.pem`,
+    ca: join(dirname(identity), "ca.pem"),
+  };
+  // Read now, so a wrong path is a clear error before anything connects.
+  await readSecretFile(files.cert, "worker certificate");
+  await readSecretFile(files.key, "worker private key");
+  await readSecretFile(files.ca, "route CA");
+  return new JetStreamSource({
+    servers: servers.split(",").map((s) => s.trim()),
+    tls: files,
+    stream: MQTT_MESSAGE_STREAM,
+    durables: Object.values(INGEST_DURABLES).map((d) => d.name),
+    maxHeld,
+    name: `est-${basename(identity)}`,
+    log,
+  });
+}
+
 async function main(): Promise<void> {
   const state = stateDir();
   const pki = pkiPaths(state);
@@ -52,7 +76,17 @@ async function main(): Promise<void> {
         "decrypts each message, writes it to InfluxDB v2 / VictoriaMetrics and acknowledges it to the broker " +
         "only once the store accepted it. Refused messages go to the dead-letter file, never to the store.",
     )
-    .option("broker", { type: "string", demandOption: true, describe: "Broker URL, mqtts://host:port" })
+    .option("broker", { type: "string", describe: "Broker URL, mqtts://host:port (unless --jetstream)" })
+    .option("jetstream", {
+      type: "string",
+      describe:
+        "NATS cluster only: run as one of several ingest workers, pulling from the cluster's JetStream durables instead of subscribing over MQTT; the nodes' NATS ports, tls://host:port,tls://host:port",
+    })
+    .option("jetstream-identity", {
+      type: "string",
+      describe:
+        "The worker's route-CA identity: PREFIX.pem and PREFIX.key.pem, the CA beside them as ca.pem (the cluster's <data>/route-pki/client-ingest-worker-N); each worker its own",
+    })
     .option("store-url", {
       type: "string",
       demandOption: true,
@@ -202,7 +236,15 @@ async function main(): Promise<void> {
       if (a.encrypted && a.plain) throw new Error("choose one of --encrypted and --plain");
       if (!a.encrypted && !a.plain && !settingsPathFrom(a.settings))
         throw new Error("say whether the fleet encrypts payloads: --settings FILE, --encrypted or --plain");
-      if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
+      if (a.jetstream !== undefined) {
+        if (a.broker !== undefined) throw new Error("give --broker or --jetstream, not both");
+        if (!a["jetstream-identity"])
+          throw new Error("--jetstream needs --jetstream-identity (one per worker)");
+        for (const u of a.jetstream.split(","))
+          if (!/^tls:\/\/[^/\s]+:\d+$/.test(u.trim()))
+            throw new Error(`--jetstream: "${u}" is not tls://host:port`);
+      } else if (a.broker === undefined) throw new Error("--broker mqtts://host:port is required");
+      else if (!/^mqtts?:\/\//.test(a.broker)) throw new Error("--broker must be an mqtts:// URL");
       if (a.shared && !/^[A-Za-z0-9_-]{1,64}$/.test(a.group))
         throw new Error("--group must be 1-64 letters, digits, '_' or '-'");
       parseRetention(a.retention);
@@ -223,11 +265,18 @@ async function main(): Promise<void> {
   );
   const manifestPath = resolveManifest(settings, argv.manifest);
   const token = argv["token-file"] ? await readSecretFile(argv["token-file"], "token file") : undefined;
-  const tls = {
-    ca: await readSecretFile(argv.ca, "CA bundle"),
-    cert: await readSecretFile(argv.cert, "certificate"),
-    key: await readSecretFile(argv.key, "private key"),
-  };
+  const workerIdentity = argv["jetstream-identity"];
+  const source =
+    argv.jetstream !== undefined && workerIdentity
+      ? await jetstreamWorker(argv.jetstream, workerIdentity, argv["max-held"])
+      : undefined;
+  const tls = source
+    ? { ca: "", cert: "", key: "" }
+    : {
+        ca: await readSecretFile(argv.ca, "CA bundle"),
+        cert: await readSecretFile(argv.cert, "certificate"),
+        key: await readSecretFile(argv.key, "private key"),
+      };
   let mode: DecodeMode = { kind: "plain" };
   if (payloadMode === "encrypted") {
     const ring = await loadPayloadKeyring(state);
@@ -251,7 +300,8 @@ async function main(): Promise<void> {
         })
       : undefined;
   const service = new IngestService({
-    brokerUrl: argv.broker,
+    brokerUrl: argv.broker ?? "",
+    ...(source ? { source } : {}),
     protocolVersion: argv["mqtt-version"] === 4 ? 4 : 5,
     tls,
     clientId: argv["client-id"] ?? `ingest-${argv.group}`,
@@ -308,7 +358,7 @@ async function main(): Promise<void> {
 
   await service.start();
   log(
-    `ingest: running (${payloadMode} fleet${fleet ? ` of ${fleet.ids.size} devices` : ", any device of the CA"}, ${argv.shared ? `shared group ${argv.group}` : "plain subscription"}, metrics http://${argv["metrics-host"]}:${service.metricsPort}/metrics)`,
+    `ingest: running (${payloadMode} fleet${fleet ? ` of ${fleet.ids.size} devices` : ", any device of the CA"}, ${source ? `JetStream worker ${basename(workerIdentity ?? "")}` : argv.shared ? `shared group ${argv.group}` : "plain subscription"}, metrics http://${argv["metrics-host"]}:${service.metricsPort}/metrics)`,
   );
   // A parent (tests, the local stack) reads this line to find the metrics port.
   console.log(JSON.stringify({ ready: true, metricsPort: service.metricsPort, pid: process.pid }));

@@ -40,7 +40,8 @@ interface FlashArgs {
   /** A path, or false for --no-manifest. */
   manifest?: string | false;
   baud: number;
-  broker?: string;
+  /** The first is the board's home; the others are its failover list (NVS key `brokers`). */
+  broker?: string[];
   interval: number;
   site?: string;
   keyId: number;
@@ -76,7 +77,7 @@ async function flash(a: FlashArgs): Promise<void> {
       "bad_input",
       "--device names one identity; it cannot go to every attached board",
     );
-  if (!a.broker)
+  if (!a.broker || a.broker.length === 0)
     throw new ProvisionError(
       "bad_input",
       "--broker mqtts://host:port is required: the address the boards connect to",
@@ -106,7 +107,8 @@ async function flash(a: FlashArgs): Promise<void> {
     );
 
   const settings: IdentitySettings = {
-    broker: a.broker,
+    broker: a.broker[0]!,
+    ...(a.broker.length > 1 ? { failover: a.broker.slice(1) } : {}),
     intervalMs: a.interval,
     keyId: encrypt ? a.keyId : null,
   };
@@ -244,15 +246,17 @@ async function image(a: { csv: string; size: string; out: string }): Promise<voi
 
 async function simulator(a: {
   device: string;
-  broker: string;
+  broker: string[];
   interval: number;
   encrypt: boolean;
   keyId: number;
   site?: string;
   out: string;
 }): Promise<void> {
+  if (a.broker.length === 0) throw new ProvisionError("bad_input", "--broker mqtts://host:port is required");
   const settings: IdentitySettings = {
-    broker: a.broker,
+    broker: a.broker[0]!,
+    ...(a.broker.length > 1 ? { failover: a.broker.slice(1) } : {}),
     intervalMs: a.interval,
     keyId: a.encrypt ? a.keyId : null,
   };
@@ -271,7 +275,7 @@ async function simulator(a: {
   await writeFile(tmp, JSON.stringify(withIdentity(file, identity, boot)), { mode: 0o600 });
   await rename(tmp, a.out);
   console.log(
-    `wrote ${a.out}: ${identity.deviceId} (cert ${cert.serial}), ${a.broker}, every ${a.interval} ms, ` +
+    `wrote ${a.out}: ${identity.deviceId} (cert ${cert.serial}), ${a.broker.join(" then ")}, every ${a.interval} ms, ` +
       `${identity.payload ? `encrypted (key ${identity.payload.keyId})` : "plaintext"}, ${identity.tls!.brokerPins.length} broker pin(s), boot ${boot}`,
   );
 }
@@ -361,7 +365,10 @@ await yargs(hideBin(process.argv))
         .option("baud", { type: "number", default: 921600, describe: "baud rate after the stub is running" })
         .option("broker", {
           type: "string",
-          describe: "broker URL the board connects to, mqtts://host:port (required)",
+          // Repeated, not `array: true`: an array option would also swallow the serial port after it.
+          coerce: (v: string | string[]): string[] => (Array.isArray(v) ? v : [v]),
+          describe:
+            "broker URL the board connects to, mqtts://host:port (required); repeat it for a cluster: the first is the board's home, the others its failover list",
         })
         .option("interval", {
           type: "number",
@@ -447,8 +454,11 @@ await yargs(hideBin(process.argv))
         })
         .option("broker", {
           type: "string",
+          // Repeated, not `array: true`: an array option would also swallow the serial port after it.
+          coerce: (v: string | string[]): string[] => (Array.isArray(v) ? v : [v]),
           demandOption: true,
-          describe: "broker URL the simulated board connects to, mqtts://host:port",
+          describe:
+            "broker URL the simulated board connects to, mqtts://host:port; repeat it for a cluster (first: home)",
         })
         .option("interval", { type: "number", default: 5000, describe: "milliseconds between readings" })
         .option("site", { type: "string", describe: "site label stored with the identity" })

@@ -7,6 +7,7 @@
 import { X509Certificate, createPrivateKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 import Backoff from "../../../firmware/src/app/backoff";
+import BrokerRotation, { type BrokerAddress } from "../../../firmware/src/app/broker-rotation";
 import { deviceRandom } from "../../../firmware/src/app/device-random";
 import type { MqttClient, MqttConnectOptions, MqttTlsOptions } from "../../../firmware/src/app/mqtt-client";
 import MqttSession, { STATUS_PACKET_ID } from "../../../firmware/src/app/mqtt-session";
@@ -43,8 +44,8 @@ const SILENT: Log = { info: () => undefined, warn: () => undefined, error: () =>
 
 /** What every board shares, set once by the fleet. */
 export interface BoardEnvironment {
-  host: string;
-  port: number;
+  /** Every broker of the fleet; board `index` starts at `index % length` (home) and fails over round robin. */
+  brokers: readonly BrokerAddress[];
   /** The trust anchor (the fleet's root CA), DER, shared by every board. */
   caDer: ArrayBuffer;
   /** pin-sha256 of the broker keys the boards accept, as provisioning writes them into NVS. */
@@ -174,8 +175,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
         random: deviceRandom(env.random, this.id, env.boot),
       }),
       outbox,
-      host: env.host,
-      port: env.port,
+      brokers: new BrokerRotation(homeFirst(env.brokers, this.index), { now: () => performance.now() }),
       clientId: this.id,
       tls,
       keepaliveMs: env.keepaliveS * 1000,
@@ -337,4 +337,10 @@ export class Board implements Instruments, Clock, ConnectionProbe {
 
 function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
   return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
+}
+
+/** The fleet's broker list as board `index` is provisioned with it: its home first, the others in turn. */
+export function homeFirst(brokers: readonly BrokerAddress[], index: number): BrokerAddress[] {
+  const k = index % brokers.length;
+  return [...brokers.slice(k), ...brokers.slice(0, k)];
 }

@@ -13,6 +13,7 @@ import { deriveDeviceKey } from "../crypto/device-keys";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
 import type { ConfirmationMode, ConfirmationState } from "../../../firmware/src/app/mqtt-session";
 import { Board, MAX_INFLIGHT } from "./board";
+import type { BrokerAddress } from "../../../firmware/src/app/broker-rotation";
 import type { BoardEnvironment } from "./board";
 import { PHYSICS_FAULTS } from "./faults/scenario";
 import type { ResolvedFault } from "./faults/scenario";
@@ -31,6 +32,8 @@ export interface FleetOptions {
   seed: number | string;
   host: string;
   port: number;
+  /** Further brokers (the other nodes of a cluster): the boards are spread over all of them and fail over. */
+  failover?: readonly BrokerAddress[];
   /** The root the boards trust (PEM), as provisioning gives the firmware. */
   caFile: string;
   /** pin-sha256 of the broker keys the boards accept (pki's brokerPins): a board refuses any other server. */
@@ -172,8 +175,7 @@ export class Fleet implements FleetControl {
     const ca = new X509Certificate(await readFile(o.caFile)).raw;
     const keys = new Map<string, Uint8Array>();
     const env: BoardEnvironment = {
-      host: o.host,
-      port: o.port,
+      brokers: [{ host: o.host, port: o.port }, ...(o.failover ?? [])],
       caDer: ca.buffer.slice(ca.byteOffset, ca.byteOffset + ca.byteLength) as ArrayBuffer,
       brokerPins: o.brokerPins.map((p) => p.slice().buffer as ArrayBuffer),
       brokerCheck: new BrokerCheck({ pins: o.brokerPins, anchor: new Uint8Array(ca) }),

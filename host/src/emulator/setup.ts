@@ -3,6 +3,7 @@
  * one is given), payload keys, boot number, fault scenario, the fleet (one thread or sharded) and the verifying
  * subscriber. Changes when what a run needs changes; how it runs is run.ts, what it reports summary.ts.
  */
+import type { BrokerAddress } from "../../../firmware/src/app/broker-rotation";
 import type { ConfirmationMode } from "../../../firmware/src/app/mqtt-session";
 import { readFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
@@ -30,7 +31,10 @@ export interface RunSetupOptions {
   rateHz: number;
   /** Seconds; undefined: until the run's signal aborts. */
   durationS?: number;
-  /** mqtts://host:port; undefined: start the embedded broker. */
+  /**
+   * mqtts://host:port, or several comma-separated (the nodes of a cluster: the boards are spread over
+   * them, each with its own home first, and fail over to the others); undefined: the embedded broker.
+   */
   brokerUrl?: string;
   encrypt: boolean;
   keyId?: number;
@@ -101,6 +105,18 @@ export async function nextBoot(stateDir: string): Promise<number> {
   return boot;
 }
 
+function parseBrokerUrls(list: string): BrokerAddress[] {
+  const brokers = list
+    .split(",")
+    .map((u) => u.trim())
+    .filter((u) => u.length > 0)
+    .map(parseBrokerUrl);
+  if (brokers.length === 0) throw new Error("--broker: no broker URL given");
+  const seen = new Set(brokers.map((b) => `${b.host}:${b.port}`));
+  if (seen.size !== brokers.length) throw new Error(`--broker ${list}: a broker is listed twice`);
+  return brokers;
+}
+
 export function parseBrokerUrl(url: string): { host: string; port: number } {
   let u: URL;
   try {
@@ -152,7 +168,7 @@ async function buildScenario(o: RunSetupOptions): Promise<Scenario> {
 export async function setUpRun(o: RunSetupOptions, log: (line: string) => void): Promise<RunSetup> {
   const ids = deviceIds(o.count, o.idPrefix);
   const verifyIdentity = o.verifyIdentity ?? MONITOR_IDENTITY;
-  const external = o.brokerUrl ? parseBrokerUrl(o.brokerUrl) : undefined;
+  const external = o.brokerUrl ? parseBrokerUrls(o.brokerUrl) : undefined;
   // Each board is one socket; the embedded broker holds the other end in this same process.
   ensureFdLimit(o.count * (o.brokerUrl ? 1 : 2) + 200);
 
@@ -169,7 +185,7 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
 
   try {
     let target: { host: string; port: number };
-    if (external) target = external;
+    if (external) target = external[0]!;
     else {
       embedded = await startEmbeddedBroker({
         caBundle: pki.caBundle,
@@ -180,7 +196,9 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
       target = { host: embedded.host, port: embedded.port };
       log(`embedded broker (Aedes, mutual TLS, fleet topic policy) listening on ${embedded.url}`);
     }
-    const brokerUrl = `mqtts://${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`;
+    const urlOf = (b: BrokerAddress): string =>
+      `mqtts://${b.host.includes(":") ? `[${b.host}]` : b.host}:${b.port}`;
+    const brokerUrl = (external ?? [target]).map(urlOf).join(",");
 
     const keyId = o.keyId ?? 1;
     const master = o.encrypt ? await loadOrCreatePayloadMaster(o.stateDir, keyId) : undefined;
@@ -193,6 +211,7 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
       seed: o.seed,
       host: target.host,
       port: target.port,
+      ...(external && external.length > 1 ? { failover: external.slice(1) } : {}),
       // Like the firmware (provisioned with the root certificate only): the broker sends its issuing CA along.
       caFile: pki.root,
       brokerPins: await provisionedBrokerPins(o.stateDir),

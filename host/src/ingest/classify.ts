@@ -35,7 +35,7 @@ export type Outcome =
       /** Device timestamp, for the end-to-end latency; undefined for status messages. */
       deviceTs?: number;
       /** The reading's place in its device's sequence: committed to the replay window once stored. */
-      position?: { boot: number; seq: number };
+      position?: ReadingPosition;
     }
   | { kind: "duplicate"; sensorId: string; position?: { boot: number; seq: number } }
   | { kind: "rejected"; sensorId: string; reason: string; detail: string };
@@ -54,11 +54,48 @@ export interface ClassifierOptions {
   /**
    * History is append-only per boot: a new reading dated more than this before the latest timestamp its
    * boot has sent is refused as timestamp_backwards (default 2 s), so a board cannot overwrite its own
-   * stored points (one point per series and timestamp) by re-dating new readings into the past.
+   * stored points (one point per series and timestamp) by re-dating new readings into the past. A late
+   * reading (its seq below the boot's latest: a re-delivery) must fit the hole it fills: dated between
+   * the readings either side of the hole when it opened, within the same tolerance.
    */
   backwardsToleranceMs?: number;
   /** Per-device allowance, spent before anything costly: a flooding board's excess is refused as rate_exceeded. */
   rateLimit?: DeviceRateLimiter;
+}
+
+export interface ReadingPosition {
+  boot: number;
+  seq: number;
+}
+
+/**
+ * A hole in a boot's sequence as this ingest saw it open: seqs `from..to` skipped, between readings
+ * dated `tsBefore` and `tsAfter`. NATS re-delivers an unacknowledged message only after its consumer's
+ * AckWait (30 s), while newer ones flow at once; without the hole such a re-delivery looked like a
+ * reading re-dated into the past and was refused: the restart losses of issue 18.
+ */
+interface Hole {
+  from: number;
+  to: number;
+  tsBefore: number;
+  tsAfter: number;
+}
+
+/** Holes remembered per device; beyond this the oldest is forgotten and a reading late for it is refused. */
+export const MAX_HOLES_PER_DEVICE = 64;
+
+/**
+ * How far before the first reading this ingest saw of a boot a late one of that boot may be dated: well
+ * beyond a consumer's AckWait (15–30 s) and a reconnect, short enough that a board cannot re-date readings
+ * into much of the history stored before this ingest started.
+ */
+export const LATE_LOOKBACK_MS = 5 * 60_000;
+
+interface BootClock {
+  boot: number;
+  maxTs: number;
+  maxSeq: number;
+  holes: Hole[];
 }
 
 /** Default slack for a device clock stepping back (an SNTP correction of jitter), in ms. */
@@ -76,13 +113,10 @@ export class MessageClassifier {
   readonly #isKnownDevice: (sensorId: string) => boolean;
   readonly #backwardsToleranceMs: number;
   readonly #rateLimit: DeviceRateLimiter | undefined;
-  /**
-   * Per device: its latest boot, the newest reading's seq and timestamp and the oldest timestamp seen in it
-   * (one entry a device: bounded memory).
-   */
-  readonly #bootClock = new Map<string, { boot: number; maxTs: number; maxSeq: number; minTs: number }>();
+  /** Per device: its latest boot, the highest timestamp and seq seen in it, the holes still open (bounded). */
+  readonly #bootClock = new Map<string, BootClock>();
   /** Readings classified for writing and not yet stored or refused: at most the ingest's held messages. */
-  readonly #inFlight = new Set<string>();
+  readonly #inFlight = new Map<string, number>();
 
   constructor(o: ClassifierOptions) {
     this.#mode = o.mode;
@@ -136,36 +170,33 @@ export class MessageClassifier {
       return reject(r.sensorId, "replay", `boot ${r.boot} seq ${r.seq} is older than the replay window`);
 
     const clock = this.#bootClock.get(r.sensorId);
-    const tolerance = this.#backwardsToleranceMs;
-    if (clock && clock.boot === r.boot) {
-      if (r.seq > clock.maxSeq && r.ts < clock.maxTs - tolerance)
-        return reject(
-          r.sensorId,
-          "timestamp_backwards",
-          `boot ${r.boot} seq ${r.seq} is dated ${clock.maxTs - r.ts} ms before the boot's latest reading (tolerance ${tolerance} ms)`,
-        );
-      // A late reading (below the newest seq: a board resending one never confirmed, after newer ones were
-      // stored) takes its place in the past, but only within the boot's own span.
-      if (r.seq < clock.maxSeq && (r.ts < clock.minTs - tolerance || r.ts > clock.maxTs + tolerance))
-        return reject(
-          r.sensorId,
-          "timestamp_backwards",
-          `boot ${r.boot} seq ${r.seq} (late) is dated outside the boot's span of readings (tolerance ${tolerance} ms)`,
-        );
-    }
     if (!clock || r.boot > clock.boot)
-      this.#bootClock.set(r.sensorId, { boot: r.boot, maxTs: r.ts, maxSeq: r.seq, minTs: r.ts });
+      this.#bootClock.set(r.sensorId, {
+        boot: r.boot,
+        maxTs: r.ts,
+        maxSeq: r.seq,
+        // The first reading this ingest sees of a boot need not be its first: the ones before it may come
+        // late (an ingest restart, another worker's share re-delivered), dated within LATE_LOOKBACK_MS before.
+        holes:
+          r.seq > 0
+            ? [
+                {
+                  from: Math.max(0, r.seq - this.#window.size),
+                  to: r.seq - 1,
+                  tsBefore: r.ts - LATE_LOOKBACK_MS + this.#backwardsToleranceMs,
+                  tsAfter: r.ts,
+                },
+              ]
+            : [],
+      });
     else if (r.boot === clock.boot) {
-      if (r.seq > clock.maxSeq) {
-        clock.maxSeq = r.seq;
-        clock.maxTs = Math.max(clock.maxTs, r.ts);
-      }
-      clock.minTs = Math.min(clock.minTs, r.ts);
+      const problem = this.#advanceClock(clock, r.seq, r.ts);
+      if (problem) return reject(r.sensorId, "timestamp_backwards", `boot ${r.boot} seq ${r.seq} ${problem}`);
     }
 
     // Not committed here: the window records a reading only once the store accepted it (commit()).
     // Until then it is in flight, so a re-delivery meanwhile is not written twice.
-    this.#inFlight.add(key);
+    this.#inFlight.set(key, r.ts);
     return {
       kind: "write",
       sensorId: r.sensorId,
@@ -173,6 +204,44 @@ export class MessageClassifier {
       deviceTs: r.ts,
       position: { boot: r.boot, seq: r.seq },
     };
+  }
+
+  /**
+   * Checks a reading against its boot's clock and records it; returns why it is refused, if it is. A newer
+   * reading may not be dated back; a late one must fill a hole, dated between the hole's neighbours.
+   */
+  #advanceClock(clock: BootClock, seq: number, ts: number): string | undefined {
+    const tol = this.#backwardsToleranceMs;
+    if (seq > clock.maxSeq) {
+      if (ts < clock.maxTs - tol)
+        return `is dated ${clock.maxTs - ts} ms before the boot's latest reading (tolerance ${tol} ms)`;
+      if (seq > clock.maxSeq + 1) {
+        clock.holes.push({ from: clock.maxSeq + 1, to: seq - 1, tsBefore: clock.maxTs, tsAfter: ts });
+        // Holes beyond the replay window can never be filled (the window refuses those seqs).
+        const floor = seq - this.#window.size;
+        while (
+          clock.holes.length > 0 &&
+          (clock.holes.length > MAX_HOLES_PER_DEVICE || clock.holes[0]!.to <= floor)
+        )
+          clock.holes.shift();
+      }
+      clock.maxSeq = seq;
+      if (ts > clock.maxTs) clock.maxTs = ts;
+      return undefined;
+    }
+    const i = clock.holes.findIndex((h) => h.from <= seq && seq <= h.to);
+    const hole = clock.holes[i];
+    if (!hole)
+      return `arrives late (the boot is at seq ${clock.maxSeq}) and fills no hole this ingest saw open`;
+    // The same tolerance as for a newer reading: a late one may be dated at most that far outside its hole.
+    if (ts < hole.tsBefore - tol || ts > hole.tsAfter + tol)
+      return `is dated outside the hole it fills (${hole.tsBefore}..${hole.tsAfter}, tolerance ${tol} ms)`;
+    // The hole narrows around the reading, so a second reading cannot take the same place.
+    const rest: Hole[] = [];
+    if (seq > hole.from) rest.push({ from: hole.from, to: seq - 1, tsBefore: hole.tsBefore, tsAfter: ts });
+    if (seq < hole.to) rest.push({ from: seq + 1, to: hole.to, tsBefore: ts, tsAfter: hole.tsAfter });
+    clock.holes.splice(i, 1, ...rest);
+    return undefined;
   }
 
   /** Records a stored reading in the replay window; returns the change in its device's gap count. */
@@ -191,8 +260,14 @@ export class MessageClassifier {
   }
 
   /** A reading the store refused: it leaves the in-flight set without entering the window. */
-  release(sensorId: string, position: { boot: number; seq: number }): void {
-    this.#inFlight.delete(positionKey(sensorId, position.boot, position.seq));
+  release(sensorId: string, position: ReadingPosition): void {
+    const key = positionKey(sensorId, position.boot, position.seq);
+    const ts = this.#inFlight.get(key);
+    this.#inFlight.delete(key);
+    // Its place stays open for the same reading: a one-seq hole dated as it was.
+    const clock = this.#bootClock.get(sensorId);
+    if (ts !== undefined && clock && clock.boot === position.boot && position.seq <= clock.maxSeq)
+      clock.holes.push({ from: position.seq, to: position.seq, tsBefore: ts, tsAfter: ts });
   }
 
   #status(sensorId: string, payload: Uint8Array): Outcome {

@@ -10,6 +10,7 @@ import { IngestAccount } from "./account";
 import type { MessageClassifier, Outcome } from "./classify";
 import type { DeadLetter, DeadLetterSink } from "./dead-letter";
 import { HeldAckReceiver, type HeldMessage } from "./held-acks";
+import type { AckReceiver, MessageSource } from "./message-source";
 import { accountLine, rejectedLine } from "./line-protocol";
 import { createIngestMetrics, serveMetrics, type IngestMetrics } from "./metrics";
 import { writeIsolatingRefused, type BatchStore, type RefusedLine } from "./store-writer";
@@ -44,6 +45,11 @@ export interface IngestServiceOptions {
   batchSize?: number;
   /** A batch is written at the latest this long after its first message (default 50 ms). */
   batchMs?: number;
+  /**
+   * Where messages come from when not from MQTT: the JetStream pull consumers of the NATS cluster's ingest
+   * workers (jetstream-source.ts). Then brokerUrl, tls, clientId and group are not used.
+   */
+  source?: MessageSource;
   /** Unacknowledged messages at most; also the MQTT 5 Receive Maximum (default 10000). */
   maxHeld?: number;
   /** Retry backoff while the store is down (default 200 ms doubling to 5 s). */
@@ -93,7 +99,7 @@ export class IngestService {
   readonly #log: (line: string) => void;
   readonly #metrics: IngestMetrics;
   #client: MqttClient | undefined;
-  #receiver: HeldAckReceiver | undefined;
+  #receiver: AckReceiver | undefined;
   #pending: Item[] = [];
   #pendingSince = 0;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -118,7 +124,7 @@ export class IngestService {
       held: () => this.#receiver?.held ?? 0,
       pendingBatch: () => this.#pending.length,
       storeUp: () => this.#storeUp,
-      connected: () => this.#client?.connected ?? false,
+      connected: () => (this.#o.source ? this.#o.source.connected : (this.#client?.connected ?? false)),
       confirmPending: () => this.#confirmer?.pending ?? 0,
       confirmedReadings: () => this.#confirmer?.counts.confirmedReadings ?? 0,
       confirmationsPublished: () => this.#confirmer?.counts.published ?? 0,
@@ -159,6 +165,13 @@ export class IngestService {
         this.#o.metrics.port,
         this.#o.metrics.host ?? "127.0.0.1",
       );
+    if (this.#o.source) {
+      this.#receiver = this.#o.source;
+      await this.#o.source.start((m) => this.#onMessage(m));
+      this.#started = true;
+      this.#startAccountTimer();
+      return;
+    }
     const options: IClientOptions = {
       clientId: this.#o.clientId,
       protocolVersion: this.#o.protocolVersion ?? 5,
@@ -233,6 +246,10 @@ export class IngestService {
       });
       this.#confirmer.start();
     }
+    this.#startAccountTimer();
+  }
+
+  #startAccountTimer(): void {
     if ((this.#o.accountIntervalMs ?? 10_000) > 0) {
       this.#accountTimer = setInterval(() => void this.writeAccount(), this.#o.accountIntervalMs ?? 10_000);
     }
@@ -459,6 +476,7 @@ export class IngestService {
     if (this.#flushTimer) clearTimeout(this.#flushTimer);
     await this.#confirmer?.stop();
     if (this.#client) await this.#client.endAsync(false);
+    await this.#o.source?.stop();
     if (this.#metricsServer) await new Promise<void>((r) => this.#metricsServer?.close(() => r()));
   }
 }

@@ -20,9 +20,12 @@ import {
 } from "../../../firmware/src/identity/nvs-layout";
 import type { DeviceIdentity } from "../../../firmware/src/identity/nvs-layout";
 import { ProvisionError } from "./errors";
+import { formatBrokerList, parseBrokerList } from "../../../firmware/src/identity/broker-list";
 
 export interface IdentitySettings {
   broker: string;
+  /** Further brokers (the other nodes of a cluster), mqtts:// URLs: NVS key `brokers`, tried after `broker`. */
+  failover?: readonly string[];
   intervalMs: number;
   site?: string;
   /** Payload key id, or null to send payloads unencrypted (TLS still protects them in transit). */
@@ -64,6 +67,24 @@ export async function loadIdentity(
       "bad_input",
       `--broker must be mqtts:// (mutual TLS); "${s.broker}" would send the identity's traffic in clear`,
     );
+  const home = { host: url.host, port: url.port ?? 8883 };
+  const failover = (s.failover ?? []).map((u) => {
+    const f = parseBrokerUrl(u);
+    if (!f || !f.tls)
+      throw new ProvisionError(
+        "bad_input",
+        `--broker "${u}" is not mqtts://host[:port] (every broker needs mutual TLS)`,
+      );
+    return { host: f.host, port: f.port ?? 8883 };
+  });
+  const seen = new Set<string>();
+  for (const b of [home, ...failover]) {
+    const k = `${b.host}:${b.port}`;
+    if (seen.has(k)) throw new ProvisionError("bad_input", `--broker ${k} is given twice`);
+    seen.add(k);
+  }
+  const listProblem = parseBrokerList(formatBrokerList(failover));
+  if (!listProblem.ok) throw new ProvisionError("bad_input", `--broker: ${listProblem.problem}`);
   if (!Number.isInteger(s.intervalMs) || s.intervalMs < INTERVAL_MS_MIN || s.intervalMs > INTERVAL_MS_MAX) {
     throw new ProvisionError("bad_input", `--interval must be ${INTERVAL_MS_MIN}..${INTERVAL_MS_MAX} ms`);
   }
@@ -96,8 +117,9 @@ export async function loadIdentity(
   const identity: DeviceIdentity = {
     deviceId,
     broker: s.broker,
-    brokerHost: url.host,
-    port: url.port ?? 8883,
+    brokerHost: home.host,
+    port: home.port,
+    ...(failover.length > 0 ? { failover } : {}),
     intervalMs: s.intervalMs,
     // The broker presents leaf + issuing CA; the board anchors the chain at the root.
     // The pins: the board refuses any server whose key is neither the broker's current nor its next one.

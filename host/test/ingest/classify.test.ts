@@ -5,7 +5,7 @@ import { encodeTelemetryMessage } from "../../../firmware/src/payload/telemetry-
 import { deriveDeviceKey } from "../../src/crypto/device-keys";
 import { nodeAead } from "../../src/crypto/node-aead";
 import { IngestAccount, percentile } from "../../src/ingest/account";
-import { MessageClassifier, parseStatus } from "../../src/ingest/classify";
+import { LATE_LOOKBACK_MS, MessageClassifier, parseStatus } from "../../src/ingest/classify";
 import { sampleReading } from "../../testkit/ingest/fleet-publisher";
 import {
   accountLine,
@@ -161,6 +161,51 @@ describe("MessageClassifier", () => {
     expect(send(10, NOW - 86_400_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
     expect(send(11, NOW + 60_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
     expect(send(21, NOW - 12_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+  });
+
+  it("accepts a late re-delivery in the hole it left (NATS re-delivers after AckWait), dated where it belongs, once", () => {
+    const c = plainClassifier();
+    const send = (seq: number, ts = NOW - 60_000 + seq * 1000) => {
+      const m = encodeTelemetryMessage(sampleReading("el-1", seq, ts), { kind: "plain" });
+      const o = c.classify(m.topic, m.payload);
+      if (o.kind === "write" && o.position) c.commit(o.sensorId, o.position);
+      return o;
+    };
+    for (let s = 0; s <= 4; s++) expect(send(s)).toMatchObject({ kind: "write" });
+    // 5..7 were in flight on the connection that died; 8.. flow on the new one at once.
+    for (let s = 8; s <= 40; s++) expect(send(s)).toMatchObject({ kind: "write" });
+    // 30 s later the broker re-delivers 5..7: before, each was refused as timestamp_backwards (and lost).
+    expect(send(6)).toMatchObject({ kind: "write" });
+    expect(send(5)).toMatchObject({ kind: "write" });
+    expect(send(5)).toEqual({ kind: "duplicate", sensorId: "el-1" });
+    // Still append-only: a late reading re-dated outside its hole, or late for a hole never seen, is refused.
+    expect(send(7, NOW - 60_000 + 3000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(7, NOW - 60_000 + 30_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
+    expect(send(7)).toMatchObject({ kind: "write" });
+    const fresh = plainClassifier();
+    const m = (seq: number) =>
+      encodeTelemetryMessage(sampleReading("el-2", seq, NOW - 10_000 + seq * 1000), { kind: "plain" });
+    for (const seq of [0, 1, 2]) fresh.classify(m(seq).topic, m(seq).payload);
+    const refused = fresh.release.bind(fresh);
+    // A reading refused by the store may come again, dated as it was.
+    refused("el-2", { boot: 1, seq: 1 });
+    expect(fresh.classify(m(1).topic, m(1).payload)).toMatchObject({ kind: "write" });
+  });
+
+  it("accepts readings older than the first this ingest saw of a boot only within the late lookback", () => {
+    const c = plainClassifier();
+    const send = (seq: number, ts: number) => {
+      const m = encodeTelemetryMessage(sampleReading("el-1", seq, ts), { kind: "plain" });
+      return c.classify(m.topic, m.payload);
+    };
+    // A restarted ingest (or a worker whose share of seq 0..9 went to another) sees seq 10 first.
+    expect(send(10, NOW)).toMatchObject({ kind: "write" });
+    expect(send(9, NOW - 1000)).toMatchObject({ kind: "write" });
+    expect(send(0, NOW - 10_000)).toMatchObject({ kind: "write" });
+    expect(send(5, NOW - LATE_LOOKBACK_MS - 3000)).toMatchObject({
+      kind: "rejected",
+      reason: "timestamp_backwards",
+    });
   });
 
   it("commits nothing before the store accepted: a copy in flight is a duplicate, a refused reading is new again", () => {

@@ -72,4 +72,57 @@ describe("npm run provision -- sim", () => {
     expect(bad.stderr).toContain("is not a Moddable preference file");
     expect(await readFile(out, "utf8")).toBe("{not json");
   });
+
+  it("--broker repeated: the first is home, the others go into NVS key `brokers`; a plain mqtt:// one is refused", async () => {
+    const out = join(state, "modpreferences-3.json");
+    const run = await runCli(
+      [
+        "sim",
+        "--device",
+        "sim-0001",
+        "--broker",
+        "mqtts://n1.plant:8883",
+        "--broker",
+        "mqtts://n2.plant:8884",
+        "--broker",
+        "mqtts://n3.plant",
+        "--out",
+        out,
+      ],
+      state,
+    );
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain("mqtts://n1.plant:8883 then mqtts://n2.plant:8884 then mqtts://n3.plant");
+    const file = JSON.parse(await readFile(out, "utf8")) as Record<string, Record<string, unknown>>;
+    expect(file.prov!.brokers).toBe("n2.plant:8884,n3.plant:8883");
+    const parsed = parseIdentity((k) => simulatorGet(file, k));
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    expect(parsed.identity).toMatchObject({ brokerHost: "n1.plant", port: 8883 });
+    expect(parsed.identity.failover).toEqual([
+      { host: "n2.plant", port: 8884 },
+      { host: "n3.plant", port: 8883 },
+    ]);
+
+    for (const [second, reason] of [
+      ["mqtt://n2.plant:1883", /is not mqtts:\/\/host\[:port\]/],
+      ["mqtts://n1.plant:8883", /n1\.plant:8883 is given twice/],
+    ] as const) {
+      const bad = await runCli(
+        [
+          "sim",
+          "--device",
+          "sim-0001",
+          "--broker",
+          "mqtts://n1.plant:8883",
+          "--broker",
+          second,
+          "--out",
+          out,
+        ],
+        state,
+      );
+      expect(bad.code).not.toBe(0);
+      expect(bad.stderr).toMatch(reason);
+    }
+  });
 });

@@ -77,6 +77,25 @@ export class FakeBroker {
     this.up = true;
   }
 
+  /**
+   * The broker as a cluster: the nodes named `host:port` here are down (their connections died, new ones
+   * fail) while the others serve the same sessions and messages.
+   */
+  readonly downNodes = new Set<string>();
+
+  stopNode(hostPort: string): void {
+    this.downNodes.add(hostPort);
+    for (const c of [...this.#attached])
+      if (`${c.options.host}:${c.options.port}` === hostPort) {
+        this.#publishWill(c);
+        c.fail();
+      }
+  }
+
+  startNode(hostPort: string): void {
+    this.downNodes.delete(hostPort);
+  }
+
   /** Held PUBACKs go out now (to clients still connected). */
   releasePubacks(): void {
     this.holdPubacks = false;
@@ -181,7 +200,7 @@ export class ShimMqttClient implements MqttClient {
     broker.attempts.push(broker.timers.elapsed);
     broker.timers.set(() => {
       if (this.#state !== "connecting") return;
-      if (!broker.up) {
+      if (!broker.up || broker.downNodes.has(`${options.host}:${options.port}`)) {
         this.fail();
         return;
       }

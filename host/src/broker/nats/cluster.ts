@@ -18,8 +18,10 @@ import {
   type ClusterNode,
   type NodeConfig,
   type NodePorts,
+  type TlsFiles,
 } from "./node-config";
-import { ensureRoutePki, type RoutePki } from "./route-pki";
+import { clientDn, ensureRoutePki, type RoutePki } from "./route-pki";
+import { ensureMessageStream, workerPermissions, type MessageStreamState } from "./message-stream";
 import { reapOnExit } from "../../process/reap-on-exit";
 
 export interface StartNatsClusterOptions {
@@ -39,6 +41,13 @@ export interface StartNatsClusterOptions {
   binary?: string;
   readyTimeoutMs?: number;
   onLogLine?: (node: string, line: string) => void;
+  /** How long `$MQTT_msgs` keeps a message, acknowledged or not (message-stream.ts); default 24 h. */
+  messageMaxAgeS?: number;
+  /**
+   * Identities for this many JetStream ingest workers (`ingest-worker-1`…, route-CA client certificates)
+   * and their two durable consumers; default 0 (the MQTT ingest only).
+   */
+  ingestWorkers?: number;
 }
 
 export interface NatsNodeHandle {
@@ -82,6 +91,12 @@ export interface NatsClusterHandle {
   readonly dataDir: string;
   /** Who was let in at the last (re)generation. */
   readonly current: FleetUsers;
+  /** `$MQTT_msgs` as the launcher found or made it: "limits" retention is the fix of message-stream.ts. */
+  readonly messageStream: MessageStreamState;
+  /** Every node's NATS port, `tls://127.0.0.1:PORT` (the ingest workers' --jetstream). */
+  readonly natsUrls: string[];
+  /** The TLS files of ingest worker `n` (1-based), for --jetstream-identity. */
+  workerTls(n: number): TlsFiles;
   /** Regenerates every node's configuration from the PKI (and manifest) and applies it. */
   refresh(): Promise<RefreshResult>;
   /** Resolves when every node answers /healthz (JetStream current, a meta leader known). */
@@ -93,6 +108,12 @@ const HOST = "127.0.0.1";
 const CLUSTER_NAME = "electrolyser";
 const LOG_TAIL_LINES = 400;
 const STOP_TIMEOUT_MS = 15_000;
+/** The launcher's own identity on the NATS port (route CA): it creates the message stream. */
+export const CLUSTER_ADMIN = "cluster-admin";
+
+export function ingestWorkerName(n: number): string {
+  return `ingest-worker-${n}`;
+}
 
 export function defaultNatsServerBinary(): string {
   return process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
@@ -299,7 +320,11 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
   const dataDir = resolve(o.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const names = Array.from({ length: count }, (_, i) => `n${i + 1}`);
-  const routePki: RoutePki = await ensureRoutePki(join(dataDir, "route-pki"), names);
+  const workers = Array.from({ length: o.ingestWorkers ?? 0 }, (_, i) => ingestWorkerName(i + 1));
+  const routePki: RoutePki = await ensureRoutePki(join(dataDir, "route-pki"), names, undefined, [
+    CLUSTER_ADMIN,
+    ...workers,
+  ]);
   const caBundle = await readFile(o.pki.caBundle);
   const readyTimeoutMs = o.readyTimeoutMs ?? 30_000;
 
@@ -335,6 +360,10 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
           routeTls: routePki.node(n.name),
           users: users.users,
           pins: users.pins,
+          natsClients: [
+            { dn: clientDn(CLUSTER_ADMIN) },
+            ...workers.map((w) => ({ dn: clientDn(w), permissions: workerPermissions() })),
+          ],
           ...(o.ingestIdentity ? { ingestIdentity: o.ingestIdentity } : {}),
         }),
       );
@@ -378,6 +407,26 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
     }
   }
 
+  // Before any MQTT client connects: the MQTT layer creates `$MQTT_msgs` at the first CONNECT otherwise.
+  let messageStream: MessageStreamState;
+  try {
+    messageStream = await ensureMessageStream({
+      servers: nodes.map((n) => `tls://${HOST}:${n.spec.ports.client}`),
+      tls: routePki.client(CLUSTER_ADMIN),
+      replicas: Math.min(count, 3),
+      ingestDurables: workers.length > 0,
+      ...(o.messageMaxAgeS !== undefined ? { maxAgeS: o.messageMaxAgeS } : {}),
+    });
+  } catch (err) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    throw new Error(`nats-cluster: could not create the message stream: ${(err as Error).message}`);
+  }
+  if (messageStream.retention !== "limits")
+    o.onLogLine?.(
+      "launcher",
+      `[WRN] $MQTT_msgs has ${messageStream.retention} retention (made by an earlier run): nats-server 2.9.10 can lose PUBACKed messages across node restarts with it; start from an empty data directory`,
+    );
+
   const waitHealthy = async (timeoutMs = readyTimeoutMs): Promise<void> => {
     const deadline = Date.now() + timeoutMs;
     for (const n of nodes) {
@@ -403,6 +452,13 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
     dataDir,
     get current() {
       return current!.users;
+    },
+    messageStream,
+    natsUrls: nodes.map((n) => `tls://${HOST}:${n.spec.ports.client}`),
+    workerTls(n: number) {
+      if (!Number.isInteger(n) || n < 1 || n > workers.length)
+        throw new Error(`nats-cluster: no ingest worker ${n} (the cluster has ${workers.length})`);
+      return routePki.client(ingestWorkerName(n));
     },
     waitHealthy,
     refresh() {

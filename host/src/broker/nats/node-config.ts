@@ -54,6 +54,18 @@ export interface NodeConfigInput {
   ingestIdentity?: string;
   /** JetStream replicas of the MQTT streams; default min(nodes, 3). */
   streamReplicas?: number;
+  /**
+   * Users of the NATS protocol port, by the subject DN of their route-CA client certificate (route-pki.ts):
+   * the launcher's `cluster-admin` (every right: it creates the message stream) and ingest workers
+   * (permissions given). Fleet certificates never reach this port: it trusts the route CA only.
+   */
+  natsClients?: readonly NatsClient[];
+}
+
+export interface NatsClient {
+  dn: string;
+  /** Undefined: every right (the launcher's own identity). */
+  permissions?: SubjectPermissions;
 }
 
 /** Go's names for the TLS 1.2 suites infra/mosquitto/mosquitto.conf.template allows (TLS 1.3's are not configurable in Go). */
@@ -71,7 +83,7 @@ const TLS_TIMEOUT_S = 5;
 
 interface NatsUser {
   user: string;
-  permissions: SubjectPermissions;
+  permissions?: SubjectPermissions;
 }
 
 export interface NodeConfig {
@@ -124,7 +136,8 @@ export function nodeConfig(input: NodeConfigInput): NodeConfig {
     server_name: self.name,
     listen: `${host}:${self.ports.client}`,
     http: `127.0.0.1:${self.ports.http}`,
-    tls: routeTls,
+    // The NATS port maps the route-CA client certificate's DN to its user, as the MQTT port does for boards.
+    tls: { ...routeTls, verify_and_map: true },
     jetstream: { store_dir: checkPath("JetStream directory", input.jetStreamDir) },
     cluster: {
       name: input.clusterName,
@@ -153,10 +166,16 @@ export function nodeConfig(input: NodeConfigInput): NodeConfig {
       },
     },
     authorization: {
-      users: input.users.map((u) => ({
-        user: u.dn,
-        permissions: permissionsFor(u.name, u.kind, input.ingestIdentity),
-      })),
+      users: [
+        ...input.users.map((u) => ({
+          user: u.dn,
+          permissions: permissionsFor(u.name, u.kind, input.ingestIdentity),
+        })),
+        ...(input.natsClients ?? []).map((c) => ({
+          user: checkPath("NATS client DN", c.dn),
+          ...(c.permissions ? { permissions: c.permissions } : {}),
+        })),
+      ],
     },
   };
 }

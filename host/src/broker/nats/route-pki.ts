@@ -23,6 +23,13 @@ const SIGN = { name: "ECDSA", hash: "SHA-256" } as const;
 export interface RoutePki {
   ca: string;
   node(name: string): TlsFiles;
+  /** A NATS-protocol client of the cluster (clientAuth only), subject `CN=<name>`: see clientDn(). */
+  client(name: string): TlsFiles;
+}
+
+/** The subject DN a route-CA client certificate maps to on the NATS port (`verify_and_map`). */
+export function clientDn(name: string): string {
+  return `CN=${name},OU=cluster clients`;
 }
 
 function serial(): string {
@@ -44,11 +51,15 @@ async function keyPem(key: webcrypto.CryptoKey): Promise<string> {
   return x509.PemConverter.encode(await webcrypto.subtle.exportKey("pkcs8", key), "PRIVATE KEY");
 }
 
-/** Ensures a route CA and one certificate per node (SAN: the hosts the routes dial). */
+/**
+ * Ensures a route CA, one certificate per node (SAN: the hosts the routes dial) and one client certificate
+ * per NATS-protocol client (`clients`: the launcher's own `cluster-admin`, ingest workers).
+ */
 export async function ensureRoutePki(
   dir: string,
   nodes: readonly string[],
   hosts: readonly string[] = ["127.0.0.1", "localhost"],
+  clients: readonly string[] = [],
 ): Promise<RoutePki> {
   const now = Date.now();
   const caFile = join(dir, "ca.pem");
@@ -57,10 +68,13 @@ export async function ensureRoutePki(
     key: join(dir, `${name}.key.pem`),
     ca: caFile,
   });
+  const clientPaths = (name: string): TlsFiles => paths(`client-${name}`);
   const valid = await Promise.all(
-    [caFile, ...nodes.map((n) => paths(n).cert)].map((p) => stillValid(p, now)),
+    [caFile, ...nodes.map((n) => paths(n).cert), ...clients.map((c) => clientPaths(c).cert)].map((p) =>
+      stillValid(p, now),
+    ),
   );
-  if (valid.every(Boolean)) return { ca: caFile, node: paths };
+  if (valid.every(Boolean)) return { ca: caFile, node: paths, client: clientPaths };
 
   // Anything missing or old: a fresh CA and node set, so every node trusts exactly the same CA.
   const caKeys = (await webcrypto.subtle.generateKey(EC, false, [
@@ -109,7 +123,31 @@ export async function ensureRoutePki(
     await writeFileAtomic(p.key, await keyPem(keys.privateKey), 0o600);
     await writeFileAtomic(p.cert, cert.toString("pem"), 0o644);
   }
-  // The CA key is not kept: a new node set means a new CA.
+  for (const name of clients) {
+    const keys = (await webcrypto.subtle.generateKey(EC, true, [
+      "sign",
+      "verify",
+    ])) as webcrypto.CryptoKeyPair;
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial(),
+      subject: clientDn(name),
+      issuer: ca.subject,
+      notBefore: new Date(now - 5 * 60_000),
+      notAfter: new Date(now + VALIDITY_DAYS * DAY - DAY),
+      publicKey: keys.publicKey,
+      signingKey: caKeys.privateKey,
+      signingAlgorithm: SIGN,
+      extensions: [
+        new x509.BasicConstraintsExtension(false, undefined, true),
+        new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+        new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+      ],
+    });
+    const p = clientPaths(name);
+    await writeFileAtomic(p.key, await keyPem(keys.privateKey), 0o600);
+    await writeFileAtomic(p.cert, cert.toString("pem"), 0o644);
+  }
+  // The CA key is not kept: a new node or client set means a new CA.
   await writeFileAtomic(caFile, ca.toString("pem"), 0o644);
-  return { ca: caFile, node: paths };
+  return { ca: caFile, node: paths, client: clientPaths };
 }
