@@ -12,7 +12,12 @@ import { startNatsCluster, type NatsClusterHandle } from "../../../src/broker/na
 import { pkiClientCertificates } from "../../../src/broker/nats/pki-clients";
 import { loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
 import { deviceIds, runEmulator } from "../../../src/emulator/run";
-import { scrapeMetrics, spawnIngestCli, sumMetric, type IngestProcess } from "../../../testkit/ingest/spawn-ingest";
+import {
+  scrapeMetrics,
+  spawnIngestCli,
+  sumMetric,
+  type IngestProcess,
+} from "../../../testkit/ingest/spawn-ingest";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../../../src/store/victoria-metrics";
 import { diffStored, readDeadLetters, storedSeqs, waitUntil } from "../../ingest/helpers/stack";
 
