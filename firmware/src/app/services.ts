@@ -16,17 +16,8 @@ export interface Timers {
 
 export type { PreferenceStore, PreferenceValue } from "../identity/preference-store";
 
-export interface Clock {
-  /** Wall clock, milliseconds since the Unix epoch. */
-  now(): number;
-}
-
-/** The console: one line per call. Secrets are never passed here. */
-export interface Log {
-  info(line: string): void;
-  warn(line: string): void;
-  error(line: string): void;
-}
+export type { Clock } from "../util/clock";
+export type { Log } from "../util/log";
 
 /** A value in [0, 1), for backoff jitter. */
 export type RandomSource = () => number;

@@ -24,7 +24,9 @@
  * is a failed try, and the board falls back to the untouched old slot.
  */
 import type { Aead } from "../envelope/aead";
-import type { Clock, Log, PreferenceStore } from "../app/services";
+import type { Clock } from "../util/clock";
+import type { Log } from "../util/log";
+import type { PreferenceStore } from "./preference-store";
 import { parseCertificate } from "../tls/certificate";
 import { DerError, sameBytes } from "../tls/der";
 import { keyMatchesCertificate } from "../tls/key-match";
