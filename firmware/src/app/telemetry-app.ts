@@ -117,7 +117,9 @@ export default class TelemetryApp {
       `published ${c.published} (${c.republished} resent), acked ${c.acked}, dropped ${outbox.dropped}, ` +
       `confirmations ${session.confirmationState} (confirmed ${c.confirmed}, awaiting ${outbox.delivered}, ` +
       `requeued ${c.requeued}, released unconfirmed ${c.releasedUnconfirmed}), ` +
-      `connects ${c.connects}, lost ${c.connectionsLost}, tls refused ${c.tlsFailures}, mqtt ${session.state}`
+      `connects ${c.connects}, lost ${c.connectionsLost}, tls refused ${c.tlsFailures}, ` +
+      `trust staged ${c.trustStaged} refused ${c.trustRefused} (switches ${c.identitySwitches}, ` +
+      `new identity refused ${c.identityFailures}), mqtt ${session.state}`
     );
   }
 

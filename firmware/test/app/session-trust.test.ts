@@ -132,8 +132,8 @@ describe("the session's downlink and field rotation", () => {
   it("reconnects with the staged identity, commits it on CONNACK, and sends every reading once", async () => {
     const d = start({ maxInflight: 4 });
     await d.timers.advance(3_500);
-    d.broker.pubackLatencyMs = 300; // readings are in flight when the message comes
-    await d.timers.advance(450);
+    d.broker.pubackLatencyMs = 300; // the reading taken at 4 s is in flight when the message comes
+    await d.timers.advance(600);
     expect(d.app.outbox!.inflight).toBeGreaterThan(0);
     d.broker.deliver(DEVICE_ID, TRUST, sealed(1, next));
     expect(d.app.session!.counters.trustStaged).toBe(1);
