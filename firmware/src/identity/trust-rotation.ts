@@ -24,7 +24,7 @@
  * is a failed try, and the board falls back to the untouched old slot.
  */
 import type { Aead } from "../envelope/aead";
-import type { Clock, Log, PreferenceStore } from "../app/services";
+import type { PreferenceStore } from "./preference-store";
 import { parseCertificate } from "../tls/certificate";
 import { DerError, sameBytes } from "../tls/der";
 import { keyMatchesCertificate } from "../tls/key-match";
@@ -61,8 +61,9 @@ export type TrustOutcome =
 export interface TrustRotationOptions {
   store: PreferenceStore;
   aead: Aead;
-  clock: Clock;
-  log: Log;
+  /** The app's Clock and Log (../app/services), by shape: identity sits below the app and imports nothing of it. */
+  clock: { now(): number };
+  log: { info(line: string): void; warn(line: string): void };
   deviceId: string;
   /** The board's payload key: trust messages are sealed under it. */
   payload: { keyId: number; key: Uint8Array };
