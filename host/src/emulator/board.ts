@@ -72,7 +72,7 @@ export interface BoardEnvironment {
   /** End-to-end confirmations (the firmware's MqttSession): on, off or auto. */
   confirmations: ConfirmationMode;
   confirmTimeoutMs: number;
-  /** One receive buffer for every board of the fleet (boards only ever receive small acks). */
+  /** One receive buffer for every board of the fleet (boards receive acks and small downlink messages; a trust message is a few KB). */
   readBuffer: Buffer;
   payloadMode(deviceId: string): PayloadMode;
   /** The board's session wants a connection: the fleet opens it when its pacing allows. */

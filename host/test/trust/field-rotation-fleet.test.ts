@@ -2,7 +2,7 @@
  * Field rotation with readings flowing, against Debian's mosquitto with the project's ACL and PKI: emulated
  * boards (the firmware's MqttSession and TrustRotationHandler) publish at 20 Hz; `npm run trust -- rotate`
  * rotates one board's certificate over its downlink; the board reconnects with the new certificate and says so
- * on its status; `finish` revokes the old one; and every reading of every board reached the verifying
+ * on its status, which `finish --wait` waits for before it revokes the old one; and every reading of every board reached the verifying
  * subscriber exactly once per (device, boot, seq). Delivery is checked at the subscriber (PUBACK semantics:
  * no ingest confirms here).
  */
@@ -114,15 +114,15 @@ describe("field rotation while readings flow", () => {
         newSerial = (await readTrustFile(dir)).devices[ROTATED]!.pending!.newSerial!;
         expect(newSerial).not.toBe(oldSerial);
 
-        // What `finish` waits for: the board's status names its new certificate.
-        await until(
-          "the board's status with the new certificate",
-          () => statuses.some((s) => s.id === ROTATED && s.online && s.cert === newSerial),
-          20_000,
+        // `finish --wait` waits for the board's status to name the new certificate, then revokes the old one.
+        const finished = await trustCli(["finish", ROTATED, "--wait", "30", "--broker", broker.url]);
+        expect(finished.stderr).toMatch(
+          /emu-00002: waiting up to 30 s for the board's status to show certificate/,
         );
-        expect(board.certSerial).toBe(newSerial);
-        const finished = await trustCli(["finish", ROTATED, "--broker", broker.url]);
+        expect(finished.stderr).toMatch(/emu-00002: seen the board is online with certificate/);
         expect(finished.code).toBe(0);
+        expect(statuses.some((s) => s.id === ROTATED && s.online && s.cert === newSerial)).toBe(true);
+        expect(board.certSerial).toBe(newSerial);
         expect(JSON.parse(finished.stdout)).toMatchObject({
           ok: true,
           reports: [{ id: ROTATED, ok: true, rotation: 1, newSerial, revoked: [oldSerial] }],
