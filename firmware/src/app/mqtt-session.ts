@@ -8,6 +8,12 @@
 // sends the unconfirmed ones again after a reconnect or when no confirmation came within the timeout (the
 // broker may have PUBACKed them and lost them in a crash). A board whose ingest never confirms anything (an
 // older ingest, Telegraf) falls back to PUBACK semantics in mode "auto" and says so (confirmationState).
+//
+// Field rotation (../identity/trust-rotation.ts, through ./session-trust.ts): the downlink subscription is made in
+// every mode, since trust and config messages ride on it. A message on down/trust the handler staged makes the
+// session stop sending, wait (bounded) for the PUBACKs of what is in flight, and reconnect at once to the same
+// broker with the identity being tried; its CONNACK commits it, a refused handshake or CONNACK counts against it
+// (the handler falls back to the old slot after its tries). Queued readings stay in the outbox throughout.
 import type { Outbox } from "../outbox/outbox";
 import { decodeConfirmation } from "../telemetry/confirmation";
 import { downlinkFilter, downlinkTopic } from "../telemetry/topics";
@@ -23,6 +29,7 @@ import type {
   MqttTlsOptions,
 } from "./mqtt-client";
 import type { Log, TimerHandle, Timers } from "./services";
+import type { SessionTrust } from "./session-trust";
 
 /** A queued message; payload is exactly its own ArrayBuffer (the client writes whole buffers). */
 export interface OutboxMessage {
@@ -31,7 +38,8 @@ export interface OutboxMessage {
 }
 
 /**
- * on: keep every reading until the store confirms it; off: forget it on PUBACK (no downlink subscription);
+ * on: keep every reading until the store confirms it; off: forget it on PUBACK (the downlink is still
+ * subscribed: trust and config messages need it);
  * auto: as on, but if no confirmation at all has come by the first timeout, fall back to PUBACK semantics.
  */
 export type ConfirmationMode = "on" | "off" | "auto";
@@ -50,6 +58,11 @@ export interface ConfirmationSettings {
 
 /** Downlink messages larger than this are read and discarded (a confirmation is at most 70 bytes). */
 const MAX_DOWNLINK_BYTES = 512;
+/**
+ * A trust message: an RSA-2048 certificate and PKCS#8 key with a few pins is ~2.7 KB sealed; the buffer is
+ * held only while one is being read.
+ */
+export const MAX_TRUST_DOWNLINK_BYTES = 6144;
 /** Consecutive timeouts without a confirmation stretch the next one up to this factor. */
 const MAX_TIMEOUT_SCALE = 8;
 
@@ -62,13 +75,19 @@ export interface MqttSessionOptions {
   /** Where to connect; every failure moves it on (broker-rotation.ts). One broker is a list of one. */
   brokers: BrokerRotation;
   clientId: string;
+  /** Fixed credentials; ignored when `trust` is given. */
   tls: MqttTlsOptions | null;
+  /** The board's identity with field rotation (down/trust); its `current()` is what each connection uses. */
+  trust?: SessionTrust;
   keepaliveMs: number;
   maxInflight: number;
   connectTimeoutMs: number;
   statusTopic: string;
-  /** Retained on connect; its payload is built then, so it carries current counters. */
-  onlineStatus: () => ArrayBuffer;
+  /**
+   * Retained on connect; its payload is built then, so it carries current counters, and the serial of the
+   * certificate this connection was accepted with (undefined without `trust`), for `trust finish --wait`.
+   */
+  onlineStatus: (certSerial: string | undefined) => ArrayBuffer;
   /** The retained last will the broker publishes when the connection dies uncleanly. */
   offlineStatus: ArrayBuffer;
   /** End-to-end confirmations; absent: mode off. */
@@ -111,6 +130,12 @@ export interface SessionCounters {
   downlinkIgnored: number;
   /** SUBACKs that refused the downlink subscription. */
   subscribeRefused: number;
+  /** Trust messages staged (each followed by a reconnect with the new identity) / refused by the handler. */
+  trustStaged: number;
+  trustRefused: number;
+  /** Reconnects to switch identity; connections refused with an identity being tried. */
+  identitySwitches: number;
+  identityFailures: number;
 }
 
 export default class MqttSession {
@@ -140,16 +165,26 @@ export default class MqttSession {
     releasedUnconfirmed: 0,
     downlinkIgnored: 0,
     subscribeRefused: 0,
+    trustStaged: 0,
+    trustRefused: 0,
+    identitySwitches: 0,
+    identityFailures: 0,
   };
   readonly #topicBytes = new Map<string, number>();
   #confirmState: ConfirmationState;
   readonly #storedTopic: string;
+  readonly #trustTopic: string;
   readonly #downFilter: string;
+  /** The identity of the connection being made or held (undefined without `trust`). */
+  #attempt: { trying: boolean; certSerial: string } | undefined;
+  /** A staged identity waits for the in-flight PUBACKs before the session reconnects with it. */
+  #switchPending = false;
+  #switchTimer: TimerHandle | undefined;
   #subscribePending = false;
   #confirmTimer: TimerHandle | undefined;
   #timeoutScale = 1;
   /** The downlink message being read: its topic and the fragments so far (undefined: discarding). */
-  #rx: { topic: string; chunks: Uint8Array[]; bytes: number; oversized: boolean } | undefined;
+  #rx: { topic: string; chunks: Uint8Array[]; bytes: number; oversized: boolean; limit: number } | undefined;
 
   constructor(options: MqttSessionOptions) {
     if (!Number.isInteger(options.maxInflight) || options.maxInflight < 1)
@@ -159,6 +194,7 @@ export default class MqttSession {
     this.#o = options;
     this.#confirmState = !c || c.mode === "off" ? "off" : "awaiting";
     this.#storedTopic = downlinkTopic(options.clientId, "stored");
+    this.#trustTopic = downlinkTopic(options.clientId, "trust");
     this.#downFilter = downlinkFilter(options.clientId);
   }
 
@@ -202,6 +238,11 @@ export default class MqttSession {
     this.#dropClient();
   }
 
+  /** The certificate serial of the identity the session connects with now ("" if unknown, undefined without trust). */
+  get certSerial(): string | undefined {
+    return this.#o.trust?.current().certSerial;
+  }
+
   /** Something was queued: send it if the connection allows. */
   notify(): void {
     this.#pump();
@@ -216,8 +257,12 @@ export default class MqttSession {
     const current = (): boolean => generation === this.#generation;
     const o = this.#o;
     const broker = o.brokers.current;
+    const identity = o.trust?.current();
+    this.#attempt = identity && { trying: identity.trying, certSerial: identity.certSerial };
+    const tls = identity ? identity.tls : o.tls;
     o.log.info(
-      `mqtt: connecting to ${broker.host}:${broker.port}${o.tls ? " (mutual TLS)" : ""} as ${o.clientId}`,
+      `mqtt: connecting to ${broker.host}:${broker.port}${tls ? " (mutual TLS)" : ""} as ${o.clientId}` +
+        `${identity?.trying ? ` with the new certificate ${identity.certSerial}` : ""}`,
     );
     this.#connectTimer = o.timers.set(() => {
       this.#connectTimer = undefined;
@@ -232,7 +277,7 @@ export default class MqttSession {
         clean: false,
         keepalive: o.keepaliveMs,
         will: { topic: o.statusTopic, message: o.offlineStatus, QoS: 1, retain: true },
-        tls: o.tls,
+        tls,
         onControl: (message) => {
           if (current()) this.#onControl(message);
         },
@@ -251,6 +296,7 @@ export default class MqttSession {
             return;
           }
           this.#counters.tlsFailures++;
+          this.#identityRefused();
           this.#lost(`TLS: ${tlsFailure}`);
         },
       });
@@ -262,8 +308,14 @@ export default class MqttSession {
   #onControl(message: MqttControlMessage): void {
     if (message.operation === MqttOperation.CONNACK) {
       if (message.returnCode) {
+        this.#identityRefused();
         this.#lost(`broker refused the connection (return code ${message.returnCode})`);
         return;
+      }
+      // Before the status is built: a tried identity becomes the one in use only now.
+      if (this.#attempt?.trying) {
+        this.#o.trust!.connected();
+        this.#attempt.trying = false;
       }
       this.#o.timers.clear(this.#connectTimer);
       this.#connectTimer = undefined;
@@ -273,7 +325,8 @@ export default class MqttSession {
       this.#statusPending = true;
       // Every connection: a broker that lost its persistent session (a crash before it saved) lost the
       // subscription with it. The broker may also have lost what it PUBACKed: unconfirmed readings go again.
-      this.#subscribePending = this.#confirmState !== "off";
+      // In every confirmation mode: trust and config messages come on the same tree.
+      this.#subscribePending = true;
       // In auto mode before any confirmation came the board does not yet know there is an ingest that confirms:
       // resending then would only duplicate what a PUBACK-only fleet already has.
       if (this.#expectsConfirmations) this.#counters.requeued += this.#o.outbox.requeueDelivered();
@@ -302,36 +355,93 @@ export default class MqttSession {
           this.#armConfirmTimer();
         }
       } else if (outbox.ack(seq)) this.#counters.acked++;
+      if (this.#switchPending && this.#inflightIds.size === 0) {
+        this.#switchIdentity();
+        return;
+      }
       this.#pump();
     }
+  }
+
+  /** The connection with an identity being tried was refused (handshake or CONNACK): it counts against it. */
+  #identityRefused(): void {
+    if (!this.#attempt?.trying) return;
+    this.#attempt.trying = false;
+    this.#counters.identityFailures++;
+    this.#o.trust!.failed();
   }
 
   #onReadable(count: number, info: MqttReadableInfo | undefined): void {
     const client = this.#client;
     if (!client) return;
     if (info?.topic !== undefined) {
-      const oversized = (info.byteLength ?? count) > MAX_DOWNLINK_BYTES;
-      this.#rx = { topic: info.topic, chunks: [], bytes: 0, oversized };
+      const limit = info.topic === this.#trustTopic ? MAX_TRUST_DOWNLINK_BYTES : MAX_DOWNLINK_BYTES;
+      const oversized = (info.byteLength ?? count) > limit;
+      this.#rx = { topic: info.topic, chunks: [], bytes: 0, oversized, limit };
     }
     const data = client.read(count);
     const rx = this.#rx;
     if (!rx) return; // a fragment of a message whose start we never saw: discarded
     if (!rx.oversized && data instanceof ArrayBuffer) {
       rx.bytes += data.byteLength;
-      if (rx.bytes > MAX_DOWNLINK_BYTES) rx.oversized = true;
+      if (rx.bytes > rx.limit) rx.oversized = true;
       else rx.chunks.push(new Uint8Array(data));
     }
     if (info?.more) return;
     this.#rx = undefined;
-    if (rx.oversized || rx.topic !== this.#storedTopic) {
+    if (rx.oversized) {
       this.#counters.downlinkIgnored++;
       return;
     }
-    this.#onConfirmation(joinChunks(rx.chunks, rx.bytes));
+    if (rx.topic === this.#storedTopic && this.#confirmState !== "off")
+      this.#onConfirmation(joinChunks(rx.chunks, rx.bytes));
+    else if (rx.topic === this.#trustTopic && this.#o.trust?.rotates)
+      this.#onTrust(joinChunks(rx.chunks, rx.bytes));
+    else this.#counters.downlinkIgnored++;
+  }
+
+  /** A message on down/trust: the handler checks and stages it; a staged identity is connected with next. */
+  #onTrust(bytes: Uint8Array): void {
+    const out = this.#o.trust!.handle(bytes);
+    if (!out.ok) {
+      // Refused and counted by the handler; the connection and the readings carry on as they were.
+      this.#counters.trustRefused++;
+      return;
+    }
+    if (out.action !== "reconnect") return;
+    this.#counters.trustStaged++;
+    if (this.#state !== "connected") return; // the next connection uses it anyway
+    // Readings in flight would be sent again on the new connection (QoS 1: twice at the subscriber), so the
+    // session stops sending and waits for their PUBACKs; a broker that does not answer does not hold it up.
+    this.#switchPending = true;
+    if (this.#inflightIds.size === 0) {
+      // From a fresh turn: the client answers this PUBLISH's PUBACK after the callback returns.
+      this.#switchTimer = this.#o.timers.set(() => this.#switchIdentity(), 0);
+      return;
+    }
+    this.#switchTimer = this.#o.timers.set(() => this.#switchIdentity(), this.#o.connectTimeoutMs);
+  }
+
+  /** Closes the connection and connects again at once, to the same broker, with the staged identity. */
+  #switchIdentity(): void {
+    this.#o.timers.clear(this.#switchTimer);
+    this.#switchTimer = undefined;
+    if (!this.#switchPending || this.#state !== "connected") return;
+    this.#switchPending = false;
+    const inflight = this.#inflightIds.size;
+    this.#dropClient();
+    this.#o.outbox.connectionLost();
+    this.#inflightIds.clear();
+    this.#counters.identitySwitches++;
+    this.#state = "waiting";
+    this.#o.log.info(
+      `mqtt: reconnecting with the new identity (${this.#o.outbox.size} queued` +
+        `${inflight ? `, ${inflight} unacknowledged sent again` : ""})`,
+    );
+    this.#retryTimer = this.#o.timers.set(() => this.#connect(), 0);
   }
 
   #onConfirmation(bytes: Uint8Array): void {
-    if (this.#confirmState === "off") return;
     const decoded = decodeConfirmation(bytes);
     if (!decoded.ok) {
       this.#counters.confirmationsRejected++;
@@ -403,10 +513,11 @@ export default class MqttSession {
 
   #pump(): void {
     if (this.#state !== "connected" || !this.#client) return;
+    if (this.#switchPending) return; // about to reconnect with a new identity: nothing new goes out
     const o = this.#o;
     try {
       if (this.#statusPending) {
-        const status = o.onlineStatus();
+        const status = o.onlineStatus(this.#attempt?.certSerial);
         if (publishPacketBytes(this.#topicLength(o.statusTopic), status.byteLength, 1) > this.#writable)
           return;
         this.#writable = this.#client.write(status, {
@@ -482,6 +593,9 @@ export default class MqttSession {
 
   #dropClient(): void {
     this.#generation++;
+    this.#switchPending = false;
+    this.#o.timers.clear(this.#switchTimer);
+    this.#switchTimer = undefined;
     this.#o.timers.clear(this.#connectTimer);
     this.#connectTimer = undefined;
     this.#statusPending = false;

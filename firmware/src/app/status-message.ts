@@ -1,6 +1,8 @@
 // The retained status a board keeps on electrolyser/<id>/status: "online" with its counters, published
 // on every connect, and the last will "offline" the broker publishes when the connection dies uncleanly.
-// The firmware and every emulated board announce themselves with these same bytes.
+// The firmware and every emulated board announce themselves with these same bytes. `cert` is the serial of
+// the certificate the connection was accepted with (lowercase hex, as the PKI prints it): after a field
+// rotation it tells the operator (`npm run trust -- finish --wait`) that the board switched.
 import type { Outbox } from "../outbox/outbox";
 import { encodeUtf8 } from "../util/utf8";
 
@@ -9,6 +11,7 @@ export function onlineStatus(o: {
   fw: string;
   outbox: Outbox<unknown>;
   now: number;
+  certSerial?: string;
 }): ArrayBuffer {
   return json({
     online: true,
@@ -17,6 +20,7 @@ export function onlineStatus(o: {
     queued: o.outbox.size,
     dropped: o.outbox.dropped,
     ts: o.now,
+    ...(o.certSerial ? { cert: o.certSerial } : {}),
   });
 }
 

@@ -4,7 +4,8 @@
 // of start(), because an exception at boot on the board is a reset and a reset loop.
 import type { Aead } from "../envelope/aead";
 import { PROV_NAMESPACE, parseIdentity } from "../identity/nvs-layout";
-import type { DeviceIdentity, IdentityError, TlsIdentity } from "../identity/nvs-layout";
+import type { DeviceIdentity, IdentityError } from "../identity/nvs-layout";
+import { TrustRotationHandler } from "../identity/trust-rotation";
 import { Outbox } from "../outbox/outbox";
 import type { PayloadMode } from "../payload/telemetry-message";
 import { statusTopic } from "../telemetry/topics";
@@ -13,11 +14,12 @@ import Backoff from "./backoff";
 import BrokerRotation from "./broker-rotation";
 import BootCounter from "./boot-counter";
 import { deviceRandom } from "./device-random";
-import type { MqttClientFactory, MqttTlsOptions } from "./mqtt-client";
+import type { MqttClientFactory } from "./mqtt-client";
 import MqttSession from "./mqtt-session";
 import type { OutboxMessage } from "./mqtt-session";
 import Sampler from "./sampler";
 import { offlineStatus, onlineStatus } from "./status-message";
+import { SessionTrust } from "./session-trust";
 import type {
   Clock,
   Instruments,
@@ -115,7 +117,9 @@ export default class TelemetryApp {
       `published ${c.published} (${c.republished} resent), acked ${c.acked}, dropped ${outbox.dropped}, ` +
       `confirmations ${session.confirmationState} (confirmed ${c.confirmed}, awaiting ${outbox.delivered}, ` +
       `requeued ${c.requeued}, released unconfirmed ${c.releasedUnconfirmed}), ` +
-      `connects ${c.connects}, lost ${c.connectionsLost}, tls refused ${c.tlsFailures}, mqtt ${session.state}`
+      `connects ${c.connects}, lost ${c.connectionsLost}, tls refused ${c.tlsFailures}, ` +
+      `trust staged ${c.trustStaged} refused ${c.trustRefused} (switches ${c.identitySwitches}, ` +
+      `new identity refused ${c.identityFailures}), mqtt ${session.state}`
     );
   }
 
@@ -209,6 +213,23 @@ export default class TelemetryApp {
         ? { kind: "encrypted", aead: o.aead, keyId: identity.payload.keyId, key: identity.payload.key }
         : { kind: "plain" };
     const topic = statusTopic(identity.deviceId);
+    // Field rotation needs the payload key (trust messages are sealed under it); a plaintext board keeps the
+    // identity it was provisioned with and ignores down/trust.
+    const trust = !identity.tls
+      ? undefined
+      : identity.payload && o.aead
+        ? new SessionTrust({
+            handler: new TrustRotationHandler({
+              store: o.store,
+              aead: o.aead,
+              clock: o.clock,
+              log: o.log,
+              deviceId: identity.deviceId,
+              payload: identity.payload,
+              base: identity.tls,
+            }),
+          })
+        : new SessionTrust({ tls: identity.tls });
     const session = new MqttSession({
       factory: o.mqtt,
       timers: o.timers,
@@ -224,12 +245,14 @@ export default class TelemetryApp {
         { now: () => o.clock.now() },
       ),
       clientId: identity.deviceId,
-      tls: identity.tls ? tlsBuffers(identity.tls) : null,
+      tls: null,
+      ...(trust ? { trust } : {}),
       keepaliveMs: config.keepaliveMs,
       maxInflight: config.maxInflight,
       connectTimeoutMs: config.connectTimeoutMs,
       statusTopic: topic,
-      onlineStatus: () => onlineStatus({ boot, fw: config.fw, outbox, now: o.clock.now() }),
+      onlineStatus: (certSerial) =>
+        onlineStatus({ boot, fw: config.fw, outbox, now: o.clock.now(), certSerial }),
       offlineStatus: offlineStatus(boot),
       confirmations: { mode: config.confirmations, timeoutMs: config.confirmTimeoutMs, boot },
       now: () => o.clock.now(),
@@ -262,17 +285,4 @@ function applyOverrides(identity: DeviceIdentity, config: AppConfig): DeviceIden
   if (config.brokerHost !== null) out.brokerHost = config.brokerHost;
   if (config.brokerPort !== null) out.port = config.brokerPort;
   return out;
-}
-
-function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
-  return bytes.slice().buffer as ArrayBuffer;
-}
-
-function tlsBuffers(tls: TlsIdentity): MqttTlsOptions {
-  return {
-    caDer: toArrayBuffer(tls.caDer),
-    certDer: toArrayBuffer(tls.certDer),
-    keyDer: toArrayBuffer(tls.keyDer),
-    brokerPins: tls.brokerPins.map(toArrayBuffer),
-  };
 }

@@ -64,7 +64,7 @@ export interface TrustRotationOptions {
   store: PreferenceStore;
   aead: Aead;
   clock: Clock;
-  log: Log;
+  log: Pick<Log, "info" | "warn">;
   deviceId: string;
   /** The board's payload key: trust messages are sealed under it. */
   payload: { keyId: number; key: Uint8Array };

@@ -22,6 +22,8 @@ export interface Certificate {
   der: Uint8Array;
   /** The DER of tbsCertificate: what the issuer signed. */
   tbs: Uint8Array;
+  /** The serial number's INTEGER content octets (a leading 0x00 keeps a high bit positive). */
+  serial: Uint8Array;
   issuer: Uint8Array;
   subject: Uint8Array;
   notBefore: number;
@@ -68,6 +70,7 @@ export function parseCertificate(der: Uint8Array): Certificate {
   const cert: Certificate = {
     der,
     tbs: der.subarray(tbsTlv.start, tbsTlv.end),
+    serial: der.subarray(serial.valueStart, serial.end),
     issuer: der.subarray(issuer.start, issuer.end),
     subject: der.subarray(subject.start, subject.end),
     notBefore: timeValue(der, from),
@@ -84,6 +87,18 @@ export function parseCertificate(der: Uint8Array): Certificate {
     if (f.tag === 0xa3) readExtensions(der, f, cert);
   }
   return cert;
+}
+
+/**
+ * The serial as lowercase hex without leading zero octets: what OpenSSL, Node's X509Certificate.serialNumber
+ * (lowercased) and the PKI's revocation list print, so a board's status names its certificate the same way.
+ */
+export function serialHex(cert: Certificate): string {
+  let i = 0;
+  while (i < cert.serial.length - 1 && cert.serial[i] === 0) i++;
+  let out = "";
+  for (; i < cert.serial.length; i++) out += (cert.serial[i]! < 16 ? "0" : "") + cert.serial[i]!.toString(16);
+  return out;
 }
 
 /** True when keyUsage is absent or asserts keyCertSign. */

@@ -247,10 +247,13 @@ describe("a board with confirmations auto", () => {
 });
 
 describe("a board with confirmations off", () => {
-  it("does not subscribe and forgets each reading on PUBACK", async () => {
+  it("still subscribes (trust and config ride on the downlink), and forgets each reading on PUBACK", async () => {
     const d = start({ confirmations: "off" });
     await d.timers.advance(3_500);
-    expect(d.broker.subscriptions.size).toBe(0);
+    expect([...(d.broker.subscriptions.get(DEVICE_ID) ?? [])]).toEqual([downlinkFilter(DEVICE_ID)]);
+    // A confirmation is not applied: the readings were forgotten on PUBACK already.
+    confirm(d, [{ from: 0, to: 2 }]);
+    expect(d.app.session!.counters.confirmations).toBe(0);
     expect(d.app.outbox!.size).toBe(0);
     expect(d.app.session!.confirmationState).toBe("off");
   });

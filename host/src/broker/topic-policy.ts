@@ -7,7 +7,7 @@
  *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…;
  *                publish electrolyser/<board>/down/stored (the end-to-end confirmations)
  *   telegraf:    subscribe/read electrolyser/+/telemetry
- *   fleet-admin: publish electrolyser/<board>/down/trust and …/down/config (field rotation), read nothing
+ *   fleet-admin: publish electrolyser/<board>/down/trust and …/down/config (field rotation), read status
  *   monitor:     the same reads as ingest (observers such as the emulator's verifier), under its own identity
  *                so it never shares the ingest's session
  *   services (the ingest identity, monitor, telegraf, bridge): nothing under electrolyser/<own name>/, so the
@@ -76,6 +76,9 @@ export function isAllowed(
   if (readsFleet && (kind === "telemetry" || kind === "status") && (who === "+" || IDENTITY.test(who)))
     return true;
   if (identity === "telegraf" && kind === "telemetry" && (who === "+" || IDENTITY.test(who))) return true;
+  // fleet-admin reads the boards' status, to see a rotated board connect with its new certificate.
+  if (identity === FLEET_ADMIN_IDENTITY && kind === "status" && (who === "+" || IDENTITY.test(who)))
+    return true;
   // `electrolyser/<id>/down/#` also matches its parent level (MQTT 4.7.1.2).
   return action === "subscribe" && filter === topic && kind === "down" && who === identity && !isService;
 }

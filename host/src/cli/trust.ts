@@ -124,10 +124,22 @@ await yargs(hideBin(process.argv))
   .command(
     "finish [ids..]",
     "after a board connected with its new certificate: clear the retained message and revoke its old certificate(s)",
-    (y) => y.positional("ids", { type: "string", array: true }).options(siteOptions),
+    (y) =>
+      y.positional("ids", { type: "string", array: true }).options(siteOptions).option("wait", {
+        type: "number",
+        describe:
+          "first wait up to this many seconds per board for its status to show the new certificate (fail, revoking nothing, if it does not)",
+      }),
     async (a) => {
+      if (a.wait !== undefined && !(a.wait > 0)) throw new Error("--wait takes a number of seconds > 0");
       await forEach(await targets(a), a.broker, (id, onStep, publisher) =>
-        finishInField({ stateDir: stateDir(), id, publisher, onStep }),
+        finishInField({
+          stateDir: stateDir(),
+          id,
+          publisher,
+          onStep,
+          ...(a.wait !== undefined ? { wait: { watcher: publisher, timeoutMs: a.wait * 1000 } } : {}),
+        }),
       );
     },
   )

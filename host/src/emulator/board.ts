@@ -9,7 +9,7 @@ import { readFileSync } from "node:fs";
 import Backoff from "../../../firmware/src/app/backoff";
 import BrokerRotation, { type BrokerAddress } from "../../../firmware/src/app/broker-rotation";
 import { deviceRandom } from "../../../firmware/src/app/device-random";
-import type { MqttClient, MqttConnectOptions, MqttTlsOptions } from "../../../firmware/src/app/mqtt-client";
+import type { MqttClient, MqttConnectOptions } from "../../../firmware/src/app/mqtt-client";
 import MqttSession, { STATUS_PACKET_ID } from "../../../firmware/src/app/mqtt-session";
 import type { ConfirmationMode, OutboxMessage } from "../../../firmware/src/app/mqtt-session";
 import Sampler from "../../../firmware/src/app/sampler";
@@ -22,6 +22,10 @@ import type {
   TimerHandle,
 } from "../../../firmware/src/app/services";
 import { offlineStatus, onlineStatus } from "../../../firmware/src/app/status-message";
+import { SessionTrust } from "../../../firmware/src/app/session-trust";
+import type { TlsIdentity } from "../../../firmware/src/identity/nvs-layout";
+import { TrustRotationHandler } from "../../../firmware/src/identity/trust-rotation";
+import { MemoryNvs } from "./memory-nvs";
 import { Outbox } from "../../../firmware/src/outbox/outbox";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
 import { statusTopic } from "../../../firmware/src/telemetry/topics";
@@ -68,7 +72,7 @@ export interface BoardEnvironment {
   /** End-to-end confirmations (the firmware's MqttSession): on, off or auto. */
   confirmations: ConfirmationMode;
   confirmTimeoutMs: number;
-  /** One receive buffer for every board of the fleet (boards only ever receive small acks). */
+  /** One receive buffer for every board of the fleet (boards receive acks and small downlink messages; a trust message is a few KB). */
   readBuffer: Buffer;
   payloadMode(deviceId: string): PayloadMode;
   /** The board's session wants a connection: the fleet opens it when its pacing allows. */
@@ -129,6 +133,10 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   get session(): MqttSession | undefined {
     return this.#session;
   }
+  /** The serial of the certificate the board connects with now (lowercase hex), as its status reports it. */
+  get certSerial(): string | undefined {
+    return this.#session?.certSerial;
+  }
   /**
    * PUBACKed readings this board still waits to see confirmed: only when confirmations are expected (mode on, or
    * auto once one came); an auto board that has heard none yet would fall back, not wait.
@@ -155,14 +163,31 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   loadIdentity(): void {
     if (this.#session) return;
     const env = this.#env;
-    const tls: MqttTlsOptions = {
-      caDer: env.caDer,
-      certDer: toArrayBuffer(new X509Certificate(readFileSync(this.#certFile)).raw),
-      keyDer: toArrayBuffer(
+    const base: TlsIdentity = {
+      caDer: new Uint8Array(env.caDer),
+      certDer: new Uint8Array(new X509Certificate(readFileSync(this.#certFile)).raw),
+      keyDer: new Uint8Array(
         createPrivateKey(readFileSync(this.#keyFile)).export({ format: "der", type: "pkcs8" }),
       ),
-      brokerPins: env.brokerPins,
+      brokerPins: env.brokerPins.map((p) => new Uint8Array(p)),
     };
+    const mode = env.payloadMode(this.id);
+    // As the firmware app: field rotation over down/trust when the board seals its readings (trust messages
+    // are sealed under the same payload key), its NVS slots in memory.
+    const trust =
+      mode.kind === "encrypted"
+        ? new SessionTrust({
+            handler: new TrustRotationHandler({
+              store: new MemoryNvs(),
+              aead: mode.aead,
+              clock: this,
+              log: SILENT,
+              deviceId: this.id,
+              payload: { keyId: mode.keyId, key: mode.key },
+              base,
+            }),
+          })
+        : new SessionTrust({ tls: base });
     const outbox = this.outbox;
     const topic = statusTopic(this.id);
     this.#session = new MqttSession({
@@ -177,18 +202,20 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       outbox,
       brokers: new BrokerRotation(homeFirst(env.brokers, this.index), { now: () => performance.now() }),
       clientId: this.id,
-      tls,
+      tls: null,
+      trust,
       keepaliveMs: env.keepaliveS * 1000,
       maxInflight: env.maxInflight,
       connectTimeoutMs: env.connectTimeoutMs,
       statusTopic: topic,
-      onlineStatus: () => onlineStatus({ boot: env.boot, fw: env.fw, outbox, now: Date.now() }),
+      onlineStatus: (certSerial) =>
+        onlineStatus({ boot: env.boot, fw: env.fw, outbox, now: Date.now(), certSerial }),
       offlineStatus: offlineStatus(env.boot),
       confirmations: { mode: env.confirmations, timeoutMs: env.confirmTimeoutMs, boot: env.boot },
       now: () => performance.now(),
     });
     // Built now, not at the first connect: the TLS context is what the board's identity costs.
-    secureContextFor(tls);
+    secureContextFor(trust.current().tls);
     this.#sampler = new Sampler({
       timers: env.timers,
       clock: this,
@@ -199,7 +226,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       sensorId: this.id,
       boot: env.boot,
       fw: env.fw,
-      mode: env.payloadMode(this.id),
+      mode,
       onQueued: () => this.#onQueued(),
     });
   }
@@ -333,10 +360,6 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     this.#droppedSeen = dropped;
     this.#session?.notify();
   }
-}
-
-function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
-  return bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 }
 
 /** The fleet's broker list as board `index` is provisioned with it: its home first, the others in turn. */

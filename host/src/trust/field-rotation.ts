@@ -63,7 +63,23 @@ export interface TrustPublisher {
   publish(topic: string, payload: Uint8Array, retain: boolean): Promise<void>;
 }
 
-export type RotationStep = "reserved" | "issued" | "published" | "resent" | "revoked" | "cleared";
+export type RotationStep =
+  "reserved" | "issued" | "published" | "resent" | "waiting" | "seen" | "revoked" | "cleared";
+
+/** A board's retained status (firmware/src/app/status-message.ts): `cert` is the serial it connected with. */
+export interface BoardStatus {
+  online?: boolean;
+  cert?: string;
+}
+
+/** Reads boards' status as fleet-admin; resolves with the first accepted one, or undefined after the timeout. */
+export interface StatusWatcher {
+  waitForStatus(
+    id: string,
+    accept: (s: BoardStatus) => boolean,
+    timeoutMs: number,
+  ): Promise<BoardStatus | undefined>;
+}
 
 export interface RotationReport {
   id: string;
@@ -218,6 +234,8 @@ export interface FinishOptions {
   stateDir: string;
   id: string;
   publisher: TrustPublisher;
+  /** First wait this long for the board's status to name the new certificate; fail if it does not. */
+  wait?: { watcher: StatusWatcher; timeoutMs: number };
   onStep?: (step: RotationStep, detail: string) => void;
 }
 
@@ -227,6 +245,23 @@ export async function finishInField(o: FinishOptions): Promise<RotationReport> {
   const pending = (await readTrustFile(o.stateDir)).devices[o.id]?.pending;
   if (!pending?.newSerial || !pending.publishedAt)
     throw new Error(`device "${o.id}" has no published rotation to finish (npm run trust -- status)`);
+  if (o.wait) {
+    const serial = pending.newSerial;
+    step(
+      "waiting",
+      `up to ${Math.round(o.wait.timeoutMs / 1000)} s for the board's status to show certificate ${serial}`,
+    );
+    const seen = await o.wait.watcher.waitForStatus(
+      o.id,
+      (s) => s.online === true && s.cert === serial,
+      o.wait.timeoutMs,
+    );
+    if (!seen)
+      throw new Error(
+        `device "${o.id}" did not report certificate ${serial} within ${Math.round(o.wait.timeoutMs / 1000)} s (offline, or it refused the rotation: see its console); nothing was revoked`,
+      );
+    step("seen", `the board is online with certificate ${serial}`);
+  }
   const topic = downlinkTopic(o.id, "trust");
   // An empty retained message deletes the retained one (MQTT 3.1.1 §3.3.1.3); the board ignores it.
   await o.publisher.publish(topic, new Uint8Array(0), true);

@@ -7,9 +7,10 @@ import { readFile } from "node:fs/promises";
 import mqtt, { type MqttClient } from "mqtt";
 import { FLEET_ADMIN_IDENTITY } from "../../../firmware/src/telemetry/vocabulary";
 import { pkiPaths } from "../../../pki/src/index";
-import type { TrustPublisher } from "./field-rotation";
+import type { BoardStatus, StatusWatcher, TrustPublisher } from "./field-rotation";
+import { statusTopic } from "../../../firmware/src/telemetry/topics";
 
-export interface FleetAdminConnection extends TrustPublisher {
+export interface FleetAdminConnection extends TrustPublisher, StatusWatcher {
   close(): Promise<void>;
 }
 
@@ -57,6 +58,38 @@ export async function connectFleetAdmin(o: {
         throw new Error(
           `the broker refused the publish to ${topic} (PUBACK reason 0x${code.toString(16)}): is the ACL's fleet-admin section in place?`,
         );
+    },
+    async waitForStatus(id, accept, timeoutMs) {
+      const topic = statusTopic(id);
+      let onMessage: ((t: string, payload: Buffer) => void) | undefined;
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        return await new Promise<BoardStatus | undefined>((resolve, reject) => {
+          onMessage = (t, payload) => {
+            if (t !== topic || payload.length === 0) return;
+            let status: BoardStatus;
+            try {
+              status = JSON.parse(payload.toString("utf8")) as BoardStatus;
+            } catch {
+              return; // not a board's JSON status: not what is waited for
+            }
+            if (accept(status)) resolve(status);
+          };
+          client.on("message", onMessage);
+          timer = setTimeout(() => resolve(undefined), timeoutMs);
+          // The retained status comes first, then every change.
+          client.subscribeAsync(topic, { qos: 1 }).then((granted) => {
+            if (granted.some((g) => g.qos >= 0x80))
+              reject(
+                new Error(`the broker refused ${FLEET_ADMIN_IDENTITY} a subscription to ${topic} (ACL)`),
+              );
+          }, reject);
+        });
+      } finally {
+        clearTimeout(timer);
+        if (onMessage) client.removeListener("message", onMessage);
+        await client.unsubscribeAsync(topic).catch(() => undefined);
+      }
     },
     close: () => client.endAsync(),
   };

@@ -119,7 +119,7 @@ describe("rendered ACL", async () => {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("#"));
 
-  it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics; fleet-admin only writes trust and config", () => {
+  it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics; fleet-admin only writes trust and config and reads status", () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
@@ -145,6 +145,7 @@ describe("rendered ACL", async () => {
       "topic deny electrolyser/fleet-admin/#",
       "topic write electrolyser/+/down/trust",
       "topic write electrolyser/+/down/config",
+      "topic read electrolyser/+/status",
     ]);
   });
 });

@@ -25,19 +25,22 @@ describe("fleet-admin", () => {
       "electrolyser/+/telemetry",
     ])
       expect({ filter, ok: can("fleet-admin", "subscribe", filter) }).toEqual({ filter, ok: false });
+    // It reads the boards' status (trust finish --wait), nothing else.
+    expect(can("fleet-admin", "subscribe", "electrolyser/+/status")).toBe(true);
+    expect(can("fleet-admin", "subscribe", "electrolyser/dev-a/status")).toBe(true);
     for (const who of ["dev-a", "dev-b", "ingest", "monitor", "telegraf"])
       expect({ who, ok: can(who, "publish", "electrolyser/dev-a/down/trust") }).toEqual({ who, ok: false });
     expect(can("dev-a", "subscribe", "electrolyser/dev-a/down/trust")).toBe(true);
     expect(can("dev-b", "subscribe", "electrolyser/dev-a/down/trust")).toBe(false);
   });
 
-  it("NATS: publish to every board's down.trust and down.config, subscribe to nothing of the fleet", () => {
+  it("NATS: publish to every board's down.trust and down.config, subscribe to their status only", () => {
     const p = permissionsFor("fleet-admin", "service");
     expect(p.publish).toEqual({
       allow: ["electrolyser.*.down.trust", "electrolyser.*.down.config"],
       deny: ["electrolyser.fleet-admin.>"],
     });
-    expect(p.subscribe.allow.filter((s) => s.startsWith("electrolyser."))).toEqual([]);
+    expect(p.subscribe.allow.filter((s) => s.startsWith("electrolyser."))).toEqual(["electrolyser.*.status"]);
     // A device that somehow holds the name gets a board's rights only, never the operator's.
     expect(permissionsFor("fleet-admin", "device").publish.allow).not.toContain("electrolyser.*.down.trust");
     expect(permissionsFor("ingest", "service").publish.allow).not.toContain("electrolyser.*.down.trust");

@@ -166,6 +166,15 @@ describe("npm run trust", () => {
     expect(pending).toMatchObject({ rotation: 1, oldSerials: [oldSerial], keyId: 1 });
     expect(pending.newSerial).not.toBe(oldSerial);
 
+    // finish --wait on a board that has not come back: fails, and revokes nothing.
+    const early = await trustCli(["finish", ID, "--wait", "2", "--broker", broker.url]);
+    expect(early.code).toBe(1);
+    expect(early.stderr).toMatch(
+      /fr-0001: FAILED device "fr-0001" did not report certificate [0-9a-f]+ within 2 s .*nothing was revoked/,
+    );
+    expect((await readTrustFile(dir)).devices[ID]!.pending).toBeDefined();
+    await expect(readFile(paths.revocations, "utf8").catch(() => "")).resolves.not.toContain(oldSerial);
+
     // The board comes back with its old identity, subscribes, and the retained message arrives.
     const first = handler.connection();
     expect(first.trying).toBe(false);

@@ -41,6 +41,8 @@ export class FakeBroker {
    * for a broker pin or chain refusal): the connection fails before anything is sent.
    */
   tlsRefusal: string | undefined;
+  /** Refuses the handshake of a client whose certificate this returns a reason for (a revoked or unknown one). */
+  refuseCertificate: ((certDer: ArrayBuffer) => string | undefined) | undefined;
   /** PUBACKs are not sent while set (they are "lost" with the connection that carried them). */
   holdPubacks = false;
   readonly received: BrokerMessage[] = [];
@@ -206,6 +208,11 @@ export class ShimMqttClient implements MqttClient {
       }
       if (broker.tlsRefusal !== undefined) {
         this.fail(broker.tlsRefusal);
+        return;
+      }
+      const refused = options.tls && broker.refuseCertificate?.(options.tls.certDer);
+      if (refused) {
+        this.fail(refused);
         return;
       }
       if (!broker.answersConnects) return;

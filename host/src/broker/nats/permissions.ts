@@ -26,6 +26,7 @@ export const MQTT_DELIVERY_SUBJECTS = "$MQTT.sub.>";
 const FLEET_READERS: Readonly<Record<string, readonly ("telemetry" | "status")[]>> = {
   [MONITOR_IDENTITY]: ["telemetry", "status"],
   telegraf: ["telemetry"],
+  [FLEET_ADMIN_IDENTITY]: ["status"],
 };
 
 /**
@@ -68,7 +69,7 @@ export function permissionsFor(
         ? // acl.template: the ingest writes every board's end-to-end confirmations, and nothing else.
           { allow: [`${ROOT}.*.down.stored`], deny: [`${ROOT}.${identity}.>`] }
         : service && identity === FLEET_ADMIN_IDENTITY
-          ? // acl.template: field rotation and settings, written to any board, read from none.
+          ? // acl.template: field rotation and settings, written to any board (it reads their status only).
             { allow: [`${ROOT}.*.down.trust`, `${ROOT}.*.down.config`], deny: [`${ROOT}.${identity}.>`] }
           : service
             ? { allow: [], deny: [">"] }

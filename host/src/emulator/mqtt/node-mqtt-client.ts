@@ -73,7 +73,7 @@ export interface ConnectionProbe {
 }
 
 export interface NodeMqttClientOptions {
-  /** One receive buffer for every board of a thread (boards only ever receive small acks). */
+  /** One receive buffer for every board of a thread (boards receive acks and small downlink messages; a trust message is a few KB). */
   readBuffer: Buffer;
   probe: ConnectionProbe;
   brokerCheck: BrokerCheck;

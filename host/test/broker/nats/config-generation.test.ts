@@ -40,6 +40,7 @@ describe("permissionsFor agrees with the Mosquitto ACL (topic-policy)", () => {
     ["ingest", "service"],
     ["monitor", "service"],
     ["telegraf", "service"],
+    ["fleet-admin", "service"],
   ];
   const topics = ["dev-a", "dev-b", "ingest", "monitor"]
     .flatMap((who) =>

@@ -1,0 +1,189 @@
+// Field rotation in the firmware's MqttSession (the one the emulated boards run too), on virtual time against the
+// ECMA-419 client shim, with real certificates: the session subscribes to its downlink in every confirmation
+// mode, hands down/trust to the TrustRotationHandler, reconnects with the staged identity without losing or
+// repeating a reading, reports the certificate on its status, and falls back to the old identity when the new
+// one is refused.
+import { X509Certificate } from "node:crypto";
+import { beforeAll, describe, expect, it } from "vitest";
+import { nodeAead } from "../../../host/src/crypto/node-aead";
+import { createCa, issue, type IssuedCert, type TestCa } from "../../../host/test/broker/helpers/test-pki";
+import { PROV_NAMESPACE, TRUST_SLOT_KEYS, type DeviceIdentity } from "../../src/identity/nvs-layout";
+import { sealTrustMessage } from "../../src/identity/trust-message";
+import { decodeTelemetryMessage } from "../../src/payload/telemetry-message";
+import { downlinkFilter, downlinkTopic, statusTopic, telemetryTopic } from "../../src/telemetry/topics";
+import { bootDevice, DEVICE_ID, PAYLOAD_KEY, provision, testIdentity } from "./harness";
+import { FakeBroker, type BrokerMessage } from "./shims/fake-broker";
+import { MemoryPreference } from "./shims/memory-preference";
+import { VirtualTimers } from "./shims/virtual-timers";
+
+const TELEMETRY = telemetryTopic(DEVICE_ID);
+const TRUST = downlinkTopic(DEVICE_ID, "trust");
+const STATUS = statusTopic(DEVICE_ID);
+const KEY_ID = 2; // testIdentity's payload key id
+const der = (pem: string) =>
+  new Uint8Array(Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64"));
+const serialOf = (c: IssuedCert) => new X509Certificate(c.certPem).serialNumber.toLowerCase();
+
+let ca: TestCa;
+let current: IssuedCert;
+let next: IssuedCert;
+
+beforeAll(async () => {
+  ca = await createCa("Session Trust Test CA", "p256");
+  [current, next] = await Promise.all([
+    issue(ca, { cn: DEVICE_ID, kind: "p256", usage: "client" }),
+    issue(ca, { cn: DEVICE_ID, kind: "p256", usage: "client" }),
+  ]);
+});
+
+function start(config: Record<string, unknown> = {}, identity?: Partial<DeviceIdentity>) {
+  // The certificates are valid around now: the board's clock is set to it.
+  const timers = new VirtualTimers(Date.now());
+  const store = new MemoryPreference();
+  const broker = new FakeBroker(timers);
+  provision(
+    store,
+    testIdentity({
+      tls: {
+        caDer: der(ca.certPem),
+        certDer: der(current.certPem),
+        keyDer: der(current.keyPem),
+        brokerPins: [new Uint8Array(32).fill(7)],
+      },
+      ...identity,
+    }),
+  );
+  const device = bootDevice({ store, timers, broker, config: { reconnectMinMs: 500, ...config } });
+  return { ...device, timers, broker, store };
+}
+
+function sealed(rotation: number, c: IssuedCert, key = PAYLOAD_KEY): Uint8Array {
+  return sealTrustMessage(nodeAead, {
+    key,
+    keyId: KEY_ID,
+    sensorId: DEVICE_ID,
+    topic: TRUST,
+    rotation: {
+      rotation,
+      certDer: der(c.certPem),
+      keyDer: der(c.keyPem),
+      brokerPins: [new Uint8Array(32).fill(7)],
+    },
+  });
+}
+
+function seqs(broker: FakeBroker): number[] {
+  return broker.published(TELEMETRY).map((m: BrokerMessage) => {
+    const r = decodeTelemetryMessage(m.topic, m.payload, {
+      kind: "encrypted",
+      aead: nodeAead,
+      keyFor: (k) => (k === KEY_ID ? PAYLOAD_KEY : undefined),
+    });
+    if (!r.ok) throw new Error(r.error.message);
+    return r.value.seq;
+  });
+}
+
+/** Every seq 0..n-1 exactly once, in order. */
+const exactlyOnce = (got: number[]) => expect(got).toEqual(got.map((_, i) => i));
+
+const certOfConnect = (broker: FakeBroker, i: number) => new Uint8Array(broker.connects.at(i)!.tls!.certDer);
+const statusCerts = (broker: FakeBroker) =>
+  broker
+    .published(STATUS)
+    .map((m) => (JSON.parse(Buffer.from(m.payload).toString("utf8")) as { cert?: string }).cert);
+
+describe("the session's downlink and field rotation", () => {
+  it.each(["off", "on", "auto"])("subscribes to its downlink tree in confirmation mode %s", async (mode) => {
+    const d = start({ confirmations: mode });
+    await d.timers.advance(1_500);
+    expect([...(d.broker.subscriptions.get(DEVICE_ID) ?? [])]).toEqual([downlinkFilter(DEVICE_ID)]);
+  });
+
+  it("reports the certificate's serial on its status", async () => {
+    const d = start();
+    await d.timers.advance(1_500);
+    expect(statusCerts(d.broker)).toEqual([serialOf(current)]);
+    expect(d.app.session!.certSerial).toBe(serialOf(current));
+  });
+
+  it("refuses bad trust messages without disturbing the connection or the readings", async () => {
+    const d = start();
+    await d.timers.advance(3_500);
+    const bad = [
+      Uint8Array.of(1, 2, 3), // truncated
+      sealed(1, next, new Uint8Array(32).fill(9)), // sealed under another key
+      new Uint8Array(7000), // larger than any trust message: read and discarded
+    ];
+    for (const b of bad) d.broker.deliver(DEVICE_ID, TRUST, b, 3);
+    const c = d.app.session!.counters;
+    expect(c.trustRefused).toBe(2);
+    expect(c.downlinkIgnored).toBe(1);
+    expect(c.identitySwitches).toBe(0);
+    await d.timers.advance(5_000);
+    expect(d.app.session!.state).toBe("connected");
+    expect(d.broker.connects).toHaveLength(1);
+    expect(d.store.get(PROV_NAMESPACE, TRUST_SLOT_KEYS.trying.key)).toBeUndefined();
+    const got = seqs(d.broker);
+    expect(got.length).toBeGreaterThanOrEqual(8);
+    exactlyOnce(got);
+  });
+
+  it("reconnects with the staged identity, commits it on CONNACK, and sends every reading once", async () => {
+    const d = start({ maxInflight: 4 });
+    await d.timers.advance(3_500);
+    d.broker.pubackLatencyMs = 300; // the reading taken at 4 s is in flight when the message comes
+    await d.timers.advance(600);
+    expect(d.app.outbox!.inflight).toBeGreaterThan(0);
+    d.broker.deliver(DEVICE_ID, TRUST, sealed(1, next));
+    expect(d.app.session!.counters.trustStaged).toBe(1);
+    await d.timers.advance(5_000);
+    const c = d.app.session!.counters;
+    expect(c.identitySwitches).toBe(1);
+    expect(d.broker.connects).toHaveLength(2);
+    expect(certOfConnect(d.broker, 0)).toEqual(der(current.certPem));
+    expect(certOfConnect(d.broker, 1)).toEqual(der(next.certPem));
+    expect(statusCerts(d.broker)).toEqual([serialOf(current), serialOf(next)]);
+    expect(d.store.get(PROV_NAMESPACE, TRUST_SLOT_KEYS.active.key)).toBe(1);
+    // The switch waited for the PUBACKs of what was in flight: nothing went twice, nothing was lost.
+    expect(c.republished).toBe(0);
+    exactlyOnce(seqs(d.broker));
+    // The retained copy at the next subscription, and a reconnect later: the new identity stays.
+    d.broker.deliver(DEVICE_ID, TRUST, sealed(1, next));
+    d.broker.stop();
+    d.broker.start();
+    await d.timers.advance(3_000);
+    expect(certOfConnect(d.broker, -1)).toEqual(der(next.certPem));
+    expect(d.app.session!.counters.identitySwitches).toBe(1);
+    expect(d.log.text()).not.toMatch(/BEGIN|PRIVATE/);
+  });
+
+  it("falls back to the old identity when the broker refuses the new one", async () => {
+    const d = start({ reconnectMaxMs: 1_000 });
+    const refused = der(next.certPem);
+    d.broker.refuseCertificate = (cert) =>
+      Buffer.from(cert).equals(Buffer.from(refused)) ? "alert certificate revoked" : undefined;
+    await d.timers.advance(2_500);
+    d.broker.deliver(DEVICE_ID, TRUST, sealed(1, next));
+    await d.timers.advance(10_000);
+    const c = d.app.session!.counters;
+    expect(c.identityFailures).toBe(3);
+    expect(d.app.session!.state).toBe("connected");
+    expect(certOfConnect(d.broker, -1)).toEqual(der(current.certPem));
+    expect(statusCerts(d.broker).at(-1)).toBe(serialOf(current));
+    expect(d.store.get(PROV_NAMESPACE, TRUST_SLOT_KEYS.trying.key)).toBe(-1);
+    expect(d.log.text()).toMatch(/never connected; back to slot 0/);
+    // The readings taken meanwhile waited in the outbox and all went.
+    await d.timers.advance(3_000);
+    exactlyOnce(seqs(d.broker));
+    expect(seqs(d.broker).length).toBeGreaterThanOrEqual(12);
+  });
+
+  it("ignores down/trust on a plaintext board (nothing to open it with)", async () => {
+    const d = start({ encrypt: false }, { payload: null });
+    await d.timers.advance(1_500);
+    d.broker.deliver(DEVICE_ID, TRUST, sealed(1, next));
+    expect(d.app.session!.counters.downlinkIgnored).toBe(1);
+    expect(d.app.session!.counters.trustStaged).toBe(0);
+  });
+});
