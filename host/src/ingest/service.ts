@@ -417,7 +417,10 @@ export class IngestService {
   async #confirmRoom(): Promise<boolean> {
     const c = this.#confirmer;
     if (!c) return true;
-    while (c.pending + this.#batchSize > this.#maxConfirmPending && !this.#stopping) {
+    while (
+      c.pending + Math.min(this.#pending.length, this.#batchSize) > this.#maxConfirmPending &&
+      !this.#stopping
+    ) {
       if (!this.#confirmFull) {
         this.#confirmFull = true;
         this.#log(
