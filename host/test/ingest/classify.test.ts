@@ -177,7 +177,7 @@ describe("MessageClassifier", () => {
     // 30 s later the broker re-delivers 5..7: before, each was refused as timestamp_backwards (and lost).
     expect(send(6)).toMatchObject({ kind: "write" });
     expect(send(5)).toMatchObject({ kind: "write" });
-    expect(send(5)).toEqual({ kind: "duplicate", sensorId: "el-1" });
+    expect(send(5)).toMatchObject({ kind: "duplicate", sensorId: "el-1" });
     // Still append-only: a late reading re-dated outside its hole, or late for a hole never seen, is refused.
     expect(send(7, NOW - 60_000 + 3000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
     expect(send(7, NOW - 60_000 + 30_000)).toMatchObject({ kind: "rejected", reason: "timestamp_backwards" });
@@ -190,6 +190,20 @@ describe("MessageClassifier", () => {
     // A reading refused by the store may come again, dated as it was.
     refused("el-2", { boot: 1, seq: 1 });
     expect(fresh.classify(m(1).topic, m(1).payload)).toMatchObject({ kind: "write" });
+  });
+
+  it("a released run (a lost connection's unwritten window) comes again whole, even past the hole limit", () => {
+    const c = plainClassifier();
+    const m = (seq: number) =>
+      encodeTelemetryMessage(sampleReading("el-1", seq, NOW - 60_000 + seq * 100), { kind: "plain" });
+    const classify = (seq: number) => c.classify(m(seq).topic, m(seq).payload);
+    for (let seq = 0; seq < 200; seq++) expect(classify(seq)).toMatchObject({ kind: "write" });
+    // The ingest reconnected: 100..199 were waiting unwritten on the old connection (service.ts #dropStale).
+    for (let seq = 100; seq < 200; seq++) c.release("el-1", { boot: 1, seq });
+    // A newer reading with a gap opens another hole (holes beyond MAX_HOLES_PER_DEVICE are forgotten).
+    expect(classify(201)).toMatchObject({ kind: "write" });
+    // The broker delivers the window again: one hole per released seq would have lost the oldest 37.
+    for (let seq = 100; seq < 200; seq++) expect(classify(seq)).toMatchObject({ kind: "write" });
   });
 
   it("accepts readings older than the first this ingest saw of a boot only within the late lookback", () => {
