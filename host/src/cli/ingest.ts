@@ -176,6 +176,12 @@ async function main(): Promise<void> {
       default: 10000,
       describe: "Unacknowledged messages at most (also the MQTT Receive Maximum)",
     })
+    .option("max-confirm-pending", {
+      type: "number",
+      default: 200000,
+      describe:
+        'readings accepted by the store and awaiting durability (--confirm) at most; past it writing waits and the backlog stays with the broker. The ingest holds at most max-held + 1 + batch-size + this (README "Durability")',
+    })
     .option("account-interval", {
       type: "number",
       default: 10,
@@ -321,6 +327,7 @@ async function main(): Promise<void> {
     batchSize: argv["batch-size"],
     batchMs: argv["batch-ms"],
     maxHeld: argv["max-held"],
+    maxConfirmPending: argv["max-confirm-pending"],
     accountIntervalMs: argv["account-interval"] * 1000,
     metrics: { port: argv["metrics-port"], host: argv["metrics-host"] },
     ...(argv.confirm === "on"

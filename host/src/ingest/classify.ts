@@ -266,8 +266,17 @@ export class MessageClassifier {
     this.#inFlight.delete(key);
     // Its place stays open for the same reading: a one-seq hole dated as it was.
     const clock = this.#bootClock.get(sensorId);
-    if (ts !== undefined && clock && clock.boot === position.boot && position.seq <= clock.maxSeq)
-      clock.holes.push({ from: position.seq, to: position.seq, tsBefore: ts, tsAfter: ts });
+    if (ts === undefined || !clock || clock.boot !== position.boot || position.seq > clock.maxSeq) return;
+    const seq = position.seq;
+    // A reconnect releases a lost connection's unwritten window (service.ts #dropStale), often a run of seqs per
+    // device: a run becomes one hole, so the holes stay few and none is forgotten before its reading comes again.
+    const next = clock.holes.find((h) => h.to === seq - 1 || h.from === seq + 1);
+    if (next) {
+      if (next.to === seq - 1) next.to = seq;
+      else next.from = seq;
+      next.tsBefore = Math.min(next.tsBefore, ts);
+      next.tsAfter = Math.max(next.tsAfter, ts);
+    } else clock.holes.push({ from: seq, to: seq, tsBefore: ts, tsAfter: ts });
   }
 
   #status(sensorId: string, payload: Uint8Array): Outcome {

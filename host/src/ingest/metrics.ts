@@ -13,6 +13,11 @@ export interface IngestGauges {
   confirmPending(): number;
   confirmedReadings(): number;
   confirmationsPublished(): number;
+  /** Readings and messages held in memory in any form, and the most there can be (README "Durability"). */
+  inMemory(): number;
+  inMemoryLimit(): number;
+  /** Writing waits because too many readings await durability. */
+  confirmFull(): boolean;
 }
 
 export interface IngestMetrics {
@@ -22,6 +27,9 @@ export interface IngestMetrics {
   latencyRecent: LatencyWindow;
   storeWrite: Histogram;
   storeFailures: Counter;
+  /** Unwritten messages of a lost connection dropped at a reconnect (the broker delivers them again). */
+  redeliveryDropped: Counter;
+  droppedQos0: Counter;
 }
 
 export function createIngestMetrics(account: IngestAccount, gauges: IngestGauges): IngestMetrics {
@@ -102,6 +110,21 @@ export function createIngestMetrics(account: IngestAccount, gauges: IngestGauges
     "Confirmation messages published to boards (cumulative)",
     gauges.confirmationsPublished,
   );
+  gauge(
+    "ingest_readings_in_memory",
+    "Messages waiting for or in a store write, plus readings awaiting durability: everything the ingest holds",
+    gauges.inMemory,
+  );
+  gauge(
+    "ingest_readings_in_memory_limit",
+    "The most ingest_readings_in_memory can reach: max-held + 1 + batch-size (+ max-confirm-pending with confirmations)",
+    gauges.inMemoryLimit,
+  );
+  gauge(
+    "ingest_confirm_backpressure",
+    "1 while writing waits because max-confirm-pending readings await durability",
+    () => (gauges.confirmFull() ? 1 : 0),
+  );
   const latency = new Histogram({
     name: "ingest_e2e_latency_seconds",
     help: "Device timestamp to store acceptance",
@@ -136,7 +159,17 @@ export function createIngestMetrics(account: IngestAccount, gauges: IngestGauges
     help: "Batch writes that failed and were retried",
     registers: [registry],
   });
-  return { registry, latency, latencyRecent, storeWrite, storeFailures };
+  const redeliveryDropped = new Counter({
+    name: "ingest_redelivery_dropped_total",
+    help: "Unwritten messages of a lost broker connection dropped at the reconnect (the broker delivers them again)",
+    registers: [registry],
+  });
+  const droppedQos0 = new Counter({
+    name: "ingest_dropped_qos0_total",
+    help: "QoS 0 messages dropped because the ingest's memory bound was reached",
+    registers: [registry],
+  });
+  return { registry, latency, latencyRecent, storeWrite, storeFailures, redeliveryDropped, droppedQos0 };
 }
 
 export async function serveMetrics(

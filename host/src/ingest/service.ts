@@ -52,6 +52,12 @@ export interface IngestServiceOptions {
   source?: MessageSource;
   /** Unacknowledged messages at most; also the MQTT 5 Receive Maximum (default 10000). */
   maxHeld?: number;
+  /**
+   * Readings the store accepted that may wait for their durability rule at most (default 200000): beyond it the
+   * ingest writes nothing more until some are confirmed, so the backlog waits with the broker (README
+   * "Durability", the total bound).
+   */
+  maxConfirmPending?: number;
   /** Retry backoff while the store is down (default 200 ms doubling to 5 s). */
   retryMinMs?: number;
   retryMaxMs?: number;
@@ -101,7 +107,13 @@ export class IngestService {
   #client: MqttClient | undefined;
   #receiver: AckReceiver | undefined;
   #pending: Item[] = [];
+  /** The batch #commit is writing (or retrying): out of #pending, still in memory. */
+  #writingBatch: Item[] = [];
   #pendingSince = 0;
+  /** The connection whose messages #pending holds (see #dropStale). */
+  #currentConnection = 0;
+  readonly #maxConfirmPending: number;
+  #confirmFull = false;
   #flushTimer: NodeJS.Timeout | undefined;
   #accountTimer: NodeJS.Timeout | undefined;
   #writing: Promise<void> | undefined;
@@ -119,6 +131,9 @@ export class IngestService {
     this.#batchMs = o.batchMs ?? 50;
     this.#maxHeld = Math.min(65535, o.maxHeld ?? 10_000);
     if (this.#maxHeld < this.#batchSize) throw new Error("maxHeld must be at least batchSize");
+    this.#maxConfirmPending = o.maxConfirmPending ?? 200_000;
+    if (!(this.#maxConfirmPending >= this.#batchSize))
+      throw new Error("maxConfirmPending must be at least batchSize");
     this.#log = o.log ?? ((line) => console.error(line));
     this.#metrics = createIngestMetrics(this.account, {
       held: () => this.#receiver?.held ?? 0,
@@ -128,6 +143,9 @@ export class IngestService {
       confirmPending: () => this.#confirmer?.pending ?? 0,
       confirmedReadings: () => this.#confirmer?.counts.confirmedReadings ?? 0,
       confirmationsPublished: () => this.#confirmer?.counts.published ?? 0,
+      inMemory: () => this.inMemory,
+      inMemoryLimit: () => this.memoryBound,
+      confirmFull: () => this.#confirmFull,
     });
   }
 
@@ -137,6 +155,23 @@ export class IngestService {
 
   get held(): number {
     return this.#receiver?.held ?? 0;
+  }
+
+  /**
+   * Readings and messages in the ingest's memory: waiting for a write, being written, and (confirmations on)
+   * accepted by the store but not yet durable. The classifier's in-flight set is the writes among the first two.
+   */
+  get inMemory(): number {
+    return this.#pending.length + this.#writingBatch.length + (this.#confirmer?.pending ?? 0);
+  }
+
+  /**
+   * The most inMemory can reach: the current connection's unacknowledged window (maxHeld, the broker's Receive
+   * Maximum; one more over MQTT 3.1.1, where the receiver stalls past it), the batch being written (possibly a lost
+   * connection's, see #dropStale), and the readings awaiting durability (maxConfirmPending, when on).
+   */
+  get memoryBound(): number {
+    return this.#maxHeld + 1 + this.#batchSize + (this.#o.confirm ? this.#maxConfirmPending : 0);
   }
 
   /** How many MQTT connections this service has made (1 while the first one lasts). */
@@ -276,6 +311,12 @@ export class IngestService {
       this.#receiver?.abandon(msg);
       return;
     }
+    if (msg.connection !== this.#currentConnection) this.#dropStale(msg.connection);
+    if (msg.qos === 0 && this.#pending.length + this.#writingBatch.length > this.#maxHeld + this.#batchSize) {
+      // QoS 0 is outside the broker's Receive Maximum: past the bound it is dropped, as QoS 0 allows, and counted.
+      this.#metrics.droppedQos0.inc();
+      return;
+    }
     let outcome: Outcome;
     try {
       outcome = this.#o.classifier.classify(msg.topic, msg.payload, msg.retain);
@@ -288,6 +329,37 @@ export class IngestService {
     this.#pending.push({ msg, outcome });
     if (this.#pending.length >= this.#batchSize) this.#kick();
     else this.#flushTimer ??= setTimeout(() => this.#kick(), this.#batchMs);
+  }
+
+  /**
+   * A new connection delivers its first message. The messages of the lost one that wait in #pending cannot be
+   * acknowledged any more, and the broker delivers them again on this one (its session kept them unacknowledged):
+   * keeping both copies would add a window at every reconnect while the store is down. So the old copies go, before
+   * any new message is classified (a new copy must not be taken for a duplicate of one about to be dropped), and their
+   * places in the classifier are released for the new copies. The batch being written stays: its writes are under
+   * way, and new copies classified as its duplicates are acknowledged after it. A broker that lost its session lost
+   * the messages too (with the rest of its queue); only confirmations recover those, from the boards.
+   */
+  #dropStale(connection: number): void {
+    this.#currentConnection = connection;
+    const keep: Item[] = [];
+    let dropped = 0;
+    for (const item of this.#pending) {
+      // QoS 0 is never delivered again: it stays.
+      if (item.msg.qos === 0 || item.msg.connection === connection) {
+        keep.push(item);
+        continue;
+      }
+      dropped++;
+      const o = item.outcome;
+      if (o.kind === "write" && o.position) this.#o.classifier.release(o.sensorId, o.position);
+    }
+    if (dropped === 0) return;
+    this.#pending = keep;
+    this.#metrics.redeliveryDropped.inc(dropped);
+    this.#log(
+      `ingest: reconnected; ${dropped} unwritten messages of the lost connection come again, dropped`,
+    );
   }
 
   #kick(): void {
@@ -320,14 +392,48 @@ export class IngestService {
       const full = this.#pending.length >= this.#batchSize;
       const due = Date.now() - this.#pendingSince >= this.#batchMs;
       if (!full && !due && !this.#stopping) return;
+      if (!(await this.#confirmRoom())) return;
       const batch = this.#pending.splice(0, this.#batchSize);
+      this.#writingBatch = batch;
       this.#pendingSince = Date.now();
-      const done = await this.#commit(batch);
+      let done: boolean;
+      try {
+        done = await this.#commit(batch);
+      } finally {
+        this.#writingBatch = [];
+      }
       if (!done) {
         this.#pending.unshift(...batch);
         return;
       }
     }
+  }
+
+  /**
+   * Waits while the readings awaiting durability fill their share of the bound: the next batch stays unwritten and
+   * unacknowledged, so the broker stops at the Receive Maximum and the backlog waits with it. False: writes were
+   * abandoned meanwhile. At shutdown it does not wait (the stop is bounded by its own timeout).
+   */
+  async #confirmRoom(): Promise<boolean> {
+    const c = this.#confirmer;
+    if (!c) return true;
+    while (
+      c.pending + Math.min(this.#pending.length, this.#batchSize) > this.#maxConfirmPending &&
+      !this.#stopping
+    ) {
+      if (!this.#confirmFull) {
+        this.#confirmFull = true;
+        this.#log(
+          `ingest: ${c.pending} readings await durability (limit ${this.#maxConfirmPending}); writing waits`,
+        );
+      }
+      await sleep(100);
+      if (this.#abandonWrites) return false;
+    }
+    if (this.#confirmFull)
+      this.#log("ingest: readings awaiting durability are below the limit; writing again");
+    this.#confirmFull = false;
+    return !this.#abandonWrites;
   }
 
   /**

@@ -192,6 +192,20 @@ describe("MessageClassifier", () => {
     expect(fresh.classify(m(1).topic, m(1).payload)).toMatchObject({ kind: "write" });
   });
 
+  it("a released run (a lost connection's unwritten window) comes again whole, even past the hole limit", () => {
+    const c = plainClassifier();
+    const m = (seq: number) =>
+      encodeTelemetryMessage(sampleReading("el-1", seq, NOW - 60_000 + seq * 100), { kind: "plain" });
+    const classify = (seq: number) => c.classify(m(seq).topic, m(seq).payload);
+    for (let seq = 0; seq < 200; seq++) expect(classify(seq)).toMatchObject({ kind: "write" });
+    // The ingest reconnected: 100..199 were waiting unwritten on the old connection (service.ts #dropStale).
+    for (let seq = 100; seq < 200; seq++) c.release("el-1", { boot: 1, seq });
+    // A newer reading with a gap opens another hole (holes beyond MAX_HOLES_PER_DEVICE are forgotten).
+    expect(classify(201)).toMatchObject({ kind: "write" });
+    // The broker delivers the window again: one hole per released seq would have lost the oldest 37.
+    for (let seq = 100; seq < 200; seq++) expect(classify(seq)).toMatchObject({ kind: "write" });
+  });
+
   it("accepts readings older than the first this ingest saw of a boot only within the late lookback", () => {
     const c = plainClassifier();
     const send = (seq: number, ts: number) => {
