@@ -534,7 +534,12 @@ export default class MqttSession {
         this.#writable = this.#client.write(undefined, {
           operation: MqttOperation.SUBSCRIBE,
           id: SUBSCRIBE_PACKET_ID,
-          items: [{ topic: filter, QoS: 1 }],
+          // QoS 0 on purpose: every downlink message is safe to miss. A confirmation lost with a connection
+          // is made good by the resend after the reconnect (the ingest confirms duplicates too), and trust
+          // messages are retained, so the next subscribe delivers them. A QoS 1 subscription would make the
+          // broker keep per-board state: on NATS a replicated JetStream consumer per board, 300 of which kept
+          // a restarted node from becoming current within 30 s.
+          items: [{ topic: filter, QoS: 0 }],
         });
         this.#subscribePending = false;
       }

@@ -48,7 +48,7 @@ const confirm = (d: { broker: FakeBroker; app: Device["app"] }, ranges: SeqRange
 const heldSeqs = (d: Device): number[] => d.app.outbox!.pending().map((e) => e.seq);
 
 describe("a board with confirmations on", () => {
-  it("subscribes to its downlink tree at QoS 1 on every connection", async () => {
+  it("subscribes to its downlink tree on every connection", async () => {
     const d = start({ confirmations: "on" });
     await d.timers.advance(1_500);
     expect([...(d.broker.subscriptions.get(DEVICE_ID) ?? [])]).toEqual([downlinkFilter(DEVICE_ID)]);
