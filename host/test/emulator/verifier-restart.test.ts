@@ -68,10 +68,14 @@ async function publishReadings(from: number, to: number): Promise<void> {
 }
 
 async function untilVerifierHas(n: number): Promise<void> {
-  // A deadline for a clear message, not a timing assertion: the broker delivers in milliseconds.
-  const deadline = Date.now() + 30_000;
+  // A deadline for a clear message, not a timing assertion: the broker delivers in milliseconds. Short enough
+  // that a hang names its phase before the test's own 60 s timeout (this test hung once in a full CI run).
+  const deadline = Date.now() + 15_000;
   while ((verifier?.unique ?? 0) < n) {
-    if (Date.now() > deadline) throw new Error(`the verifier has ${verifier?.unique ?? 0} of ${n} readings`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `the verifier has ${verifier?.unique ?? 0} of ${n} readings (reconnects ${verifier?.reconnects ?? 0})`,
+      );
     await sleep(50);
   }
 }
@@ -107,5 +111,12 @@ it("keeps receiving after a clean broker restart and after a SIGKILL, through it
   const tally = verifier.tallies.get(DEVICE)!;
   expect(tally.missingBelow(60)).toBe(0);
   // Queued messages can arrive before the SUBACK that completes the reconnect (and counts it).
-  while (verifier.reconnects < 2) await sleep(50);
+  const deadline = Date.now() + 15_000;
+  while (verifier.reconnects < 2) {
+    if (Date.now() > deadline)
+      throw new Error(
+        `all 60 readings arrived but the verifier counted ${verifier.reconnects} of 2 reconnects`,
+      );
+    await sleep(50);
+  }
 });
