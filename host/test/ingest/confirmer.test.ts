@@ -31,15 +31,27 @@ describe("durable ranges", () => {
     expect([3, 6, 9].map((s) => r.has("d", 1, s))).toEqual([true, false, true]);
   });
 
-  it("keep at most 8 ranges a boot (the newest) and 2 boots a device", () => {
+  it("send every range that changed, 8 to a message, keep at most 64 a boot and 2 boots a device", () => {
     const r = new DurableRanges();
-    for (let i = 0; i < 12; i++) r.add("d", 1, i * 10);
-    const [c] = r.takeDirty();
-    expect(c!.ranges).toHaveLength(8);
-    expect(c!.ranges[0]).toEqual({ from: 40, to: 40 });
+    // A backlog cut by rate_exceeded refusals before the first round: one long range, then 19 short ones.
+    for (let s = 0; s <= 304; s++) r.add("d", 1, s);
+    for (let i = 0; i < 19; i++) r.add("d", 1, 310 + i * 10);
+    const first = r.takeDirty();
+    expect(first.map((c) => c.ranges.length)).toEqual([8, 8, 4]);
+    expect(first[0]!.ranges[0]).toEqual({ from: 0, to: 304 });
+    // Only what changed goes next time; a resent duplicate (the board missed something) restates the boot.
+    r.add("d", 1, 311);
+    expect(r.takeDirty()).toEqual([{ sensorId: "d", boot: 1, ranges: [{ from: 310, to: 311 }] }]);
+    r.markDirty("d", 1);
+    expect(r.takeDirty().reduce((n, c) => n + c.ranges.length, 0)).toBe(20);
+    // 70 more ranges in one round: past 64 kept the lowest go, and only the kept ones can be sent.
+    for (let i = 0; i < 70; i++) r.add("d", 1, 1000 + i * 10);
+    expect(r.takeDirty().reduce((n, c) => n + c.ranges.length, 0)).toBe(64);
+    expect(r.has("d", 1, 0)).toBe(false);
+    expect(r.has("d", 1, 1690)).toBe(true);
     r.add("d", 2, 0);
     r.add("d", 3, 0);
-    expect(r.has("d", 1, 110)).toBe(false);
+    expect(r.has("d", 1, 1690)).toBe(false);
     expect(r.add("d", 1, 5)).toBe(false); // older than both kept boots
     expect(r.has("d", 2, 0) && r.has("d", 3, 0)).toBe(true);
   });
