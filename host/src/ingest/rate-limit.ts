@@ -15,12 +15,6 @@
 // fewer than three active devices there is no speed-up (a lone flooder would be its own median), so
 // a fleet of one or two catching up has its backlog past the burst refused.
 //
-// A device that has run dry is refused until a quarter of its burst has refilled, not message by message as
-// each token trickles in. Refused one by one, a board's backlog arriving faster than its allowance was stored
-// as every tenth reading or so, dozens of holes, each a range the confirmations must carry (durable-ranges.ts);
-// refused in stretches it is a few long holes, which the board fills when it sends them again. Same sustained
-// rate either way.
-//
 // Pure logic: the clock is injected; memory is one entry per device that has sent something (the
 // broker's ACL lets a certificate publish only under its own name, and the manifest bounds the names).
 
@@ -56,8 +50,6 @@ interface Bucket {
   count: number;
   /** When it last sent anything. */
   lastAt: number;
-  /** Ran dry: refused until it holds RESUME_FRACTION of its burst again. */
-  refusing: boolean;
 }
 
 const WINDOW_MS = 1000;
@@ -68,15 +60,12 @@ const WINDOW_MS = 1000;
 const ACTIVE_MS = 10_000;
 /** Fewer active devices than this set no speed-up: at start-up a flooder may be the only one seen yet. */
 const QUORUM = 3;
-/** A device that ran dry is refused until its bucket holds this share of the burst. */
-const RESUME_FRACTION = 0.25;
 
 export class DeviceRateLimiter {
   readonly #rateOf: (sensorId: string) => number | undefined;
   readonly #defaultRate: number;
   readonly #allowance: number;
   readonly #burst: number;
-  readonly #resumeAt: number;
   readonly #now: () => number;
   readonly #buckets = new Map<string, Bucket>();
   #windowStart: number | undefined;
@@ -88,7 +77,6 @@ export class DeviceRateLimiter {
     this.#allowance = o.allowance ?? DEFAULT_RATE_ALLOWANCE;
     this.#burst = o.burst ?? DEFAULT_RATE_BURST;
     this.#now = o.now ?? Date.now;
-    this.#resumeAt = Math.max(1, Math.floor(this.#burst * RESUME_FRACTION));
     if (!(this.#defaultRate > 0) || !(this.#allowance > 0) || !(this.#burst >= 1))
       throw new RangeError("rate, allowance and burst must be positive");
   }
@@ -118,7 +106,7 @@ export class DeviceRateLimiter {
     this.#roll(now);
     let b = this.#buckets.get(sensorId);
     if (!b) {
-      b = { tokens: this.#burst, at: now, count: 0, lastAt: now, refusing: false };
+      b = { tokens: this.#burst, at: now, count: 0, lastAt: now };
       this.#buckets.set(sensorId, b);
     } else if (now > b.at) {
       b.tokens = Math.min(this.#burst, b.tokens + ((now - b.at) / 1000) * this.limitOf(sensorId));
@@ -126,12 +114,7 @@ export class DeviceRateLimiter {
     }
     b.count++;
     b.lastAt = now;
-    if (b.refusing && b.tokens >= this.#resumeAt) b.refusing = false;
-    if (b.refusing) return false;
-    if (b.tokens < 1) {
-      b.refusing = true;
-      return false;
-    }
+    if (b.tokens < 1) return false;
     b.tokens -= 1;
     return true;
   }

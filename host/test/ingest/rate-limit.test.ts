@@ -30,10 +30,9 @@ describe("DeviceRateLimiter", () => {
     const ok = Object.fromEntries(Array.from({ length: 9 }, (_, i) => [`b${i}`, 1]));
     const refused = run(limiter, clock, { flood: 100, ...ok }, 60);
     for (let i = 0; i < 9; i++) expect(refused[`b${i}`]).toBe(0);
-    // 6000 sent: the burst (100) and 4/s for 60 s pass, the rest is refused (up to a quarter of the burst
-    // more: the run may end while the bucket refills to where the device is let through again).
+    // 6000 sent: the burst (100) and 4/s for 60 s pass, the rest is refused.
     expect(refused.flood).toBeGreaterThan(6000 - 100 - 4 * 60 - 10);
-    expect(refused.flood).toBeLessThan(6000 - 100 - 4 * 60 + 25 + 10);
+    expect(refused.flood).toBeLessThan(6000 - 100 - 4 * 60 + 10);
   });
 
   it("refuses nothing while the whole fleet catches up at 50x (an ingest outage's backlog)", () => {
@@ -53,23 +52,6 @@ describe("DeviceRateLimiter", () => {
     expect(limiter.speedup).toBeLessThan(2);
     expect(refused.flood).toBeGreaterThan(200 * 30 - 100 - 4 * 30 * 2);
     expect(refused.a).toBe(0);
-  });
-
-  it("refuses a lone board's backlog past the burst in a few long stretches, not reading by reading", () => {
-    // What Moddable's simulator did after 14 minutes offline: 839 readings at about 40/s, one board alone.
-    const clock = { t: 0 };
-    const limiter = make(clock);
-    const accepted: number[] = [];
-    for (let seq = 0; seq < 839; seq++) {
-      clock.t += 25;
-      if (limiter.take("lone")) accepted.push(seq);
-    }
-    const runs = accepted.filter((seq, i) => i === 0 || accepted[i - 1] !== seq - 1).length;
-    // Each run after the first is one more range the confirmations must carry; refused one by one it was 80.
-    expect(runs).toBeLessThanOrEqual(5);
-    // The same sustained rate: the burst and 4/s over the 21 s.
-    expect(accepted.length).toBeGreaterThan(100 + 4 * 21 - 30);
-    expect(accepted.length).toBeLessThanOrEqual(100 + 4 * 21 + 1);
   });
 
   it("a reconnecting board's backlog within the burst is not refused", () => {
