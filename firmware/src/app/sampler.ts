@@ -7,6 +7,7 @@ import type { Outbox } from "../outbox/outbox";
 import { encodeTelemetryMessage } from "../payload/telemetry-message";
 import type { PayloadMode } from "../payload/telemetry-message";
 import type { Reading } from "../telemetry/reading";
+import { telemetryTopic } from "../telemetry/topics";
 import type { OutboxMessage } from "./mqtt-session";
 import type { Clock, InstrumentSample, Instruments, Log, TimerHandle, Timers } from "./services";
 
@@ -46,9 +47,12 @@ export default class Sampler {
   #queued = 0;
   #overruns = 0;
   #busy = false;
+  /** One string for every reading: each outbox entry holds it until the reading is forgotten. */
+  readonly #topic: string;
 
   constructor(options: SamplerOptions) {
     this.#o = options;
+    this.#topic = telemetryTopic(options.sensorId);
   }
 
   /** Readings queued since start. */
@@ -121,7 +125,7 @@ export default class Sampler {
           values: sample.values,
           faults: sample.faults,
         };
-        const { topic, payload } = encodeTelemetryMessage(reading, o.mode);
+        const { topic, payload } = encodeTelemetryMessage(reading, o.mode, this.#topic);
         return { topic, payload: exactBuffer(payload) };
       });
     } catch (e) {

@@ -91,7 +91,16 @@ function serialOf(certDer: Uint8Array): string {
   }
 }
 
+/** The bytes as an ArrayBuffer of their own: the view's buffer when it is exactly that, else a copy. */
 function toArrayBuffer(bytes: Uint8Array): ArrayBuffer {
+  // Not copied when it need not be: an emulated board's CA and pins are one buffer for the whole fleet, and a
+  // copy per board and connection was ~2 KB a board. Nothing writes into these (the client only reads them).
+  if (
+    bytes.byteOffset === 0 &&
+    bytes.byteLength === bytes.buffer.byteLength &&
+    bytes.buffer instanceof ArrayBuffer
+  )
+    return bytes.buffer;
   return bytes.slice().buffer as ArrayBuffer;
 }
 

@@ -25,12 +25,16 @@ export interface LoopCalibration {
 
 export function loopCurrentToValue(milliamps: number, calibration: LoopCalibration): Measured {
   if (!Number.isFinite(milliamps)) return faulted("invalid_value", `loop current ${milliamps}`);
-  const shown = `${milliamps.toFixed(3)} mA`;
-  if (milliamps < NE43.OPEN_LOOP_BELOW_MA) return faulted("open_circuit", `loop open (${shown})`);
+  // The message text only on a fault: this runs for every sample of every loop.
+  if (milliamps < NE43.OPEN_LOOP_BELOW_MA) return faulted("open_circuit", `loop open (${shown(milliamps)})`);
   if (milliamps < NE43.FAULT_BELOW_MA)
-    return faulted("under_range", `${shown} < ${NE43.FAULT_BELOW_MA} mA (NAMUR NE 43 failure)`);
+    return faulted("under_range", `${shown(milliamps)} < ${NE43.FAULT_BELOW_MA} mA (NAMUR NE 43 failure)`);
   if (milliamps > NE43.FAULT_ABOVE_MA)
-    return faulted("over_range", `${shown} > ${NE43.FAULT_ABOVE_MA} mA (NAMUR NE 43 failure)`);
+    return faulted("over_range", `${shown(milliamps)} > ${NE43.FAULT_ABOVE_MA} mA (NAMUR NE 43 failure)`);
   const fraction = (milliamps - NE43.SPAN_LOW_MA) / (NE43.SPAN_HIGH_MA - NE43.SPAN_LOW_MA);
   return measured(calibration.rangeLow + fraction * (calibration.rangeHigh - calibration.rangeLow));
+}
+
+function shown(milliamps: number): string {
+  return `${milliamps.toFixed(3)} mA`;
 }

@@ -14,11 +14,12 @@ import type { DecodeResult } from "../telemetry/decode-result";
 export type PayloadMode =
   { kind: "plain" } | { kind: "encrypted"; aead: Aead; keyId: number; key: Uint8Array };
 
+/** `topic` is the reading's telemetry topic, for a caller that sends many readings of one device (the sampler). */
 export function encodeTelemetryMessage(
   reading: Reading,
   mode: PayloadMode,
+  topic: string = telemetryTopic(reading.sensorId),
 ): { topic: string; payload: Uint8Array } {
-  const topic = telemetryTopic(reading.sensorId);
   const plaintext = encodeReading(reading);
   if (mode.kind === "plain") return { topic, payload: plaintext };
   return {

@@ -139,20 +139,40 @@ export function parseReadResponse(frame: Uint8Array, request: ReadRequest): Modb
  */
 export type WordOrder = "ABCD" | "CDAB" | "BADC" | "DCBA";
 
+/** Position of A, B, C, D within the wire bytes for each order (frozen tables: readable from flash on XS). */
+const FLOAT_BYTE_POSITIONS: Readonly<Record<WordOrder, readonly [number, number, number, number]>> =
+  Object.freeze({
+    ABCD: Object.freeze([0, 1, 2, 3] as const),
+    CDAB: Object.freeze([2, 3, 0, 1] as const),
+    BADC: Object.freeze([1, 0, 3, 2] as const),
+    DCBA: Object.freeze([3, 2, 1, 0] as const),
+  });
+
 export function decodeFloat32(registers: Uint16Array, offset: number, order: WordOrder): number {
   const first = registers[offset] ?? 0;
   const second = registers[offset + 1] ?? 0;
-  const wire = [first >> 8, first & 0xff, second >> 8, second & 0xff];
-  // Position of A, B, C, D within the wire bytes for each order.
-  const positions: Record<WordOrder, readonly [number, number, number, number]> = {
-    ABCD: [0, 1, 2, 3],
-    CDAB: [2, 3, 0, 1],
-    BADC: [1, 0, 3, 2],
-    DCBA: [3, 2, 1, 0],
-  };
-  const view = new DataView(new ArrayBuffer(4));
-  positions[order].forEach((position, index) => view.setUint8(index, wire[position] ?? 0));
-  return view.getFloat32(0, false);
+  // This runs for every sample (on the board and in each emulated board): no arrays, buffers or closures per
+  // call, so the IEEE 754 single is decoded by arithmetic (exact: a 24-bit significand times a power of two).
+  const p = FLOAT_BYTE_POSITIONS[order];
+  const bits =
+    ((wireByte(first, second, p[0]) << 24) |
+      (wireByte(first, second, p[1]) << 16) |
+      (wireByte(first, second, p[2]) << 8) |
+      wireByte(first, second, p[3])) >>>
+    0;
+  const sign = bits >>> 31 ? -1 : 1;
+  const exponent = (bits >>> 23) & 0xff;
+  const fraction = bits & 0x7fffff;
+  if (exponent === 0xff) return fraction ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  if (exponent === 0) return sign * fraction * 2 ** -149;
+  return sign * (fraction | 0x800000) * 2 ** (exponent - 150);
+}
+
+/** Byte `position` of two registers on the wire: first >> 8, first & 0xff, second >> 8, second & 0xff. */
+function wireByte(first: number, second: number, position: number): number {
+  if (position === 0) return first >> 8;
+  if (position === 1) return first & 0xff;
+  return position === 2 ? second >> 8 : second & 0xff;
 }
 
 function failure(kind: ModbusErrorKind, message: string): ModbusReadResult {

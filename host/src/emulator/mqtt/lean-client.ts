@@ -29,7 +29,7 @@ export interface LeanClientOptions {
    * Runs once TLS is up and before anything is sent: a returned reason refuses the server (the board's
    * broker check), and the client closes as a failed handshake with that reason.
    */
-  checkServer?: (socket: TLSSocket) => string | undefined;
+  checkServer?: { refusal(socket: TLSSocket): string | undefined };
 }
 
 export interface LeanClientHandlers {
@@ -87,7 +87,7 @@ export class LeanMqttClient {
       this.#timer = setTimeout(() => this.#fail(new Error("connect timed out")), o.connectTimeoutMs);
     }
     socket.once("secureConnect", () => {
-      const refusal = o.checkServer?.(socket);
+      const refusal = o.checkServer?.refusal(socket);
       if (refusal !== undefined) {
         this.#fail(new BrokerRefusedError(refusal));
         return;
