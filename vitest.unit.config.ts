@@ -18,6 +18,7 @@ export const UNIT_TESTS: readonly string[] = [
   "firmware/test/app/device-random.test.ts",
   "firmware/test/app/instrument-panel.test.ts",
   "firmware/test/app/platform-adapters.test.ts",
+  "firmware/test/app/session-trust-buffers.test.ts",
   "firmware/test/app/telemetry-app.test.ts",
   "firmware/test/drivers/ads1115.test.ts",
   "firmware/test/drivers/callendar-van-dusen.test.ts",
