@@ -183,6 +183,12 @@ export default class MqttSession {
   #subscribePending = false;
   #confirmTimer: TimerHandle | undefined;
   #timeoutScale = 1;
+  /**
+   * When the first reading was PUBACKed while no confirmation had come yet: in mode auto the fallback is due a
+   * timeout after it. Not the oldest reading held, which a full outbox keeps replacing (it evicts the oldest),
+   * so a board whose outbox holds less than a timeout's worth of readings never fell back.
+   */
+  #awaitingSince: number | undefined;
   /** The downlink message being read: its topic and the fragments so far (undefined: discarding). */
   #rx: { topic: string; chunks: Uint8Array[]; bytes: number; oversized: boolean; limit: number } | undefined;
 
@@ -352,6 +358,7 @@ export default class MqttSession {
       if (this.#holding) {
         if (outbox.markDelivered(seq, this.#o.now())) {
           this.#counters.acked++;
+          if (this.#confirmState === "awaiting") this.#awaitingSince ??= this.#o.now();
           this.#armConfirmTimer();
         }
       } else if (outbox.ack(seq)) this.#counters.acked++;
@@ -469,13 +476,25 @@ export default class MqttSession {
     if (removed > 0) this.#pump();
   }
 
+  /** In mode auto before any confirmation came, the fallback decision is due a timeout after the first PUBACK. */
+  get #decidingFallback(): boolean {
+    return this.#confirmState === "awaiting" && this.#o.confirmations?.mode === "auto";
+  }
+
+  /** What the next deadline counts from: the first PUBACK (auto, deciding) or the oldest delivered reading. */
+  #deadlineFrom(): number | undefined {
+    const oldest = this.#o.outbox.oldestDeliveredAt();
+    if (oldest === undefined || !this.#decidingFallback) return oldest;
+    return this.#awaitingSince ?? oldest;
+  }
+
   /** One timer for the oldest delivered reading's confirmation deadline. */
   #armConfirmTimer(): void {
     if (this.#confirmTimer || !this.#holding) return;
-    const oldest = this.#o.outbox.oldestDeliveredAt();
-    if (oldest === undefined) return;
+    const from = this.#deadlineFrom();
+    if (from === undefined) return;
     const timeout = this.#o.confirmations!.timeoutMs * this.#timeoutScale;
-    const wait = Math.max(0, oldest + timeout - this.#o.now());
+    const wait = Math.max(0, from + timeout - this.#o.now());
     this.#confirmTimer = this.#o.timers.set(() => {
       this.#confirmTimer = undefined;
       this.#confirmationTimedOut(timeout);
@@ -484,18 +503,22 @@ export default class MqttSession {
 
   #confirmationTimedOut(timeout: number): void {
     const outbox = this.#o.outbox;
-    const oldest = outbox.oldestDeliveredAt();
-    if (!this.#holding || oldest === undefined) return;
-    if (this.#o.now() - oldest < timeout || this.#state !== "connected") {
-      // Not due yet, or offline (the reconnect resends them anyway): look again later.
-      this.#confirmTimer = this.#o.timers.set(() => {
-        this.#confirmTimer = undefined;
-        this.#confirmationTimedOut(timeout);
-      }, timeout);
+    const from = this.#deadlineFrom();
+    if (!this.#holding || from === undefined) return;
+    const left = from + timeout - this.#o.now();
+    if (left > 0 || this.#state !== "connected") {
+      // Not due yet (the oldest was confirmed or evicted meanwhile), or offline (the reconnect resends them
+      // anyway): look again when it is due, or a timeout later.
+      this.#confirmTimer = this.#o.timers.set(
+        () => {
+          this.#confirmTimer = undefined;
+          this.#confirmationTimedOut(timeout);
+        },
+        left > 0 ? left : timeout,
+      );
       return;
     }
-    const mode = this.#o.confirmations!.mode;
-    if (this.#confirmState === "awaiting" && mode === "auto") {
+    if (this.#decidingFallback) {
       const n = outbox.releaseDelivered();
       this.#counters.releasedUnconfirmed += n;
       this.#confirmState = "absent";

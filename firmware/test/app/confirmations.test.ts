@@ -236,6 +236,24 @@ describe("a board with confirmations auto", () => {
     ).toBe(1);
   });
 
+  it("with no ingest and an outbox smaller than the timeout's worth, loses no reading: only PUBACKed ones make room", async () => {
+    // 60 s timeout, 1 reading/s, room for 20: before it falls back the board holds more than fits. The ones it
+    // lets go are the oldest, already PUBACKed (all a PUBACK-only fleet asks of it); every reading reaches the
+    // broker, once.
+    const d = start({ confirmations: "auto", confirmTimeout: 60_000, outboxCapacity: 20 });
+    await d.timers.advance(45_500);
+    const outbox = d.app.outbox!;
+    expect(d.app.session!.confirmationState).toBe("awaiting");
+    expect(outbox.size).toBeLessThanOrEqual(20);
+    expect(outbox.dropped).toBeGreaterThan(0);
+    expect(outbox.droppedDelivered).toBe(outbox.dropped);
+    await d.timers.advance(30_000); // past the timeout: falls back and forgets what it held
+    expect(d.app.session!.confirmationState).toBe("absent");
+    expect(outbox.delivered).toBe(0);
+    const seqs = d.broker.published(TOPIC).map(seqOf);
+    expect(seqs).toEqual([...Array(outbox.nextSeq - outbox.size).keys()]);
+  });
+
   it("stays with confirmations once they came, through an ingest outage longer than the timeout", async () => {
     const d = start({ confirmations: "auto" });
     await d.timers.advance(2_500);
