@@ -16,6 +16,7 @@ import Time from "time";
 import Board from "board/platform";
 import { parseAppConfig } from "./src/app/app-config";
 import type { Clock, Log } from "./src/app/services";
+import type { FlashArea } from "./src/outbox/flash-area";
 import TelemetryApp from "./src/app/telemetry-app";
 import ModdableAead from "./src/crypto/moddable-aead";
 import ModdableMqttFactory from "./src/platform/moddable-mqtt-factory";
@@ -46,6 +47,18 @@ const factory = new ModdableMqttFactory({
   dnsServers: board.dnsServers,
 });
 
+// The outbox ring's partition, when the build names one (config outboxPartition; the esp32 build does).
+let outboxFlash: FlashArea | undefined;
+if (appConfig.outboxPartition) {
+  try {
+    outboxFlash = board.openFlash(appConfig.outboxPartition);
+  } catch (e) {
+    log.error(
+      `outbox: no flash partition "${appConfig.outboxPartition}" (${e instanceof Error ? e.message : String(e)}); RAM only`,
+    );
+  }
+}
+
 const app = new TelemetryApp({
   config: appConfig,
   configProblems: problems,
@@ -59,5 +72,6 @@ const app = new TelemetryApp({
   timeSync: new SntpTimeSync({ host: appConfig.sntp, SNTP: SNTP as unknown as SntpConstructor, Time, clock }),
   mqtt: (options) => factory.create(options),
   aead: new ModdableAead({ BlockCipher, GCM }),
+  ...(outboxFlash ? { outboxFlash } : {}),
 });
 app.start();

@@ -3,6 +3,9 @@
 // site can rebuild with its own shunts and transmitter spans (`mcconfig ... ` or a manifest override).
 import Timer from "timer";
 import WiFi from "embedded:network/interface/wifi";
+import Flash from "flash";
+import type { FlashArea } from "../src/outbox/flash-area";
+import ModdableFlashArea from "../src/platform/moddable-flash-area";
 import InstrumentPanel from "../src/app/instrument-panel";
 import type { Clock, Instruments, Log, Network, Timers } from "../src/app/services";
 import ADS1115 from "../src/drivers/ads1115";
@@ -150,5 +153,13 @@ export default class Board {
     });
     const dns = options.config.dns;
     this.dnsServers = typeof dns === "string" && dns.length > 0 ? dns.split(",") : ["1.1.1.1"];
+  }
+
+  /**
+   * The outbox ring's data partition (board/esp32-partitions.csv: "outbox"), through Moddable's flash module;
+   * throws if the partition table has no partition of that label.
+   */
+  openFlash(label: string): FlashArea {
+    return new ModdableFlashArea({ flash: new Flash(label) });
   }
 }

@@ -1,6 +1,7 @@
 // The Linux simulator "board": simulated instruments in the drivers' shapes, fed by a PEM stack
 // model, and the host's network (already up, clock already right).
 import InstrumentPanel from "../src/app/instrument-panel";
+import type { FlashArea } from "../src/outbox/flash-area";
 import type { Clock, Instruments, Log, Network, Timers } from "../src/app/services";
 import SimulatedInstruments from "../src/sim/simulated-instruments";
 
@@ -29,5 +30,10 @@ export default class Board {
     this.network = { connect: (_wifi, done) => done(true) };
     const dns = options.config.dns;
     this.dnsServers = typeof dns === "string" && dns.length > 0 ? dns.split(",") : [];
+  }
+
+  /** Moddable's flash module does not exist for the Linux simulator: no outbox ring there. */
+  openFlash(label: string): FlashArea {
+    throw new Error(`no flash partition "${label}" on the Linux simulator`);
   }
 }

@@ -33,6 +33,11 @@ export interface AppConfig {
   confirmations: ConfirmationMode;
   /** A PUBACKed reading not confirmed this long after is sent again; above the store's durable horizon. */
   confirmTimeoutMs: number;
+  /**
+   * The flash partition (label) holding the outbox ring, so unconfirmed readings survive a reboot or a power
+   * cut (../outbox/outbox-journal.ts); empty: none, the outbox lives in RAM only.
+   */
+  outboxPartition: string;
 }
 
 export const DEFAULT_APP_CONFIG: Readonly<AppConfig> = Object.freeze({
@@ -53,6 +58,7 @@ export const DEFAULT_APP_CONFIG: Readonly<AppConfig> = Object.freeze({
   confirmations: "auto",
   // The ingest holds a VictoriaMetrics write 30 s (its durable horizon) before confirming it, batched per second.
   confirmTimeoutMs: 60_000,
+  outboxPartition: "",
 });
 
 export type ConfigProblem = string;
@@ -90,6 +96,16 @@ function confirmationMode(raw: unknown, problems: ConfigProblem[]): Confirmation
   const mode = CONFIRMATION_MODES.find((m) => m === raw);
   if (!mode) problems.push(`config confirmations must be one of ${CONFIRMATION_MODES.join(", ")}`);
   return mode;
+}
+
+/** ESP-IDF partition labels are at most 16 characters. */
+function partitionLabel(raw: unknown, problems: ConfigProblem[]): string | undefined {
+  if (raw === undefined || raw === null) return undefined;
+  if (typeof raw !== "string" || raw.length > 16 || !/^[A-Za-z0-9_]*$/.test(raw)) {
+    problems.push("config outboxPartition must be a partition label (up to 16 letters, digits, _) or empty");
+    return undefined;
+  }
+  return raw;
 }
 
 /** Reads mc/config. Bad values fall back to the default and are reported, never thrown. */
@@ -133,6 +149,7 @@ export function parseAppConfig(raw: Readonly<Record<string, unknown>>): {
     confirmations: confirmationMode(raw.confirmations, problems) ?? d.confirmations,
     confirmTimeoutMs:
       integer(raw.confirmTimeout, "confirmTimeout", 1_000, 3_600_000, problems) ?? d.confirmTimeoutMs,
+    outboxPartition: partitionLabel(raw.outboxPartition, problems) ?? d.outboxPartition,
   };
   return { config, problems };
 }

@@ -16,6 +16,7 @@
 // (the handler falls back to the old slot after its tries). Queued readings stay in the outbox throughout.
 import type { Outbox } from "../outbox/outbox";
 import { decodeConfirmation } from "../telemetry/confirmation";
+import type { SeqRange } from "../telemetry/confirmation";
 import { downlinkFilter, downlinkTopic } from "../telemetry/topics";
 import { encodeUtf8 } from "../util/utf8";
 import type Backoff from "./backoff";
@@ -92,6 +93,14 @@ export interface MqttSessionOptions {
   offlineStatus: ArrayBuffer;
   /** End-to-end confirmations; absent: mode off. */
   confirmations?: ConfirmationSettings;
+  /**
+   * Readings of earlier boots in the outbox (loaded from the flash ring at boot, ../outbox/outbox-journal.ts):
+   * a confirmation for such a boot is applied to them instead of being ignored as foreign.
+   */
+  earlierBoots?: {
+    holds(boot: number): boolean;
+    confirmEarlier(boot: number, ranges: readonly SeqRange[]): number;
+  };
   /** Milliseconds from any steady clock, for the confirmation timeout. */
   now: () => number;
 }
@@ -104,7 +113,8 @@ export const SUBSCRIBE_PACKET_ID = 65534;
 export const STATUS_PACKET_ID = 65535;
 
 export function packetIdFor(seq: number): number {
-  return (seq % TELEMETRY_ID_SPAN) + 1;
+  // Readings loaded from the flash ring at boot have outbox seqs below 0.
+  return (((seq % TELEMETRY_ID_SPAN) + TELEMETRY_ID_SPAN) % TELEMETRY_ID_SPAN) + 1;
 }
 
 export interface SessionCounters {
@@ -456,7 +466,8 @@ export default class MqttSession {
       return;
     }
     const { boot, ranges } = decoded.value;
-    if (boot !== this.#o.confirmations!.boot) {
+    const earlier = boot !== this.#o.confirmations!.boot && this.#o.earlierBoots?.holds(boot) === true;
+    if (boot !== this.#o.confirmations!.boot && !earlier) {
       // Another boot's readings are not in this outbox; a stale message from before a reboot, say.
       this.#counters.confirmationsForeign++;
       return;
@@ -468,7 +479,9 @@ export default class MqttSession {
         this.#o.log.info("mqtt: confirmations from the ingest resumed: readings wait for them again");
       this.#confirmState = "present";
     }
-    const removed = this.#o.outbox.confirm(ranges);
+    const removed = earlier
+      ? this.#o.earlierBoots!.confirmEarlier(boot, ranges)
+      : this.#o.outbox.confirm(ranges);
     this.#counters.confirmed += removed;
     this.#o.timers.clear(this.#confirmTimer);
     this.#confirmTimer = undefined;

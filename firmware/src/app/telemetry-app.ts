@@ -7,8 +7,10 @@ import { PROV_NAMESPACE, parseIdentity } from "../identity/nvs-layout";
 import type { DeviceIdentity, IdentityError } from "../identity/nvs-layout";
 import { TrustRotationHandler } from "../identity/trust-rotation";
 import { Outbox } from "../outbox/outbox";
+import type { FlashArea } from "../outbox/flash-area";
+import OutboxJournal from "../outbox/outbox-journal";
 import type { PayloadMode } from "../payload/telemetry-message";
-import { statusTopic } from "../telemetry/topics";
+import { statusTopic, telemetryTopic } from "../telemetry/topics";
 import type { AppConfig } from "./app-config";
 import Backoff from "./backoff";
 import BrokerRotation from "./broker-rotation";
@@ -47,6 +49,11 @@ export interface TelemetryAppOptions {
   mqtt: MqttClientFactory;
   /** The envelope's AES-GCM; null on a build without it (then only plaintext fleets can run). */
   aead: Aead | null;
+  /**
+   * The flash area of the outbox ring (config outboxPartition), opened by the platform; absent: the outbox is
+   * in RAM only and a reboot loses what it held.
+   */
+  outboxFlash?: FlashArea;
 }
 
 export type AppState = "idle" | "awaiting-provisioning" | "network" | "clock" | "running" | "failed";
@@ -57,6 +64,7 @@ export default class TelemetryApp {
   #identity: DeviceIdentity | undefined;
   #boot: number | undefined;
   #outbox: Outbox<OutboxMessage> | undefined;
+  #journal: OutboxJournal<OutboxMessage> | undefined;
   #session: MqttSession | undefined;
   #sampler: Sampler | undefined;
   #retry: TimerHandle | undefined;
@@ -86,6 +94,10 @@ export default class TelemetryApp {
   }
   get session(): MqttSession | undefined {
     return this.#session;
+  }
+  /** The outbox's flash ring, when the board has one. */
+  get journal(): OutboxJournal<OutboxMessage> | undefined {
+    return this.#journal;
   }
   get sampler(): Sampler | undefined {
     return this.#sampler;
@@ -119,7 +131,8 @@ export default class TelemetryApp {
       `requeued ${c.requeued}, released unconfirmed ${c.releasedUnconfirmed}), ` +
       `connects ${c.connects}, lost ${c.connectionsLost}, tls refused ${c.tlsFailures}, ` +
       `trust staged ${c.trustStaged} refused ${c.trustRefused} (switches ${c.identitySwitches}, ` +
-      `new identity refused ${c.identityFailures}), mqtt ${session.state}`
+      `new identity refused ${c.identityFailures}), mqtt ${session.state}` +
+      journalStats(this.#journal)
     );
   }
 
@@ -201,12 +214,38 @@ export default class TelemetryApp {
     this.#retry = this.#o.timers.set(again, delay);
   }
 
+  /** Mounts the flash ring and loads what earlier boots left in it; undefined without one (or if it fails). */
+  #openJournal(boot: number, deviceId: string): OutboxJournal<OutboxMessage> | undefined {
+    const o = this.#o;
+    if (!o.outboxFlash) return undefined;
+    const topic = telemetryTopic(deviceId);
+    try {
+      const journal = new OutboxJournal<OutboxMessage>({
+        flash: o.outboxFlash,
+        boot,
+        capacity: o.config.outboxCapacity,
+        item: (payload) => ({ topic, payload }),
+      });
+      const c = journal.counts;
+      o.log.info(
+        `outbox: flash ring of ${journal.ring.sectorCount} sectors, ${c.recovered} reading(s) of earlier boots ` +
+          `recovered, ${c.loaded} queued to send${c.skipped ? `, ${c.skipped} of this boot or later skipped` : ""}`,
+      );
+      return journal;
+    } catch (e) {
+      o.log.error(`outbox: flash ring unusable (${e instanceof Error ? e.message : String(e)}); RAM only`);
+      return undefined;
+    }
+  }
+
   #run(): void {
     const o = this.#o;
     const identity = this.#identity!;
     const boot = this.#boot!;
     const config = o.config;
-    const outbox = new Outbox<OutboxMessage>({ capacity: config.outboxCapacity });
+    const journal = this.#openJournal(boot, identity.deviceId);
+    this.#journal = journal;
+    const outbox = journal?.outbox ?? new Outbox<OutboxMessage>({ capacity: config.outboxCapacity });
     this.#outbox = outbox;
     const mode: PayloadMode =
       identity.payload && o.aead
@@ -255,6 +294,7 @@ export default class TelemetryApp {
         onlineStatus({ boot, fw: config.fw, outbox, now: o.clock.now(), certSerial }),
       offlineStatus: offlineStatus(boot),
       confirmations: { mode: config.confirmations, timeoutMs: config.confirmTimeoutMs, boot },
+      ...(journal ? { earlierBoots: journal } : {}),
       now: () => o.clock.now(),
     });
     this.#session = session;
@@ -277,6 +317,15 @@ export default class TelemetryApp {
     if (config.statsIntervalMs > 0)
       this.#stats = o.timers.repeat(() => o.log.info(this.statsLine()), config.statsIntervalMs);
   }
+}
+
+function journalStats(j: OutboxJournal<OutboxMessage> | undefined): string {
+  if (!j) return ", flash ring none";
+  const c = j.counts;
+  return (
+    `, flash ring ${j.ring.unconfirmed} held (recovered ${c.recovered}, loaded ${c.loaded}, ` +
+    `ring dropped ${j.ringDropped}, kept after RAM drop ${c.ramDropped}, append failures ${c.appendFailures})`
+  );
 }
 
 function applyOverrides(identity: DeviceIdentity, config: AppConfig): DeviceIdentity {

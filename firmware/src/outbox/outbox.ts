@@ -22,6 +22,16 @@ const QUEUED: SlotState = 0;
 const INFLIGHT: SlotState = 1;
 const DELIVERED: SlotState = 2;
 
+/**
+ * Persistence hook (./outbox-journal.ts keeps the readings in a flash ring through it): told when an entry is
+ * queued, before it can be handed out for sending, and when the outbox forgets one, with why. "dropped": the
+ * outbox was full (the journal may still hold it); the others mean it may be forgotten for good.
+ */
+export interface OutboxObserver<T> {
+  queued(entry: OutboxEntry<T>): void;
+  forgotten(entry: OutboxEntry<T>, why: "acked" | "confirmed" | "released" | "dropped"): void;
+}
+
 interface Slot<T> extends OutboxEntry<T> {
   state: SlotState;
   /** When the PUBACK came (the caller's clock), for the confirmation timeout. */
@@ -38,12 +48,18 @@ export class Outbox<T> {
   #delivered = 0;
   /** No queued slot sits before this index (a hint that keeps finding the next one to send cheap). */
   #cursor = 0;
+  #observer: OutboxObserver<T> | undefined;
 
   constructor(options: { capacity: number; firstSeq?: number }) {
     if (!Number.isInteger(options.capacity) || options.capacity < 1)
       throw new RangeError("outbox capacity must be a positive integer");
     this.#capacity = options.capacity;
     this.#nextSeq = options.firstSeq ?? 0;
+  }
+
+  /** Sets (or clears) the persistence hook. */
+  observe(observer: OutboxObserver<T> | undefined): void {
+    this.#observer = observer;
   }
 
   get size(): number {
@@ -82,8 +98,10 @@ export class Outbox<T> {
       if (this.#cursor > 0) this.#cursor--;
       this.#dropped++;
       if (oldest.state === DELIVERED) this.#droppedDelivered++;
+      this.#observer?.forgotten(oldest, "dropped");
     }
     this.#queue.push(slot);
+    this.#observer?.queued(slot);
     return slot;
   }
 
@@ -120,7 +138,8 @@ export class Outbox<T> {
   ack(seq: number): boolean {
     const i = this.#indexOf(seq);
     if (i < 0) return false;
-    this.#removeAt(i);
+    const slot = this.#removeAt(i);
+    this.#observer?.forgotten(slot, "acked");
     return true;
   }
 
@@ -152,6 +171,7 @@ export class Outbox<T> {
       if (rangesContain(ranges, slot.seq)) {
         this.#forget(slot);
         removed++;
+        this.#observer?.forgotten(slot, "confirmed");
       } else kept.push(slot);
     }
     if (removed > 0) {
@@ -179,6 +199,8 @@ export class Outbox<T> {
   releaseDelivered(): number {
     if (this.#delivered === 0) return 0;
     const n = this.#delivered;
+    const observer = this.#observer;
+    if (observer) for (const s of this.#queue) if (s.state === DELIVERED) observer.forgotten(s, "released");
     this.#queue = this.#queue.filter((s) => s.state !== DELIVERED);
     this.#delivered = 0;
     this.#cursor = 0;
@@ -212,10 +234,11 @@ export class Outbox<T> {
     else if (slot.state === DELIVERED) this.#delivered--;
   }
 
-  #removeAt(i: number): void {
+  #removeAt(i: number): Slot<T> {
     const [slot] = this.#queue.splice(i, 1);
     this.#forget(slot!);
     if (i < this.#cursor) this.#cursor--;
+    return slot!;
   }
 
   #indexOf(seq: number): number {

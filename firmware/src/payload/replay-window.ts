@@ -1,14 +1,22 @@
 // Per-device anti-replay on (boot, seq), in the style of IPsec's sliding window.
 // At-least-once delivery re-sends messages, so a repeat inside the window is a
-// "duplicate" (dropped quietly); anything older than the window or from an earlier
-// boot cannot be told apart from an attacker's replay and is rejected as "replay".
+// "duplicate" (dropped quietly); anything older than the window, or from a boot before
+// the previous one, cannot be told apart from an attacker's replay and is rejected as "replay".
+// The previous boot keeps its own window: a board that rebooted (a power cut) sends the
+// readings its flash ring kept from that boot, with their original boot and seq, possibly
+// after readings of the new boot; they are accepted once each, like any late reading.
 
 export type ReplayVerdict = "new" | "duplicate" | "replay";
 
-interface DeviceWindow {
+interface BootWindow {
   boot: number;
   maxSeq: number;
   bits: Uint32Array;
+}
+
+interface DeviceWindow extends BootWindow {
+  /** The boot before, while its readings may still come (replayed from the board's flash). */
+  prev: BootWindow | undefined;
 }
 
 export class ReplayWindow {
@@ -27,9 +35,11 @@ export class ReplayWindow {
   }
 
   check(sensorId: string, boot: number, seq: number): ReplayVerdict {
-    const w = this.#devices.get(sensorId);
-    if (!w || boot > w.boot) return "new";
-    if (boot < w.boot) return "replay";
+    const d = this.#devices.get(sensorId);
+    if (!d || boot > d.boot) return "new";
+    if (boot < d.boot && !d.prev) return "new"; // the boot before, first seen after the new one
+    const w = boot === d.boot ? d : d.prev && boot === d.prev.boot ? d.prev : undefined;
+    if (!w) return "replay";
     if (seq > w.maxSeq) return "new";
     if (seq <= w.maxSeq - this.#size) return "replay";
     return this.#has(w, seq) ? "duplicate" : "new";
@@ -37,13 +47,21 @@ export class ReplayWindow {
 
   /** Records a message as accepted; call only after check() said "new". */
   commit(sensorId: string, boot: number, seq: number): void {
-    let w = this.#devices.get(sensorId);
-    if (!w || boot > w.boot) {
-      w = { boot, maxSeq: seq, bits: new Uint32Array(this.#size / 32) };
-      this.#devices.set(sensorId, w);
-    } else if (boot < w.boot) {
-      return;
-    } else if (seq > w.maxSeq) {
+    const d = this.#devices.get(sensorId);
+    let w: BootWindow | undefined;
+    if (!d || boot > d.boot) {
+      const prev: BootWindow | undefined = d ? { boot: d.boot, maxSeq: d.maxSeq, bits: d.bits } : undefined;
+      const fresh: DeviceWindow = { boot, maxSeq: seq, bits: new Uint32Array(this.#size / 32), prev };
+      this.#devices.set(sensorId, fresh);
+      w = fresh;
+    } else if (boot === d.boot) w = d;
+    else if (d.prev && boot === d.prev.boot) w = d.prev;
+    else if (!d.prev) {
+      // The first reading this window sees of the boot before (the new boot's came first).
+      d.prev = { boot, maxSeq: seq, bits: new Uint32Array(this.#size / 32) };
+      w = d.prev;
+    } else return;
+    if (seq > w.maxSeq) {
       const advance = seq - w.maxSeq;
       if (advance >= this.#size) w.bits.fill(0);
       else for (let s = w.maxSeq + 1; s < seq; s++) this.#clear(w, s);
@@ -64,15 +82,15 @@ export class ReplayWindow {
     const i = seq % this.#size;
     return [i >>> 5, 1 << (i & 31)];
   }
-  #has(w: DeviceWindow, seq: number): boolean {
+  #has(w: BootWindow, seq: number): boolean {
     const [word, bit] = this.#slot(seq);
     return (w.bits[word]! & bit) !== 0;
   }
-  #set(w: DeviceWindow, seq: number): void {
+  #set(w: BootWindow, seq: number): void {
     const [word, bit] = this.#slot(seq);
     w.bits[word] = w.bits[word]! | bit;
   }
-  #clear(w: DeviceWindow, seq: number): void {
+  #clear(w: BootWindow, seq: number): void {
     const [word, bit] = this.#slot(seq);
     w.bits[word] = w.bits[word]! & ~bit;
   }

@@ -12,6 +12,7 @@ import { nodeAead } from "../../../host/src/crypto/node-aead";
 import type { FakeBroker } from "./shims/fake-broker";
 import type { MemoryPreference } from "./shims/memory-preference";
 import type { VirtualTimers } from "./shims/virtual-timers";
+import type { FlashArea } from "../../src/outbox/flash-area";
 
 export const DEVICE_ID = "elx-test-0001";
 export const PAYLOAD_KEY = Uint8Array.from({ length: 32 }, (_, i) => (i * 7 + 3) & 0xff);
@@ -78,6 +79,8 @@ export interface DeviceOptions {
   network?: Network;
   timeSync?: TimeSync;
   random?: () => number;
+  /** The outbox ring's flash (it outlives the device when a test boots it again over the same one). */
+  outboxFlash?: FlashArea;
 }
 
 const upNow: Network = { connect: (_wifi, done) => done(true) };
@@ -108,6 +111,7 @@ export function bootDevice(o: DeviceOptions): Device {
     timeSync: o.timeSync ?? clockSet,
     mqtt: o.broker.factory,
     aead: nodeAead,
+    ...(o.outboxFlash ? { outboxFlash: o.outboxFlash } : {}),
   });
   app.start();
   return { app, log, config };

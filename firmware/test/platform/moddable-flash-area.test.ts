@@ -7,7 +7,11 @@ import NorFlashModel from "../models/nor-flash-model";
 function moddableFlash(model: NorFlashModel, partitionBytes: number): ModdableFlash {
   return {
     read: (offset, byteLength) => model.read(offset, byteLength).slice().buffer,
-    write: (offset, byteLength, buffer) => model.write(offset, buffer.subarray(0, byteLength)),
+    write: (offset, byteLength, buffer) => {
+      // The SDK's esp32 write takes the buffer with xsmcToArrayBuffer: a typed array is not accepted.
+      if (!(buffer instanceof ArrayBuffer)) throw new TypeError("flash write: not an ArrayBuffer");
+      model.write(offset, new Uint8Array(buffer, 0, byteLength));
+    },
     erase: (sector) => model.erase(sector),
     byteLength: partitionBytes,
     blockSize: model.sectorSize,

@@ -115,7 +115,27 @@ const argv = await yargs(hideBin(process.argv))
     default: 60,
     describe: "seconds a PUBACKed reading waits for its confirmation before it is sent again",
   })
+  .option("flash", {
+    choices: ["auto", "off", "memory", "file"] as const,
+    describe:
+      "each board's flash ring, where unconfirmed readings survive a power cut: in memory, in a file per board " +
+      "(--flash-dir; kept across runs), none, or auto (the default: memory flash for the boards a power_cut fault targets)",
+  })
+  .option("flash-dir", {
+    type: "string",
+    describe:
+      "folder of the boards' flash files (implies --flash file; default <state>/emulator/flash with --flash file)",
+  })
+  .option("flash-sectors", {
+    type: "number",
+    default: 64,
+    describe: "4 KiB sectors of flash per board (64: ~900 sealed readings)",
+  })
   .check((a) => {
+    if (a["flash-dir"] !== undefined && a.flash !== undefined && a.flash !== "file")
+      throw new Error("--flash-dir needs --flash file (or no --flash)");
+    if (!(Number.isInteger(a["flash-sectors"]) && a["flash-sectors"] >= 2 && a["flash-sectors"] <= 4096))
+      throw new Error("--flash-sectors must be an integer from 2 to 4096");
     if (!(a["confirm-timeout"] >= 1)) throw new Error("--confirm-timeout must be at least 1 s");
     if (!Number.isInteger(a.count) || a.count < 1) throw new Error("--count must be a positive integer");
     if (!(a.rate > 0 && a.rate <= 100)) throw new Error("--rate must be in (0, 100]");
@@ -189,6 +209,11 @@ try {
     verifyIdentity: argv["verify-identity"],
     confirmations: argv.confirmations,
     confirmTimeoutS: argv["confirm-timeout"],
+    flash: {
+      mode: argv["flash-dir"] !== undefined ? "file" : (argv.flash ?? "auto"),
+      dir: argv["flash-dir"] !== undefined ? resolve(argv["flash-dir"]) : join(state, "emulator", "flash"),
+      sectors: argv["flash-sectors"],
+    },
     ...(argv["store-url"]
       ? {
           store: {

@@ -26,9 +26,11 @@ import { SessionTrust } from "../../../firmware/src/app/session-trust";
 import type { TlsIdentity } from "../../../firmware/src/identity/nvs-layout";
 import { TrustRotationHandler } from "../../../firmware/src/identity/trust-rotation";
 import { MemoryNvs } from "./memory-nvs";
+import type { FlashArea } from "../../../firmware/src/outbox/flash-area";
 import { Outbox } from "../../../firmware/src/outbox/outbox";
+import OutboxJournal from "../../../firmware/src/outbox/outbox-journal";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
-import { statusTopic } from "../../../firmware/src/telemetry/topics";
+import { statusTopic, telemetryTopic } from "../../../firmware/src/telemetry/topics";
 import { clockSkewAt, physicsEffectsAt } from "./faults/effects";
 import type { ResolvedFault } from "./faults/scenario";
 import { NodeMqttClient, secureContextFor } from "./mqtt/node-mqtt-client";
@@ -64,6 +66,7 @@ export interface BoardEnvironment {
   /** The platform's draw for backoff jitter (seeded: same run, same delays); each board mixes in its own stream. */
   random: RandomSource;
   rateHz: number;
+  /** The run's boot; a board power-cut k times boots again as boot + k (setup reserves them). */
   boot: number;
   fw: string;
   keepaliveS: number;
@@ -85,13 +88,18 @@ export interface BoardEnvironment {
   onOnline(board: Board): void;
 }
 
+/** Readings a board took in one boot. */
+export interface BootCount {
+  boot: number;
+  taken: number;
+}
+
 export class Board implements Instruments, Clock, ConnectionProbe {
   readonly id: string;
   readonly index: number;
   /** Offset of this board's sampling instants within a period, seconds; spreads the fleet's load. */
   readonly phase: number;
   readonly physics: PlantInstruments;
-  readonly outbox: Outbox<OutboxMessage>;
   faults: ResolvedFault[] = [];
   /** Next sample index; the reading with seq k is taken at simulated time phase + k / rate. */
   nextSample = 0;
@@ -99,6 +107,16 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   readonly #certFile: string;
   readonly #keyFile: string;
   readonly #sentAt = new Float64Array(SENT_RING);
+  /** The board's flash chip (the outbox ring), if it has one: it outlives a power cut, the RAM state does not. */
+  readonly #flash: (FlashArea & { close?(): void }) | undefined;
+  #journal: OutboxJournal<OutboxMessage> | undefined;
+  #outbox: Outbox<OutboxMessage>;
+  #boot: number;
+  #reboots = 0;
+  #powered = true;
+  readonly #pastBoots: BootCount[] = [];
+  #trust: SessionTrust | undefined;
+  #mode: PayloadMode | undefined;
   #session: MqttSession | undefined;
   #sampler: Sampler | undefined;
   #client: NodeMqttClient | undefined;
@@ -115,6 +133,8 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     keyFile: string;
     env: BoardEnvironment;
     phase: number;
+    /** The outbox ring's flash (file or memory); absent: the outbox is in RAM only and a power cut loses it. */
+    flash?: FlashArea & { close?(): void };
   }) {
     this.id = o.id;
     this.index = o.index;
@@ -123,7 +143,28 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     this.#certFile = o.certFile;
     this.#keyFile = o.keyFile;
     this.physics = new PlantInstruments({ seed: o.seed, deviceId: o.id });
-    this.outbox = new Outbox<OutboxMessage>({ capacity: o.env.outboxCapacity });
+    this.#flash = o.flash;
+    this.#boot = o.env.boot;
+    this.#outbox = this.#bootOutbox();
+  }
+
+  /** The outbox of the current boot (a power cut replaces it with the next boot's). */
+  get outbox(): Outbox<OutboxMessage> {
+    return this.#outbox;
+  }
+  get journal(): OutboxJournal<OutboxMessage> | undefined {
+    return this.#journal;
+  }
+  get boot(): number {
+    return this.#boot;
+  }
+  /** False between a power cut and the power coming back. */
+  get powered(): boolean {
+    return this.#powered;
+  }
+  /** Readings taken per boot this run, oldest first; the last entry is the current boot's. */
+  boots(): BootCount[] {
+    return [...this.#pastBoots, { boot: this.#boot, taken: this.#outbox.nextSeq }];
   }
 
   get online(): boolean {
@@ -164,7 +205,10 @@ export class Board implements Instruments, Clock, ConnectionProbe {
    * this before the clock starts, so connect times measure handshakes, not file parsing.
    */
   loadIdentity(): void {
-    if (this.#session) return;
+    if (this.#trust) {
+      if (!this.#session && this.#powered) this.#buildSession();
+      return;
+    }
     const env = this.#env;
     const base: TlsIdentity = {
       caDer: new Uint8Array(env.caDer),
@@ -175,9 +219,10 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       brokerPins: env.brokerPins.map((p) => new Uint8Array(p)),
     };
     const mode = env.payloadMode(this.id);
+    this.#mode = mode;
     // As the firmware app: field rotation over down/trust when the board seals its readings (trust messages
-    // are sealed under the same payload key), its NVS slots in memory.
-    const trust =
+    // are sealed under the same payload key), its NVS slots in memory (kept across a power cut, as NVS is).
+    this.#trust =
       mode.kind === "encrypted"
         ? new SessionTrust({
             handler: new TrustRotationHandler({
@@ -191,7 +236,30 @@ export class Board implements Instruments, Clock, ConnectionProbe {
             }),
           })
         : new SessionTrust({ tls: base });
-    const outbox = this.outbox;
+    // Built now, not at the first connect: the TLS context is what the board's identity costs.
+    secureContextFor(this.#trust.current().tls);
+    if (this.#powered) this.#buildSession();
+  }
+
+  /** The outbox a boot starts with: over the flash ring (what earlier boots left in it first), or in RAM. */
+  #bootOutbox(): Outbox<OutboxMessage> {
+    this.#journal = undefined;
+    if (!this.#flash) return new Outbox<OutboxMessage>({ capacity: this.#env.outboxCapacity });
+    const topic = telemetryTopic(this.id);
+    this.#journal = new OutboxJournal<OutboxMessage>({
+      flash: this.#flash,
+      boot: this.#boot,
+      capacity: this.#env.outboxCapacity,
+      item: (payload) => ({ topic, payload }),
+    });
+    return this.#journal.outbox;
+  }
+
+  /** The boot's RAM state above the outbox: the session and the sampler, as the firmware app builds them. */
+  #buildSession(): void {
+    const env = this.#env;
+    const boot = this.#boot;
+    const outbox = this.#outbox;
     const topic = statusTopic(this.id);
     this.#session = new MqttSession({
       factory: (options) => this.#newClient(options),
@@ -200,25 +268,23 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       backoff: new Backoff({
         minMs: env.reconnectMinMs,
         maxMs: env.reconnectMaxMs,
-        random: deviceRandom(env.random, this.id, env.boot),
+        random: deviceRandom(env.random, this.id, boot),
       }),
       outbox,
       brokers: new BrokerRotation(homeFirst(env.brokers, this.index), PERF_CLOCK),
       clientId: this.id,
       tls: null,
-      trust,
+      trust: this.#trust!,
       keepaliveMs: env.keepaliveS * 1000,
       maxInflight: env.maxInflight,
       connectTimeoutMs: env.connectTimeoutMs,
       statusTopic: topic,
-      onlineStatus: (certSerial) =>
-        onlineStatus({ boot: env.boot, fw: env.fw, outbox, now: Date.now(), certSerial }),
-      offlineStatus: offlineStatus(env.boot),
-      confirmations: { mode: env.confirmations, timeoutMs: env.confirmTimeoutMs, boot: env.boot },
+      onlineStatus: (certSerial) => onlineStatus({ boot, fw: env.fw, outbox, now: Date.now(), certSerial }),
+      offlineStatus: offlineStatus(boot),
+      confirmations: { mode: env.confirmations, timeoutMs: env.confirmTimeoutMs, boot },
+      ...(this.#journal ? { earlierBoots: this.#journal } : {}),
       now: PERF_CLOCK.now,
     });
-    // Built now, not at the first connect: the TLS context is what the board's identity costs.
-    secureContextFor(trust.current().tls);
     this.#sampler = new Sampler({
       timers: env.timers,
       clock: this,
@@ -227,15 +293,16 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       outbox,
       intervalMs: 1000 / env.rateHz,
       sensorId: this.id,
-      boot: env.boot,
+      boot,
       fw: env.fw,
-      mode,
+      mode: this.#mode!,
       onQueued: () => this.#onQueued(),
     });
   }
 
   /** Starts the session (its first connection); the fleet calls this when its pacing lets the board connect. */
   startSession(): void {
+    if (!this.#powered) return;
     this.loadIdentity();
     this.#session!.start();
   }
@@ -246,14 +313,53 @@ export class Board implements Instruments, Clock, ConnectionProbe {
    * timer, so a worker that starts late catches up instead of shifting its boards' instants.
    */
   startSampling(startPerf: number): void {
+    if (!this.#powered) return;
     this.loadIdentity();
     const sampler = this.#sampler!;
     this.#env.timers.clear(this.#sampling);
     this.#sampling = this.#env.timers.repeatFrom(
       () => sampler.tick(),
       1000 / this.#env.rateHz,
-      startPerf + this.sampleTime(0) * 1000,
+      startPerf + this.sampleTime(this.nextSample) * 1000,
     );
+  }
+
+  /**
+   * A power cut: the socket dies without DISCONNECT (the broker publishes the will), and everything in RAM
+   * (the outbox, the session and its timers, the sampler) is gone. Only the flash ring, if any, remains.
+   */
+  powerCut(): void {
+    if (!this.#powered) return;
+    this.#powered = false;
+    this.stopSampling();
+    this.#client?.drop("power cut (injected)");
+    // Clears the session's timers; its client is destroyed already, so nothing more goes out.
+    this.#session?.stop();
+    this.#session = undefined;
+    this.#sampler = undefined;
+    this.#pastBoots.push({ boot: this.#boot, taken: this.#outbox.nextSeq });
+    this.#outbox = new Outbox<OutboxMessage>({ capacity: 1 }); // no RAM while the power is off
+    this.#journal = undefined;
+  }
+
+  /**
+   * Power back: a new boot (the next boot number), its outbox mounted from the flash ring, sampling from the
+   * next instant on the fleet's timeline (`startPerf`: the fleet's start), and a first connection.
+   */
+  powerOn(startPerf: number): void {
+    if (this.#powered) return;
+    this.#powered = true;
+    this.#reboots++;
+    this.#boot = this.#env.boot + this.#reboots;
+    this.#ackedSeen = 0;
+    this.#droppedSeen = 0;
+    this.#outbox = this.#bootOutbox();
+    this.loadIdentity();
+    // The readings of the dark period were never taken: the next one is the next instant from now.
+    const k = Math.ceil(((performance.now() - startPerf) / 1000 - this.phase) * this.#env.rateHz);
+    this.nextSample = Math.max(this.nextSample, k);
+    this.startSampling(startPerf);
+    this.#session!.start();
   }
 
   stopSampling(): void {
@@ -283,6 +389,13 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   shutdown(): void {
     this.stopSampling();
     this.#session?.stop();
+    // A clean stop: the ring's last "forget through" markers are written (a power cut skips this).
+    this.#journal?.flush();
+  }
+
+  /** Closes the flash file, if any (after shutdown). */
+  closeFlash(): void {
+    this.#flash?.close?.();
   }
 
   // ConnectionProbe: what the fleet sees of the connection.

@@ -6,13 +6,18 @@
  */
 import { EMULATOR_FW_PREFIX } from "../../../firmware/src/telemetry/vocabulary";
 import { X509Certificate } from "node:crypto";
+import { mkdirSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import FileFlashArea from "../flash/file-flash-area";
+import MemoryFlashArea from "../flash/memory-flash-area";
 import { BrokerCheck } from "../tls/node-broker-trust";
 import { nodeAead } from "../crypto/node-aead";
 import { deriveDeviceKey } from "../crypto/device-keys";
 import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
 import type { ConfirmationMode, ConfirmationState } from "../../../firmware/src/app/mqtt-session";
 import { Board, MAX_INFLIGHT } from "./board";
+import type { BootCount } from "./board";
 import type { BrokerAddress } from "../../../firmware/src/app/broker-rotation";
 import type { BoardEnvironment } from "./board";
 import { PHYSICS_FAULTS } from "./faults/scenario";
@@ -25,6 +30,21 @@ export interface IdentityFiles {
   cert: string;
   key: string;
 }
+
+/**
+ * The boards' flash (the outbox ring, firmware/src/outbox/outbox-journal.ts). off: none, a power cut loses
+ * the outbox; memory: every board, in this process's memory; file: every board, one file each in `dir`
+ * (kept across runs: a board replays at its next run what it never got confirmed); auto (the default):
+ * memory flash for the boards a power_cut fault targets, none for the others.
+ */
+export interface FlashSettings {
+  mode: "off" | "auto" | "memory" | "file";
+  dir?: string;
+  /** Sectors of 4 KiB per board (default 64: 256 KiB, ~900 sealed readings). */
+  sectors?: number;
+}
+
+export const DEFAULT_FLASH_SECTORS = 64;
 
 export interface FleetOptions {
   deviceIds: readonly string[];
@@ -57,6 +77,8 @@ export interface FleetOptions {
   confirmations?: ConfirmationMode;
   /** Default 60 s, as the firmware. */
   confirmTimeoutMs?: number;
+  /** The boards' flash ring; default auto (memory flash for power-cut targets only). */
+  flash?: FlashSettings;
   keepaliveS?: number;
   connectTimeoutMs?: number;
   onFault?: (e: FaultLogEntry) => void;
@@ -94,6 +116,10 @@ export interface DeviceCount {
   confirmed: number;
   awaiting: number;
   confirmations: ConfirmationState;
+  /** Readings taken per boot (more than one after a power cut), oldest first; they add up to `published`. */
+  boots: BootCount[];
+  /** Readings held in the board's flash ring at the end (0 without one). */
+  ringHeld: number;
 }
 
 /** What a run needs from a fleet, whether its boards live on this thread (Fleet) or on workers (ShardedFleet). */
@@ -225,11 +251,22 @@ export class Fleet implements FleetControl {
       }
     }
     const shard = o.shard ?? { index: 0, count: 1 };
+    const flashFor = flashFactory(o.flash ?? { mode: "auto" }, o.faults ?? []);
     o.deviceIds.forEach((id, index) => {
       const phase = phaseRng.next() / o.rateHz;
       if (index % shard.count !== shard.index) return;
       const files = o.device(id);
-      const b = new Board({ id, index, seed: o.seed, certFile: files.cert, keyFile: files.key, env, phase });
+      const flash = flashFor(id);
+      const b = new Board({
+        id,
+        index,
+        seed: o.seed,
+        certFile: files.cert,
+        keyFile: files.key,
+        env,
+        phase,
+        ...(flash ? { flash } : {}),
+      });
       b.faults = byDevice.get(id) ?? [];
       this.boards.push(b);
       this.byId.set(id, b);
@@ -277,14 +314,19 @@ export class Fleet implements FleetControl {
 
   deviceCounts(): Promise<DeviceCount[]> {
     return Promise.resolve(
-      this.boards.map((b) => ({
-        id: b.id,
-        published: b.outbox.nextSeq,
-        dropped: b.outbox.dropped,
-        confirmed: b.session?.counters.confirmed ?? 0,
-        awaiting: b.outbox.delivered,
-        confirmations: b.session?.confirmationState ?? "off",
-      })),
+      this.boards.map((b) => {
+        const boots = b.boots();
+        return {
+          id: b.id,
+          published: boots.reduce((n, x) => n + x.taken, 0),
+          dropped: b.outbox.dropped,
+          confirmed: b.session?.counters.confirmed ?? 0,
+          awaiting: b.outbox.delivered,
+          confirmations: b.session?.confirmationState ?? "off",
+          boots,
+          ringHeld: b.journal?.ring.unconfirmed ?? 0,
+        };
+      }),
     );
   }
 
@@ -329,6 +371,7 @@ export class Fleet implements FleetControl {
       await sleep(20);
     for (const t of this.#timers) clearTimeout(t); // clearTimeout also clears intervals
     for (const b of this.boards) b.dropConnection();
+    for (const b of this.boards) b.closeFlash();
   }
 
   #tick(): void {
@@ -428,11 +471,20 @@ export class Fleet implements FleetControl {
           } else if (f.type === "reconnect_storm") {
             if (b.online) this.#storm.add(b);
             b.dropConnection();
-          }
+          } else if (f.type === "power_cut") b.powerCut();
           this.#log(f, id, "start", detail);
         }
       });
-      if (Number.isFinite(f.end) && f.type !== "network_drop" && f.type !== "reconnect_storm") {
+      if (f.type === "power_cut") {
+        at(f.at + powerCutS(f), () => {
+          for (const id of f.targets) {
+            const b = this.byId.get(id);
+            if (!b || this.#stopping) continue;
+            b.powerOn(this.startPerf);
+            this.#log(f, id, "end", { boot: b.boot, recovered: b.journal?.counts.recovered ?? 0 });
+          }
+        });
+      } else if (Number.isFinite(f.end) && f.type !== "network_drop" && f.type !== "reconnect_storm") {
         at(f.end, () => {
           for (const id of f.targets) if (this.byId.has(id)) this.#log(f, id, "end");
         });
@@ -442,6 +494,35 @@ export class Fleet implements FleetControl {
 }
 
 const PLAIN: PayloadMode = { kind: "plain" };
+
+/** Seconds a power_cut keeps the board dark (its duration; default 5 s). */
+export function powerCutS(f: { duration?: number }): number {
+  return f.duration ?? 5;
+}
+
+/** Each board's flash, as the settings give it; undefined: the board has none. */
+function flashFactory(
+  settings: FlashSettings,
+  faults: readonly ResolvedFault[],
+): (id: string) => (MemoryFlashArea | FileFlashArea) | undefined {
+  const sectors = settings.sectors ?? DEFAULT_FLASH_SECTORS;
+  switch (settings.mode) {
+    case "off":
+      return () => undefined;
+    case "memory":
+      return () => new MemoryFlashArea({ sectors });
+    case "file": {
+      const dir = settings.dir;
+      if (!dir) throw new Error("flash mode file needs a directory");
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return (id) => new FileFlashArea({ path: join(dir, `${id}.flash`), sectors });
+    }
+    case "auto": {
+      const cut = new Set(faults.filter((f) => f.type === "power_cut").flatMap((f) => f.targets));
+      return (id) => (cut.has(id) ? new MemoryFlashArea({ sectors }) : undefined);
+    }
+  }
+}
 
 function faultDetail(f: ResolvedFault): Record<string, unknown> | undefined {
   switch (f.type) {
@@ -455,6 +536,8 @@ function faultDetail(f: ResolvedFault): Record<string, unknown> | undefined {
       return { offsetS: f.offsetS, ...(f.duration ? { duration: f.duration } : {}) };
     case "network_drop":
       return f.offlineS !== undefined ? { offlineS: f.offlineS } : undefined;
+    case "power_cut":
+      return { offS: powerCutS(f) };
     default:
       return f.duration ? { duration: f.duration } : undefined;
   }

@@ -21,7 +21,7 @@ import { ensureFdLimit } from "./fd-limit";
 import { loadScenario, randomScenario, resolveScenario } from "./faults/scenario";
 import type { Scenario } from "./faults/scenario";
 import { Fleet } from "./fleet";
-import type { FaultLogEntry, FleetControl, FleetOptions } from "./fleet";
+import type { FaultLogEntry, FleetControl, FleetOptions, FlashSettings } from "./fleet";
 import { ShardedFleet } from "./shards/sharded-fleet";
 import { Verifier } from "./verifier";
 
@@ -62,6 +62,8 @@ export interface RunSetupOptions {
   /** End-to-end confirmations in the boards' sessions (default auto). */
   confirmations?: ConfirmationMode;
   confirmTimeoutS?: number;
+  /** The boards' flash ring (default auto: memory flash for the boards a power_cut targets). */
+  flash?: FlashSettings;
   keepReadings?: boolean;
   onFault?: (e: FaultLogEntry) => void;
 }
@@ -91,8 +93,11 @@ export function deviceIds(count: number, prefix = "emu-"): string[] {
   return deviceIdSequence(prefix, count, Math.max(5, String(count).length));
 }
 
-/** A boot number that grows with every run from this state folder, so (device, boot, seq) and envelope nonces never repeat. */
-export async function nextBoot(stateDir: string): Promise<number> {
+/**
+ * A boot number that grows with every run from this state folder, so (device, boot, seq) and envelope nonces never
+ * repeat. `reserve` more after it are kept for the run's power-cut reboots (a board cut k times boots as boot + k).
+ */
+export async function nextBoot(stateDir: string, reserve = 0): Promise<number> {
   const path = join(stateDir, "emulator", "boot-counter");
   let last = 0;
   try {
@@ -101,7 +106,7 @@ export async function nextBoot(stateDir: string): Promise<number> {
     // first run
   }
   const boot = Math.max(last + 1, 1);
-  await writeFileAtomic(path, `${boot}\n`);
+  await writeFileAtomic(path, `${boot + reserve}\n`);
   return boot;
 }
 
@@ -202,8 +207,11 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
 
     const keyId = o.keyId ?? 1;
     const master = o.encrypt ? await loadOrCreatePayloadMaster(o.stateDir, keyId) : undefined;
-    const boot = o.boot ?? (await nextBoot(o.stateDir));
-    const faults = resolveScenario(await buildScenario(o), ids, o.seed);
+    const scenario = await buildScenario(o);
+    // Each power_cut reboots its boards once, with the next boot number.
+    const reboots = scenario.faults.filter((f) => f.type === "power_cut").length;
+    const boot = o.boot ?? (await nextBoot(o.stateDir, reboots));
+    const faults = resolveScenario(scenario, ids, o.seed);
 
     const fleetOptions: FleetOptions = {
       deviceIds: ids,
@@ -225,6 +233,7 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
       ...(o.maxInflight ? { maxInflight: o.maxInflight } : {}),
       ...(o.confirmations ? { confirmations: o.confirmations } : {}),
       ...(o.confirmTimeoutS ? { confirmTimeoutMs: o.confirmTimeoutS * 1000 } : {}),
+      ...(o.flash ? { flash: o.flash } : {}),
       ...(o.onFault ? { onFault: o.onFault } : {}),
     };
     const workers = Math.min(o.workers ?? 1, o.count);
@@ -243,6 +252,7 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
         // Mosquitto replaces it with the CN (use_username_as_clientid); it names the session elsewhere.
         clientId: `${verifyIdentity}-emulator-verify-${process.pid}-${boot}`,
         expectedBoot: boot,
+        bootSpan: reboots + 1,
         decode: keys
           ? { kind: "encrypted", aead: nodeAead, keyFor: (k, id) => keys.keyFor(k, id) }
           : { kind: "plain" },

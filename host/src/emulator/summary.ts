@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../../../shared/state-dir";
 import type { DeviceCount, FaultLogEntry, FleetControl } from "./fleet";
 import type { Histogram } from "./histogram";
+import { tallyKey } from "./verifier";
 import type { Verifier } from "./verifier";
 
 export interface EmulatorSummary {
@@ -64,7 +65,14 @@ export interface EmulatorSummary {
   cpu: { userS: number; systemS: number; usPerMessage: number; window: string; includes: string[] };
   memory: { rssMiB: number; heapUsedMiB: number; bytesPerBoard: number };
   faults: { injected: number; log: FaultLogEntry[] };
-  devices: { id: string; boot: number; published: number; dropped: number }[];
+  devices: {
+    id: string;
+    boot: number;
+    published: number;
+    dropped: number;
+    /** Readings taken per boot (more than one after a power cut). */
+    boots: { boot: number; taken: number }[];
+  }[];
 }
 
 const round = (x: number, d = 2): number => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : 0);
@@ -113,12 +121,18 @@ export interface RunFigures {
 function lossAccount(
   verifier: Verifier,
   devices: readonly DeviceCount[],
+  runBoot: number,
 ): NonNullable<EmulatorSummary["verify"]> {
   const lostExamples: { device: string; missing: number }[] = [];
   let lost = 0;
   for (const d of devices) {
-    const t = verifier.tallies.get(d.id);
-    const missing = t ? t.missingBelow(d.published) : d.published;
+    let missing = 0;
+    // Per boot: a board power-cut during the run took readings in more than one.
+    const boots = d.boots.length ? d.boots : [{ boot: runBoot, taken: d.published }];
+    for (const b of boots) {
+      const t = verifier.tallies.get(tallyKey(d.id, b.boot, runBoot));
+      missing += t ? t.missingBelow(b.taken) : b.taken;
+    }
     lost += missing;
     if (missing > 0 && lostExamples.length < 20) lostExamples.push({ device: d.id, missing });
   }
@@ -138,7 +152,7 @@ function lossAccount(
 export function summarize(r: RunFigures): EmulatorSummary {
   const s = r.fleet.stats;
   const dropped = s.outboxDropped;
-  const verify = r.verifier ? lossAccount(r.verifier, r.devices) : null;
+  const verify = r.verifier ? lossAccount(r.verifier, r.devices, r.boot) : null;
   const userS = (r.cpuEnd.user - r.cpuFrom.user) / 1e6;
   const systemS = (r.cpuEnd.system - r.cpuFrom.system) / 1e6;
   return {
@@ -200,7 +214,13 @@ export function summarize(r: RunFigures): EmulatorSummary {
       injected: s.faultsInjected,
       log: [...r.fleet.faultLog].sort((a: FaultLogEntry, b: FaultLogEntry) => a.elapsedS - b.elapsedS),
     },
-    devices: r.devices.map((d) => ({ id: d.id, boot: r.boot, published: d.published, dropped: d.dropped })),
+    devices: r.devices.map((d) => ({
+      id: d.id,
+      boot: r.boot,
+      published: d.published,
+      dropped: d.dropped,
+      boots: d.boots.length ? d.boots : [{ boot: r.boot, taken: d.published }],
+    })),
   };
 }
 

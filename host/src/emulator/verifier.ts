@@ -51,6 +51,11 @@ export class DeviceTally {
   }
 }
 
+/** The verifier's tally of a device's readings of one boot of the run. */
+export function tallyKey(deviceId: string, boot: number, runBoot: number): string {
+  return boot === runBoot ? deviceId : `${deviceId}@${boot}`;
+}
+
 export interface VerifierOptions {
   host: string;
   port: number;
@@ -60,6 +65,11 @@ export interface VerifierOptions {
   clientId: string;
   /** Readings of other boots (earlier runs, queued in a persistent session) are counted apart. */
   expectedBoot: number;
+  /**
+   * Boots expectedBoot .. expectedBoot + bootSpan - 1 are this run's (power-cut boards boot again with the
+   * next number); default 1. Tallies are keyed by device id for expectedBoot, `id@boot` for the others.
+   */
+  bootSpan?: number;
   decode: DecodeMode;
   /** Devices whose clock is deliberately wrong right now: their ts says nothing about latency. */
   clockUntrusted?: (deviceId: string) => boolean;
@@ -232,14 +242,16 @@ export class Verifier {
     }
     const reading = r.value;
     this.received++;
-    if (reading.boot !== this.#o.expectedBoot) {
+    const bootIndex = reading.boot - this.#o.expectedBoot;
+    if (bootIndex < 0 || bootIndex >= (this.#o.bootSpan ?? 1)) {
       this.otherBoot++;
       return;
     }
-    let tally = this.tallies.get(reading.sensorId);
+    const key = tallyKey(reading.sensorId, reading.boot, this.#o.expectedBoot);
+    let tally = this.tallies.get(key);
     if (!tally) {
       tally = new DeviceTally();
-      this.tallies.set(reading.sensorId, tally);
+      this.tallies.set(key, tally);
     }
     if (!tally.add(reading.seq)) {
       this.duplicates++;

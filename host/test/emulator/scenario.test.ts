@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 import {
+  FAULT_TYPES,
   loadScenario,
   parseScenario,
   randomScenario,
@@ -35,7 +36,7 @@ describe("fault scenarios", () => {
 
   it("accepts the shipped demo scenario", async () => {
     const s = await loadScenario(join(here, "../../src/emulator/scenarios/demo.yaml"));
-    expect(new Set(s.faults.map((f) => f.type)).size).toBe(7);
+    expect(new Set(s.faults.map((f) => f.type)).size).toBe(FAULT_TYPES.length); // every fault type, power_cut too
     expect(resolveScenario(s, deviceIds(300), 1)).toHaveLength(s.faults.length);
   });
 

@@ -115,7 +115,7 @@ describe("MessageClassifier", () => {
     });
   });
 
-  it("drops an exact re-delivery of a stored reading, refuses an older boot as replay, and counts gaps when committed", () => {
+  it("drops an exact re-delivery of a stored reading, refuses a boot before the previous one as replay, and counts gaps when committed", () => {
     const c = plainClassifier();
     const send = (seq: number, boot = 1) => {
       const m = encodeTelemetryMessage(sampleReading("el-1", seq, NOW, boot), { kind: "plain" });
@@ -128,7 +128,12 @@ describe("MessageClassifier", () => {
     expect(send(4)).toMatchObject({ kind: "write", committed: 3 });
     expect(send(2)).toMatchObject({ kind: "write", committed: -1 });
     expect(send(0, 2)).toMatchObject({ kind: "write", committed: 0 });
-    expect(send(5, 1)).toMatchObject({ kind: "rejected", reason: "replay" });
+    // The previous boot's readings, replayed from the board's flash ring after a reboot: stored once each.
+    expect(send(5, 1)).toMatchObject({ kind: "write" });
+    expect(send(5, 1)).toMatchObject({ kind: "duplicate" });
+    expect(send(2, 1)).toMatchObject({ kind: "duplicate" });
+    expect(send(0, 3)).toMatchObject({ kind: "write" });
+    expect(send(6, 1)).toMatchObject({ kind: "rejected", reason: "replay" }); // two boots back
   });
 
   it("keeps each boot's history append-only: a new reading dated back beyond the tolerance is refused", () => {

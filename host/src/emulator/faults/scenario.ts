@@ -19,7 +19,8 @@ export type FaultType =
   | "trip"
   | "clock_skew"
   | "network_drop"
-  | "reconnect_storm";
+  | "reconnect_storm"
+  | "power_cut";
 
 export const FAULT_TYPES: readonly FaultType[] = [
   "purity_drop",
@@ -29,6 +30,7 @@ export const FAULT_TYPES: readonly FaultType[] = [
   "clock_skew",
   "network_drop",
   "reconnect_storm",
+  "power_cut",
 ];
 /** Faults that change what boards measure (applied by simulated time); the rest act on connections and clocks. */
 export const PHYSICS_FAULTS: readonly FaultType[] = [
@@ -42,7 +44,10 @@ export interface FaultSpec {
   type: FaultType;
   /** Seconds after the run started. */
   at: number;
-  /** Seconds; omitted: until the end of the run (network faults: the drop itself is instantaneous). */
+  /**
+   * Seconds; omitted: until the end of the run (network faults: the drop itself is instantaneous; power_cut:
+   * how long the board stays dark, default 5 s, before it boots again with the next boot number).
+   */
   duration?: number;
   /** Which boards: explicit ids, or `count` boards drawn with the seed, or `all`. Default: one board. */
   devices?: string[];
@@ -196,7 +201,8 @@ export function randomScenario(seed: number | string, perMinute: number, horizon
   if (perMinute <= 0) return { name: "random", faults };
   let t = rng.exponential(60 / perMinute);
   while (t < horizonS) {
-    const type = rng.pick(FAULT_TYPES.filter((x) => x !== "reconnect_storm"));
+    // Not power_cut: it came later, and drawing from a longer list would change every seed's faults.
+    const type = rng.pick(FAULT_TYPES.filter((x) => x !== "reconnect_storm" && x !== "power_cut"));
     const f: FaultSpec = { type, at: Math.round(t * 10) / 10, duration: Math.round(rng.uniform(10, 120)) };
     if (type === "sensor_failure") {
       f.channel = rng.pick(CHANNEL_NAMES);

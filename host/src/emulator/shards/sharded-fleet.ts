@@ -136,7 +136,16 @@ export class ShardedFleet implements FleetControl {
     // In fleet order, as a single-threaded run lists them.
     return this.#o.deviceIds.map(
       (id) =>
-        byId.get(id) ?? { id, published: 0, dropped: 0, confirmed: 0, awaiting: 0, confirmations: "off" },
+        byId.get(id) ?? {
+          id,
+          published: 0,
+          dropped: 0,
+          confirmed: 0,
+          awaiting: 0,
+          confirmations: "off",
+          boots: [],
+          ringHeld: 0,
+        },
     );
   }
 
