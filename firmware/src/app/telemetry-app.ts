@@ -324,7 +324,8 @@ function journalStats(j: OutboxJournal<OutboxMessage> | undefined): string {
   const c = j.counts;
   return (
     `, flash ring ${j.ring.unconfirmed} held (recovered ${c.recovered}, loaded ${c.loaded}, ` +
-    `ring dropped ${j.ringDropped}, kept after RAM drop ${c.ramDropped}, append failures ${c.appendFailures})`
+    `ring dropped ${j.ringDropped}, spilled from RAM ${c.ramDropped} (waiting ${j.spilled}, read back ${c.restored}), ` +
+    `append failures ${c.appendFailures})`
   );
 }
 

@@ -3,15 +3,21 @@
 // At boot the readings the ring still holds from earlier boots are loaded ahead of the new ones, with their own
 // boot, seq and sealed bytes (byte-identical, so the store keeps one copy of each).
 //
-// The RAM outbox stays bounded and the ring's capacity is its own:
-// - Recovered readings take the outbox sequence numbers just below 0 (the new boot's readings start at 0 and
-//   keep their seq = outbox seq), at most the outbox's capacity of them; the rest stay in the ring for the
-//   next boot.
-// - A reading the full RAM outbox drops is still in the ring: the ring is not told to forget it, so it is sent
-//   again after the next boot (or lost only if the ring itself fills, counted there).
-// - The ring's confirmations are prefixes per boot: it is told "forget through seq s" once every reading of the
-//   boot up to s may be forgotten (acknowledged, confirmed or released). The marker is written at the next
-//   append (at most one per reading); a marker lost to a power cut only makes the board send again.
+// The RAM outbox is a bounded window onto the ring, which holds more (an hour at 1 Hz):
+// - A reading is in exactly one of three places: the RAM outbox, the ring only ("spilled": the full outbox
+//   dropped it, or there was no room for it at boot), or forgotten (acknowledged, confirmed or released).
+//   The journal keeps the spilled ones as runs of seqs per boot, a few bytes however many there are.
+// - When acknowledgements or confirmations free room in the outbox, spilled readings are read back from the ring and put back
+//   into the outbox, oldest first, with their own seq, and go again: an outage longer than the RAM outbox
+//   loses nothing while the ring holds it, without waiting for a reboot.
+// - The ring forgets by prefix per boot ("forget through seq s"): s is one below the lowest seq of the boot
+//   still in RAM or spilled, so memory does not grow with what was forgotten above a stuck reading. The
+//   marker is written at the next append (at most one per reading); one lost to a power cut only makes the
+//   board send again.
+// - Readings of earlier boots take outbox seqs below 0, a block per boot in (boot, seq) order, so they go in
+//   order ahead of the new boot's (whose readings keep seq = outbox seq).
+// A spilled reading the ring has reclaimed (ring full) is dropped from the runs when a read-back finds it
+// gone; the ring counts it (`ringDropped`).
 import type { SeqRange } from "../telemetry/confirmation";
 import FlashRing from "./flash-ring";
 import type { FlashArea } from "./flash-area";
@@ -22,18 +28,6 @@ import type { OutboxEntry, OutboxObserver } from "./outbox";
 export interface JournalItem {
   topic: string;
   payload: ArrayBuffer;
-}
-
-/** Forgotten seqs tracked above a stuck prefix (a reading dropped from RAM) before that prefix is given up. */
-const MAX_TRACKED = 4096;
-
-interface BootTrack {
-  /** The lowest seq of this boot not yet known forgettable; the ring may forget everything below. */
-  floor: number;
-  /** Forgettable seqs above the floor. */
-  gone: Set<number>;
-  /** The highest seq the ring was last told to forget through (-1: none). */
-  written: number;
 }
 
 export interface OutboxJournalOptions<T extends JournalItem> {
@@ -49,20 +43,25 @@ export interface OutboxJournalOptions<T extends JournalItem> {
 }
 
 export interface JournalCounts {
-  /** Readings of earlier boots found in the ring at mount / loaded into the outbox. */
+  /** Readings of earlier boots found in the ring at mount / loaded into the outbox then. */
   recovered: number;
   loaded: number;
   /** Of those found, readings of the current boot or later (a reset boot counter): not sent. */
   skipped: number;
   /** Readings the full RAM outbox dropped (still in the ring). */
   ramDropped: number;
-  /** Readings given up because they stayed unsent while MAX_TRACKED later ones were forgotten. */
-  abandoned: number;
+  /** Spilled readings read back from the ring into the outbox while running. */
+  restored: number;
+  /** Read-backs of the ring (each reads every live sector). */
+  readBacks: number;
   /** Readings written to the ring this boot. */
   appended: number;
   /** Appends that failed (flash error): the reading is still sent, but not protected against a power cut. */
   appendFailures: number;
 }
+
+/** Seqs as sorted, disjoint, non-adjacent [from, to] runs. */
+type Runs = [number, number][];
 
 export default class OutboxJournal<T extends JournalItem> implements OutboxObserver<T> {
   readonly ring: FlashRing;
@@ -73,48 +72,70 @@ export default class OutboxJournal<T extends JournalItem> implements OutboxObser
     loaded: 0,
     skipped: 0,
     ramDropped: 0,
-    abandoned: 0,
+    restored: 0,
+    readBacks: 0,
     appended: 0,
     appendFailures: 0,
   };
-  readonly #tracks = new Map<number, BootTrack>();
+  readonly #item: (payload: ArrayBuffer) => T;
+  /** Read back once at least this much room is free, and leave this much for new readings. */
+  readonly #refillAt: number;
+  readonly #reserve: number;
+  /** Earlier boots the ring still holds readings of (the ring is told to forget each once none is left). */
+  readonly #earlier = new Set<number>();
   /** Outbox seq (< 0) → the earlier boot's reading it carries. */
   readonly #recovered = new Map<number, { boot: number; seq: number }>();
-  /** Per earlier boot: its readings in the outbox, as [outbox seq, reading seq], in order. */
+  /** Per earlier boot: its readings in the outbox, as [outbox seq, reading seq]. */
   readonly #byBoot = new Map<number, [number, number][]>();
+  /** Per boot: the readings in the ring only. */
+  readonly #spilled = new Map<number, Runs>();
+  #spilledCount = 0;
+  /** Per earlier boot: outbox seq = base + (seq - first). */
+  readonly #blocks = new Map<number, { base: number; first: number }>();
   #dirty = false;
 
   /** Mounts the ring (recovering what it holds) and builds the outbox, earlier boots' readings first. */
   constructor(options: OutboxJournalOptions<T>) {
     this.boot = options.boot;
+    this.#item = options.item;
+    this.#reserve = options.capacity > 1 ? Math.max(1, Math.floor(options.capacity / 8)) : 0;
+    this.#refillAt = Math.max(1, Math.floor(options.capacity / 4), this.#reserve + 1);
     this.ring = new FlashRing({
       flash: options.flash,
       ...(options.maxPayload !== undefined ? { maxPayload: options.maxPayload } : {}),
     });
+    // Room is left for the new boot's first readings, so they do not push the loaded ones straight out.
+    const room = Math.max(1, options.capacity - this.#reserve);
     const earlier: { boot: number; seq: number; payload: Uint8Array }[] = [];
+    const spans = new Map<number, { first: number; last: number }>();
     for (const r of this.ring.readings()) {
       if (r.boot >= options.boot) {
         this.counts.skipped++;
         continue;
       }
       this.counts.recovered++;
-      // Every boot found gets a track from its first reading held, loaded or not: its prefix only moves
-      // over readings forgotten, so the ones left in flash stay there.
-      if (!this.#tracks.has(r.boot))
-        this.#tracks.set(r.boot, { floor: r.seq, gone: new Set(), written: r.seq - 1 });
-      if (earlier.length < options.capacity) earlier.push(r);
+      this.#earlier.add(r.boot);
+      const span = spans.get(r.boot);
+      if (!span) spans.set(r.boot, { first: r.seq, last: r.seq });
+      else span.last = Math.max(span.last, r.seq);
+      if (earlier.length < room) earlier.push(r);
+      else this.#spill(r.boot, r.seq);
     }
-    this.outbox = new Outbox<T>({ capacity: options.capacity, firstSeq: -earlier.length });
+    // The blocks end at -1, the latest boot's last: the new boot's readings start at 0.
+    let base = 0;
+    for (const boot of [...spans.keys()].sort((a, b) => b - a)) {
+      const span = spans.get(boot)!;
+      base -= span.last - span.first + 1;
+      this.#blocks.set(boot, { base, first: span.first });
+    }
+    this.outbox = new Outbox<T>({ capacity: options.capacity });
     for (const r of earlier) {
-      const entry = this.outbox.enqueue(() => options.item(exactBuffer(r.payload)));
-      this.#recovered.set(entry.seq, { boot: r.boot, seq: r.seq });
-      let list = this.#byBoot.get(r.boot);
-      if (!list) this.#byBoot.set(r.boot, (list = []));
-      list.push([entry.seq, r.seq]);
+      const outboxSeq = this.#outboxSeq(r.boot, r.seq);
+      if (!this.outbox.restore(outboxSeq, options.item(exactBuffer(r.payload))))
+        throw new Error("outbox journal: recovered readings misnumbered");
+      this.#hold(outboxSeq, r.boot, r.seq);
     }
     this.counts.loaded = earlier.length;
-    if (this.outbox.nextSeq !== 0) throw new Error("outbox journal: recovered readings misnumbered");
-    this.#tracks.set(options.boot, { floor: 0, gone: new Set(), written: -1 });
     this.outbox.observe(this);
   }
 
@@ -123,42 +144,56 @@ export default class OutboxJournal<T extends JournalItem> implements OutboxObser
     return this.ring.dropped;
   }
 
-  /** Whether readings of this earlier boot are in the outbox (a confirmation for it is routed here). */
-  holds(boot: number): boolean {
-    return boot !== this.boot && (this.#byBoot.get(boot)?.length ?? 0) > 0;
+  /** Readings in the ring only, waiting for room in the outbox. */
+  get spilled(): number {
+    return this.#spilledCount;
   }
 
-  /** The store holds these seqs of an earlier boot: forgets those in the outbox. Returns how many. */
+  /** Whether readings of this earlier boot are held (a confirmation for it is routed here). */
+  holds(boot: number): boolean {
+    return boot !== this.boot && (this.#byBoot.has(boot) || this.#spilled.has(boot));
+  }
+
+  /** The store holds these seqs of an earlier boot: forgets them, in the outbox and spilled. Returns how many. */
   confirmEarlier(boot: number, ranges: readonly SeqRange[]): number {
+    if (boot === this.boot) return 0;
+    let removed = 0;
+    const runs = this.#spilled.get(boot);
+    if (runs)
+      for (const r of ranges) {
+        const n = removeRange(runs, r.from, r.to);
+        if (n > 0) {
+          removed += n;
+          this.#spilledCount -= n;
+          this.#dirty = true;
+        }
+      }
+    if (runs && runs.length === 0) this.#spilled.delete(boot);
     const list = this.#byBoot.get(boot);
-    if (!list || boot === this.boot) return 0;
+    if (!list) return removed;
     const local: SeqRange[] = [];
-    for (const [outboxSeq, seq] of list) {
-      if (!ranges.some((r) => r.from <= seq && seq <= r.to)) continue;
-      const last = local[local.length - 1];
-      if (last && last.to + 1 === outboxSeq) last.to = outboxSeq;
-      else local.push({ from: outboxSeq, to: outboxSeq });
-    }
-    return local.length ? this.outbox.confirm(local) : 0;
+    for (const [outboxSeq, seq] of list)
+      if (ranges.some((r) => r.from <= seq && seq <= r.to)) local.push({ from: outboxSeq, to: outboxSeq });
+    return removed + (local.length ? this.outbox.confirm(local) : 0);
   }
 
   /** Writes the ring's pending "forget through" markers now (also done at every append). */
   flush(): void {
     if (!this.#dirty) return;
     this.#dirty = false;
-    for (const [boot, t] of this.#tracks) {
-      if (t.floor - 1 <= t.written) continue;
-      try {
-        this.ring.confirm(boot, t.floor - 1);
-        t.written = t.floor - 1;
-      } catch {
-        this.#dirty = true; // tried again at the next append
+    try {
+      const floor = this.#floor(this.boot);
+      if (floor > 0) this.ring.confirm(this.boot, floor - 1);
+      for (const boot of [...this.#earlier]) {
+        const floor = this.#floor(boot);
+        if (floor === Infinity) {
+          this.ring.confirm(boot, 0xffffffff);
+          this.#earlier.delete(boot);
+        } else if (floor > 0) this.ring.confirm(boot, floor - 1);
       }
+    } catch {
+      this.#dirty = true; // tried again at the next append
     }
-    // An earlier boot whose readings are all forgotten needs no track any more.
-    for (const [boot, t] of this.#tracks)
-      if (boot !== this.boot && t.gone.size === 0 && !this.#byBoot.has(boot) && t.written >= t.floor - 1)
-        this.#tracks.delete(boot);
   }
 
   // OutboxObserver: the outbox queued an entry (before it can be sent) or forgot one.
@@ -171,6 +206,7 @@ export default class OutboxJournal<T extends JournalItem> implements OutboxObser
     } catch {
       this.counts.appendFailures++;
     }
+    this.#refill();
   }
 
   forgotten(entry: OutboxEntry<T>, why: "acked" | "confirmed" | "released" | "dropped"): void {
@@ -191,25 +227,149 @@ export default class OutboxJournal<T extends JournalItem> implements OutboxObser
     }
     if (why === "dropped") {
       this.counts.ramDropped++;
-      return; // still in the ring: it goes again after the next boot
+      this.#spill(boot, seq);
     }
-    const t = this.#tracks.get(boot);
-    if (!t || seq < t.floor) return;
-    if (seq !== t.floor) {
-      t.gone.add(seq);
-      if (t.gone.size > MAX_TRACKED) {
-        // The prefix is stuck on readings the RAM outbox dropped long ago: give them up.
-        let min = Infinity;
-        for (const s of t.gone) if (s < min) min = s;
-        this.counts.abandoned += min - t.floor;
-        t.floor = min;
-      } else return;
-    }
-    t.gone.delete(t.floor);
-    t.floor++;
-    while (t.gone.delete(t.floor)) t.floor++;
     this.#dirty = true;
   }
+
+  freed(): void {
+    this.#refill();
+  }
+
+  /** The lowest seq of `boot` still held (in RAM or spilled); Infinity for an earlier boot with none. */
+  #floor(boot: number): number {
+    let floor = boot === this.boot ? this.outbox.nextSeq : Infinity;
+    const runs = this.#spilled.get(boot);
+    if (runs && runs.length) floor = Math.min(floor, runs[0]![0]);
+    if (boot === this.boot) {
+      for (const e of this.outbox.pending())
+        if (e.seq >= 0) {
+          floor = Math.min(floor, e.seq);
+          break;
+        }
+    } else for (const [, seq] of this.#byBoot.get(boot) ?? []) floor = Math.min(floor, seq);
+    return floor;
+  }
+
+  #outboxSeq(boot: number, seq: number): number {
+    if (boot === this.boot) return seq;
+    const block = this.#blocks.get(boot)!;
+    return block.base + (seq - block.first);
+  }
+
+  #hold(outboxSeq: number, boot: number, seq: number): void {
+    this.#recovered.set(outboxSeq, { boot, seq });
+    let list = this.#byBoot.get(boot);
+    if (!list) this.#byBoot.set(boot, (list = []));
+    list.push([outboxSeq, seq]);
+  }
+
+  #spill(boot: number, seq: number): void {
+    let runs = this.#spilled.get(boot);
+    if (!runs) this.#spilled.set(boot, (runs = []));
+    if (addSeq(runs, seq)) this.#spilledCount++;
+  }
+
+  /** Reads spilled readings back from the ring into the outbox's free room, oldest first. */
+  #refill(): void {
+    const free = this.outbox.capacity - this.outbox.size;
+    if (this.#spilledCount === 0 || free < this.#refillAt) return;
+    let quota = free - this.#reserve;
+    this.counts.readBacks++;
+    // The ring yields readings in the order they were appended: by boot, then seq. A spilled reading the scan
+    // has passed without finding was reclaimed by the ring (counted there).
+    let stopBoot = Infinity;
+    let stopSeq = Infinity;
+    for (const r of this.ring.readings()) {
+      const runs = this.#spilled.get(r.boot);
+      if (!runs || !containsSeq(runs, r.seq)) continue;
+      const outboxSeq = this.#outboxSeq(r.boot, r.seq);
+      if (quota === 0 || !this.outbox.restore(outboxSeq, this.#item(exactBuffer(r.payload)))) {
+        stopBoot = r.boot;
+        stopSeq = r.seq;
+        break;
+      }
+      if (r.boot !== this.boot) this.#hold(outboxSeq, r.boot, r.seq);
+      removeRange(runs, r.seq, r.seq);
+      this.#spilledCount--;
+      this.counts.restored++;
+      quota--;
+    }
+    // Whatever is still spilled below where the scan stopped is no longer in the ring.
+    for (const [boot, runs] of this.#spilled) {
+      if (boot < stopBoot) this.#spilledCount -= removeRange(runs, 0, Infinity);
+      else if (boot === stopBoot) this.#spilledCount -= removeRange(runs, 0, stopSeq - 1);
+      if (runs.length === 0) this.#spilled.delete(boot);
+    }
+    this.#dirty = true;
+  }
+}
+
+function containsSeq(runs: Runs, seq: number): boolean {
+  let lo = 0;
+  let hi = runs.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const [from, to] = runs[mid]!;
+    if (seq < from) hi = mid - 1;
+    else if (seq > to) lo = mid + 1;
+    else return true;
+  }
+  return false;
+}
+
+/** Adds one seq; false if it was there. Spills come mostly in order, so the last run is checked first. */
+function addSeq(runs: Runs, seq: number): boolean {
+  const last = runs[runs.length - 1];
+  if (!last || seq > last[1] + 1) {
+    runs.push([seq, seq]);
+    return true;
+  }
+  if (seq === last[1] + 1) {
+    last[1] = seq;
+    return true;
+  }
+  if (containsSeq(runs, seq)) return false;
+  let i = 0;
+  while (runs[i]![1] < seq) i++;
+  const run = runs[i]!;
+  const prev = runs[i - 1];
+  if (prev && prev[1] + 1 === seq && run[0] - 1 === seq) {
+    prev[1] = run[1];
+    runs.splice(i, 1);
+  } else if (prev && prev[1] + 1 === seq) prev[1] = seq;
+  else if (run[0] - 1 === seq) run[0] = seq;
+  else runs.splice(i, 0, [seq, seq]);
+  return true;
+}
+
+/** Removes from..to; returns how many seqs it removed. */
+function removeRange(runs: Runs, from: number, to: number): number {
+  let removed = 0;
+  for (let i = 0; i < runs.length;) {
+    const run = runs[i]!;
+    if (run[1] < from) {
+      i++;
+      continue;
+    }
+    if (run[0] > to) break;
+    const lo = Math.max(run[0], from);
+    const hi = Math.min(run[1], to);
+    removed += hi - lo + 1;
+    if (run[0] < lo && run[1] > hi) {
+      runs.splice(i + 1, 0, [hi + 1, run[1]]);
+      run[1] = lo - 1;
+      break;
+    }
+    if (run[0] < lo) {
+      run[1] = lo - 1;
+      i++;
+    } else if (run[1] > hi) {
+      run[0] = hi + 1;
+      break;
+    } else runs.splice(i, 1);
+  }
+  return removed;
 }
 
 function exactBuffer(bytes: Uint8Array): ArrayBuffer {

@@ -30,6 +30,8 @@ const DELIVERED: SlotState = 2;
 export interface OutboxObserver<T> {
   queued(entry: OutboxEntry<T>): void;
   forgotten(entry: OutboxEntry<T>, why: "acked" | "confirmed" | "released" | "dropped"): void;
+  /** An ack, confirmation or release that forgot entries has finished: room may be free (restore is safe). */
+  freed(): void;
 }
 
 interface Slot<T> extends OutboxEntry<T> {
@@ -105,6 +107,28 @@ export class Outbox<T> {
     return slot;
   }
 
+  /**
+   * Puts back an entry the outbox had dropped or never held (a reading still in the flash ring, see
+   * ./outbox-journal.ts) with its own `seq`, below `nextSeq` and not held now, in order, waiting to be sent.
+   * Only into free room: nothing is dropped for it. Undefined when full or the seq is not free.
+   */
+  restore(seq: number, item: T): OutboxEntry<T> | undefined {
+    if (this.#queue.length >= this.#capacity || !Number.isInteger(seq) || seq >= this.#nextSeq)
+      return undefined;
+    let lo = 0;
+    let hi = this.#queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.#queue[mid]!.seq < seq) lo = mid + 1;
+      else hi = mid;
+    }
+    if (this.#queue[lo]?.seq === seq) return undefined;
+    const slot: Slot<T> = { seq, item, attempts: 0, state: QUEUED, deliveredAt: 0 };
+    this.#queue.splice(lo, 0, slot);
+    if (lo < this.#cursor) this.#cursor = lo;
+    return slot;
+  }
+
   /** The oldest entry waiting to be sent (not in flight, not delivered), without taking it. */
   peekSendable(): OutboxEntry<T> | undefined {
     const q = this.#queue;
@@ -140,6 +164,7 @@ export class Outbox<T> {
     if (i < 0) return false;
     const slot = this.#removeAt(i);
     this.#observer?.forgotten(slot, "acked");
+    this.#observer?.freed();
     return true;
   }
 
@@ -177,6 +202,7 @@ export class Outbox<T> {
     if (removed > 0) {
       this.#queue = kept;
       this.#cursor = 0;
+      this.#observer?.freed();
     }
     return removed;
   }
@@ -204,6 +230,7 @@ export class Outbox<T> {
     this.#queue = this.#queue.filter((s) => s.state !== DELIVERED);
     this.#delivered = 0;
     this.#cursor = 0;
+    observer?.freed();
     return n;
   }
 

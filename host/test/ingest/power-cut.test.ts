@@ -8,6 +8,9 @@
  *   unconfirmed: power-cut while online, with readings PUBACKed but not yet confirmed (the ingest's durable
  *     horizon holds confirmations back for seconds).
  *
+ * A third run has no power cut but an outage longer than the RAM outbox (16 s at 2 Hz into 20 places): the
+ * readings the full outbox dropped are still in the ring and are read back and sent while the board runs.
+ *
  * With the ring every (device, boot, seq) taken is in the store, each at one device timestamp (the replayed
  * readings are the sealed bytes of the first send, so the store's dedup keeps one). Without it (flash off),
  * the unsent readings die with the board's RAM: the test can fail.
@@ -74,7 +77,12 @@ async function storedReadings(vmUrl: string): Promise<Map<string, Map<string, Se
   return out;
 }
 
-async function run(flash: FlashSettings): Promise<{
+const longOutage: Scenario = { faults: [{ type: "network_drop", at: 2, devices: UNSENT, offlineS: 16 }] };
+
+async function run(
+  flash: FlashSettings,
+  variant: { scenario: Scenario; durationS: number; outboxCapacity?: number } = { scenario, durationS: 14 },
+): Promise<{
   summary: EmulatorSummary;
   missing: string[];
   twice: string[];
@@ -89,7 +97,8 @@ async function run(flash: FlashSettings): Promise<{
   const summary = await runEmulator({
     count: BOARDS,
     rateHz: RATE_HZ,
-    durationS: 14,
+    durationS: variant.durationS,
+    ...(variant.outboxCapacity ? { outboxCapacity: variant.outboxCapacity } : {}),
     brokerUrl: s.broker.url,
     encrypt: false,
     seed: 15,
@@ -100,7 +109,7 @@ async function run(flash: FlashSettings): Promise<{
     confirmations: "on",
     confirmTimeoutS: CONFIRM_TIMEOUT_S,
     drainTimeoutS: 40,
-    scenario,
+    scenario: variant.scenario,
     flash,
   });
   // Everything was confirmed durable (or the drain timed out): the store has what it will have. A new series
@@ -120,7 +129,8 @@ async function run(flash: FlashSettings): Promise<{
         else if (at.size > 1) twice.push(`${d.id}@${b.boot}#${seq}`);
       }
   }
-  if (process.env.EST_DEBUG_FAULTS) console.error(JSON.stringify(summary.messages), missing.slice(0, 20));
+  if (process.env.EST_DEBUG_FAULTS)
+    console.error(JSON.stringify(summary.messages), missing.length, missing.slice(0, 20));
   return { summary, missing, twice, cutBoots };
 }
 
@@ -141,5 +151,15 @@ describe("power cut of boards with readings unsent and unconfirmed", () => {
     // About 3 s × 2 Hz of readings on each of the 15 boards cut off the network before the cut.
     expect(r.missing.length).toBeGreaterThan(50);
     expect(r.missing.every((m) => UNSENT.some((id) => m.startsWith(`${id}@`)))).toBe(true);
+  }, 120_000);
+
+  it("an outage longer than the RAM outbox: what it dropped is read back from the ring and stored", async () => {
+    const r = await run({ mode: "memory" }, { scenario: longOutage, durationS: 24, outboxCapacity: 20 });
+    // The outage did overflow RAM (the case under test), and every reading still arrived, without a reboot.
+    expect(r.summary.messages.outboxDropped).toBeGreaterThan(UNSENT.length * 5);
+    expect(r.cutBoots).toBe(0);
+    expect(r.missing.slice(0, 10)).toEqual([]);
+    expect(r.twice.slice(0, 10)).toEqual([]);
+    expect(r.summary.messages.awaitingConfirmation).toBe(0);
   }, 120_000);
 });
