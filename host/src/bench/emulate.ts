@@ -25,6 +25,7 @@ import {
   type IngestProcess,
 } from "../../testkit/ingest/spawn-ingest";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
+import { procCpuSeconds } from "./support/proc-cpu";
 import { encodeConfirmation } from "../../../firmware/src/telemetry/confirmation";
 import { downlinkTopic } from "../../../firmware/src/telemetry/topics";
 import { publishPacketBytes } from "../../../firmware/src/app/mqtt-client";
@@ -56,13 +57,6 @@ interface BenchRow {
   confirmationsSent?: number;
   extraBytesPerReading?: number;
   resends?: number;
-}
-
-function procCpuSeconds(pid: number): number {
-  // utime and stime are fields 14 and 15 of /proc/<pid>/stat, in clock ticks (100 Hz on Linux).
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 async function one(o: {

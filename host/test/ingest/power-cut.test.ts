@@ -20,8 +20,13 @@ import { deviceIds, runEmulator } from "../../src/emulator/run";
 import type { EmulatorSummary } from "../../src/emulator/run";
 import type { Scenario } from "../../src/emulator/faults/scenario";
 import type { FlashSettings } from "../../src/emulator/fleet";
-import { exportSeries } from "../../src/store/victoria-metrics";
-import { spawnIngest, startTestStack, type SpawnedIngest, type TestStack } from "./helpers/stack";
+import {
+  spawnIngest,
+  startTestStack,
+  storedReadings,
+  type SpawnedIngest,
+  type TestStack,
+} from "./helpers/stack";
 
 const BOARDS = 100;
 const RATE_HZ = 2;
@@ -47,35 +52,6 @@ afterEach(async () => {
   await stack?.cleanup();
   stack = undefined;
 });
-
-/** Per device: `boot/seq` → the distinct device timestamps the store holds it at. */
-async function storedReadings(vmUrl: string): Promise<Map<string, Map<string, Set<number>>>> {
-  const since = { startMs: Date.now() - 86_400_000 };
-  const [seqs, boots] = await Promise.all([
-    exportSeries(vmUrl, "electrolyser_seq", since),
-    exportSeries(vmUrl, "electrolyser_boot", since),
-  ]);
-  const bootAt = new Map<string, Map<number, number>>();
-  for (const s of boots) {
-    const id = s.metric.sensor_id ?? "?";
-    const m = bootAt.get(id) ?? new Map<number, number>();
-    s.timestamps.forEach((ts, i) => m.set(ts, s.values[i]!));
-    bootAt.set(id, m);
-  }
-  const out = new Map<string, Map<string, Set<number>>>();
-  for (const s of seqs) {
-    const id = s.metric.sensor_id ?? "?";
-    const m = out.get(id) ?? new Map<string, Set<number>>();
-    s.timestamps.forEach((ts, i) => {
-      const key = `${bootAt.get(id)?.get(ts) ?? "?"}/${s.values[i]}`;
-      const at = m.get(key) ?? new Set<number>();
-      at.add(ts);
-      m.set(key, at);
-    });
-    out.set(id, m);
-  }
-  return out;
-}
 
 const longOutage: Scenario = { faults: [{ type: "network_drop", at: 2, devices: UNSENT, offlineS: 16 }] };
 

@@ -1,11 +1,7 @@
-// A real stack for the ingest's end-to-end tests: the project's PKI (P-256 device keys, fast),
-// Debian's mosquitto with the project's config and ACL, Debian's VictoriaMetrics, in a temp dir.
-import { mkdtemp, readFile, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ensureDevPki, type PkiPaths } from "../../../../pki/src/index";
-import { startMosquitto, type MosquittoHandle } from "../../../src/broker/mosquitto";
-import { DeviceKeyCache, loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
+// The ingest's end-to-end test helpers over the real stack (../../../testkit/ingest/real-stack.ts, shared with
+// `npm run bench -- chaos`): a fleet, the ingest in this process, what the store holds.
+import { readFile } from "node:fs/promises";
+import { DeviceKeyCache } from "../../../src/crypto/device-keys";
 import { nodeAead } from "../../../src/crypto/node-aead";
 import { MessageClassifier } from "../../../src/ingest/classify";
 import type { DeviceRateLimiter } from "../../../src/ingest/rate-limit";
@@ -13,26 +9,18 @@ import { deadLetterFile, type DeadLetter } from "../../../src/ingest/dead-letter
 import { IngestService, type IngestServiceOptions } from "../../../src/ingest/service";
 import { influxStore } from "../../../src/ingest/store-writer";
 import { TestFleet } from "../../../testkit/ingest/fleet-publisher";
-import {
-  exportSeries,
-  startVictoriaMetrics,
-  type VictoriaMetricsHandle,
-} from "../../../src/store/victoria-metrics";
-import { spawnIngestCli, type IngestProcess } from "../../../testkit/ingest/spawn-ingest";
-
-export const KEY_ID = 1;
-
-export interface TestStack {
-  dir: string;
-  stateDir: string;
-  pki: PkiPaths;
-  broker: MosquittoHandle;
-  vm: VictoriaMetricsHandle;
-  ids: string[];
-  master: Uint8Array;
-  deadLetterPath: string;
-  cleanup(): Promise<void>;
-}
+import { exportSeries } from "../../../src/store/victoria-metrics";
+import { KEY_ID, type TestStack } from "../../../testkit/ingest/real-stack";
+export {
+  KEY_ID,
+  boardIds,
+  spawnIngest,
+  startTestStack,
+  storedReadings,
+  type SpawnedIngest,
+  type TestStack,
+} from "../../../testkit/ingest/real-stack";
+import type { SpawnedIngest } from "../../../testkit/ingest/real-stack";
 
 /**
  * Stops what a test started, in the order that loses nothing: the ingest first (it acknowledges what the
@@ -46,49 +34,6 @@ export async function stopStack(parts: {
   await parts.ingest?.stop(2000);
   await parts.fleet?.end();
   await parts.stack?.cleanup();
-}
-
-export const boardIds = (n: number, prefix = "el"): string[] =>
-  Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(4, "0")}`);
-
-export async function startTestStack(o: {
-  devices: number;
-  dedup?: boolean;
-  prefix?: string;
-  /** Passed to startMosquitto; default (true): the session belongs to the certificate, not the client id. */
-  bindClientIdToIdentity?: boolean;
-}): Promise<TestStack> {
-  const dir = await mkdtemp(join(tmpdir(), "est-ingest-"));
-  const stateDir = join(dir, "state");
-  const ids = boardIds(o.devices, o.prefix);
-  const pki = await ensureDevPki({ stateDir, devices: ids, services: ["ingest"], deviceKeyType: "p256" });
-  const master = await loadOrCreatePayloadMaster(stateDir, KEY_ID);
-  const broker = await startMosquitto({
-    pki,
-    dataDir: join(dir, "broker"),
-    ...(o.bindClientIdToIdentity === undefined ? {} : { bindClientIdToIdentity: o.bindClientIdToIdentity }),
-  });
-  let vm: VictoriaMetricsHandle;
-  try {
-    vm = await startVictoriaMetrics({ dataDir: join(dir, "vm"), dedup: o.dedup });
-  } catch (err) {
-    await broker.stop();
-    throw err;
-  }
-  return {
-    dir,
-    stateDir,
-    pki,
-    broker,
-    vm,
-    ids,
-    master,
-    deadLetterPath: join(stateDir, "ingest", "dead-letter.jsonl"),
-    async cleanup() {
-      await Promise.allSettled([broker.stop(), vm.stop()]);
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 export async function connectFleet(
@@ -136,34 +81,6 @@ export async function startIngest(
   });
   await service.start();
   return service;
-}
-
-export type SpawnedIngest = IngestProcess;
-
-/** The real CLI as a child process (`npm run ingest`), for kill -9 and signal tests. */
-export function spawnIngest(
-  s: TestStack,
-  o: { encrypted: boolean; extraArgs?: string[] },
-): Promise<SpawnedIngest> {
-  const extra = o.extraArgs ?? [];
-  // yargs turns a repeated option into an array: defaults only where the test sets nothing.
-  const defaults = [
-    ["--metrics-port", "0"],
-    ["--account-interval", "1"],
-    ["--progress-interval", "0"],
-  ].filter(([flag]) => !extra.includes(flag!));
-  return spawnIngestCli({
-    stateDir: s.stateDir,
-    args: [
-      "--broker",
-      s.broker.url,
-      "--store-url",
-      s.vm.url,
-      o.encrypted ? "--encrypted" : "--plain",
-      ...defaults.flat(),
-      ...extra,
-    ],
-  });
 }
 
 export function stopSpawned(p: SpawnedIngest, signal: NodeJS.Signals = "SIGTERM"): Promise<number | null> {
