@@ -69,7 +69,7 @@ async function processFaults(
   s: TestStack,
   o: Options,
   t0: number,
-  ingest: { kill(): Promise<void> },
+  ingest: { kill(): void; restarted(): Promise<void> },
   log: (w: FaultWindow) => void,
 ): Promise<void> {
   const now = () => (Date.now() - t0) / 1000;
@@ -101,9 +101,11 @@ async function processFaults(
   await sleep(3_000);
   await s.vm.kill();
   await sleep(3_000);
-  await ingest.kill();
+  // The supervisor starts a new ingest at once; it becomes ready only once it can reach the store.
+  ingest.kill();
   await sleep(3_000);
   await s.vm.start();
+  await ingest.restarted();
   log({ what: "broker restart, store SIGKILL, ingest SIGKILL in the outage", fromS: from, toS: now() });
 }
 
@@ -163,6 +165,8 @@ async function runMode(o: Options, confirm: boolean, progress: (m: string) => vo
   }, 250);
   const windows: FaultWindow[] = [];
   let faults: Promise<void> = Promise.resolve();
+  let respawn: Promise<void> = Promise.resolve();
+  let faultError: unknown;
   try {
     const summary = await runEmulator({
       count: o.count,
@@ -182,25 +186,31 @@ async function runMode(o: Options, confirm: boolean, progress: (m: string) => vo
       onStarted: () => {
         const t0 = Date.now();
         progress(`  boards started; faults on the schedule`);
+        // Held until the run is over, so a failed fault ends the run through the finally below.
         faults = processFaults(
           s,
           o,
           t0,
           {
-            kill: async () => {
+            kill: () => {
               ingestCpu.sample(ingest.pid);
-              await ingest.stop("SIGKILL");
-              ingest = await spawnIngest(s, ingestArgs);
+              respawn = ingest.stop("SIGKILL").then(async () => {
+                ingest = await spawnIngest(s, { ...ingestArgs, readyTimeoutMs: 180_000 });
+              });
             },
+            restarted: () => respawn,
           },
           (w) => {
             windows.push(w);
             progress(`  ${w.fromS.toFixed(0)}–${w.toS.toFixed(0)} s: ${w.what}`);
           },
-        );
+        ).catch((err: unknown) => {
+          faultError = err;
+        });
       },
     });
     await faults;
+    if (faultError !== undefined) throw faultError;
     progress("  run over; reading the store back");
     // Without confirmations nothing says when the store is done: the time a new series needs to show (~10 s).
     await sleep(confirm ? 3_000 : 15_000);

@@ -39,6 +39,17 @@ export function topicOfSubject(subject: string): string | undefined {
     .join(".");
 }
 
+/**
+ * `electrolyser/x/down/stored` → `electrolyser.x.down.stored`, the subject an MQTT subscription of that topic
+ * listens on (the inverse of topicOfSubject, without the stream's prefix).
+ */
+export function subjectOfTopic(topic: string): string {
+  return topic
+    .split(".")
+    .map((part) => part.replaceAll("/", "."))
+    .join("//");
+}
+
 export class JetStreamSource implements MessageSource {
   readonly #o: JetStreamSourceOptions;
   readonly #pulled = new Map<HeldMessage, JsMsg>();
@@ -63,6 +74,18 @@ export class JetStreamSource implements MessageSource {
     return this.#nc !== undefined && !this.#nc.isClosed();
   }
 
+  /**
+   * A plain NATS publish on the topic's subject: the boards subscribe their downlink at QoS 0, which on NATS is
+   * a plain subscription, so it reaches the board on whatever node it is connected to. Lost with a connection,
+   * it is made good by the board's resend and the next round, as over MQTT.
+   */
+  publishDownlink(topic: string, payload: Uint8Array): boolean {
+    const nc = this.#nc;
+    if (!nc || nc.isClosed()) return false;
+    nc.publish(subjectOfTopic(topic), payload);
+    return true;
+  }
+
   async start(onMessage: (m: HeldMessage) => void): Promise<void> {
     const o = this.#o;
     const nc = await connect({
@@ -77,6 +100,8 @@ export class JetStreamSource implements MessageSource {
     void (async () => {
       for await (const s of nc.status())
         if (s.type === "disconnect" || s.type === "reconnect") o.log(`ingest: NATS ${s.type}`);
+        // A permission violation (a confirmation the cluster refuses, say) arrives only here.
+        else if (s.type === "error") o.log(`ingest: NATS error: ${s.error.message}`);
     })();
     const js = jetstream(nc);
     for (const durable of o.durables) {

@@ -21,4 +21,9 @@ export interface MessageSource extends AckReceiver {
   readonly connected: boolean;
   start(onMessage: (m: HeldMessage) => void): Promise<void>;
   stop(): Promise<void>;
+  /**
+   * Publishes a downlink message (a confirmation) to a board, at most once: false when it cannot now (the next
+   * confirmation round sends it again). Absent: the source cannot reach the boards.
+   */
+  publishDownlink?(topic: string, payload: Uint8Array): boolean;
 }

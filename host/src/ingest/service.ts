@@ -201,9 +201,14 @@ export class IngestService {
         this.#o.metrics.host ?? "127.0.0.1",
       );
     if (this.#o.source) {
-      this.#receiver = this.#o.source;
-      await this.#o.source.start((m) => this.#onMessage(m));
+      const source = this.#o.source;
+      this.#receiver = source;
+      await source.start((m) => this.#onMessage(m));
       this.#started = true;
+      if (this.#o.confirm) {
+        if (!source.publishDownlink) throw new Error("this message source cannot send confirmations");
+        this.#startConfirmer((topic, payload) => source.publishDownlink!(topic, payload));
+      }
       this.#startAccountTimer();
       return;
     }
@@ -264,24 +269,27 @@ export class IngestService {
     await firstConnect;
     await this.#subscribe();
     this.#started = true;
-    if (this.#o.confirm) {
-      this.#confirmer = new Confirmer({
-        durability: this.#o.confirm.durability,
-        intervalMs: this.#o.confirm.intervalMs,
-        log: this.#log,
-        // Not queued while the broker is away (MQTT.js would buffer without bound): the next round sends it.
-        publish: (topic, payload) => {
-          if (!client.connected) return false;
-          client.publish(topic, Buffer.from(payload), { qos: 1 });
-          return true;
-        },
-        rewrite: async (lines) => {
-          await writeIsolatingRefused(this.#o.store, lines);
-        },
+    // Not queued while the broker is away (MQTT.js would buffer without bound): the next round sends it.
+    if (this.#o.confirm)
+      this.#startConfirmer((topic, payload) => {
+        if (!client.connected) return false;
+        client.publish(topic, Buffer.from(payload), { qos: 1 });
+        return true;
       });
-      this.#confirmer.start();
-    }
     this.#startAccountTimer();
+  }
+
+  #startConfirmer(publish: (topic: string, payload: Uint8Array) => boolean): void {
+    this.#confirmer = new Confirmer({
+      durability: this.#o.confirm!.durability,
+      intervalMs: this.#o.confirm!.intervalMs,
+      log: this.#log,
+      publish,
+      rewrite: async (lines) => {
+        await writeIsolatingRefused(this.#o.store, lines);
+      },
+    });
+    this.#confirmer.start();
   }
 
   #startAccountTimer(): void {

@@ -75,7 +75,7 @@ export type SpawnedIngest = IngestProcess;
 /** The real CLI as a child process (`npm run ingest`), for kill -9 and signal tests. */
 export function spawnIngest(
   s: TestStack,
-  o: { encrypted: boolean; extraArgs?: string[] },
+  o: { encrypted: boolean; extraArgs?: string[]; readyTimeoutMs?: number },
 ): Promise<SpawnedIngest> {
   const extra = o.extraArgs ?? [];
   // yargs turns a repeated option into an array: defaults only where the test sets nothing.
@@ -95,6 +95,7 @@ export function spawnIngest(
       ...defaults.flat(),
       ...extra,
     ],
+    ...(o.readyTimeoutMs ? { readyTimeoutMs: o.readyTimeoutMs } : {}),
   });
 }
 

@@ -51,7 +51,10 @@ export const INGEST_ACK_WAIT_S = 15;
 /** Unacknowledged messages per durable across all workers (each worker's pull window is its --max-held). */
 export const INGEST_MAX_ACK_PENDING = 50_000;
 
-/** What a worker may do on the NATS port: pull from and acknowledge the two durables, nothing else. */
+/**
+ * What a worker may do on the NATS port: pull from and acknowledge the two durables, and publish the boards'
+ * confirmations (the MQTT ingest identity's one downlink right), nothing else.
+ */
 export function workerPermissions(): SubjectPermissions {
   const durables = Object.values(INGEST_DURABLES).map((d) => d.name);
   return {
@@ -63,6 +66,7 @@ export function workerPermissions(): SubjectPermissions {
           `$JS.API.CONSUMER.MSG.NEXT.${MQTT_MESSAGE_STREAM}.${d}`,
           `$JS.ACK.${MQTT_MESSAGE_STREAM}.${d}.>`,
         ]),
+        "electrolyser.*.down.stored",
       ],
     },
     // Replies to its own requests (pulled messages, API answers).

@@ -76,8 +76,10 @@ export function permissionsFor(
             : { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
     subscribe: {
       allow: [
-        // A board reads its own downlink tree (electrolyser/<id>/down/#).
-        ...(service ? [] : [`${ROOT}.${identity}.down.>`]),
+        // A board reads its own downlink tree (electrolyser/<id>/down/#). NATS turns an MQTT filter ending in
+        // `/#` into two subscriptions, `x` and `x.>` (the filter matches its parent level too), and refuses
+        // the whole SUBSCRIBE if either is not allowed: both are listed.
+        ...(service ? [] : [`${ROOT}.${identity}.down`, `${ROOT}.${identity}.down.>`]),
         ...(reads ?? []).map((kind) => `${ROOT}.*.${kind}`),
         MQTT_DELIVERY_SUBJECTS,
       ],

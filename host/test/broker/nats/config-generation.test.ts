@@ -73,6 +73,7 @@ describe("permissionsFor agrees with the Mosquitto ACL (topic-policy)", () => {
 
   it("a device certificate named like a service gets no fleet reads (stricter than a CN-only ACL)", () => {
     expect(permissionsFor("ingest", "device").subscribe.allow).toEqual([
+      "electrolyser.ingest.down",
       "electrolyser.ingest.down.>",
       "$MQTT.sub.>",
     ]);
@@ -197,7 +198,7 @@ describe("nodeConfig", () => {
         user: "CN=dev-a,OU=devices,O=Electrolyser Secure Telemetry",
         permissions: {
           publish: { allow: ["electrolyser.dev-a.telemetry", "electrolyser.dev-a.status"] },
-          subscribe: { allow: ["electrolyser.dev-a.down.>", "$MQTT.sub.>"] },
+          subscribe: { allow: ["electrolyser.dev-a.down", "electrolyser.dev-a.down.>", "$MQTT.sub.>"] },
         },
       },
     ]);

@@ -1,7 +1,9 @@
 /**
  * Ingest workers on the three-node cluster: three `npm run ingest -- --jetstream …` processes, each with its
  * own route-CA identity, share the JetStream durables on `$MQTT_msgs`; one is killed with SIGKILL while 150
- * encrypted boards publish, and the others take over: every reading is in the store exactly once.
+ * encrypted boards publish, and the others take over: every reading is in the store exactly once, and every
+ * board hears from the workers that it is (end-to-end confirmations published over NATS to the boards' MQTT
+ * downlink), including the readings the killed worker wrote but never confirmed (the boards resend them).
  */
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -75,6 +77,12 @@ function startWorker(n: number): Promise<IngestProcess> {
       "0",
       "--progress-interval",
       "0",
+      "--confirm",
+      "on",
+      "--durable-horizon",
+      "12",
+      "--confirm-interval",
+      "1",
     ],
   });
 }
@@ -83,12 +91,12 @@ const written = async (w: IngestProcess): Promise<number> =>
   sumMetric(await scrapeMetrics(w.metricsPort), "ingest_written_total");
 
 describe("ingest workers on JetStream", () => {
-  it("a worker identity may only pull from and acknowledge the two durables", async () => {
+  it("a worker identity may only pull from and acknowledge the two durables, and confirm to boards", async () => {
     const { workerPermissions } = await import("../../../src/broker/nats/message-stream");
     const p = workerPermissions();
-    expect(
-      p.publish.allow.every((s) => /^\$JS\.(API\.INFO|API\.CONSUMER\.(INFO|MSG\.NEXT)\.|ACK\.)/.test(s)),
-    ).toBe(true);
+    const js = p.publish.allow.filter((s) => s.startsWith("$JS."));
+    expect(js.every((s) => /^\$JS\.(API\.INFO|API\.CONSUMER\.(INFO|MSG\.NEXT)\.|ACK\.)/.test(s))).toBe(true);
+    expect(p.publish.allow.filter((s) => !s.startsWith("$JS."))).toEqual(["electrolyser.*.down.stored"]);
     expect(p.publish.allow.some((s) => s.includes("STREAM") || s.includes("CREATE"))).toBe(false);
     expect(p.subscribe.allow).toEqual(["_INBOX.>"]);
   });
@@ -111,7 +119,10 @@ describe("ingest workers on JetStream", () => {
         boot: 1,
         connectRate: 100,
         verify: false,
-        drainTimeoutS: 60,
+        confirmations: "on",
+        // Above the horizon plus a round: brings back what the killed worker wrote and never confirmed.
+        confirmTimeoutS: 18,
+        drainTimeoutS: 90,
       }),
       (async () => {
         // Every worker is writing before one dies: the load is shared.
@@ -130,6 +141,8 @@ describe("ingest workers on JetStream", () => {
     expect(writtenByVictim).toBeGreaterThan(100);
     expect(summary!.connect.connected).toBe(BOARDS);
     expect(summary!.messages.unacked).toBe(0);
+    expect(summary!.messages.awaitingConfirmation).toBe(0);
+    expect(summary!.messages.confirmed).toBe(summary!.messages.readings);
 
     const expected = new Map(
       summary!.devices.map((d) => [d.id, Array.from({ length: d.published }, (_, k) => k)]),
