@@ -59,7 +59,10 @@ export interface BoardEnvironment {
   caDer: ArrayBuffer;
   /** pin-sha256 of the broker keys the boards accept, as provisioning writes them into NVS. */
   brokerPins: ArrayBuffer[];
-  /** The firmware's broker check (pins, strict chain) over node:crypto, run before a board sends anything. */
+  /**
+   * The firmware's broker check (pins, strict chain) over node:crypto, run before a board sends anything,
+   * against the pins of the identity each connection uses (the NVS slot in use: a rotation may move them).
+   */
   brokerCheck: BrokerCheck;
   stats: FleetStats;
   timers: FleetTimers;

@@ -204,7 +204,7 @@ export class Fleet implements FleetControl {
       brokers: [{ host: o.host, port: o.port }, ...(o.failover ?? [])],
       caDer: ca.buffer.slice(ca.byteOffset, ca.byteOffset + ca.byteLength) as ArrayBuffer,
       brokerPins: o.brokerPins.map((p) => p.slice().buffer as ArrayBuffer),
-      brokerCheck: new BrokerCheck({ pins: o.brokerPins, anchor: new Uint8Array(ca) }),
+      brokerCheck: new BrokerCheck(),
       stats: this.stats,
       timers: this.#boardTimers,
       random: () => this.#jitter.next(),

@@ -42,29 +42,68 @@ export function peerChain(socket: TLSSocket): Uint8Array[] {
 /** Longer chains than this are not followed (the fleet's is leaf, intermediate, root). */
 const MAX_CHAIN = 8;
 
+/** The pins and trust anchor of one connection, as the board's TLS options carry them (MqttTlsOptions). */
+export interface ConnectionTrust {
+  caDer: ArrayBuffer;
+  brokerPins: readonly ArrayBuffer[];
+}
+
 /**
- * A server check for a fleet of emulated boards: one verdict per distinct chain, refreshed every minute
- * (validity depends on the clock), since thousands of boards meet the same broker.
+ * A server check for a fleet of emulated boards, with the firmware's rule: each connection is checked against
+ * the pins and anchor of the identity it connects with (the NVS slot in use, which a field rotation changes),
+ * as firmware/ssl/certificate-manager.ts builds its BrokerTrust from the TLS session's options. One BrokerTrust
+ * per distinct (anchor, pins) and one verdict per (pins, chain), refreshed every minute (validity depends on
+ * the clock), since thousands of boards share the same pins and meet the same broker.
  */
 export class BrokerCheck {
-  readonly #trust: BrokerTrust;
+  readonly #trusts = new Map<string, BrokerTrust>();
   readonly #cache = new Map<string, { verdict: BrokerVerdict; at: number }>();
+  /** The fleet shares one CA buffer: an id per buffer, not a hash of the CA at every connection. */
+  readonly #anchors = new WeakMap<ArrayBuffer, number>();
+  #anchorCount = 0;
 
-  constructor(o: { pins: readonly Uint8Array[]; anchor: Uint8Array }) {
-    this.#trust = nodeBrokerTrust(o);
-  }
-
-  /** undefined when the server is the broker, else the reason to refuse it. */
-  refusal(socket: TLSSocket): string | undefined {
+  /** undefined when the server is the broker for `trust`'s pins, else the reason to refuse it. */
+  refusal(socket: TLSSocket, trust: ConnectionTrust): string | undefined {
     const chain = peerChain(socket);
     const now = Date.now();
-    const key = chain.map((c) => createHash("sha1").update(c).digest("base64")).join();
+    const trustKey = this.#trustKey(trust);
+    const key = `${trustKey}|${chain.map((c) => createHash("sha1").update(c).digest("base64")).join()}`;
     let hit = this.#cache.get(key);
     if (!hit || now - hit.at > 60_000) {
-      hit = { verdict: this.#trust.check(chain, now), at: now };
+      const checker = this.#trustFor(trustKey, trust);
+      // As the firmware: a connection without usable pins or anchor refuses every server.
+      if (typeof checker === "string") return `broker refused: ${checker}`;
+      hit = { verdict: checker.check(chain, now), at: now };
       if (this.#cache.size > 64) this.#cache.clear();
       this.#cache.set(key, hit);
     }
     return hit.verdict.ok ? undefined : describeVerdict(hit.verdict);
+  }
+
+  #trustKey(t: ConnectionTrust): string {
+    let anchor = this.#anchors.get(t.caDer);
+    if (anchor === undefined) {
+      anchor = this.#anchorCount++;
+      this.#anchors.set(t.caDer, anchor);
+    }
+    return `${anchor}:${t.brokerPins.map((p) => Buffer.from(p).toString("hex")).join(",")}`;
+  }
+
+  #trustFor(key: string, t: ConnectionTrust): BrokerTrust | string {
+    let trust = this.#trusts.get(key);
+    if (!trust) {
+      if (t.brokerPins.length === 0) return "no broker pins or trust anchor were provisioned";
+      try {
+        trust = nodeBrokerTrust({
+          pins: t.brokerPins.map((p) => new Uint8Array(p)),
+          anchor: new Uint8Array(t.caDer),
+        });
+      } catch (e) {
+        return e instanceof Error ? e.message : String(e);
+      }
+      if (this.#trusts.size > 64) this.#trusts.clear();
+      this.#trusts.set(key, trust);
+    }
+    return trust;
   }
 }

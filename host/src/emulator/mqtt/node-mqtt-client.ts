@@ -11,7 +11,7 @@
  * firmware's guarded TLS socket reports it.
  */
 import { createSecureContext } from "node:tls";
-import type { SecureContext } from "node:tls";
+import type { SecureContext, TLSSocket } from "node:tls";
 import { MqttOperation } from "../../../../firmware/src/app/mqtt-client";
 import type {
   MqttClient,
@@ -144,11 +144,16 @@ export class NodeMqttClient implements MqttClient, LeanClientHandlers {
           retain: o.will.retain,
         },
         sharedReadBuffer: this.#n.readBuffer,
-        checkServer: this.#n.brokerCheck,
+        checkServer: this,
       },
       this,
     );
     return true;
+  }
+
+  /** The broker check, run once TLS is up: against the pins of the identity this connection uses (its slot's). */
+  refusal(socket: TLSSocket): string | undefined {
+    return this.#n.brokerCheck.refusal(socket, this.#o.tls!);
   }
 
   /** The connection could not even start (the board's network is down): reported like a failed connect. */
