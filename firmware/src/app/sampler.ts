@@ -5,7 +5,7 @@ import { CHANNEL_NAMES } from "../telemetry/channels";
 import type { ChannelName } from "../telemetry/channels";
 import type { Outbox } from "../outbox/outbox";
 import { encodeTelemetryMessage } from "../payload/telemetry-message";
-import type { PayloadMode } from "../payload/telemetry-message";
+import type { PayloadMode, PayloadModeSource } from "../payload/telemetry-message";
 import type { Reading } from "../telemetry/reading";
 import { telemetryTopic } from "../telemetry/topics";
 import type { OutboxMessage } from "./mqtt-session";
@@ -21,7 +21,8 @@ export interface SamplerOptions {
   sensorId: string;
   boot: number;
   fw: string;
-  mode: PayloadMode;
+  /** Fixed, or asked at each reading (the trust handler: the payload key of the identity slot in use). */
+  mode: PayloadMode | PayloadModeSource;
   /** Called after each reading is queued (the session sends it). */
   onQueued: () => void;
 }
@@ -125,7 +126,8 @@ export default class Sampler {
           values: sample.values,
           faults: sample.faults,
         };
-        const { topic, payload } = encodeTelemetryMessage(reading, o.mode, this.#topic);
+        const mode = "kind" in o.mode ? o.mode : o.mode.payloadMode();
+        const { topic, payload } = encodeTelemetryMessage(reading, mode, this.#topic);
         return { topic, payload: exactBuffer(payload) };
       });
     } catch (e) {

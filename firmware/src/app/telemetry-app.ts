@@ -253,21 +253,24 @@ export default class TelemetryApp {
         : { kind: "plain" };
     const topic = statusTopic(identity.deviceId);
     // Field rotation needs the payload key (trust messages are sealed under it); a plaintext board keeps the
-    // identity it was provisioned with and ignores down/trust.
+    // identity it was provisioned with and ignores down/trust. With rotation, readings are sealed under the
+    // payload key of the slot in use (the handler's payloadMode), which a committed rotation changes.
+    const handler =
+      identity.tls && identity.payload && o.aead
+        ? new TrustRotationHandler({
+            store: o.store,
+            aead: o.aead,
+            clock: o.clock,
+            log: o.log,
+            deviceId: identity.deviceId,
+            payload: identity.payload,
+            base: identity.tls,
+          })
+        : undefined;
     const trust = !identity.tls
       ? undefined
-      : identity.payload && o.aead
-        ? new SessionTrust({
-            handler: new TrustRotationHandler({
-              store: o.store,
-              aead: o.aead,
-              clock: o.clock,
-              log: o.log,
-              deviceId: identity.deviceId,
-              payload: identity.payload,
-              base: identity.tls,
-            }),
-          })
+      : handler
+        ? new SessionTrust({ handler })
         : new SessionTrust({ tls: identity.tls });
     const session = new MqttSession({
       factory: o.mqtt,
@@ -308,7 +311,7 @@ export default class TelemetryApp {
       sensorId: identity.deviceId,
       boot,
       fw: config.fw,
-      mode,
+      mode: handler ?? mode,
       onQueued: () => session.notify(),
     });
     this.#state = "running";

@@ -528,7 +528,7 @@ class FieldReader {
 
 /**
  * The second identity slot for certificate rotation over the downlink (trust-slots.ts). Slot 0 is the
- * provisioned `cert_der`, `key_der`, `broker_pins`; slot 1 lives in these keys. `slot` says which one the
+ * provisioned `cert_der`, `key_der`, `broker_pins`, `key_id`, `payload_key`; slot 1 lives in these keys. `slot` says which one the
  * board uses, `slot_try` which one it is trying (-1: none), `slot_fails` how many connections the tried slot
  * has failed, `trust_rot` the last rotation number applied (a replayed older rotation is refused).
  */
@@ -553,6 +553,20 @@ export const TRUST_SLOT_KEYS = {
     required: "optional",
     secret: false,
     description: "broker key pins of slot 1",
+  },
+  keyId: {
+    key: "key_id_b",
+    type: "i32",
+    required: "optional",
+    secret: false,
+    description: "payload key id of slot 1",
+  },
+  payloadKey: {
+    key: "payload_key_b",
+    type: "blob",
+    required: "optional",
+    secret: true,
+    description: "AES-256 payload key of slot 1 (sealing once slot 1 is in use)",
   },
   active: {
     key: "slot",

@@ -11,14 +11,19 @@
  *   14..   ciphertext || tag, AAD = header || device id || 0x00 || topic
  * Plaintext:
  *   0 version u8 = 1 | 1 rotation u32 | u16 n, certificate DER | u16 n, PKCS#8 key DER | u8 count, pins (32 B)
+ *   version 2 adds: u8 new payload key id | 32 B new payload key (the board cannot derive it: it is an HKDF
+ *   output of a fleet secret only the host holds, so it travels here, sealed under the key it replaces)
  * The host never seals two different messages under one (key, rotation): rotation numbers only grow.
  */
 import type { Aead } from "../envelope/aead";
 import { AES_256_KEY_BYTES } from "../envelope/aead";
 import { aadFor } from "../envelope/envelope";
 import { MAX_PINS, PIN_BYTES } from "../tls/broker-trust";
+import { PAYLOAD_KEY_BYTES, type PayloadKeyIdentity } from "./nvs-layout";
 
 export const TRUST_MESSAGE_VERSION = 1;
+/** The body's version when it carries a new payload key. */
+const BODY_WITH_PAYLOAD_KEY = 2;
 const HEADER_BYTES = 14;
 const NONCE_HIGH_BIT = 0x8000_0000;
 export const MAX_ROTATION = 0x7fff_ffff;
@@ -31,6 +36,11 @@ export interface TrustRotation {
   /** PKCS#8 DER. Secret. */
   keyDer: Uint8Array;
   brokerPins: Uint8Array[];
+  /**
+   * The payload key the board seals with once this identity has connected (a new generation; secret).
+   * Absent: the board keeps the key it uses now.
+   */
+  payloadKey?: PayloadKeyIdentity;
 }
 
 export type TrustMessageError =
@@ -44,11 +54,25 @@ function encodeBody(r: TrustRotation): Uint8Array {
   if (r.brokerPins.length < 1 || r.brokerPins.length > MAX_PINS) throw new RangeError(`1..${MAX_PINS} pins`);
   for (const der of [r.certDer, r.keyDer])
     if (der.length < 2 || der.length > MAX_DER_BYTES) throw new RangeError("DER object of a wrong size");
-  const size = 5 + 2 + r.certDer.length + 2 + r.keyDer.length + 1 + r.brokerPins.length * PIN_BYTES;
+  const pk = r.payloadKey;
+  if (
+    pk &&
+    (pk.key.length !== PAYLOAD_KEY_BYTES || !Number.isInteger(pk.keyId) || pk.keyId < 0 || pk.keyId > 255)
+  )
+    throw new RangeError(`a payload key is ${PAYLOAD_KEY_BYTES} bytes with a key id 0..255`);
+  const size =
+    5 +
+    2 +
+    r.certDer.length +
+    2 +
+    r.keyDer.length +
+    1 +
+    r.brokerPins.length * PIN_BYTES +
+    (pk ? 1 + PAYLOAD_KEY_BYTES : 0);
   const out = new Uint8Array(size);
   const view = new DataView(out.buffer);
   let at = 0;
-  out[at++] = TRUST_MESSAGE_VERSION;
+  out[at++] = pk ? BODY_WITH_PAYLOAD_KEY : TRUST_MESSAGE_VERSION;
   view.setUint32(at, r.rotation);
   at += 4;
   for (const der of [r.certDer, r.keyDer]) {
@@ -62,12 +86,17 @@ function encodeBody(r: TrustRotation): Uint8Array {
     out.set(pin, at);
     at += PIN_BYTES;
   }
+  if (pk) {
+    out[at++] = pk.keyId;
+    out.set(pk.key, at);
+  }
   return out;
 }
 
 function decodeBody(b: Uint8Array): TrustRotation | null {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  if (b.length < 5 || b[0] !== TRUST_MESSAGE_VERSION) return null;
+  const withKey = b[0] === BODY_WITH_PAYLOAD_KEY;
+  if (b.length < 5 || (b[0] !== TRUST_MESSAGE_VERSION && !withKey)) return null;
   const rotation = view.getUint32(1);
   let at = 5;
   const ders: Uint8Array[] = [];
@@ -80,11 +109,15 @@ function decodeBody(b: Uint8Array): TrustRotation | null {
   }
   if (at + 1 > b.length) return null;
   const count = b[at++]!;
-  if (count < 1 || count > MAX_PINS || at + count * PIN_BYTES !== b.length) return null;
+  const pinsEnd = at + count * PIN_BYTES;
+  if (count < 1 || count > MAX_PINS || pinsEnd + (withKey ? 1 + PAYLOAD_KEY_BYTES : 0) !== b.length)
+    return null;
   const brokerPins: Uint8Array[] = [];
   for (let i = 0; i < count; i++) brokerPins.push(b.slice(at + i * PIN_BYTES, at + (i + 1) * PIN_BYTES));
   if (rotation < 1 || rotation > MAX_ROTATION) return null;
-  return { rotation, certDer: ders[0]!, keyDer: ders[1]!, brokerPins };
+  const body: TrustRotation = { rotation, certDer: ders[0]!, keyDer: ders[1]!, brokerPins };
+  if (withKey) body.payloadKey = { keyId: b[pinsEnd]!, key: b.slice(pinsEnd + 1) };
+  return body;
 }
 
 function header(keyId: number, rotation: number): Uint8Array {

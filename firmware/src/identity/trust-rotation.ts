@@ -1,6 +1,6 @@
 /**
- * The board's handler for `electrolyser/<id>/down/trust`: a new client certificate, its key and the broker
- * pins, sealed by the fleet's provisioning host (trust-message.ts) and written by the `fleet-admin` identity.
+ * The board's handler for `electrolyser/<id>/down/trust`: a new client certificate, its key, the broker
+ * pins and a new payload key, sealed by the fleet's provisioning host (trust-message.ts) and written by the `fleet-admin` identity.
  * It opens and checks the message, writes it into the spare NVS identity slot (trust-slots.ts) and says what
  * the MQTT session must do next. It never touches the slot in use, never throws, and never logs a secret.
  * Platform-neutral: the same class runs on the board and in the emulator.
@@ -11,6 +11,7 @@
  *   // connecting:        const { tls } = trust.connection();           (the slot being tried, else the one in use)
  *   // CONNACK accepted:  trust.connected();                             (a tried slot becomes the one in use)
  *   // TLS/CONNACK refused with a tried slot: trust.failed();            (falls back after `maxTries`)
+ *   // sealing readings:   trust.payloadMode()                          (the slot in use's payload key)
  *   // message on downlinkTopic(id, "trust"):
  *   //   const out = trust.handle(payload);
  *   //   if (out.ok && out.action === "reconnect") session.reconnect();  (readings wait in the outbox)
@@ -22,6 +23,12 @@
  * its dates), and that the key is the certificate's. The chain is not checked here: the board holds only the
  * root, not the issuing CA, and the broker checks the chain at the next handshake; a certificate it refuses
  * is a failed try, and the board falls back to the untouched old slot.
+ *
+ * Payload keys: a rotation carries the key the board seals with once the new slot is in use. Until the CONNACK
+ * that commits it, the old key keeps sealing (readings already in the outbox were sealed under it anyway, and
+ * the ingest accepts both while the rotation is pending); after a fallback the new key was never used. Trust
+ * messages are opened under the key of the slot in use; one under the key the last rotation replaced is only
+ * recognised as that rotation redelivered (its retained copy), never staged.
  */
 import type { Aead } from "../envelope/aead";
 import type { Clock } from "../util/clock";
@@ -31,7 +38,8 @@ import { parseCertificate } from "../tls/certificate";
 import { DerError, sameBytes } from "../tls/der";
 import { keyMatchesCertificate } from "../tls/key-match";
 import { downlinkTopic } from "../telemetry/topics";
-import type { TlsIdentity } from "./nvs-layout";
+import type { PayloadMode, PayloadModeSource } from "../payload/telemetry-message";
+import type { PayloadKeyIdentity, TlsIdentity } from "./nvs-layout";
 import { openTrustMessage, type TrustMessageError, type TrustRotation } from "./trust-message";
 import { TrustSlots, type Slot } from "./trust-slots";
 
@@ -51,6 +59,7 @@ export type TrustRefusal =
   | "not_yet_valid"
   | "expired"
   | "key_mismatch"
+  | "payload_key_id_in_use"
   | "write_failed";
 
 export type TrustOutcome =
@@ -66,24 +75,41 @@ export interface TrustRotationOptions {
   clock: Clock;
   log: Pick<Log, "info" | "warn">;
   deviceId: string;
-  /** The board's payload key: trust messages are sealed under it. */
-  payload: { keyId: number; key: Uint8Array };
+  /** The provisioned payload key (slot 0's as read at boot): trust messages are sealed under the one in use. */
+  payload: PayloadKeyIdentity;
   /** The TLS identity read from NVS at boot (slot 0's keys and the fleet root). */
   base: TlsIdentity;
   /** Failed connections with a new slot before falling back (default 3). */
   maxTries?: number;
 }
 
-export class TrustRotationHandler {
+export class TrustRotationHandler implements PayloadModeSource {
   readonly #o: TrustRotationOptions;
   readonly #slots: TrustSlots;
   readonly #topic: string;
   readonly #counts = new Map<TrustRefusal | "staged", number>();
+  /** Kept, not read from NVS per reading: it changes only when a slot is committed. */
+  #sealing: PayloadMode;
 
   constructor(o: TrustRotationOptions) {
     this.#o = o;
     this.#slots = new TrustSlots({ store: o.store, maxTries: o.maxTries });
     this.#topic = downlinkTopic(o.deviceId, "trust");
+    this.#sealing = this.#modeFor(this.#slots.active());
+  }
+
+  /** What readings are sealed with now: the payload key of the slot in use (a tried slot's once committed). */
+  payloadMode(): PayloadMode {
+    return this.#sealing;
+  }
+
+  #keyOf(slot: Slot): PayloadKeyIdentity {
+    return this.#slots.payloadKey(slot, this.#o.payload);
+  }
+
+  #modeFor(slot: Slot): PayloadMode {
+    const k = this.#keyOf(slot);
+    return { kind: "encrypted", aead: this.#o.aead, keyId: k.keyId, key: k.key };
   }
 
   /** What to connect with: the slot being tried if any, else the one in use. */
@@ -94,8 +120,13 @@ export class TrustRotationHandler {
   /** CONNACK accepted with `connection()`. */
   connected(): { committed: Slot | null } {
     const r = this.#slots.connected();
-    if (r.committed !== null)
-      this.#o.log.info(`trust: rotation ${this.#slots.lastRotation()} connected; slot ${r.committed} in use`);
+    if (r.committed !== null) {
+      this.#sealing = this.#modeFor(r.committed);
+      const keyId = (this.#sealing as { keyId: number }).keyId;
+      this.#o.log.info(
+        `trust: rotation ${this.#slots.lastRotation()} connected; slot ${r.committed} in use, sealing under payload key ${keyId}`,
+      );
+    }
     return r;
   }
 
@@ -130,7 +161,13 @@ export class TrustRotationHandler {
   }
 
   #handle(payload: Uint8Array): TrustOutcome {
-    const { aead, payload: key, deviceId } = this.#o;
+    const { aead, deviceId } = this.#o;
+    const active = this.#slots.active();
+    const inUse = this.#keyOf(active);
+    const replaced = this.#keyOf(active === 0 ? 1 : 0);
+    // Byte 1 names the key: the one in use, or the one the last rotation replaced (its retained copy).
+    const underReplaced = payload[1] !== inUse.keyId && payload[1] === replaced.keyId;
+    const key = underReplaced ? replaced : inUse;
     const opened = openTrustMessage(aead, {
       key: key.key,
       keyId: key.keyId,
@@ -141,6 +178,11 @@ export class TrustRotationHandler {
     if (!opened.ok) return refuse(opened.error, "not a trust message for this board under its payload key");
     const r = opened.value;
     const last = this.#slots.lastRotation();
+    if (underReplaced) {
+      if (r.rotation === last && this.#isStaged(r))
+        return { ok: true, action: "none", why: "already_staged" };
+      return refuse("wrong_key_id", "sealed under the payload key this board's last rotation replaced");
+    }
     if (r.rotation <= last) {
       // A retained message, or QoS 1 redelivery, of the rotation already staged: expected, not an attack.
       if (r.rotation === last && this.#isStaged(r))
@@ -149,7 +191,9 @@ export class TrustRotationHandler {
     }
     const problem = this.#checkIdentity(r);
     if (problem) return problem;
-    const staged = this.#slots.stage(r);
+    if (r.payloadKey && r.payloadKey.keyId === inUse.keyId)
+      return refuse("payload_key_id_in_use", `the new payload key has the key id in use (${inUse.keyId})`);
+    const staged = this.#slots.stage(r, inUse);
     if (!staged.ok)
       return refuse(
         staged.reason,

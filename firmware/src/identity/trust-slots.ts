@@ -1,16 +1,17 @@
 /**
  * Two identity slots in NVS, so a certificate rotation over the downlink can never strand a board: the new
- * certificate, key and broker pins go into the slot not in use and are tried; the slot in use is changed only
+ * certificate, key, broker pins and payload key go into the slot not in use and are tried; the slot in use is changed only
  * once the new one has connected (CONNACK accepted), and after `maxTries` failed connections, or a rotation
  * that does not hold up, the board falls back to the old slot, which was never touched. A reset at any point
  * leaves either the old slot active or the new one being tried (and tried again at the next boot).
- * Pure over the PreferenceStore: runs on the board and in the emulator. Not yet wired into the app (README,
- * Trust).
+ * The payload key that seals readings is the slot in use's (`payloadKey(active())`), never the tried one's:
+ * a board switches keys exactly when it commits the slot, and one that falls back never sealed under the new key.
+ * Pure over the PreferenceStore: runs on the board and in the emulator.
  */
 import type { PreferenceStore } from "./preference-store";
 import { splitPins, PIN_BYTES } from "../tls/broker-trust";
-import type { TlsIdentity } from "./nvs-layout";
-import { PROV_KEYS, PROV_NAMESPACE, TRUST_SLOT_KEYS } from "./nvs-layout";
+import type { PayloadKeyIdentity, TlsIdentity } from "./nvs-layout";
+import { PAYLOAD_KEY_BYTES, PROV_KEYS, PROV_NAMESPACE, TRUST_SLOT_KEYS } from "./nvs-layout";
 import type { TrustRotation } from "./trust-message";
 
 export type Slot = 0 | 1;
@@ -63,6 +64,18 @@ export class TrustSlots {
     return { caDer: base.caDer, certDer, keyDer, brokerPins };
   }
 
+  /**
+   * A slot's payload key; `base` (the provisioned one) when the slot holds none (slot 0 as provisioned is
+   * read at boot into `base`; an emulated board's NVS starts empty).
+   */
+  payloadKey(slot: Slot, base: PayloadKeyIdentity): PayloadKeyIdentity {
+    const keys = slotKeys(slot);
+    const key = this.#blob(keys.payloadKey);
+    const keyId = this.#i32(keys.keyId, -1);
+    if (!key || key.length !== PAYLOAD_KEY_BYTES || keyId < 0 || keyId > 255) return base;
+    return { keyId, key };
+  }
+
   /** What to connect with now: the slot being tried if any (and readable), else the active one. */
   current(base: TlsIdentity): { slot: Slot; tls: TlsIdentity; trying: boolean } {
     const t = this.trying();
@@ -78,9 +91,11 @@ export class TrustSlots {
 
   /**
    * Writes a rotation into the slot not in use and marks it to be tried. The rotation number is recorded
-   * first, so a replayed (older or equal) rotation is refused even if this one then fails.
+   * first, so a replayed (older or equal) rotation is refused even if this one then fails. `inUse` is the
+   * payload key sealing now: a rotation without a new payload key carries it over, so each slot always holds
+   * a whole identity.
    */
-  stage(r: TrustRotation): StageResult {
+  stage(r: TrustRotation, inUse: PayloadKeyIdentity): StageResult {
     if (r.rotation <= this.lastRotation()) return { ok: false, reason: "stale_rotation" };
     if (this.trying() !== null) return { ok: false, reason: "rotation_in_progress" };
     const slot: Slot = this.active() === 0 ? 1 : 0;
@@ -92,6 +107,9 @@ export class TrustSlots {
       this.#store.set(PROV_NAMESPACE, keys.cert, copy(r.certDer));
       this.#store.set(PROV_NAMESPACE, keys.key, copy(r.keyDer));
       this.#store.set(PROV_NAMESPACE, keys.pins, copy(pins));
+      const payload = r.payloadKey ?? inUse;
+      this.#store.set(PROV_NAMESPACE, keys.payloadKey, copy(payload.key));
+      this.#store.set(PROV_NAMESPACE, keys.keyId, payload.keyId);
       this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.fails.key, 0);
       // Last: until this is written a reset leaves the board on the slot in use.
       this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.trying.key, slot);
@@ -129,14 +147,21 @@ export class TrustSlots {
 }
 
 /** Slot 0 is the provisioned identity's own keys; slot 1 the `_b` keys. */
-function slotKeys(slot: Slot): { cert: string; key: string; pins: string } {
-  return slot === 0
-    ? { cert: PROV_KEYS.certDer.key, key: PROV_KEYS.keyDer.key, pins: PROV_KEYS.brokerPins.key }
-    : {
-        cert: TRUST_SLOT_KEYS.certDer.key,
-        key: TRUST_SLOT_KEYS.keyDer.key,
-        pins: TRUST_SLOT_KEYS.brokerPins.key,
-      };
+function slotKeys(slot: Slot): {
+  cert: string;
+  key: string;
+  pins: string;
+  payloadKey: string;
+  keyId: string;
+} {
+  const k = slot === 0 ? PROV_KEYS : TRUST_SLOT_KEYS;
+  return {
+    cert: k.certDer.key,
+    key: k.keyDer.key,
+    pins: k.brokerPins.key,
+    payloadKey: k.payloadKey.key,
+    keyId: k.keyId.key,
+  };
 }
 
 function copy(u: Uint8Array): ArrayBuffer {

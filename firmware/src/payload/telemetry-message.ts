@@ -14,6 +14,11 @@ import type { DecodeResult } from "../telemetry/decode-result";
 export type PayloadMode =
   { kind: "plain" } | { kind: "encrypted"; aead: Aead; keyId: number; key: Uint8Array };
 
+/** A payload mode that can change (field rotation moves the board to a new payload key): asked per reading. */
+export interface PayloadModeSource {
+  payloadMode(): PayloadMode;
+}
+
 /** `topic` is the reading's telemetry topic, for a caller that sends many readings of one device (the sampler). */
 export function encodeTelemetryMessage(
   reading: Reading,

@@ -20,6 +20,9 @@ const TELEMETRY = telemetryTopic(DEVICE_ID);
 const TRUST = downlinkTopic(DEVICE_ID, "trust");
 const STATUS = statusTopic(DEVICE_ID);
 const KEY_ID = 2; // testIdentity's payload key id
+/** The payload key a rotation hands the board (a new generation). */
+const NEW_KEY_ID = 5;
+const NEW_KEY = new Uint8Array(32).fill(0x55);
 const der = (pem: string) =>
   new Uint8Array(Buffer.from(pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, ""), "base64"));
 const serialOf = (c: IssuedCert) => new X509Certificate(c.certPem).serialNumber.toLowerCase();
@@ -57,10 +60,15 @@ function start(config: Record<string, unknown> = {}, identity?: Partial<DeviceId
   return { ...device, timers, broker, store };
 }
 
-function sealed(rotation: number, c: IssuedCert, key = PAYLOAD_KEY): Uint8Array {
+function sealed(
+  rotation: number,
+  c: IssuedCert,
+  key = PAYLOAD_KEY,
+  o: { keyId?: number; payloadKey?: { keyId: number; key: Uint8Array } } = {},
+): Uint8Array {
   return sealTrustMessage(nodeAead, {
     key,
-    keyId: KEY_ID,
+    keyId: o.keyId ?? KEY_ID,
     sensorId: DEVICE_ID,
     topic: TRUST,
     rotation: {
@@ -68,21 +76,25 @@ function sealed(rotation: number, c: IssuedCert, key = PAYLOAD_KEY): Uint8Array 
       certDer: der(c.certPem),
       keyDer: der(c.keyPem),
       brokerPins: [new Uint8Array(32).fill(7)],
+      ...(o.payloadKey ? { payloadKey: o.payloadKey } : {}),
     },
   });
 }
 
-function seqs(broker: FakeBroker): number[] {
+/** Every reading sent, opened under the key its envelope names. */
+function sent(broker: FakeBroker): { seq: number; keyId: number }[] {
   return broker.published(TELEMETRY).map((m: BrokerMessage) => {
     const r = decodeTelemetryMessage(m.topic, m.payload, {
       kind: "encrypted",
       aead: nodeAead,
-      keyFor: (k) => (k === KEY_ID ? PAYLOAD_KEY : undefined),
+      keyFor: (k) => (k === KEY_ID ? PAYLOAD_KEY : k === NEW_KEY_ID ? NEW_KEY : undefined),
     });
     if (!r.ok) throw new Error(r.error.message);
-    return r.value.seq;
+    return { seq: r.value.seq, keyId: m.payload[1]! };
   });
 }
+
+const seqs = (broker: FakeBroker): number[] => sent(broker).map((r) => r.seq);
 
 /** Every seq 0..n-1 exactly once, in order. */
 const exactlyOnce = (got: number[]) => expect(got).toEqual(got.map((_, i) => i));
@@ -177,6 +189,62 @@ describe("the session's downlink and field rotation", () => {
     await d.timers.advance(3_000);
     exactlyOnce(seqs(d.broker));
     expect(seqs(d.broker).length).toBeGreaterThanOrEqual(12);
+  });
+
+  it("seals under the old payload key until the CONNACK with the new identity, under the rotation's key after", async () => {
+    const d = start({ maxInflight: 4 });
+    await d.timers.advance(3_500);
+    d.broker.connectLatencyMs = 2_500; // readings are taken while the new identity is being tried
+    d.broker.deliver(
+      DEVICE_ID,
+      TRUST,
+      sealed(1, next, PAYLOAD_KEY, { payloadKey: { keyId: NEW_KEY_ID, key: NEW_KEY } }),
+    );
+    expect(d.app.session!.counters.trustStaged).toBe(1);
+    const queuedBeforeCommit = () => d.app.outbox!.nextSeq;
+    await d.timers.advance(2_000);
+    // The new identity is being tried: a second attempt, not answered yet.
+    expect(d.broker.attempts).toHaveLength(2);
+    expect(d.broker.connects).toHaveLength(1);
+    const beforeCommit = queuedBeforeCommit();
+    await d.timers.advance(6_000);
+    expect(d.app.session!.counters.identitySwitches).toBe(1);
+    const got = sent(d.broker);
+    exactlyOnce(got.map((r) => r.seq));
+    const firstNew = got.findIndex((r) => r.keyId === NEW_KEY_ID);
+    // Every reading taken before the commit (some while the new identity was tried) under the old key, every
+    // one after under the new key.
+    expect(firstNew).toBeGreaterThanOrEqual(beforeCommit);
+    expect(got.slice(0, firstNew).every((r) => r.keyId === KEY_ID)).toBe(true);
+    expect(got.slice(firstNew).every((r) => r.keyId === NEW_KEY_ID)).toBe(true);
+    expect(got.length - firstNew).toBeGreaterThanOrEqual(4);
+    // The retained copy (under the replaced key) comes back at the next subscription: recognised, not refused.
+    d.broker.deliver(
+      DEVICE_ID,
+      TRUST,
+      sealed(1, next, PAYLOAD_KEY, { payloadKey: { keyId: NEW_KEY_ID, key: NEW_KEY } }),
+    );
+    expect(d.app.session!.counters.trustRefused).toBe(0);
+    expect(d.log.text()).not.toMatch(/BEGIN|PRIVATE/);
+  });
+
+  it("keeps sealing under the old payload key when it falls back from a refused identity", async () => {
+    const d = start({ reconnectMaxMs: 1_000 });
+    const refused = der(next.certPem);
+    d.broker.refuseCertificate = (cert) =>
+      Buffer.from(cert).equals(Buffer.from(refused)) ? "alert certificate revoked" : undefined;
+    await d.timers.advance(2_500);
+    d.broker.deliver(
+      DEVICE_ID,
+      TRUST,
+      sealed(1, next, PAYLOAD_KEY, { payloadKey: { keyId: NEW_KEY_ID, key: NEW_KEY } }),
+    );
+    await d.timers.advance(13_000);
+    expect(d.app.session!.counters.identityFailures).toBe(3);
+    const got = sent(d.broker);
+    expect(got.length).toBeGreaterThanOrEqual(12);
+    exactlyOnce(got.map((r) => r.seq));
+    expect(got.every((r) => r.keyId === KEY_ID)).toBe(true);
   });
 
   it("ignores down/trust on a plaintext board (nothing to open it with)", async () => {

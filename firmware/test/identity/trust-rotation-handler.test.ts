@@ -259,3 +259,93 @@ describe("TrustRotationHandler", () => {
     expect(b.handler.connection()).toMatchObject({ slot: 0, trying: false, tls: b.identity.tls });
   });
 });
+
+describe("the payload key a rotation carries", () => {
+  const NEW_KEY = new Uint8Array(32).fill(0x77);
+  const NEW_KEY_ID = 9;
+  const withKey = (n: number, c: IssuedCert, keyId = NEW_KEY_ID, key = NEW_KEY) =>
+    rotationOf(n, c, { payloadKey: { keyId, key } });
+  const sealing = (h: TrustRotationHandler) => {
+    const m = h.payloadMode();
+    if (m.kind !== "encrypted") throw new Error("a rotating board seals");
+    return { keyId: m.keyId, key: Array.from(m.key) };
+  };
+  const OLD = { keyId: KEY_ID, key: Array.from(KEY) };
+  const NEW = { keyId: NEW_KEY_ID, key: Array.from(NEW_KEY) };
+
+  it("seals under the old key until the new slot is committed, under the new one after (and after a reboot)", () => {
+    const b = board();
+    expect(sealing(b.handler)).toEqual(OLD);
+    expect(b.handler.handle(seal(withKey(1, next)))).toMatchObject({
+      ok: true,
+      action: "reconnect",
+      slot: 1,
+    });
+    expect(sealing(b.handler)).toEqual(OLD); // staged: being tried, not in use
+    expect(b.handler.failed()).toEqual({ fellBack: false });
+    expect(sealing(b.handler)).toEqual(OLD); // a failed try changes nothing
+    expect(b.handler.connected()).toEqual({ committed: 1 });
+    expect(sealing(b.handler)).toEqual(NEW);
+    expect(b.log.text()).toMatch(/sealing under payload key 9/);
+    expect(b.log.text()).not.toContain(Buffer.from(NEW_KEY).toString("hex"));
+    // A reboot reads the slot in use from NVS: still the new key.
+    const rebooted = new TrustRotationHandler({
+      store: b.store,
+      aead: nodeAead,
+      clock: { now: () => Date.now() },
+      log: b.log,
+      deviceId: ID,
+      payload: b.identity.payload!,
+      base: b.identity.tls!,
+    });
+    expect(sealing(rebooted)).toEqual(NEW);
+  });
+
+  it("opens trust messages under the key in use; under the replaced key only the rotation's own redelivery", () => {
+    const b = board();
+    b.handler.handle(seal(withKey(1, next)));
+    b.handler.connected();
+    // The retained copy was sealed under the key the rotation replaced: recognised, nothing written.
+    const writes = b.writes();
+    expect(b.handler.handle(seal(withKey(1, next)))).toEqual({
+      ok: true,
+      action: "none",
+      why: "already_staged",
+    });
+    // A new rotation under the replaced key is not accepted (the host seals the next one under the new key).
+    expect(b.handler.handle(seal(withKey(2, nextRsa, 10)))).toMatchObject({
+      ok: false,
+      error: "wrong_key_id",
+    });
+    expect(b.writes()).toBe(writes);
+    const third = new Uint8Array(32).fill(0x33);
+    expect(
+      b.handler.handle(seal(withKey(2, nextRsa, 10, third), { key: NEW_KEY, keyId: NEW_KEY_ID })),
+    ).toMatchObject({ ok: true, action: "reconnect", slot: 0 });
+    expect(sealing(b.handler)).toEqual(NEW);
+    b.handler.connected();
+    expect(sealing(b.handler)).toEqual({ keyId: 10, key: Array.from(third) });
+  });
+
+  it("falls back to the old key with the old slot: the new key never sealed anything", () => {
+    const b = board();
+    b.handler.handle(seal(withKey(1, next)));
+    for (let i = 0; i < 3; i++) b.handler.failed();
+    expect(b.handler.connection()).toMatchObject({ slot: 0, trying: false });
+    expect(sealing(b.handler)).toEqual(OLD);
+    b.handler.connected(); // a later CONNACK with the old slot commits nothing
+    expect(sealing(b.handler)).toEqual(OLD);
+  });
+
+  it("refuses a new payload key with the key id in use, and carries the key over when a rotation has none", () => {
+    const b = board();
+    expect(b.handler.handle(seal(withKey(1, next, KEY_ID)))).toMatchObject({
+      ok: false,
+      error: "payload_key_id_in_use",
+    });
+    expect(b.writes()).toBe(0);
+    expect(b.handler.handle(seal(rotationOf(1, next)))).toMatchObject({ ok: true, slot: 1 });
+    b.handler.connected();
+    expect(sealing(b.handler)).toEqual(OLD);
+  });
+});

@@ -67,6 +67,14 @@ describe("the sealed trust message", () => {
     });
     expect(open(boardEnvelope)).toEqual({ ok: false, error: "not_a_trust_nonce" });
   });
+
+  it("carries a new payload key (body version 2), and version 1 bodies still open without one", () => {
+    const r = { ...rotation(8, 0x10), payloadKey: { keyId: 200, key: new Uint8Array(32).fill(0x99) } };
+    const opened = open(seal(r));
+    expect(opened).toEqual({ ok: true, value: r });
+    expect(open(seal(rotation(8, 0x10)))).toEqual({ ok: true, value: rotation(8, 0x10) });
+    expect(() => seal({ ...r, payloadKey: { keyId: 1, key: new Uint8Array(16) } })).toThrow(RangeError);
+  });
 });
 
 describe("two identity slots", () => {
@@ -79,24 +87,30 @@ describe("two identity slots", () => {
   it("tries the new slot, makes it the one in use only once it has connected, and refuses a replay", () => {
     const { slots } = board();
     expect(slots.current(provisioned.tls!)).toMatchObject({ slot: 0, trying: false, tls: provisioned.tls });
-    expect(slots.stage(rotation(1, 0x20))).toEqual({ ok: true, slot: 1 });
+    expect(slots.stage(rotation(1, 0x20), provisioned.payload!)).toEqual({ ok: true, slot: 1 });
     const tried = slots.current(provisioned.tls!);
     expect(tried).toMatchObject({ slot: 1, trying: true });
     expect(tried.tls.certDer).toEqual(rotation(1, 0x20).certDer);
     expect(tried.tls.brokerPins).toEqual(rotation(1, 0x20).brokerPins);
     expect(tried.tls.caDer).toEqual(provisioned.tls!.caDer);
-    expect(slots.stage(rotation(2, 0x30))).toEqual({ ok: false, reason: "rotation_in_progress" });
+    expect(slots.stage(rotation(2, 0x30), provisioned.payload!)).toEqual({
+      ok: false,
+      reason: "rotation_in_progress",
+    });
     expect(slots.connected()).toEqual({ committed: 1 });
     expect(slots.current(provisioned.tls!)).toMatchObject({ slot: 1, trying: false });
-    expect(slots.stage(rotation(1, 0x20))).toEqual({ ok: false, reason: "stale_rotation" });
+    expect(slots.stage(rotation(1, 0x20), provisioned.payload!)).toEqual({
+      ok: false,
+      reason: "stale_rotation",
+    });
     // The next rotation goes into slot 0 (the provisioned keys), leaving slot 1 in use until it connects.
-    expect(slots.stage(rotation(2, 0x30))).toEqual({ ok: true, slot: 0 });
+    expect(slots.stage(rotation(2, 0x30), provisioned.payload!)).toEqual({ ok: true, slot: 0 });
     expect(slots.current(provisioned.tls!).tls.certDer).toEqual(rotation(2, 0x30).certDer);
   });
 
   it("falls back to the untouched old slot after failed connections with the new one", () => {
     const { slots } = board();
-    slots.stage(rotation(1, 0x20));
+    slots.stage(rotation(1, 0x20), provisioned.payload!);
     expect(slots.failed()).toEqual({ fellBack: false });
     expect(slots.failed()).toEqual({ fellBack: false });
     expect(slots.current(provisioned.tls!).trying).toBe(true);
@@ -108,11 +122,14 @@ describe("two identity slots", () => {
   it("a failed write (full NVS) or a board reset before the slot is marked leaves the old identity in use", () => {
     const { store, slots } = board();
     store.failWrites = true;
-    expect(slots.stage(rotation(1, 0x20))).toEqual({ ok: false, reason: "write_failed" });
+    expect(slots.stage(rotation(1, 0x20), provisioned.payload!)).toEqual({
+      ok: false,
+      reason: "write_failed",
+    });
     store.failWrites = false;
     expect(slots.current(provisioned.tls!)).toMatchObject({ slot: 0, trying: false });
     // A reset after the slot was marked but with its key missing (torn write): back to the slot in use.
-    slots.stage(rotation(2, 0x30));
+    slots.stage(rotation(2, 0x30), provisioned.payload!);
     store.delete(PROV_NAMESPACE, "key_der_b");
     expect(slots.current(provisioned.tls!)).toMatchObject({ slot: 0, trying: false, tls: provisioned.tls });
     expect(new TrustSlots({ store }).trying()).toBeNull();

@@ -88,7 +88,7 @@ await yargs(hideBin(process.argv))
   })
   .command(
     "rotate [ids..]",
-    "issue a new certificate and key per board, seal them with the broker pins under the board's payload key, publish QoS 1 retained; a pending rotation is resent as it was",
+    "issue a new certificate, key and payload key per board, seal them with the broker pins under the board's payload key, publish QoS 1 retained; a pending rotation is resent as it was",
     (y) =>
       y
         .positional("ids", { type: "string", array: true })
@@ -123,21 +123,32 @@ await yargs(hideBin(process.argv))
   )
   .command(
     "finish [ids..]",
-    "after a board connected with its new certificate: clear the retained message and revoke its old certificate(s)",
+    "after a board connected with its new certificate: clear the retained message, revoke its old certificate(s), make its new payload key current and retire the old one after --key-grace",
     (y) =>
-      y.positional("ids", { type: "string", array: true }).options(siteOptions).option("wait", {
-        type: "number",
-        describe:
-          "first wait up to this many seconds per board for its status to show the new certificate (fail, revoking nothing, if it does not)",
-      }),
+      y
+        .positional("ids", { type: "string", array: true })
+        .options(siteOptions)
+        .option("wait", {
+          type: "number",
+          describe:
+            "first wait up to this many seconds per board for its status to show the new certificate (fail, revoking nothing, if it does not)",
+        })
+        .option("key-grace", {
+          type: "number",
+          describe:
+            "seconds the replaced payload key still opens readings sealed before the switch (default 7 days; 0: retired at once)",
+        }),
     async (a) => {
       if (a.wait !== undefined && !(a.wait > 0)) throw new Error("--wait takes a number of seconds > 0");
+      if (a.keyGrace !== undefined && !(a.keyGrace >= 0))
+        throw new Error("--key-grace takes a number of seconds >= 0");
       await forEach(await targets(a), a.broker, (id, onStep, publisher) =>
         finishInField({
           stateDir: stateDir(),
           id,
           publisher,
           onStep,
+          ...(a.keyGrace !== undefined ? { keyGraceMs: a.keyGrace * 1000 } : {}),
           ...(a.wait !== undefined ? { wait: { watcher: publisher, timeoutMs: a.wait * 1000 } } : {}),
         }),
       );

@@ -4,7 +4,12 @@
  * reads it and opens a device's envelope only under a key id the device holds now (or, for a grace period,
  * the one it held before), refusing a retired one as `retired_key`.
  *
- * Nonce safety: every provisioning of an identity reserves a new generation, which is mixed into the device
+ * A field rotation (`npm run trust`) adds a key too: `rotate` grants a new generation as `pending` (the ingest
+ * accepts it at once: the board seals under it from the CONNACK with its new identity, which the host does not
+ * see) while the key in use stays `current`; `finish` makes the pending key current and the old one previous
+ * for a grace period (readings it sealed before the switch may still be on their way), then retired.
+ *
+ * Nonce safety: every provisioning of an identity, and every field rotation, reserves a new generation, which is mixed into the device
  * key's HKDF info (device-keys.ts). A generation is never handed out twice, even when the provisioning that
  * reserved it fails, so two boards (or two lives of one board) never seal under the same key, whatever their
  * boot counters say.
@@ -17,7 +22,8 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../../../shared/state-dir";
 
-export type GrantState = "current" | "previous" | "retired";
+/** pending: sent to the board by a field rotation not finished yet; accepted like current. */
+export type GrantState = "pending" | "current" | "previous" | "retired";
 
 export interface PayloadGrant {
   /** The envelope's key id byte for this grant. */
@@ -117,6 +123,8 @@ export function commitGrant(file: GrantsFile, deviceId: string, o: CommitOptions
     });
   grants = grants.map((g): PayloadGrant => {
     if (g.state === "previous") return { ...g, state: "retired", retiredAt: at };
+    // A field rotation's key the board was sent: provisioning writes a whole new identity instead.
+    if (g.state === "pending") return { ...g, state: "retired", retiredAt: at, reason };
     if (g.state !== "current") return g;
     if (o.movedFromAnotherBoard || grace <= 0) return { ...g, state: "retired", retiredAt: at, reason };
     return { ...g, state: "previous", retireAt: new Date(o.now.getTime() + grace).toISOString(), reason };
@@ -135,6 +143,72 @@ export function commitGrant(file: GrantsFile, deviceId: string, o: CommitOptions
       [deviceId]: { nextGeneration: Math.max(dev.nextGeneration, o.generation + 1), grants },
     },
   };
+}
+
+/**
+ * A field rotation's new payload key: reserves the next generation and grants it as `pending`, next to the
+ * key in use (which stays current). A device the file does not know yet (provisioned before grants, or an
+ * emulated board) first gets its legacy key (key id = secret id `legacyKeyId`, generation 0) recorded as
+ * current. The new key derives from the fleet secret of the key in use.
+ */
+export function grantPending(
+  file: GrantsFile,
+  deviceId: string,
+  o: { now: Date; legacyKeyId: number },
+): { file: GrantsFile; grant: PayloadGrant } {
+  const at = o.now.toISOString();
+  let dev = file.devices[deviceId] ?? { nextGeneration: 1, grants: [] };
+  if (dev.grants.length === 0)
+    dev = {
+      ...dev,
+      grants: [
+        { keyId: o.legacyKeyId, secretId: o.legacyKeyId, generation: 0, state: "current", issuedAt: at },
+      ],
+    };
+  if (dev.grants.some((g) => g.state === "pending"))
+    throw new Error(`${deviceId} already has a pending payload key (finish its rotation first)`);
+  const current = dev.grants.find((g) => g.state === "current");
+  const reserved = reserveGeneration({ ...file, devices: { ...file.devices, [deviceId]: dev } }, deviceId);
+  const grant: PayloadGrant = {
+    keyId: reserved.keyId,
+    secretId: current?.secretId ?? o.legacyKeyId,
+    generation: reserved.generation,
+    state: "pending",
+    issuedAt: at,
+  };
+  const next = reserved.file.devices[deviceId]!;
+  return {
+    file: {
+      ...reserved.file,
+      devices: { ...reserved.file.devices, [deviceId]: { ...next, grants: [...next.grants, grant] } },
+    },
+    grant,
+  };
+}
+
+/**
+ * `trust finish`: the pending key of `generation` becomes current; the key it replaces stays usable for
+ * `graceMs` (readings sealed before the board switched may still arrive) and is then refused as retired; with
+ * a grace of 0 it is retired at once. An earlier previous key is retired now. No pending key of that
+ * generation: the file is returned unchanged.
+ */
+export function promotePending(
+  file: GrantsFile,
+  deviceId: string,
+  o: { generation: number; now: Date; graceMs: number },
+): GrantsFile {
+  const dev = file.devices[deviceId];
+  if (!dev?.grants.some((g) => g.state === "pending" && g.generation === o.generation)) return file;
+  const at = o.now.toISOString();
+  const reason = "rotated";
+  const grants = dev.grants.map((g): PayloadGrant => {
+    if (g.state === "pending" && g.generation === o.generation) return { ...g, state: "current" };
+    if (g.state === "previous") return { ...g, state: "retired", retiredAt: at };
+    if (g.state !== "current") return g;
+    if (o.graceMs <= 0) return { ...g, state: "retired", retiredAt: at, reason };
+    return { ...g, state: "previous", retireAt: new Date(o.now.getTime() + o.graceMs).toISOString(), reason };
+  });
+  return { ...file, devices: { ...file.devices, [deviceId]: { ...dev, grants } } };
 }
 
 /** Retires every key of a device (its identity moved to a board that gets no payload key). */
@@ -230,11 +304,12 @@ export function updateGrants<T>(
 }
 
 /**
- * The ingest's view. The hot path reads no disk: the file is re-checked (one stat) on a refused key id, and
- * for a device the view knows nothing of at its first message and then at most once a second. So a board
- * provisioned while the ingest runs is known at its first reading (provisioning grants the key before the
- * board boots); one re-provisioned within a second of its last reading under the old rule could have that
- * first reading refused, which takes a board that reboots, joins the network and handshakes in under 1 s.
+ * The ingest's view. The hot path reads no disk: the file is re-checked (one stat) on a refused key id; for
+ * a device the view knows nothing of at its first message, whenever its key id changes (it was provisioned
+ * or rotated: a grant was written before it could use the new key) and otherwise at most once a second; and
+ * in any case at most once a second, so a key `trust finish` retires stops opening within a second although
+ * the device's messages under it keep hitting the memo. So a board provisioned or rotated while the ingest
+ * runs is known at its first reading under the new key.
  */
 export class GrantsView {
   readonly #path: string;
@@ -242,7 +317,8 @@ export class GrantsView {
   #stamp = "";
   readonly #memo = new Map<string, { result: GrantLookup; until: number }>();
   /** When the file was last checked for a device it did not know: bounded by the fleet's identities. */
-  readonly #checkedFor = new Map<string, number>();
+  readonly #checkedFor = new Map<string, { at: number; keyId: number }>();
+  #checkedAt = Number.NEGATIVE_INFINITY;
   readonly #now: () => number;
 
   constructor(where: { stateDir: string } | { path: string }, now: () => number = Date.now) {
@@ -282,6 +358,10 @@ export class GrantsView {
 
   lookup(deviceId: string, keyId: number): GrantLookup | undefined {
     const now = this.#now();
+    if (now - this.#checkedAt >= 1000) {
+      this.#checkedAt = now;
+      this.refresh();
+    }
     // Memoised per (device, key id) until the file changes or a grace period ends: one map read per message.
     const memoKey = `${keyId}/${deviceId}`;
     const memo = this.#memo.get(memoKey);
@@ -293,8 +373,10 @@ export class GrantsView {
     }
     if (first === undefined) {
       const at = this.#now();
-      if (at - (this.#checkedFor.get(deviceId) ?? Number.NEGATIVE_INFINITY) < 1000) return first;
-      this.#checkedFor.set(deviceId, at);
+      // A device that changes key id was just provisioned or rotated: look now, not within the second.
+      const seen = this.#checkedFor.get(deviceId);
+      if (seen && seen.keyId === keyId && at - seen.at < 1000) return first;
+      this.#checkedFor.set(deviceId, { at, keyId });
     }
     if (!this.refresh()) return first;
     return lookupGrant(this.#file, deviceId, keyId, this.#now());

@@ -29,7 +29,7 @@ import { MemoryNvs } from "./memory-nvs";
 import type { FlashArea } from "../../../firmware/src/outbox/flash-area";
 import { Outbox } from "../../../firmware/src/outbox/outbox";
 import OutboxJournal from "../../../firmware/src/outbox/outbox-journal";
-import type { PayloadMode } from "../../../firmware/src/payload/telemetry-message";
+import type { PayloadMode, PayloadModeSource } from "../../../firmware/src/payload/telemetry-message";
 import { statusTopic, telemetryTopic } from "../../../firmware/src/telemetry/topics";
 import { clockSkewAt, physicsEffectsAt } from "./faults/effects";
 import type { ResolvedFault } from "./faults/scenario";
@@ -119,7 +119,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
   #powered = true;
   readonly #pastBoots: BootCount[] = [];
   #trust: SessionTrust | undefined;
-  #mode: PayloadMode | undefined;
+  #mode: PayloadMode | PayloadModeSource | undefined;
   #session: MqttSession | undefined;
   #sampler: Sampler | undefined;
   #client: NodeMqttClient | undefined;
@@ -222,23 +222,23 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       brokerPins: env.brokerPins.map((p) => new Uint8Array(p)),
     };
     const mode = env.payloadMode(this.id);
-    this.#mode = mode;
     // As the firmware app: field rotation over down/trust when the board seals its readings (trust messages
-    // are sealed under the same payload key), its NVS slots in memory (kept across a power cut, as NVS is).
-    this.#trust =
+    // are sealed under the same payload key), its NVS slots in memory (kept across a power cut, as NVS is);
+    // readings are sealed under the payload key of the slot in use.
+    const handler =
       mode.kind === "encrypted"
-        ? new SessionTrust({
-            handler: new TrustRotationHandler({
-              store: new MemoryNvs(),
-              aead: mode.aead,
-              clock: this,
-              log: SILENT,
-              deviceId: this.id,
-              payload: { keyId: mode.keyId, key: mode.key },
-              base,
-            }),
+        ? new TrustRotationHandler({
+            store: new MemoryNvs(),
+            aead: mode.aead,
+            clock: this,
+            log: SILENT,
+            deviceId: this.id,
+            payload: { keyId: mode.keyId, key: mode.key },
+            base,
           })
-        : new SessionTrust({ tls: base });
+        : undefined;
+    this.#mode = handler ?? mode;
+    this.#trust = handler ? new SessionTrust({ handler }) : new SessionTrust({ tls: base });
     // Built now, not at the first connect: the TLS context is what the board's identity costs.
     secureContextFor(this.#trust.current().tls);
     if (this.#powered) this.#buildSession();

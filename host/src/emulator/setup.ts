@@ -16,6 +16,7 @@ import { startEmbeddedBroker } from "../broker/embedded-broker";
 import type { EmbeddedBroker } from "../broker/embedded-broker";
 import { MONITOR_IDENTITY } from "../broker/topic-policy";
 import { DeviceKeyCache, loadOrCreatePayloadMaster } from "../crypto/device-keys";
+import { GrantsView } from "../crypto/payload-grants";
 import { nodeAead } from "../crypto/node-aead";
 import { ensureFdLimit } from "./fd-limit";
 import { loadScenario, randomScenario, resolveScenario } from "./faults/scenario";
@@ -242,7 +243,10 @@ export async function setUpRun(o: RunSetupOptions, log: (line: string) => void):
     fleet = boards;
 
     if (o.verify) {
-      const keys = master ? new DeviceKeyCache(new Map([[keyId, master]])) : undefined;
+      // Through the grants as the ingest: a field rotation moves a board to a new key id (pending, then current).
+      const keys = master
+        ? new DeviceKeyCache(new Map([[keyId, master]]), new GrantsView({ stateDir: o.stateDir }))
+        : undefined;
       verifier = new Verifier({
         host: target.host,
         port: target.port,

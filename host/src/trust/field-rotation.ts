@@ -1,10 +1,13 @@
 /**
- * Rotating a board's certificate, key and broker pins over its downlink (`npm run trust`; README, Trust).
+ * Rotating a board's certificate, key, broker pins and payload key over its downlink (`npm run trust`; README,
+ * Trust).
  *
- *   rotate: issue a new certificate and key for the device (pki rotateDevice, the old one stays valid), seal
- *           them with the broker pins under the board's current payload key (firmware/src/identity/
- *           trust-message.ts) and publish them as `fleet-admin` to electrolyser/<id>/down/trust, QoS 1, retained.
- *   finish: once the board connected with the new certificate, revoke the old one and clear the retained message.
+ *   rotate: issue a new certificate and key for the device (pki rotateDevice, the old one stays valid), grant
+ *           it a new payload key generation (pending: the ingest accepts it at once), seal them with the broker
+ *           pins under the board's current payload key (firmware/src/identity/trust-message.ts) and publish
+ *           them as `fleet-admin` to electrolyser/<id>/down/trust, QoS 1, retained.
+ *   finish: once the board connected with the new certificate, revoke the old one, clear the retained message,
+ *           make the new payload key current and retire the old one (after a grace, see FinishOptions).
  *
  * Retained, because a board that is offline (or whose persistent session the broker dropped or never had)
  * gets it at its next subscription; QoS 1 alone would reach only a board whose session the broker still holds.
@@ -32,7 +35,13 @@ import { sealTrustMessage } from "../../../firmware/src/identity/trust-message";
 import { downlinkTopic } from "../../../firmware/src/telemetry/topics";
 import { nodeAead } from "../crypto/node-aead";
 import { deriveDeviceKey, loadPayloadMaster } from "../crypto/device-keys";
-import { readGrants } from "../crypto/payload-grants";
+import {
+  DEFAULT_KEY_GRACE_MS,
+  grantPending,
+  promotePending,
+  readGrants,
+  updateGrants,
+} from "../crypto/payload-grants";
 import { writeFileAtomic } from "../../../shared/state-dir";
 
 export interface PendingRotation {
@@ -43,6 +52,8 @@ export interface PendingRotation {
   newSerial?: string;
   /** The payload key id the message was last sealed under; -1 until published. */
   keyId: number;
+  /** The new payload key the rotation carries (its grant is pending until finish); set once granted. */
+  payloadKey?: { keyId: number; secretId: number; generation: number };
   publishedAt?: string;
 }
 
@@ -64,7 +75,7 @@ export interface TrustPublisher {
 }
 
 export type RotationStep =
-  "reserved" | "issued" | "published" | "resent" | "waiting" | "seen" | "revoked" | "cleared";
+  "reserved" | "issued" | "published" | "resent" | "waiting" | "seen" | "revoked" | "cleared" | "keyed";
 
 /** A board's retained status (firmware/src/app/status-message.ts): `cert` is the serial it connected with. */
 export interface BoardStatus {
@@ -87,6 +98,8 @@ export interface RotationReport {
   rotation?: number;
   newSerial?: string;
   revoked?: string[];
+  /** The payload key id the board seals under after the rotation. */
+  payloadKeyId?: number;
   error?: string;
 }
 
@@ -205,6 +218,20 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
     pending = record.pending!;
     step("issued", `certificate ${serial} (the old one, ${before.serial}, stays valid until finish)`);
   }
+  if (!pending!.payloadKey) {
+    // Reserved and granted (pending) before it is sealed: a generation is never handed out twice, and the
+    // ingest knows the key before the board can seal under it. A resend carries the same generation.
+    const grant = await updateGrants(o.stateDir, (f) => {
+      const r = grantPending(f, o.id, { now: new Date(), legacyKeyId: fallbackKeyId });
+      return { file: r.file, result: r.grant };
+    });
+    const payloadKey = { keyId: grant.keyId, secretId: grant.secretId, generation: grant.generation };
+    record = await updateDevice(o.stateDir, o.id, (d) => ({ ...d, pending: { ...d.pending!, payloadKey } }));
+    pending = record.pending!;
+    step("issued", `payload key ${grant.keyId} (generation ${grant.generation}), pending until finish`);
+  }
+  const next = pending!.payloadKey!;
+  const newKey = deriveDeviceKey(await loadPayloadMaster(o.stateDir, next.secretId), o.id, next.generation);
   const cert = await deviceCert(o.stateDir, o.id);
   const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
   // A resend under another payload key (the board re-provisioned meanwhile) is still nonce-safe: another key.
@@ -219,6 +246,7 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
       certDer: cert.der,
       keyDer: cert.keyDer,
       brokerPins: await provisionedBrokerPins(o.stateDir),
+      payloadKey: { keyId: next.keyId, key: newKey },
     },
   });
   await o.publisher.publish(topic, message, true);
@@ -227,7 +255,13 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
     pending: { ...d.pending!, keyId: payload.keyId, publishedAt: new Date().toISOString() },
   }));
   step(resend ? "resent" : "published", `${topic}, ${message.length} bytes, QoS 1, retained`);
-  return { id: o.id, ok: true, rotation: pending!.rotation, newSerial: cert.serial };
+  return {
+    id: o.id,
+    ok: true,
+    rotation: pending!.rotation,
+    newSerial: cert.serial,
+    payloadKeyId: next.keyId,
+  };
 }
 
 export interface FinishOptions {
@@ -236,6 +270,13 @@ export interface FinishOptions {
   publisher: TrustPublisher;
   /** First wait this long for the board's status to name the new certificate; fail if it does not. */
   wait?: { watcher: StatusWatcher; timeoutMs: number };
+  /**
+   * How long the payload key the rotation replaced still opens readings (default DEFAULT_KEY_GRACE_MS, 7 days,
+   * as for a re-provisioned board); 0 retires it at once. Readings the board sealed under it before it
+   * switched (at the CONNACK with its new identity) may still be on their way: in its outbox if it went
+   * offline again, or queued at the broker for an ingest that is down.
+   */
+  keyGraceMs?: number;
   onStep?: (step: RotationStep, detail: string) => void;
 }
 
@@ -273,6 +314,18 @@ export async function finishInField(o: FinishOptions): Promise<RotationReport> {
     revoked.push(serial);
   }
   step("revoked", revoked.join(", "));
+  const newKey = pending.payloadKey;
+  if (newKey) {
+    const graceMs = o.keyGraceMs ?? DEFAULT_KEY_GRACE_MS;
+    await updateGrants(o.stateDir, (f) => ({
+      file: promotePending(f, o.id, { generation: newKey.generation, now: new Date(), graceMs }),
+      result: undefined,
+    }));
+    step(
+      "keyed",
+      `payload key ${newKey.keyId} current; the one it replaced ${graceMs > 0 ? `opens until ${new Date(Date.now() + graceMs).toISOString()}` : "is retired"}`,
+    );
+  }
   await updateDevice(o.stateDir, o.id, (d) => ({
     lastRotation: d.lastRotation,
     finished: [
@@ -280,5 +333,12 @@ export async function finishInField(o: FinishOptions): Promise<RotationReport> {
       { rotation: pending.rotation, serial: pending.newSerial!, at: new Date().toISOString() },
     ],
   }));
-  return { id: o.id, ok: true, rotation: pending.rotation, newSerial: pending.newSerial, revoked };
+  return {
+    id: o.id,
+    ok: true,
+    rotation: pending.rotation,
+    newSerial: pending.newSerial,
+    revoked,
+    ...(newKey ? { payloadKeyId: newKey.keyId } : {}),
+  };
 }

@@ -8,7 +8,9 @@ import {
   emptyGrants,
   grantsPath,
   GrantsView,
+  grantPending,
   lookupGrant,
+  promotePending,
   reserveGeneration,
   retireGrants,
   updateGrants,
@@ -150,5 +152,86 @@ describe("the ingest's view of the file", () => {
     await writeFile(grantsPath(dir), "{ not json");
     expect(cache.keyFor(g1.keyId, "d")).toEqual(deriveDeviceKey(master, "d", g1.generation));
     expect(cache.keyFor(1, "d")).toMatchObject({ retired: expect.any(String) as string });
+  });
+});
+
+describe("a field rotation's payload key (npm run trust)", () => {
+  const at = (ms: number) => T0.getTime() + ms;
+
+  it("rotate: the new key opens at once (pending) beside the old one; finish: the old one opens for the grace, then is retired", () => {
+    // An emulated board (or one provisioned before grants): its legacy key becomes the recorded current one.
+    const rotated = grantPending(emptyGrants(), "d", { now: T0, legacyKeyId: 1 });
+    const neu = rotated.grant;
+    expect(neu).toMatchObject({ state: "pending", secretId: 1 });
+    expect(neu.keyId).not.toBe(1);
+    expect(lookupGrant(rotated.file, "d", neu.keyId, at(0))).toEqual({
+      kind: "key",
+      secretId: 1,
+      generation: neu.generation,
+    });
+    expect(lookupGrant(rotated.file, "d", 1, at(0))).toEqual({ kind: "key", secretId: 1, generation: 0 });
+    // One rotation at a time per device.
+    expect(() => grantPending(rotated.file, "d", { now: T0, legacyKeyId: 1 })).toThrow(/pending/);
+
+    const finished = promotePending(rotated.file, "d", {
+      generation: neu.generation,
+      now: new Date(at(HOUR)),
+      graceMs: 24 * HOUR,
+    });
+    expect(finished.devices.d!.grants.find((g) => g.keyId === neu.keyId)!.state).toBe("current");
+    expect(lookupGrant(finished, "d", 1, at(2 * HOUR))).toMatchObject({ kind: "key", generation: 0 });
+    expect(lookupGrant(finished, "d", 1, at(26 * HOUR))).toEqual({
+      kind: "retired",
+      why: expect.stringContaining("rotated") as string,
+    });
+    expect(lookupGrant(finished, "d", neu.keyId, at(26 * HOUR))).toMatchObject({ kind: "key" });
+
+    // The next rotation takes a new generation and key id; finishing it with no grace retires at once.
+    const again = grantPending(finished, "d", { now: new Date(at(3 * HOUR)), legacyKeyId: 1 });
+    expect(again.grant.generation).toBeGreaterThan(neu.generation);
+    expect([1, neu.keyId]).not.toContain(again.grant.keyId);
+    const done = promotePending(again.file, "d", {
+      generation: again.grant.generation,
+      now: new Date(at(3 * HOUR)),
+      graceMs: 0,
+    });
+    expect(lookupGrant(done, "d", neu.keyId, at(3 * HOUR))).toMatchObject({ kind: "retired" });
+    expect(lookupGrant(done, "d", 1, at(3 * HOUR))).toMatchObject({ kind: "retired" });
+    expect(lookupGrant(done, "d", again.grant.keyId, at(3 * HOUR))).toMatchObject({ kind: "key" });
+  });
+
+  it("re-provisioning during a rotation retires the key the rotation sent", () => {
+    const one = provision(emptyGrants(), "d");
+    const rotated = grantPending(one.file, "d", { now: T0, legacyKeyId: 1 });
+    const two = provision(rotated.file, "d", { graceMs: HOUR });
+    expect(lookupGrant(two.file, "d", rotated.grant.keyId, T0.getTime())).toMatchObject({ kind: "retired" });
+    expect(lookupGrant(two.file, "d", one.keyId, T0.getTime())).toMatchObject({ kind: "key" });
+  });
+
+  it("the ingest's view opens the new key at its first reading and refuses the retired one within a second of finish", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "grants-rotation-"));
+    dirs.push(dir);
+    let now = T0.getTime();
+    const view = new GrantsView({ stateDir: dir }, () => now);
+    const master = new Uint8Array(32).fill(6);
+    const cache = new DeviceKeyCache(new Map([[1, master]]), view);
+    expect(cache.keyFor(1, "d")).toEqual(deriveDeviceKey(master, "d"));
+
+    const grant = await updateGrants(dir, (f) => {
+      const r = grantPending(f, "d", { now: new Date(now), legacyKeyId: 1 });
+      return { file: r.file, result: r.grant };
+    });
+    now += 10; // well within the second the view would otherwise wait for a device it knows nothing of
+    expect(cache.keyFor(grant.keyId, "d")).toEqual(deriveDeviceKey(master, "d", grant.generation));
+    expect(cache.keyFor(1, "d")).toEqual(deriveDeviceKey(master, "d"));
+
+    await updateGrants(dir, (f) => ({
+      file: promotePending(f, "d", { generation: grant.generation, now: new Date(now), graceMs: 0 }),
+      result: undefined,
+    }));
+    // Memoised as usable: still opens until the view's next look at the file, at most a second later.
+    now += 1000;
+    expect(cache.keyFor(1, "d")).toEqual({ retired: expect.stringContaining("rotated") as string });
+    expect(cache.keyFor(grant.keyId, "d")).toEqual(deriveDeviceKey(master, "d", grant.generation));
   });
 });
