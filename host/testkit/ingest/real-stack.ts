@@ -74,7 +74,7 @@ export type SpawnedIngest = IngestProcess;
 
 /** The real CLI as a child process (`npm run ingest`), for kill -9 and signal tests. */
 export function spawnIngest(
-  s: TestStack,
+  s: Pick<TestStack, "stateDir" | "broker" | "vm">,
   o: { encrypted: boolean; extraArgs?: string[]; readyTimeoutMs?: number },
 ): Promise<SpawnedIngest> {
   const extra = o.extraArgs ?? [];
