@@ -1,5 +1,5 @@
-// The pieces of certificate rotation over the downlink that exist so far (README, Trust): the sealed trust
-// message and the two NVS identity slots with fallback. Not yet wired into the app or the emulator.
+// The pieces of certificate rotation over the downlink (README, Trust): the sealed trust message (with the new
+// payload key it may carry) and the two NVS identity slots with fallback.
 import { describe, expect, it } from "vitest";
 import { nodeAead } from "../../../host/src/crypto/node-aead";
 import { sealEnvelope } from "../../src/envelope/envelope";
