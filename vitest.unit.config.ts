@@ -63,6 +63,7 @@ export const UNIT_TESTS: readonly string[] = [
   "host/test/ingest/dead-letter.test.ts",
   "host/test/ingest/rate-limit.test.ts",
   "host/test/ingest/sites.test.ts",
+  "host/test/ingest/supervisor.test.ts",
   "host/test/nvs/nvs-image.test.ts",
   "host/test/store/durable-horizon.test.ts",
   "host/test/store/retention.test.ts",

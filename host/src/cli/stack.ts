@@ -1,21 +1,27 @@
 #!/usr/bin/env node
 // `npm run stack`: the whole pipeline without Docker — Debian's mosquitto with the project's
 // configuration, Debian's victoria-metrics as the store (it takes InfluxDB line protocol on
-// /api/v2/write), and the ingest. Ctrl-C stops the ingest first (it flushes and acknowledges),
-// then the store, then the broker. Grafana is not part of it (no Debian package): point a Grafana
+// /api/v2/write), and the ingest; with --broker nats-cluster three nats-server nodes and N JetStream ingest
+// workers instead (host/src/ingest/supervisor.ts restarts one that dies). Ctrl-C stops the ingest(s) first (they
+// flush and acknowledge), then the store, then the broker. Grafana is not part of it (no Debian package): point a Grafana
 // at the store with infra/grafana/provisioning/victoriametrics (see README).
-import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { startMosquitto } from "../broker/mosquitto";
 import { CrlKeeper, localCrlResigner } from "../broker/crl-keeper";
 import { prepareLauncherRevocation } from "../broker/revocation-setup";
 import type { RevocationSync } from "../broker/revocation-sync";
-import { startNatsClusterBroker } from "../broker/nats/stack-broker";
+import { startNatsClusterBroker, type StackNatsCluster } from "../broker/nats/stack-broker";
+import { ingestWorkerName, jetstreamWorkerArgs } from "../broker/nats/cluster";
+import {
+  metricsPortFor,
+  superviseIngests,
+  type IngestSpec,
+  type IngestSupervisor,
+} from "../ingest/supervisor";
 import { prepareState } from "../setup/prepare";
-import { repoRoot, stateDir } from "../../../shared/state-dir";
+import { stateDir } from "../../../shared/state-dir";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
 import { parseRetention } from "../store/retention";
 import { startPkiExpiryExporter } from "../store/pki-expiry";
@@ -24,61 +30,16 @@ import { BrokerConnectionLog } from "../broker/connection-log";
 
 const log = (line: string) => console.error(`${new Date().toISOString()} stack: ${line}`);
 
-interface IngestProcess {
-  child: ChildProcess;
-  metricsPort: number;
-}
-
-function startIngest(args: string[], env: NodeJS.ProcessEnv): Promise<IngestProcess> {
-  // Its own process group: a terminal's Ctrl-C reaches only this process, which then sends the
-  // ingest one SIGTERM (flush, acknowledge, disconnect) rather than two signals at once.
-  const child = spawn(
-    process.execPath,
-    ["--import", "tsx", join(repoRoot(), "host/src/cli/ingest.ts"), ...args],
-    {
-      cwd: repoRoot(),
-      env,
-      stdio: ["ignore", "pipe", "inherit"],
-      detached: true,
-    },
-  );
-  // Never outlive this process, however it ends.
-  process.once("exit", () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
-  });
-  return new Promise((resolve, reject) => {
-    const onExit = (code: number | null) => reject(new Error(`ingest exited (${code}) before it was ready`));
-    child.once("exit", onExit);
-    child.once("error", reject);
-    createInterface({ input: child.stdout! }).on("line", (line) => {
-      try {
-        const msg = JSON.parse(line) as { ready?: boolean; metricsPort?: number };
-        if (msg.ready) {
-          child.off("exit", onExit);
-          resolve({ child, metricsPort: msg.metricsPort ?? 0 });
-        }
-      } catch {
-        console.log(line);
-      }
-    });
-  });
-}
-
-async function stopChild(child: ChildProcess, graceMs: number): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = new Promise<void>((r) => child.once("exit", () => r()));
-  child.kill("SIGTERM");
-  const timer = setTimeout(() => child.kill("SIGKILL"), graceMs);
-  await exited;
-  clearTimeout(timer);
-}
+/** nats-cluster runs this many JetStream ingest workers unless --ingest-workers says otherwise. */
+const DEFAULT_NATS_WORKERS = 2;
 
 async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("npm run stack --")
     .usage(
-      "$0 [options]\n\nRuns mosquitto (mTLS), victoria-metrics and the ingest until Ctrl-C.\n" +
-        "State (PKI, broker and store data) lives in $EST_STATE_DIR or <repo>/.state.",
+      "$0 [options]\n\nRuns mosquitto (mTLS), victoria-metrics and the ingest until Ctrl-C; with --broker nats-cluster\n" +
+        "three nats-server nodes and --ingest-workers JetStream ingest workers. An ingest that exits is restarted\n" +
+        "(1 s, 2 s, 4 s … 30 s backoff). State (PKI, broker and store data) lives in $EST_STATE_DIR or <repo>/.state.",
     )
     .option("broker", {
       type: "string",
@@ -101,7 +62,11 @@ async function main(): Promise<void> {
     .option("metrics-port", {
       type: "number",
       default: 9464,
-      describe: "Ingest /metrics port (0: a free one)",
+      describe: "Ingest /metrics port (0: a free one); worker N of --ingest-workers listens on this + N - 1",
+    })
+    .option("ingest-workers", {
+      type: "number",
+      describe: `nats-cluster: this many ingest workers sharing the cluster's JetStream durables, each with its own identity (default ${DEFAULT_NATS_WORKERS}); mosquitto: 1 only (Debian's 2.0.11 loses shared subscriptions over a restart)`,
     })
     .option("encrypted", { type: "boolean", describe: "The fleet seals payloads (emulator: --encrypt)" })
     .option("plain", { type: "boolean", describe: "The fleet sends plain JSON payloads (default)" })
@@ -113,6 +78,13 @@ async function main(): Promise<void> {
     .check((a) => {
       if (a.encrypted && a.plain) throw new Error("choose one of --encrypted and --plain");
       parseRetention(a.retention);
+      const n = a["ingest-workers"];
+      if (n !== undefined && (!Number.isInteger(n) || n < 1))
+        throw new Error(`--ingest-workers must be a positive integer (got ${n})`);
+      if (a.broker === "mosquitto" && n !== undefined && n !== 1)
+        throw new Error(
+          "--ingest-workers: mosquitto runs one ingest. Several would need shared subscriptions, which Debian's Mosquitto 2.0.11 forgets over a broker restart (it then drops what boards publish); use --broker nats-cluster, or run `npm run ingest -- --shared` yourself on Mosquitto >= 2.0.12",
+        );
       return true;
     })
     .strict()
@@ -121,11 +93,13 @@ async function main(): Promise<void> {
 
   const state = stateDir();
   const nats = argv.broker === "nats-cluster";
+  const workerCount = nats ? (argv["ingest-workers"] ?? DEFAULT_NATS_WORKERS) : 1;
   const pki = await prepareState(state, log);
 
   let broker: { url: string; urls: string[]; pid: number; pids: number[]; stop(): Promise<void> } | undefined;
   let store: VictoriaMetricsHandle | undefined;
-  let ingest: IngestProcess | undefined;
+  let natsCluster: StackNatsCluster | undefined;
+  let ingests: IngestSupervisor | undefined;
   let keeper: CrlKeeper | undefined;
   let sync: RevocationSync | undefined;
   let expiry: { stop(): void } | undefined;
@@ -140,7 +114,7 @@ async function main(): Promise<void> {
       await keeper?.stop();
       await sync?.stop();
       // Ingest first, so it can write and acknowledge what it holds while store and broker are up.
-      if (ingest) await stopChild(ingest.child, 30_000);
+      await ingests?.stop(30_000);
       await store?.stop();
       await broker?.stop();
     })();
@@ -166,10 +140,11 @@ async function main(): Promise<void> {
     if (nats) {
       if (argv.bind !== "127.0.0.1") throw new Error("--broker nats-cluster listens on 127.0.0.1 only");
       log("starting three nats-server nodes (JetStream R3)");
-      broker = await startNatsClusterBroker({
+      broker = natsCluster = await startNatsClusterBroker({
         pki,
         dataDir: join(state, "stack", "nats-cluster"),
         firstPort: argv["broker-port"],
+        ingestWorkers: workerCount,
         log,
       });
       log(`nats-cluster: ${broker.urls.join(" ")} (pids ${broker.pids.join(", ")})`);
@@ -221,35 +196,45 @@ async function main(): Promise<void> {
     // Expiry of every certificate and CRL, for the 30-day alert rule (est-pki-expiry).
     expiry = startPkiExpiryExporter({ stateDir: state, storeUrl: store.url, log });
     if (!nats) connections = startBrokerConnectionsExporter({ storeUrl: store.url, log }, connectionLog);
-    ingest = await startIngest(
-      [
-        "--broker",
-        broker.url,
-        "--store-url",
-        store.url,
-        argv.encrypted ? "--encrypted" : "--plain",
-        "--metrics-port",
-        String(argv["metrics-port"]),
-        // NATS 2.9 speaks MQTT 3.1.1 only.
-        ...(nats ? ["--mqtt-version", "4"] : []),
-        "--retention",
-        argv.retention,
-      ],
-      { ...process.env, EST_STATE_DIR: state },
-    );
-    log(`ingest: metrics http://127.0.0.1:${ingest.metricsPort}/metrics (pid ${ingest.child.pid})`);
-    ingest.child.once("exit", (code) => {
-      if (stopping) return;
-      console.error(`stack: the ingest exited (${code}); stopping`);
-      void stopAll().then(() => process.exit(1));
-    });
+    const common = [
+      "--store-url",
+      store.url,
+      argv.encrypted ? "--encrypted" : "--plain",
+      "--retention",
+      argv.retention,
+    ];
+    const cluster = natsCluster?.cluster;
+    const specs: IngestSpec[] = cluster
+      ? Array.from({ length: workerCount }, (_, i) => ({
+          name: ingestWorkerName(i + 1),
+          metricsPort: metricsPortFor(argv["metrics-port"], i),
+          args: (port: number) => [
+            ...jetstreamWorkerArgs(cluster, i + 1),
+            ...common,
+            "--metrics-port",
+            String(port),
+            // One file per worker: each counts its own first 1,000 per device and reason.
+            "--dead-letter",
+            join(state, "ingest", `dead-letter-${ingestWorkerName(i + 1)}.jsonl`),
+          ],
+        }))
+      : [
+          {
+            name: "ingest",
+            metricsPort: argv["metrics-port"],
+            args: (port: number) => ["--broker", broker!.url, ...common, "--metrics-port", String(port)],
+          },
+        ];
+    ingests = await superviseIngests({ specs, env: { ...process.env, EST_STATE_DIR: state }, log });
+    for (const i of ingests.ingests)
+      log(`${i.name}: metrics http://127.0.0.1:${i.metricsPort}/metrics (pid ${i.pid})`);
   } catch (err) {
     await stopAll();
     throw err;
   }
 
   log(
-    `ready. Boards: npm run emulate -- --broker ${broker.url} --mint-into-ca ${state}; PromQL: ${store.url}/vmui; Ctrl-C stops.`,
+    `ready. Boards: npm run emulate -- --broker ${broker.urls.join(",")} --mint-into-ca ${state}; PromQL: ${store.url}/vmui; Ctrl-C stops.`,
   );
   // For scripts and tests: one JSON line on stdout.
   console.log(
@@ -258,11 +243,16 @@ async function main(): Promise<void> {
       broker: broker.url,
       brokers: broker.urls,
       store: store.url,
-      ingestMetrics: `http://127.0.0.1:${ingest.metricsPort}/metrics`,
+      ingestMetrics: `http://127.0.0.1:${ingests.ingests[0]!.metricsPort}/metrics`,
+      ingests: ingests.ingests.map((i) => ({
+        name: i.name,
+        pid: i.pid,
+        metrics: `http://127.0.0.1:${i.metricsPort}/metrics`,
+      })),
       pids: {
         [argv.broker]: nats ? broker.pids : broker.pid,
         victoriaMetrics: store.pid,
-        ingest: ingest.child.pid,
+        ingest: nats ? ingests.ingests.map((i) => i.pid) : ingests.ingests[0]!.pid,
       },
     }),
   );

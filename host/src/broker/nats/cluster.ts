@@ -115,6 +115,22 @@ export function ingestWorkerName(n: number): string {
   return `ingest-worker-${n}`;
 }
 
+/**
+ * The ingest CLI's arguments that make it JetStream worker `n` (1-based) of `cluster`: every node's NATS port
+ * and the worker's own route-CA identity (`npm run ingest -- --jetstream … --jetstream-identity …`).
+ */
+export function jetstreamWorkerArgs(
+  cluster: Pick<NatsClusterHandle, "natsUrls" | "workerTls">,
+  n: number,
+): string[] {
+  return [
+    "--jetstream",
+    cluster.natsUrls.join(","),
+    "--jetstream-identity",
+    cluster.workerTls(n).cert.replace(/\.pem$/, ""),
+  ];
+}
+
 export function defaultNatsServerBinary(): string {
   return process.env.NATS_SERVER_BIN ?? "/usr/sbin/nats-server";
 }

@@ -25,12 +25,15 @@ export async function startNatsClusterBroker(o: {
   dataDir: string;
   /** MQTT ports firstPort, +1, +2; 0: free ports. */
   firstPort: number;
+  /** Identities and durables for this many JetStream ingest workers (cluster.workerTls(1…N)). */
+  ingestWorkers?: number;
   log: (line: string) => void;
 }): Promise<StackNatsCluster> {
   const cluster = await startNatsCluster({
     pki: o.pki,
     clients: () => pkiClientCertificates(o.pki),
     dataDir: o.dataDir,
+    ...(o.ingestWorkers ? { ingestWorkers: o.ingestWorkers } : {}),
     ...(o.firstPort > 0 ? { mqttPorts: [o.firstPort, o.firstPort + 1, o.firstPort + 2] } : {}),
   });
   const report = (what: string, skipped: NatsClusterHandle["current"]["skipped"]): void => {

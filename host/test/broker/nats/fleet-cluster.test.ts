@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureDevPki, issueDevices, type PkiPaths } from "../../../../pki/src/index";
 import { startNatsCluster, type NatsClusterHandle } from "../../../src/broker/nats/cluster";
 import { pkiClientCertificates } from "../../../src/broker/nats/pki-clients";
+import { mqttClientsOn as connzClients } from "../../../src/broker/nats/connz";
 import { loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
 import { deviceIds, runEmulator, type EmulatorSummary } from "../../../src/emulator/run";
 import { spawnIngestCli, type IngestProcess } from "../../../testkit/ingest/spawn-ingest";
@@ -130,16 +131,7 @@ function published(summaries: readonly EmulatorSummary[]): Map<string, number[]>
 /** MQTT clients on one node whose client id starts with `prefix` (the node's own monitoring view). */
 async function mqttClientsOn(node: number, prefix: string): Promise<number> {
   const n = cluster.nodes[node]!;
-  if (n.pid === -1) return 0;
-  try {
-    const res = await fetch(`http://127.0.0.1:${n.ports.http}/connz?limit=4096`, {
-      signal: AbortSignal.timeout(2000),
-    });
-    const body = (await res.json()) as { connections?: { mqtt_client?: string }[] };
-    return (body.connections ?? []).filter((c) => c.mqtt_client?.startsWith(prefix)).length;
-  } catch {
-    return 0;
-  }
+  return n.pid === -1 ? 0 : connzClients(n.ports.http, prefix);
 }
 
 /**

@@ -10,7 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureDevPki } from "../../../../pki/src/index";
-import { startNatsCluster, type NatsClusterHandle } from "../../../src/broker/nats/cluster";
+import {
+  jetstreamWorkerArgs,
+  startNatsCluster,
+  type NatsClusterHandle,
+} from "../../../src/broker/nats/cluster";
 import { pkiClientCertificates } from "../../../src/broker/nats/pki-clients";
 import { loadOrCreatePayloadMaster } from "../../../src/crypto/device-keys";
 import { deviceIds, runEmulator } from "../../../src/emulator/run";
@@ -58,14 +62,10 @@ afterAll(async () => {
 });
 
 function startWorker(n: number): Promise<IngestProcess> {
-  const tls = cluster.workerTls(n);
   return spawnIngestCli({
     stateDir,
     args: [
-      "--jetstream",
-      cluster.natsUrls.join(","),
-      "--jetstream-identity",
-      tls.cert.replace(/\.pem$/, ""),
+      ...jetstreamWorkerArgs(cluster, n),
       "--store-url",
       vm.url,
       "--encrypted",
