@@ -46,6 +46,7 @@ export const UNIT_TESTS: readonly string[] = [
   "firmware/test/util/utf8.test.ts",
   "host/test/architecture/dependencies.test.ts",
   "host/test/architecture/unit-tests.test.ts",
+  "host/test/bench/cluster-table.test.ts",
   "host/test/broker/config.test.ts",
   "host/test/broker/connection-log.test.ts",
   "host/test/broker/topic-policy.test.ts",

@@ -25,7 +25,7 @@ import {
   type IngestProcess,
 } from "../../testkit/ingest/spawn-ingest";
 import { startVictoriaMetrics, type VictoriaMetricsHandle } from "../store/victoria-metrics";
-import { procCpuSeconds } from "./support/proc-cpu";
+import { procCpuSeconds } from "../process/proc-cpu";
 import { encodeConfirmation } from "../../../firmware/src/telemetry/confirmation";
 import { downlinkTopic } from "../../../firmware/src/telemetry/topics";
 import { publishPacketBytes } from "../../../firmware/src/app/mqtt-client";
