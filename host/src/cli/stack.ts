@@ -37,9 +37,8 @@ async function main(): Promise<void> {
   const argv = await yargs(hideBin(process.argv))
     .scriptName("npm run stack --")
     .usage(
-      "$0 [options]\n\nRuns mosquitto (mTLS), victoria-metrics and the ingest until Ctrl-C; with --broker nats-cluster\n" +
-        "three nats-server nodes and --ingest-workers JetStream ingest workers. An ingest that exits is restarted\n" +
-        "(1 s, 2 s, 4 s … 30 s backoff). State (PKI, broker and store data) lives in $EST_STATE_DIR or <repo>/.state.",
+      "$0 [options]\n\nRuns mosquitto (mTLS), victoria-metrics and the ingest until Ctrl-C; with --broker nats-cluster, three nats-server nodes and --ingest-workers JetStream ingest workers instead. An ingest that exits is restarted (1 s, 2 s, 4 s … 30 s backoff). " +
+        "State (PKI, broker and store data) lives in $EST_STATE_DIR or <repo>/.state.",
     )
     .option("broker", {
       type: "string",
