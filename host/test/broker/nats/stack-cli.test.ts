@@ -76,7 +76,7 @@ describe("npm run stack -- --broker nats-cluster --ingest-workers 2", () => {
       stdio: ["ignore", "pipe", "pipe"],
     });
     let stderr = "";
-    child.stderr?.setEncoding("utf8").on("data", (c: string) => (stderr = (stderr + c).slice(-200_000)));
+    child.stderr?.setEncoding("utf8").on("data", (c: string) => (stderr = (stderr + c).slice(-2_000_000)));
     const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
     try {
       const ready = await new Promise<Ready>((resolve, reject) => {
