@@ -26,7 +26,7 @@ import {
   type SpawnedIngest,
   type TestStack,
 } from "../../testkit/ingest/real-stack";
-import { RoleCpu } from "./support/proc-cpu";
+import { CpuSampler } from "../process/proc-cpu";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const BUCKET_S = 10;
@@ -157,11 +157,14 @@ async function runMode(o: Options, confirm: boolean, progress: (m: string) => vo
     ],
   };
   let ingest: SpawnedIngest = await spawnIngest(s, ingestArgs);
-  const brokerCpu = new RoleCpu();
-  const ingestCpu = new RoleCpu();
+  // Polled: a broker or ingest replaced after a SIGKILL keeps what it used before.
+  const brokerCpu = new CpuSampler();
+  const ingestCpu = new CpuSampler();
+  brokerCpu.sample([s.broker.pid]);
+  ingestCpu.sample([ingest.pid]);
   const poll = setInterval(() => {
-    brokerCpu.sample(s.broker.pid);
-    ingestCpu.sample(ingest.pid);
+    brokerCpu.sample([s.broker.pid]);
+    ingestCpu.sample([ingest.pid]);
   }, 250);
   const windows: FaultWindow[] = [];
   let faults: Promise<void> = Promise.resolve();
@@ -193,7 +196,7 @@ async function runMode(o: Options, confirm: boolean, progress: (m: string) => vo
           t0,
           {
             kill: () => {
-              ingestCpu.sample(ingest.pid);
+              ingestCpu.sample([ingest.pid]);
               respawn = ingest.stop("SIGKILL").then(async () => {
                 ingest = await spawnIngest(s, { ...ingestArgs, readyTimeoutMs: 180_000 });
               });
@@ -214,8 +217,8 @@ async function runMode(o: Options, confirm: boolean, progress: (m: string) => vo
     progress("  run over; reading the store back");
     // Without confirmations nothing says when the store is done: the time a new series needs to show (~10 s).
     await sleep(confirm ? 3_000 : 15_000);
-    brokerCpu.sample(s.broker.pid);
-    ingestCpu.sample(ingest.pid);
+    brokerCpu.sample([s.broker.pid]);
+    ingestCpu.sample([ingest.pid]);
     const stored = await storedReadings(s.vm.url);
     const allWindows = [...windows, ...scenarioWindows(summary.faults.log, o.confirmTimeoutS + 5)].sort(
       (a, b) => a.fromS - b.fromS,
@@ -262,8 +265,8 @@ async function runMode(o: Options, confirm: boolean, progress: (m: string) => vo
       lost,
       twice,
       buckets,
-      brokerCpuS: brokerCpu.seconds,
-      ingestCpuS: ingestCpu.seconds,
+      brokerCpuS: brokerCpu.totalSeconds(),
+      ingestCpuS: ingestCpu.totalSeconds(),
     };
   } finally {
     clearInterval(poll);
