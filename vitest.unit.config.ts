@@ -13,6 +13,7 @@ import base from "./vitest.config";
 export const UNIT_TESTS: readonly string[] = [
   "firmware/test/app/app-config.test.ts",
   "firmware/test/app/backoff.test.ts",
+  "firmware/test/app/sampler.test.ts",
   "firmware/test/app/broker-rotation.test.ts",
   "firmware/test/app/confirmations.test.ts",
   "firmware/test/app/flash-outbox.test.ts",

@@ -48,6 +48,7 @@ export default class Sampler {
   #queued = 0;
   #overruns = 0;
   #busy = false;
+  #lastTs = -Infinity;
   /** One string for every reading: each outbox entry holds it until the reading is forgotten. */
   readonly #topic: string;
 
@@ -83,8 +84,13 @@ export default class Sampler {
       o.log.warn(`sampling: previous sample still running, tick skipped (${this.#overruns} so far)`);
       return;
     }
-    // The reading's time is when sampling began, not when a slow bus finished.
-    const ts = o.clock.now();
+    // The reading's time is when sampling began, not when a slow bus finished. The store keeps one point per
+    // device and millisecond (InfluxDB overwrites, VictoriaMetrics' dedup folds), so two readings taken within a
+    // millisecond (ticks that fired together after a stall) go a millisecond apart; a clock stepped back by more
+    // than an interval stays as it is, for the ingest to judge.
+    let ts = o.clock.now();
+    if (ts <= this.#lastTs && this.#lastTs - ts < o.intervalMs) ts = this.#lastTs + 1;
+    this.#lastTs = ts;
     let result: InstrumentSample | Promise<InstrumentSample>;
     try {
       result = o.instruments.sample();
