@@ -70,6 +70,8 @@ async function one(o: {
   workers: number;
   confirm?: "on" | "off";
   confirmIntervalS?: number;
+  /** The boards' mode when no ingest runs (the emulator's default, auto, when absent). */
+  boardConfirmations?: "on" | "off" | "auto";
   log: (s: string) => void;
 }): Promise<BenchRow> {
   const dataDir = await mkdtemp(join(o.state, "mosquitto-"));
@@ -145,6 +147,7 @@ async function one(o: {
       "--report",
       reportFile,
       ...(o.confirm ? ["--confirmations", o.confirm] : []),
+      ...(!o.confirm && o.boardConfirmations ? ["--confirmations", o.boardConfirmations] : []),
     ];
     o.log(
       `  ${o.count} boards (${o.keyType}, ${o.workers} thread${o.workers > 1 ? "s" : ""}) for ${o.durationS} s against mosquitto ${broker.url} …`,
@@ -275,6 +278,12 @@ export async function run(argv: string[]): Promise<void> {
       default: 5,
       describe: "the ingest's --confirm-interval (seconds) for the runs with confirmations",
     })
+    .option("board-confirmations", {
+      choices: ["auto", "off", "on"] as const,
+      default: "auto" as const,
+      describe:
+        "the boards' confirmation mode in runs without an ingest (auto: each board holds its readings until a confirmation timeout after its first PUBACK, then falls back, as against a PUBACK-only ingest; off: PUBACK semantics, as the emulator before confirmations)",
+    })
     .strict()
     .help()
     .parseAsync();
@@ -351,6 +360,7 @@ export async function run(argv: string[]): Promise<void> {
             connectRate: a["connect-rate"],
             workers,
             ...(confirm ? { confirm, confirmIntervalS: a["confirm-interval"] } : {}),
+            boardConfirmations: a["board-confirmations"],
             log,
           }),
         );
