@@ -82,7 +82,9 @@ function encryptedMakers(master: Uint8Array, captured: Map<string, Uint8Array[]>
       payload: seal(board, encodeReading(reading(board, BAD_SEQ_BASE + n)), BAD_SEQ_BASE + n),
       reason: "tag_mismatch",
     }),
-    // Genuine messages of an earlier boot, captured and sent again after the board rebooted.
+    // Genuine messages of an earlier boot, captured and sent again after the board rebooted twice (the
+    // window keeps the previous boot, whose readings a board's flash ring may still send: those would be
+    // quiet duplicates; a boot before that is a replay).
     replayed: (board, _o, n) => {
       const old = captured.get(board.id)!;
       return { board, topic: telemetryTopic(board.id), payload: old[n % old.length]!, reason: "replay" };
@@ -177,16 +179,28 @@ describe.each([{ encrypted: true }, { encrypted: false }])(
           published.get(b.id)!.push(m.reading.seq);
         }
       }
-      // The boards reboot (boot 2), and publish good messages again.
+      // The boards reboot (boot 2) and publish one reading each, then reboot again (boot 3) and publish good
+      // messages again: boot 1 is now older than the previous boot.
       await boot1.end();
-      fleet = await connectFleet(stack, { encrypted, boot: 2 });
-      // Boot 2 stores sequence numbers from 0 again; its readings are told apart by timestamp.
+      const between = await connectFleet(stack, { encrypted, boot: 2 });
+      for (const b of between.boards) {
+        const m = b.nextMessage();
+        await b.publishRaw(m.topic, m.payload);
+      }
+      await waitUntil(
+        () => ingest!.account.totals().written >= BOARDS * 6,
+        30_000,
+        "boot 2's readings stored",
+      );
+      await between.end();
+      fleet = await connectFleet(stack, { encrypted, boot: 3 });
+      // Boot 3 stores sequence numbers from 0 again; its readings are told apart by timestamp.
       const boot2 = new Map<string, Uint8Array[]>();
       const publishGood = async (n: number) => {
         for (const b of fleet!.boards) {
           for (let i = 0; i < n; i++) {
             const m = b.nextMessage();
-            expect(m.reading.boot).toBe(2);
+            expect(m.reading.boot).toBe(3);
             await b.publishRaw(m.topic, m.payload);
             boot2.set(b.id, [...(boot2.get(b.id) ?? []), m.payload]);
           }
@@ -198,12 +212,12 @@ describe.each([{ encrypted: true }, { encrypted: false }])(
         for (const payload of boot2.get(b.id)!.slice(0, 2))
           await b.publishRaw(`electrolyser/${b.id}/telemetry`, payload);
       expect(mode(fleet.boards[0]!).kind).toBe(encrypted ? "encrypted" : "plain");
-      // The replay window learns of boot 2 only once its readings are stored: until then a boot-1
+      // The replay window learns of boot 3 only once its readings are stored: until then a boot-1
       // message sent again is a harmless duplicate of a stored reading, not yet a replay.
       await waitUntil(
-        () => ingest!.account.totals().written >= BOARDS * 8,
+        () => ingest!.account.totals().written >= BOARDS * 9,
         30_000,
-        "boot 2's first readings stored",
+        "boot 3's first readings stored",
       );
 
       const makers = encrypted ? encryptedMakers(stack.master, captured) : plainMakers(captured);
@@ -227,7 +241,7 @@ describe.each([{ encrypted: true }, { encrypted: false }])(
       // Still running: good messages after the flood are stored.
       await publishGood(2);
       await waitUntil(
-        () => ingest!.account.totals().written >= BOARDS * 10,
+        () => ingest!.account.totals().written >= BOARDS * 11,
         30_000,
         "good messages after the bad ones",
       );
@@ -235,7 +249,7 @@ describe.each([{ encrypted: true }, { encrypted: false }])(
       expect(ingest.account.rejectedByReason()).toEqual(expected);
       expect(ingest.account.totals()).toMatchObject({
         rejected: BAD_TOTAL,
-        written: BOARDS * 10,
+        written: BOARDS * 11,
         duplicates: BOARDS * 2,
       });
       const dead = await readDeadLetters(stack.deadLetterPath);
@@ -245,9 +259,9 @@ describe.each([{ encrypted: true }, { encrypted: false }])(
       expect(deadByReason).toEqual(expected);
       expect(Buffer.from(dead[0]!.payload_b64, "base64").length).toBeGreaterThan(0);
 
-      // In the store: boot 1's 5 and boot 2's 5 readings per board, nothing with a bad sequence number.
-      const stored = await waitForStoredCount(stack.vm.url, BOARDS * 10, 60_000);
-      for (const b of fleet.boards) published.set(b.id, [...published.get(b.id)!, 0, 1, 2, 3, 4]);
+      // In the store: boot 1's 5, boot 2's 1 and boot 3's 5 readings per board, nothing with a bad seq.
+      const stored = await waitForStoredCount(stack.vm.url, BOARDS * 11, 60_000);
+      for (const b of fleet.boards) published.set(b.id, [...published.get(b.id)!, 0, 0, 1, 2, 3, 4]);
       expect(diffStored(published, stored)).toEqual({ missing: [], extra: [] });
 
       // The refusals reach the store as the account (measurement ingest_rejected), never as telemetry.
