@@ -74,10 +74,14 @@ describe("docker-compose.yml", () => {
       "influxdb",
       "ingest",
       "ingest-pki",
+      "ingest-worker-1",
+      "ingest-worker-2",
       "mosquitto",
+      "nats-clients-pki",
       "nats-n1",
       "nats-n2",
       "nats-n3",
+      "nats-prepare",
       "telegraf",
       "victoriametrics",
     ]);
@@ -144,7 +148,8 @@ describe("docker-compose.yml", () => {
         .filter(([, s]) => (s.volumes ?? []).some((v) => splitVolume(v)[0] === volume))
         .map(([n]) => n)
         .sort();
-    expect(mountersOf("tokens-ingest")).toEqual(["influxdb", "ingest"]);
+    // The nats-cluster profile's JetStream workers are ingests too (the same write-only token).
+    expect(mountersOf("tokens-ingest")).toEqual(["influxdb", "ingest", "ingest-worker-1", "ingest-worker-2"]);
     expect(mountersOf("tokens-grafana")).toEqual(["grafana", "influxdb"]);
     expect(mountersOf("tokens-telegraf")).toEqual(["influxdb", "telegraf"]);
   });
@@ -160,10 +165,12 @@ describe("docker-compose.yml", () => {
           expect(String(value), `${name}.${key}`).toMatch(/^\$\{[A-Z_]+(:[?-][^}]*)?\}$/);
       }
     }
-    // Nothing that looks like a generated secret (a long run mixing lower case and digits).
+    // Nothing that looks like a generated secret (a long run mixing lower case and digits). Names of the
+    // nats-cluster profile (`ingest-worker-1-identity`): lower-case words with one-digit words between them.
     const secretLike = [...text.matchAll(/[A-Za-z0-9+/_-]{24,}/g)]
       .map((m) => m[0])
-      .filter((w) => /[a-z]/.test(w) && /[0-9]/.test(w));
+      .filter((w) => /[a-z]/.test(w) && /[0-9]/.test(w))
+      .filter((w) => !/^\/?[a-z]+(?:[/-](?:[a-z]+|[0-9]))*$/.test(w));
     expect(secretLike).toEqual([]);
     // Every variable the file reads is one setup writes (or EST_STORE-style settings it documents).
     const used = new Set([...text.matchAll(/\$\{([A-Z_]+)/g)].map((m) => m[1] as string));

@@ -37,9 +37,9 @@ function stages(): { name: string | null; image: string; body: Instruction[] }[]
 const args = (i: Instruction) => i.getArgumentsContent() ?? "";
 const fromFlag = (i: Instruction) => (i instanceof Copy ? i.getFromFlag()?.getValue() : undefined);
 
-let tmp: string | undefined;
+const tmps: string[] = [];
 afterAll(async () => {
-  if (tmp) await rm(tmp, { recursive: true, force: true });
+  for (const t of tmps) await rm(t, { recursive: true, force: true });
 });
 
 describe("the ingest image", () => {
@@ -65,6 +65,7 @@ describe("the ingest image", () => {
     expect(copies.map((c) => [fromFlag(c) ?? "context", args(c)])).toEqual([
       ["deps", "/app/node_modules ./node_modules"],
       ["build", "/src/dist/ingest.mjs ./dist/ingest.mjs"],
+      ["build", "/src/dist/nats-cluster.mjs ./dist/nats-cluster.mjs"],
       ["context", "package.json ./"],
     ]);
   });
@@ -74,7 +75,9 @@ describe("the ingest image", () => {
     const install = deps.body.filter((i) => i.getKeyword() === "RUN").map(args);
     expect(install.some((r) => /npm ci\b.*--omit=dev/.test(r))).toBe(true);
     const build = stages().find((s) => s.name === "build")!;
-    expect(build.body.filter((i) => i.getKeyword() === "RUN").map(args)).toContain("npm run build:ingest");
+    const runs = build.body.filter((i) => i.getKeyword() === "RUN").map(args);
+    expect(runs).toContain("npm run build:ingest");
+    expect(runs).toContain("npm run build:nats-cluster");
   });
 
   it("copies into the build only paths that exist, and the build context leaves out state, secrets and .env", async () => {
@@ -88,37 +91,47 @@ describe("the ingest image", () => {
       expect(ignore).toContain(p);
   });
 
-  it("the bundle needs only production dependencies and runs without tsx", { timeout: 120_000 }, async () => {
-    // Inside node_modules/.cache, so the bundle resolves its packages as /app/dist/ingest.mjs does in the image.
-    await mkdir(join(root, "node_modules/.cache"), { recursive: true });
-    tmp = await mkdtemp(join(root, "node_modules/.cache/est-ingest-image-"));
-    const script = pkg.scripts["build:ingest"]!;
-    expect(script).toMatch(/^esbuild host\/src\/cli\/ingest\.ts .*--outfile=dist\/ingest\.mjs$/);
-    const cmd = script.replace(
-      "--outfile=dist/ingest.mjs",
-      `--outfile=${tmp}/ingest.mjs --metafile=${tmp}/meta.json`,
-    );
-    const [bin, ...rest] = cmd.split(" ");
-    await promisify(execFile)(join(root, "node_modules/.bin", bin!), rest, { cwd: root });
-    const meta = JSON.parse(await readFile(join(tmp, "meta.json"), "utf8")) as {
-      inputs: Record<string, { imports: { path: string; external?: boolean }[] }>;
-    };
-    const packages = new Set<string>();
-    for (const input of Object.values(meta.inputs))
-      for (const imp of input.imports)
-        if (imp.external && !imp.path.startsWith("node:"))
-          packages.add(
-            imp.path.startsWith("@") ? imp.path.split("/").slice(0, 2).join("/") : imp.path.split("/")[0]!,
-          );
-    expect(packages.size).toBeGreaterThan(3);
-    for (const p of packages) {
-      expect(Object.keys(pkg.dependencies), `${p} must be a production dependency`).toContain(p);
-    }
-    const { stdout } = await promisify(execFile)(process.execPath, [join(tmp, "ingest.mjs"), "--help"], {
-      cwd: tmp,
-      env: { ...process.env, EST_STATE_DIR: join(tmp, "state") },
-    });
-    expect(stdout).toContain("--settings");
-    expect(stdout).toContain("--rate-allowance");
-  });
+  it.each([
+    ["ingest", ["--settings", "--rate-allowance"]],
+    // docker-compose's nats-prepare runs `node dist/nats-cluster.mjs prepare-jetstream` from this image.
+    ["nats-cluster", ["prepare-jetstream", "render-docker"]],
+  ] as const)(
+    "the %s bundle needs only production dependencies and runs without tsx",
+    { timeout: 120_000 },
+    async (name, helpWords) => {
+      // Inside node_modules/.cache, so the bundle resolves its packages as /app/dist/NAME.mjs does in the image.
+      await mkdir(join(root, "node_modules/.cache"), { recursive: true });
+      const dir = await mkdtemp(join(root, `node_modules/.cache/est-${name}-image-`));
+      tmps.push(dir);
+      const script = pkg.scripts[`build:${name}`]!;
+      expect(script).toMatch(
+        new RegExp(`^esbuild host/src/cli/${name}\\.ts .*--outfile=dist/${name}\\.mjs$`),
+      );
+      const cmd = script.replace(
+        `--outfile=dist/${name}.mjs`,
+        `--outfile=${dir}/${name}.mjs --metafile=${dir}/meta.json`,
+      );
+      const [bin, ...rest] = cmd.split(" ");
+      await promisify(execFile)(join(root, "node_modules/.bin", bin!), rest, { cwd: root });
+      const meta = JSON.parse(await readFile(join(dir, "meta.json"), "utf8")) as {
+        inputs: Record<string, { imports: { path: string; external?: boolean }[] }>;
+      };
+      const packages = new Set<string>();
+      for (const input of Object.values(meta.inputs))
+        for (const imp of input.imports)
+          if (imp.external && !imp.path.startsWith("node:"))
+            packages.add(
+              imp.path.startsWith("@") ? imp.path.split("/").slice(0, 2).join("/") : imp.path.split("/")[0]!,
+            );
+      expect(packages.size).toBeGreaterThan(2);
+      for (const p of packages) {
+        expect(Object.keys(pkg.dependencies), `${p} must be a production dependency`).toContain(p);
+      }
+      const { stdout } = await promisify(execFile)(process.execPath, [join(dir, `${name}.mjs`), "--help"], {
+        cwd: dir,
+        env: { ...process.env, EST_STATE_DIR: join(dir, "state") },
+      });
+      for (const w of helpWords) expect(stdout).toContain(w);
+    },
+  );
 });

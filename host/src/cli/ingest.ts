@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // `npm run ingest`: the long-running MQTT → store service (also the docker-compose service).
 import { readFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, join } from "node:path";
 import yargs from "yargs";
 import { hideBin } from "yargs/helpers";
 import { pkiPaths } from "../../../pki/src/paths";
@@ -14,6 +14,7 @@ import { DEFAULT_RATE_ALLOWANCE, DEFAULT_RATE_BURST, DeviceRateLimiter } from ".
 import { IngestService } from "../ingest/service";
 import { JetStreamSource } from "../ingest/jetstream-source";
 import { INGEST_DURABLES, MQTT_MESSAGE_STREAM } from "../broker/nats/message-stream";
+import { identityFiles } from "../broker/nats/route-pki";
 import { loadFleet } from "../ingest/sites";
 import { ReplayWindow } from "../../../firmware/src/payload/replay-window";
 import { influxStore } from "../ingest/store-writer";
@@ -45,11 +46,7 @@ async function readSecretFile(path: string, what: string): Promise<string> {
 
 /** A JetStream worker's source: the cluster's durables, this worker's own route-CA identity. */
 async function jetstreamWorker(servers: string, identity: string, maxHeld: number): Promise<JetStreamSource> {
-  const files = {
-    cert: `${identity}.pem`,
-    key: `${identity}.key.pem`,
-    ca: join(dirname(identity), "ca.pem"),
-  };
+  const files = identityFiles(identity);
   // Read now, so a wrong path is a clear error before anything connects.
   await readSecretFile(files.cert, "worker certificate");
   await readSecretFile(files.key, "worker private key");

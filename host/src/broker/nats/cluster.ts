@@ -20,8 +20,9 @@ import {
   type NodePorts,
   type TlsFiles,
 } from "./node-config";
-import { clientDn, ensureRoutePki, type RoutePki } from "./route-pki";
-import { ensureMessageStream, workerPermissions, type MessageStreamState } from "./message-stream";
+import { ensureRoutePki, type RoutePki } from "./route-pki";
+import { ensureMessageStream, type MessageStreamState } from "./message-stream";
+import { CLUSTER_ADMIN, ingestWorkerName, natsClientIdentities } from "./nats-clients";
 import { reapOnExit } from "../../process/reap-on-exit";
 
 export interface StartNatsClusterOptions {
@@ -108,12 +109,7 @@ const HOST = "127.0.0.1";
 const CLUSTER_NAME = "electrolyser";
 const LOG_TAIL_LINES = 400;
 const STOP_TIMEOUT_MS = 15_000;
-/** The launcher's own identity on the NATS port (route CA): it creates the message stream. */
-export const CLUSTER_ADMIN = "cluster-admin";
-
-export function ingestWorkerName(n: number): string {
-  return `ingest-worker-${n}`;
-}
+export { CLUSTER_ADMIN, ingestWorkerName };
 
 /**
  * The ingest CLI's arguments that make it JetStream worker `n` (1-based) of `cluster`: every node's NATS port
@@ -336,11 +332,14 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
   const dataDir = resolve(o.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
   const names = Array.from({ length: count }, (_, i) => `n${i + 1}`);
-  const workers = Array.from({ length: o.ingestWorkers ?? 0 }, (_, i) => ingestWorkerName(i + 1));
-  const routePki: RoutePki = await ensureRoutePki(join(dataDir, "route-pki"), names, undefined, [
-    CLUSTER_ADMIN,
-    ...workers,
-  ]);
+  const clients = natsClientIdentities(o.ingestWorkers ?? 0);
+  const workers = clients.workers;
+  const routePki: RoutePki = await ensureRoutePki(
+    join(dataDir, "route-pki"),
+    names,
+    undefined,
+    clients.names,
+  );
   const caBundle = await readFile(o.pki.caBundle);
   const readyTimeoutMs = o.readyTimeoutMs ?? 30_000;
 
@@ -376,10 +375,7 @@ export async function startNatsCluster(o: StartNatsClusterOptions): Promise<Nats
           routeTls: routePki.node(n.name),
           users: users.users,
           pins: users.pins,
-          natsClients: [
-            { dn: clientDn(CLUSTER_ADMIN) },
-            ...workers.map((w) => ({ dn: clientDn(w), permissions: workerPermissions() })),
-          ],
+          natsClients: clients.users,
           ...(o.ingestIdentity ? { ingestIdentity: o.ingestIdentity } : {}),
         }),
       );

@@ -36,6 +36,11 @@ export interface MessageStreamOptions {
   maxAgeS?: number;
   /** Also create the ingest workers' durables (INGEST_DURABLES) if missing. */
   ingestDurables?: boolean;
+  /**
+   * Throw, before creating any durable, when the stream exists with another retention than limits
+   * (prepare-jetstream); the launcher instead logs a warning and goes on.
+   */
+  requireLimits?: boolean;
 }
 
 /**
@@ -74,8 +79,15 @@ export function workerPermissions(): SubjectPermissions {
   };
 }
 
-export type MessageStreamState =
-  { kind: "created"; retention: "limits" } | { kind: "present"; retention: string };
+export type MessageStreamState = (
+  { kind: "created"; retention: "limits" } | { kind: "present"; retention: string }
+) & {
+  /** The INGEST_DURABLES this call created (empty: they were there, or not asked for). */
+  createdDurables: string[];
+};
+
+/** `$MQTT_msgs` exists with another retention than limits and `requireLimits` was asked: not worth retrying. */
+export class MessageStreamRetentionError extends Error {}
 
 export async function natsAdminConnection(servers: string[], tls: TlsFiles): Promise<NatsConnection> {
   return connect({
@@ -100,9 +112,14 @@ export async function ensureMessageStream(o: MessageStreamOptions): Promise<Mess
     } catch (err) {
       if (!/stream not found/i.test(err instanceof Error ? err.message : String(err))) throw err;
     }
+    if (info && o.requireLimits && info.config.retention !== "limits")
+      throw new MessageStreamRetentionError(
+        `${MQTT_MESSAGE_STREAM} exists with ${info.config.retention} retention (an MQTT client connected before it was prepared): nats-server 2.9.10 can lose PUBACKed messages across node restarts with it, and its retention cannot be changed; stop the nodes, empty their JetStream volumes and prepare again before any board connects`,
+      );
+    const createdDurables: string[] = [];
     const state: MessageStreamState = info
-      ? { kind: "present", retention: info.config.retention }
-      : { kind: "created", retention: "limits" };
+      ? { kind: "present", retention: info.config.retention, createdDurables }
+      : { kind: "created", retention: "limits", createdDurables };
     if (!info)
       await jsm.streams.add({
         name: MQTT_MESSAGE_STREAM,
@@ -127,6 +144,7 @@ export async function ensureMessageStream(o: MessageStreamOptions): Promise<Mess
           max_ack_pending: INGEST_MAX_ACK_PENDING,
           max_deliver: -1,
         });
+        createdDurables.push(d.name);
       }
     }
     return state;

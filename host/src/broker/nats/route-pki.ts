@@ -8,7 +8,7 @@
  * reissued when missing, unreadable or within REISSUE_BEFORE_DAYS of expiry.
  */
 import { readFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { webcrypto } from "node:crypto";
 import { x509 } from "../../../../pki/src/x509";
 import { writeFileAtomic } from "../../../../shared/state-dir";
@@ -30,6 +30,14 @@ export interface RoutePki {
 /** The subject DN a route-CA client certificate maps to on the NATS port (`verify_and_map`). */
 export function clientDn(name: string): string {
   return `CN=${name},OU=cluster clients`;
+}
+
+/**
+ * The files of a route-CA identity named by its prefix, as `--jetstream-identity` and `--identity` take it:
+ * PREFIX.pem, PREFIX.key.pem and the CA beside them (`<dir>/client-ingest-worker-1` → its cert, key, `<dir>/ca.pem`).
+ */
+export function identityFiles(prefix: string): TlsFiles {
+  return { cert: `${prefix}.pem`, key: `${prefix}.key.pem`, ca: join(dirname(prefix), "ca.pem") };
 }
 
 function serial(): string {

@@ -180,7 +180,7 @@ async function clearStore(): Promise<void> {
 
 describe("300 boards on the three-node cluster, encrypted", () => {
   it("the launcher made the MQTT message stream with limits retention (the fix for the restart losses)", async () => {
-    expect(cluster.messageStream).toEqual({ kind: "created", retention: "limits" });
+    expect(cluster.messageStream).toEqual({ kind: "created", retention: "limits", createdDurables: [] });
     const jsz = (await (
       await fetch(`http://127.0.0.1:${cluster.nodes[0]!.ports.http}/jsz?streams=true&config=true`)
     ).json()) as {
