@@ -59,7 +59,11 @@ export async function prepareJetStream(o: PrepareJetStreamOptions): Promise<Prep
       });
       break;
     } catch (err) {
-      if (err instanceof MessageStreamRetentionError || Date.now() > deadline) throw err;
+      // A wrong identity or retention will not mend itself; a node still starting will.
+      const final =
+        err instanceof MessageStreamRetentionError ||
+        /authorization violation|permissions violation/i.test(err instanceof Error ? err.message : "");
+      if (final || Date.now() > deadline) throw err;
       o.log(`attempt ${attempt}: ${err instanceof Error ? err.message : String(err)}; retrying in 2 s`);
       await new Promise((r) => setTimeout(r, 2000));
     }
