@@ -7,6 +7,7 @@
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { readFileSync } from "node:fs";
+import { createInterface } from "node:readline";
 import { join } from "node:path";
 import yargs from "yargs";
 import { ensureDevPki } from "../../../pki/src/index";
@@ -17,6 +18,7 @@ import type { EmulatorSummary } from "../emulator/run";
 import { ensureFdLimit } from "../emulator/fd-limit";
 import { sleep } from "../emulator/fleet";
 import { Verifier } from "../emulator/verifier";
+import { STEADY_STATE_LINE } from "../emulator/live-view";
 import { repoRoot, stateDir } from "../../../shared/state-dir";
 import {
   scrapeMetrics,
@@ -152,25 +154,22 @@ async function one(o: {
     o.log(
       `  ${o.count} boards (${o.keyType}, ${o.workers} thread${o.workers > 1 ? "s" : ""}) for ${o.durationS} s against mosquitto ${broker.url} …`,
     );
-    // Steady state for end-to-end latency: every board has delivered, plus a few seconds for backlogs to clear.
-    const steadyWatch = setInterval(() => {
-      if (verifier.tallies.size === o.count) {
-        clearInterval(steadyWatch);
-        setTimeout(() => (verifier.steady = true), 3000).unref();
-      }
-    }, 250);
+    // The end-to-end window starts when the emulator says steady state began (every board connected and its
+    // backlog sent), the same moment its PUBACK and CPU windows start. Before, it started 3 s after every board
+    // had delivered its first reading, while the last boards' connect backlogs were still draining: a p99 of
+    // seconds that measured the backlog, not the steady state.
     const code = await new Promise<number | null>((resolve, reject) => {
       const child = spawn(process.execPath, args, {
         env: { ...process.env, EST_STATE_DIR: o.state },
         stdio: ["ignore", "pipe", "inherit"],
       });
-      child.stdout.on("data", (d: Buffer) => {
-        for (const line of d.toString().split("\n")) if (line.trim()) o.log(`    | ${line.trim()}`);
+      createInterface({ input: child.stdout }).on("line", (line) => {
+        if (line.includes(STEADY_STATE_LINE)) verifier.steady = true;
+        if (line.trim()) o.log(`    | ${line.trim()}`);
       });
       child.once("error", reject);
       child.once("exit", resolve);
     });
-    clearInterval(steadyWatch);
     const s = JSON.parse(await readFile(reportFile, "utf8")) as EmulatorSummary;
     if (code !== 0 && s.messages.acked === 0)
       throw new Error(`emulator exited with ${code} and published nothing`);

@@ -7,7 +7,7 @@ import { hideBin } from "yargs/helpers";
 import { appendFileSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { stateDir } from "../../../shared/state-dir";
-import { LiveView } from "../emulator/live-view";
+import { LiveView, STEADY_STATE_LINE } from "../emulator/live-view";
 import { defaultWorkers, runEmulator, summaryLines, writeReport } from "../emulator/run";
 
 const argv = await yargs(hideBin(process.argv))
@@ -227,6 +227,7 @@ try {
     signal: abort.signal,
     onProgress: (line) => process.stderr.write(`${line}\n`),
     onLive: (s) => view.update(s),
+    onSteady: (t) => view.note(`${STEADY_STATE_LINE} at t=${t.toFixed(0)}s`),
     onFault: (e) => appendFileSync(faultLogPath, JSON.stringify(e) + "\n"),
   });
   view.finish();

@@ -10,6 +10,9 @@ const f1 = (x: number | undefined): string =>
 /** End-to-end latency comes from millisecond device timestamps. */
 const e2e = (x: number | undefined): string => (x !== undefined && x < 1 ? "<1 ms" : `${f1(x)} ms`);
 
+/** How the emulator announces steady state; `npm run bench -- emulate` starts its end-to-end window on it. */
+export const STEADY_STATE_LINE = "steady state: every board connected and its backlog sent";
+
 export function renderLines(s: LiveSnapshot): string[] {
   const failures = s.handshakeFailures + s.connectFailures;
   const lines = [
@@ -50,6 +53,13 @@ export class LiveView {
       this.#lastPlain = Math.max(s.elapsedS, 0.001);
       this.#out.write(lines.map((l) => l.trim()).join(" | ") + "\n");
     }
+  }
+
+  /** A one-off line (an event, not a figure): printed above the drawing, which is redrawn below it. */
+  note(line: string): void {
+    if (this.#tty && this.#drawn > 0) this.#out.write(`\x1b[${this.#drawn}A\x1b[0J`);
+    this.#drawn = 0;
+    this.#out.write(`${line}\n`);
   }
 
   /** Leaves the last drawing on screen; later output starts below it. */

@@ -10,7 +10,8 @@ import type { Server as TlsServer } from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ensureDevPki, provisionedBrokerPins } from "../../../pki/src/index";
+import { ensureDevPki, provisionedBrokerPins, spkiPin } from "../../../pki/src/index";
+import { parseCertificate } from "../../../firmware/src/tls/certificate";
 import type { PkiPaths } from "../../../pki/src/index";
 import { startEmbeddedBroker } from "../../src/broker/embedded-broker";
 import type { EmbeddedBroker } from "../../src/broker/embedded-broker";
@@ -157,4 +158,42 @@ describe("emulated boards and a rogue server on the broker's address", () => {
       address.server.close();
     }
   }, 120_000);
+
+  // OpenSSL does not verify the emulated boards' server chains (node-mqtt-client.ts: the board's check is the
+  // only judge, as on the board), so the check's chain rules must refuse a forged chain on their own: here
+  // the boards are mis-provisioned with the forger's key pinned, so only the chain can give it away.
+  it.each(["selfSigned", "attackerSigned", "deviceSigned"] as const)(
+    "send nothing to a %s chain even with its key pinned",
+    async (which) => {
+      const chains = await forgeChains(dir, DEVICES[0]!, ["localhost", "127.0.0.1", "::1"]);
+      const forged = chains[which];
+      const rogue = await rogueServer(forged);
+      const fleet = new Fleet({
+        deviceIds: DEVICES,
+        rateHz: 5,
+        seed: 1,
+        host: "127.0.0.1",
+        port: rogue.port,
+        caFile: pki.root,
+        brokerPins: [spkiPin(parseCertificate(forged.chain[0]!).spki), ...(await provisionedBrokerPins(dir))],
+        device: (id) => pki.device(id),
+        boot: BOOT,
+        connectRate: 50,
+      });
+      try {
+        await fleet.init();
+        fleet.start();
+        await until(
+          "every board to refuse the forged chain twice",
+          () => fleet.stats.brokerRefused >= 2 * DEVICES.length,
+        );
+        expect(rogue.bytes).toBe(0);
+        expect(fleet.stats.connects).toBe(0);
+      } finally {
+        await fleet.shutdown();
+        rogue.server.close();
+      }
+    },
+    60_000,
+  );
 });

@@ -27,7 +27,10 @@ export interface LeanClientOptions {
   sharedReadBuffer?: Buffer;
   /**
    * Runs once TLS is up and before anything is sent: a returned reason refuses the server (the board's
-   * broker check), and the client closes as a failed handshake with that reason.
+   * broker check), and the client closes as a failed handshake with that reason. With a check, it is the only
+   * judge of the server's chain, as on the board (firmware/src/tls/broker-trust.ts checks pins, chain, validity
+   * and CA flags); without one, OpenSSL verifies the chain against the context's CA (rejectUnauthorized).
+   * The handshake itself still proves the server holds the leaf's key either way.
    */
   checkServer?: { refusal(socket: TLSSocket): string | undefined };
 }
@@ -49,12 +52,25 @@ export class BrokerRefusedError extends Error {
   }
 }
 
+/**
+ * Clients that wrote in the current tick. A board that reconnects sends its backlog in one go; corked until
+ * the tick ends, those PUBLISHes leave as one TLS record and one syscall (Node's TLS joins a writev) instead
+ * of one each, which is most of the emulator's and much of the broker's cost per message in a backlog.
+ */
+const corkedThisTick: LeanMqttClient[] = [];
+
+function uncorkAll(): void {
+  for (const c of corkedThisTick) c.uncork();
+  corkedThisTick.length = 0;
+}
+
 export class LeanMqttClient {
   readonly #h: LeanClientHandlers;
   readonly #socket: TLSSocket;
   readonly #splitter = new FrameSplitter();
   #secure = false;
   #closed = false;
+  #corked = false;
   #error: Error | undefined;
   #timer: NodeJS.Timeout | undefined;
   /** Milliseconds (performance.now) of the last byte written / read: the fleet's keepalive sweep reads them. */
@@ -68,7 +84,9 @@ export class LeanMqttClient {
       port: o.port,
       secureContext: o.secureContext,
       servername: isIP(o.host) ? undefined : o.host,
-      rejectUnauthorized: true,
+      // Node renders the whole peer chain into JS objects (getPeerCertificate(true), ~1 ms a handshake) for its
+      // hostname check whenever OpenSSL's verification passed; with the board's own check that is wasted work.
+      rejectUnauthorized: o.checkServer === undefined,
       ...(o.sharedReadBuffer
         ? {
             onread: {
@@ -162,7 +180,19 @@ export class LeanMqttClient {
   #write(buf: Buffer): void {
     if (this.#closed) return;
     this.lastSentAt = performance.now();
+    if (!this.#corked) {
+      this.#corked = true;
+      this.#socket.cork();
+      if (corkedThisTick.length === 0) process.nextTick(uncorkAll);
+      corkedThisTick.push(this);
+    }
     this.#socket.write(buf);
+  }
+
+  /** End of the tick: what this client wrote in it leaves as one TLS record and one write. */
+  uncork(): void {
+    this.#corked = false;
+    this.#socket.uncork();
   }
 
   readonly #onPacket = (type: number, _flags: number, body: Buffer): void => {
