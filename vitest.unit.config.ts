@@ -32,6 +32,7 @@ export const UNIT_TESTS: readonly string[] = [
   "firmware/test/envelope/envelope.test.ts",
   "firmware/test/identity/nvs-layout.test.ts",
   "firmware/test/identity/trust-rotation.test.ts",
+  "firmware/test/native/key-request-options.test.ts",
   "firmware/test/outbox/flash-ring-mutants.test.ts",
   "firmware/test/outbox/flash-ring.test.ts",
   "firmware/test/outbox/outbox-journal.test.ts",
