@@ -270,7 +270,11 @@ export default class MqttSession {
     this.#state = "connecting";
     this.#writable = 0;
     const generation = ++this.#generation;
-    const current = (): boolean => generation === this.#generation;
+    // Callbacks as object-literal methods over `session`, not arrows: under tsx (esbuild keepNames) an arrow
+    // named by its property gets a redefined `name` and a ~300 B property dictionary, per connection of
+    // every emulated board. A client's callbacks only act while it is the session's current client.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const session = this;
     const o = this.#o;
     const broker = o.brokers.current;
     const identity = o.trust?.current();
@@ -282,7 +286,7 @@ export default class MqttSession {
     );
     this.#connectTimer = o.timers.set(() => {
       this.#connectTimer = undefined;
-      if (current()) this.#lost(`no CONNACK within ${o.connectTimeoutMs} ms`);
+      if (generation === this.#generation) this.#lost(`no CONNACK within ${o.connectTimeoutMs} ms`);
     }, o.connectTimeoutMs);
     try {
       this.#client = o.factory({
@@ -294,26 +298,26 @@ export default class MqttSession {
         keepalive: o.keepaliveMs,
         will: { topic: o.statusTopic, message: o.offlineStatus, QoS: 1, retain: true },
         tls,
-        onControl: (message) => {
-          if (current()) this.#onControl(message);
+        onControl(message) {
+          if (generation === session.#generation) session.#onControl(message);
         },
-        onWritable: (count) => {
-          if (!current()) return;
-          this.#writable = count;
-          this.#pump();
+        onWritable(count) {
+          if (generation !== session.#generation) return;
+          session.#writable = count;
+          session.#pump();
         },
-        onReadable: (count, info) => {
-          if (current()) this.#onReadable(count, info);
+        onReadable(count, info) {
+          if (generation === session.#generation) session.#onReadable(count, info);
         },
-        onError: (tlsFailure) => {
-          if (!current()) return;
+        onError(tlsFailure) {
+          if (generation !== session.#generation) return;
           if (tlsFailure === undefined) {
-            this.#lost("connection failed or lost");
+            session.#lost("connection failed or lost");
             return;
           }
-          this.#counters.tlsFailures++;
-          this.#identityRefused();
-          this.#lost(`TLS: ${tlsFailure}`);
+          session.#counters.tlsFailures++;
+          session.#identityRefused();
+          session.#lost(`TLS: ${tlsFailure}`);
         },
       });
     } catch (e) {

@@ -264,8 +264,14 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     const boot = this.#boot;
     const outbox = this.#outbox;
     const topic = statusTopic(this.id);
+    // Callbacks as object-literal methods over `board`, not arrows: under tsx (esbuild keepNames) an arrow
+    // named by its property carries a ~300 B property dictionary, per board.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const board = this;
     this.#session = new MqttSession({
-      factory: (options) => this.#newClient(options),
+      factory(options) {
+        return board.#newClient(options);
+      },
       timers: env.timers,
       log: SILENT,
       backoff: new Backoff({
@@ -282,7 +288,9 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       maxInflight: env.maxInflight,
       connectTimeoutMs: env.connectTimeoutMs,
       statusTopic: topic,
-      onlineStatus: (certSerial) => onlineStatus({ boot, fw: env.fw, outbox, now: Date.now(), certSerial }),
+      onlineStatus(certSerial) {
+        return onlineStatus({ boot, fw: env.fw, outbox, now: Date.now(), certSerial });
+      },
       offlineStatus: offlineStatus(boot),
       confirmations: { mode: env.confirmations, timeoutMs: env.confirmTimeoutMs, boot },
       ...(this.#journal ? { earlierBoots: this.#journal } : {}),
@@ -299,7 +307,9 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       boot,
       fw: env.fw,
       mode: this.#mode!,
-      onQueued: () => this.#onQueued(),
+      onQueued() {
+        board.#onQueued();
+      },
     });
   }
 

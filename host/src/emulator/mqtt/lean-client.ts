@@ -79,6 +79,8 @@ export class LeanMqttClient {
 
   constructor(o: LeanClientOptions, h: LeanClientHandlers) {
     this.#h = h;
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
+    const client = this;
     const socket = tlsConnect({
       host: o.host,
       port: o.port,
@@ -91,8 +93,9 @@ export class LeanMqttClient {
         ? {
             onread: {
               buffer: o.sharedReadBuffer,
-              callback: (n: number, buf: Uint8Array): boolean => {
-                this.#onData(Buffer.from(buf.buffer, buf.byteOffset, n));
+              // A method over `client`, not an arrow: see #onPacket.
+              callback(n: number, buf: Uint8Array): boolean {
+                client.#onData(Buffer.from(buf.buffer, buf.byteOffset, n));
                 return true;
               },
             },
@@ -195,7 +198,14 @@ export class LeanMqttClient {
     this.#socket.uncork();
   }
 
-  readonly #onPacket = (type: number, _flags: number, body: Buffer): void => {
+  /**
+   * The splitter's callback, bound once per client. Not a class-field arrow: under tsx (esbuild keepNames) an
+   * arrow named by its field gets a redefined `name` and a ~300 B property dictionary (a bound method ~50 B),
+   * per board.
+   */
+  readonly #onPacket: (type: number, flags: number, body: Buffer) => void = this.#handlePacket.bind(this);
+
+  #handlePacket(type: number, _flags: number, body: Buffer): void {
     switch (type) {
       case PacketType.PUBACK:
         this.#h.onPuback(body.readUInt16BE(0));
@@ -224,7 +234,7 @@ export class LeanMqttClient {
       default:
         return; // PINGRESP and anything else: lastReceivedAt is all that matters
     }
-  };
+  }
 
   #fail(err: Error): void {
     this.#error ??= err;
