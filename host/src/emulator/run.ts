@@ -32,9 +32,9 @@ export interface EmulatorOptions extends RunSetupOptions {
   /** Called about once a second with the live figures. */
   onLive?: (s: LiveSnapshot) => void;
   /**
-   * Called once, when steady state begins (every board connected and its backlog sent), with the seconds since
-   * sampling started: the steady-state figures are measured from here, and a benchmark watching from outside
-   * (its own end-to-end subscriber) starts its window at the same moment.
+   * Called once, when steady state begins (every board connected and its backlog sent), with the fleet's
+   * elapsed seconds (the live view's t=): the steady-state figures are measured from here, and a benchmark
+   * watching from outside (its own end-to-end subscriber) starts its window at the same moment.
    */
   onSteady?: (elapsedS: number) => void;
   /** Test hooks: run against the fleet while it runs. */
@@ -131,8 +131,7 @@ async function sample(
 ): Promise<{ cpu: NodeJS.CpuUsage; acked: number } | undefined> {
   let steady: { cpu: NodeJS.CpuUsage; acked: number } | undefined;
   const live = new LiveSampler(fleet, verifier, o.count);
-  const startedAt = performance.now();
-  const endAt = o.durationS === undefined ? Number.POSITIVE_INFINITY : startedAt + o.durationS * 1000;
+  const endAt = o.durationS === undefined ? Number.POSITIVE_INFINITY : performance.now() + o.durationS * 1000;
   let aborted = false;
   const onAbort = (): void => {
     aborted = true;
@@ -146,7 +145,7 @@ async function sample(
         steady = { cpu: process.cpuUsage(), acked: fleet.stats.acked };
         fleet.markSteady();
         if (verifier) verifier.steady = true;
-        o.onSteady?.((performance.now() - startedAt) / 1000);
+        o.onSteady?.(fleet.elapsedS());
       }
       const now = performance.now();
       const snapshot = live.sample(now);

@@ -71,6 +71,22 @@ async function switchableAddress(
 
 let dir: string;
 let pki: PkiPaths;
+
+/** The test's boards, connecting to 127.0.0.1:port and pinning `brokerPins`. */
+function fleetAt(port: number, brokerPins: Uint8Array[]): Fleet {
+  return new Fleet({
+    deviceIds: DEVICES,
+    rateHz: 5,
+    seed: 1,
+    host: "127.0.0.1",
+    port,
+    caFile: pki.root,
+    brokerPins,
+    device: (id) => pki.device(id),
+    boot: BOOT,
+    connectRate: 50,
+  });
+}
 let broker: EmbeddedBroker;
 
 beforeAll(async () => {
@@ -105,18 +121,7 @@ describe("emulated boards and a rogue server on the broker's address", () => {
       keepReadings: true,
     });
     await verifier.start();
-    const fleet = new Fleet({
-      deviceIds: DEVICES,
-      rateHz: 5,
-      seed: 1,
-      host: "127.0.0.1",
-      port: address.port,
-      caFile: pki.root,
-      brokerPins: await provisionedBrokerPins(dir),
-      device: (id) => pki.device(id),
-      boot: BOOT,
-      connectRate: 50,
-    });
+    const fleet = fleetAt(address.port, await provisionedBrokerPins(dir));
     try {
       await fleet.init();
       fleet.start();
@@ -168,18 +173,10 @@ describe("emulated boards and a rogue server on the broker's address", () => {
       const chains = await forgeChains(dir, DEVICES[0]!, ["localhost", "127.0.0.1", "::1"]);
       const forged = chains[which];
       const rogue = await rogueServer(forged);
-      const fleet = new Fleet({
-        deviceIds: DEVICES,
-        rateHz: 5,
-        seed: 1,
-        host: "127.0.0.1",
-        port: rogue.port,
-        caFile: pki.root,
-        brokerPins: [spkiPin(parseCertificate(forged.chain[0]!).spki), ...(await provisionedBrokerPins(dir))],
-        device: (id) => pki.device(id),
-        boot: BOOT,
-        connectRate: 50,
-      });
+      const fleet = fleetAt(rogue.port, [
+        spkiPin(parseCertificate(forged.chain[0]!).spki),
+        ...(await provisionedBrokerPins(dir)),
+      ]);
       try {
         await fleet.init();
         fleet.start();
