@@ -22,6 +22,7 @@ import ModdableAead from "./src/crypto/moddable-aead";
 import ModdableMqttFactory from "./src/platform/moddable-mqtt-factory";
 import type { Ecma419MqttClientConstructor } from "./src/platform/moddable-mqtt-factory";
 import ModdablePreferenceStore from "./src/platform/moddable-preference-store";
+import KeyRequest from "./native/key-request/key-request";
 import ModdableTimers from "./src/platform/moddable-timers";
 import SntpTimeSync from "./src/platform/sntp-time-sync";
 import type { SntpConstructor } from "./src/platform/sntp-time-sync";
@@ -72,6 +73,8 @@ const app = new TelemetryApp({
   timeSync: new SntpTimeSync({ host: appConfig.sntp, SNTP: SNTP as unknown as SntpConstructor, Time, clock }),
   mqtt: (options) => factory.create(options),
   aead: new ModdableAead({ BlockCipher, GCM }),
+  // Key requests over the downlink: the key is made here by mbedTLS and never leaves the board.
+  keys: { generate: (request) => new KeyRequest(request).generate() },
   ...(outboxFlash ? { outboxFlash } : {}),
 });
 app.start();

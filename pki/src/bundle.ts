@@ -3,7 +3,7 @@ import { PkiError } from "./errors";
 import { checkName, readDeviceCert } from "./identities";
 import { loadCa, signedByIssuing } from "./ca";
 import { parsePrivateKey } from "./keys";
-import { readBytes, readText, writeFiles, KEY_MODE, PUBLIC_MODE, type FileWrite } from "./store";
+import { exists, readBytes, readText, writeFiles, KEY_MODE, PUBLIC_MODE, type FileWrite } from "./store";
 
 /** Everything a board needs to connect: its identity (DER for the firmware/NVS, PEM for Node) and what to trust. */
 export interface DeviceBundle {
@@ -54,6 +54,11 @@ export async function exportDeviceBundle(
     throw new PkiError(
       "not_yet_valid",
       `device "${id}" certificate ${serial} is not valid before ${cert.notBefore.toISOString()}`,
+    );
+  if (!(await exists(p.key)))
+    throw new PkiError(
+      "not_found",
+      `device "${id}" has no key on this host: its key is on the board (rotated with a CSR, certificate ${serial}); there is no bundle to export, the board already holds its identity`,
     );
   const keyPem = await readText(p.key, `key of device "${id}"`);
   const key = parsePrivateKey(keyPem).material;

@@ -14,6 +14,7 @@ export type PkiErrorCode =
   | "expired"
   | "not_yet_valid"
   | "bad_input"
+  | "bad_csr"
   | "locked"
   | "io";
 

@@ -1,5 +1,6 @@
 import { basename, join } from "node:path";
-import { readdir } from "node:fs/promises";
+import { createPublicKey } from "node:crypto";
+import { readdir, rm } from "node:fs/promises";
 import { x509 } from "./x509";
 import { deviceIdProblem } from "../../manifests/src/device-id";
 import { SERVICE_IDENTITIES } from "../../firmware/src/telemetry/vocabulary";
@@ -15,7 +16,7 @@ import {
   type RevocationReason,
   REVOCATION_REASONS,
 } from "./database";
-import { generateKey, pem, isKeyType, type KeyMaterial } from "./keys";
+import { generateKey, pem, isKeyType, keyTypeOf, type KeyMaterial } from "./keys";
 import { generateKeys, type Progress, type RsaKeygen } from "./keygen";
 import { type KeyType, type IdentityPaths, type PkiPaths } from "./paths";
 import { DEFAULT_VALIDITY_DAYS } from "./profiles";
@@ -492,20 +493,8 @@ export async function rotateDevice(
       },
       ca.issuing,
     );
-    const archive = join(p.cert, "..", "archive", oldSerial);
-    await ensureDir(archive, 0o700);
     const files = identityFiles(p, key, derOf(cert), "replace");
-    // The old identity is copied aside in the same batch, so the previous key is never lost.
-    const archived: FileWrite[] = [];
-    for (const f of files) {
-      if (await exists(f.path))
-        archived.push({
-          path: join(archive, basename(f.path)),
-          data: await readBytes(f.path, "identity file"),
-          mode: f.mode,
-          how: "replace",
-        });
-    }
+    const archived = await archiveWrites(p, oldSerial);
     if (oldRec) oldRec.supersededBy = cert.serialNumber.toLowerCase();
     ca.db.issued.push(record(cert, "device", o.id, keyType, now));
     if (o.revokeOld && oldRec) oldRec.revoked ??= { at: now.toISOString(), reason: "superseded" };
@@ -515,6 +504,95 @@ export async function rotateDevice(
     else await writeFiles([...files, ...caRecords(ca)]);
     return { name: o.id, serial: cert.serialNumber, notAfter: cert.notAfter, paths: p };
   });
+}
+
+/**
+ * The device's current files as copies in `devices/<id>/archive/<serial>/`, in one batch, so the previous
+ * identity (key included) is never lost to a rotation.
+ */
+async function archiveWrites(p: IdentityPaths, oldSerial: string): Promise<FileWrite[]> {
+  const archive = join(p.cert, "..", "archive", oldSerial);
+  await ensureDir(archive, 0o700);
+  const current: [string | undefined, number][] = [
+    [p.key, KEY_MODE],
+    [p.cert, PUBLIC_MODE],
+    [p.keyDer, KEY_MODE],
+    [p.certDer, PUBLIC_MODE],
+  ];
+  const archived: FileWrite[] = [];
+  for (const [path, mode] of current) {
+    if (path !== undefined && (await exists(path)))
+      archived.push({
+        path: join(archive, basename(path)),
+        data: await readBytes(path, "identity file"),
+        mode,
+        how: "replace",
+      });
+  }
+  return archived;
+}
+
+/**
+ * A certificate for a key the board made itself (its CSR checked by checkDeviceCsr): the host never holds
+ * that key, so only the certificate is written. As with rotateDevice the old files go to the archive and
+ * the old certificate stays valid until revoked, so the board keeps connecting until it switches.
+ */
+export async function certifyDeviceKey(
+  o: IssueCommon & { id: string; spki: Uint8Array; keyType: KeyType },
+): Promise<IssuedIdentity> {
+  checkName("device", o.id);
+  checkSpki(o.spki, o.keyType);
+  return withCa(o.stateDir, async (ca) => {
+    const p = ca.paths.device(o.id);
+    const old = await readDeviceCert(ca.paths, o.id);
+    const oldSerial = old.serialNumber.toLowerCase();
+    const oldRec = ca.db.issued.find((r) => r.serial === oldSerial);
+    const now = o.now ?? new Date();
+    const cert = await signCertificate(
+      {
+        kind: "device",
+        name: o.id,
+        keyType: o.keyType,
+        spki: o.spki,
+        days: o.days ?? DEFAULT_VALIDITY_DAYS.device,
+        now,
+      },
+      ca.issuing,
+    );
+    const archived = await archiveWrites(p, oldSerial);
+    if (oldRec) oldRec.supersededBy = cert.serialNumber.toLowerCase();
+    ca.db.issued.push(record(cert, "device", o.id, o.keyType, now));
+    await writeFiles(archived);
+    const certFiles: FileWrite[] = [
+      { path: p.cert, data: pem("CERTIFICATE", derOf(cert)), mode: PUBLIC_MODE, how: "replace" },
+    ];
+    if (p.certDer) certFiles.push({ path: p.certDer, data: derOf(cert), mode: PUBLIC_MODE, how: "replace" });
+    await writeFiles([...certFiles, ...caRecords(ca)]);
+    // The key files hold the old key (the archive has it now): left in place they would pair the new
+    // certificate with a key that is not its own, and whoever exports or emulates the board would use it.
+    for (const path of [p.key, p.keyDer]) {
+      if (path === undefined) continue;
+      try {
+        await rm(path, { force: true });
+      } catch (err) {
+        throw ioError("remove", path, err);
+      }
+    }
+    return { name: o.id, serial: cert.serialNumber, notAfter: cert.notAfter, paths: p };
+  });
+}
+
+/** The caller's word for the key type is checked: the database and the certificate's profile follow it. */
+function checkSpki(spki: Uint8Array, keyType: KeyType): void {
+  let actual: string;
+  try {
+    actual = keyTypeOf(createPublicKey({ key: Buffer.from(spki), format: "der", type: "spki" }));
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    throw new PkiError("bad_input", `not a device public key (${why})`, { cause: err });
+  }
+  if (actual !== keyType)
+    throw new PkiError("bad_input", `the public key is ${actual}, not the ${keyType} it was given as`);
 }
 
 /** Ids of every device folder, sorted. */

@@ -12,6 +12,7 @@ export {
   revokeIdentity,
   revokeSerial,
   rotateDevice,
+  certifyDeviceKey,
   checkDeviceIds,
   listDeviceIds,
   DEFAULT_BROKER_HOSTS,
@@ -29,6 +30,7 @@ export {
   spkiPin,
   type BrokerPins,
 } from "./broker-key";
+export { checkDeviceCsr } from "./csr";
 export { exportDeviceBundle, writeDeviceBundle, type DeviceBundle } from "./bundle";
 export {
   listIdentities,

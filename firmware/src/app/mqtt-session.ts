@@ -107,8 +107,12 @@ export interface MqttSessionOptions {
 
 export type SessionState = "idle" | "connecting" | "connected" | "waiting" | "stopped";
 
-/** Telemetry packet ids cycle through 1..65533; 65534 is kept for SUBSCRIBE and 65535 for the status message. */
-const TELEMETRY_ID_SPAN = 65533;
+/**
+ * Telemetry packet ids cycle through 1..65532; 65533 is kept for a key request's answer, 65534 for SUBSCRIBE
+ * and 65535 for the status message.
+ */
+const TELEMETRY_ID_SPAN = 65532;
+export const KEY_ANSWER_PACKET_ID = 65533;
 export const SUBSCRIBE_PACKET_ID = 65534;
 export const STATUS_PACKET_ID = 65535;
 
@@ -156,6 +160,10 @@ export default class MqttSession {
   #generation = 0;
   #writable = 0;
   #statusPending = false;
+  /** A key request's answer (its CSR) to publish; kept across a reconnect until the broker has it. */
+  #answer: { topic: string; payload: Uint8Array } | undefined;
+  /** Written on this connection, awaiting its PUBACK; a new connection sends it again. */
+  #answerSent = false;
   #connectTimer: TimerHandle | undefined;
   #retryTimer: TimerHandle | undefined;
   readonly #inflightIds = new Map<number, number>();
@@ -365,6 +373,10 @@ export default class MqttSession {
     }
     if (message.operation === MqttOperation.PUBACK && message.id !== undefined) {
       if (message.id === STATUS_PACKET_ID) return;
+      if (message.id === KEY_ANSWER_PACKET_ID) {
+        this.#answer = undefined;
+        return;
+      }
       const seq = this.#inflightIds.get(message.id);
       if (seq === undefined) return;
       this.#inflightIds.delete(message.id);
@@ -427,6 +439,11 @@ export default class MqttSession {
     if (!out.ok) {
       // Refused and counted by the handler; the connection and the readings carry on as they were.
       this.#counters.trustRefused++;
+      return;
+    }
+    if (out.action === "publish") {
+      this.#answer = { topic: out.topic, payload: out.payload };
+      this.#pump();
       return;
     }
     if (out.action !== "reconnect") return;
@@ -568,6 +585,18 @@ export default class MqttSession {
         });
         this.#statusPending = false;
       }
+      const answer = this.#answer;
+      if (answer && !this.#answerSent) {
+        if (publishPacketBytes(this.#topicLength(answer.topic), answer.payload.length, 1) > this.#writable)
+          return;
+        this.#writable = this.#client.write(answer.payload.slice().buffer as ArrayBuffer, {
+          topic: answer.topic,
+          QoS: 1,
+          retain: true,
+          id: KEY_ANSWER_PACKET_ID,
+        });
+        this.#answerSent = true;
+      }
       if (this.#subscribePending) {
         const filter = this.#downFilter;
         if (subscribePacketBytes([this.#topicLength(filter)]) > this.#writable) return;
@@ -644,6 +673,7 @@ export default class MqttSession {
     this.#o.timers.clear(this.#connectTimer);
     this.#connectTimer = undefined;
     this.#statusPending = false;
+    this.#answerSent = false;
     this.#subscribePending = false;
     this.#rx = undefined;
     this.#writable = 0;

@@ -2,6 +2,7 @@
 // anything is sealed), network, clock (before TLS, which checks certificate dates), then the MQTT
 // session and the sampling loop. A failure at any step is reported and retried; nothing throws out
 // of start(), because an exception at boot on the board is a reset and a reset loop.
+import type { KeyMaker } from "../identity/key-maker";
 import type { Aead } from "../envelope/aead";
 import { PROV_NAMESPACE, parseIdentity } from "../identity/nvs-layout";
 import type { DeviceIdentity, IdentityError } from "../identity/nvs-layout";
@@ -49,6 +50,8 @@ export interface TelemetryAppOptions {
   mqtt: MqttClientFactory;
   /** The envelope's AES-GCM; null on a build without it (then only plaintext fleets can run). */
   aead: Aead | null;
+  /** Makes keys and CSRs for key requests on down/trust (mbedTLS on the board); without it they are refused. */
+  keys?: KeyMaker;
   /**
    * The flash area of the outbox ring (config outboxPartition), opened by the platform; absent: the outbox is
    * in RAM only and a reboot loses what it held.
@@ -265,6 +268,7 @@ export default class TelemetryApp {
             deviceId: identity.deviceId,
             payload: identity.payload,
             base: identity.tls,
+            ...(o.keys ? { keys: o.keys } : {}),
           })
         : undefined;
     const trust = !identity.tls

@@ -596,4 +596,25 @@ export const TRUST_SLOT_KEYS = {
     secret: false,
     description: "last rotation number applied",
   },
+  requestRotation: {
+    key: "req_rot",
+    type: "i32",
+    required: "optional",
+    secret: false,
+    description: "rotation whose key request the board answered (its key and CSR below), or 0",
+  },
+  requestKey: {
+    key: "req_key",
+    type: "blob",
+    required: "optional",
+    secret: true,
+    description: "PKCS#8 DER of the key made for that request, until its certificate is staged",
+  },
+  requestCsr: {
+    key: "req_csr",
+    type: "blob",
+    required: "optional",
+    secret: false,
+    description: "the sealed answer (CSR) published for that request, sent again unchanged if asked again",
+  },
 } as const satisfies Record<string, NvsKeySpec>;

@@ -9,4 +9,6 @@ export type PreferenceValue = string | number | boolean | ArrayBuffer;
 export interface PreferenceStore {
   get(domain: string, key: string): PreferenceValue | undefined;
   set(domain: string, key: string, value: PreferenceValue): void;
+  /** Removes the key (absent afterwards; no error when it was). Moddable's `Preference.delete`. */
+  delete(domain: string, key: string): void;
 }

@@ -29,6 +29,13 @@
  * the ingest accepts both while the rotation is pending); after a fallback the new key was never used. Trust
  * messages are opened under the key of the slot in use; one under the key the last rotation replaced is only
  * recognised as that rotation redelivered (its retained copy), never staged.
+ *
+ * Keys made on the board: a key request (trust-message.ts, body 3) asks the board to make a key pair itself
+ * (`keys`, a KeyMaker: mbedTLS on the board) and answer with its CSR. The key goes into NVS (`req_key`) before
+ * the answer is sealed and published (key-request-message.ts); the certificate then comes alone (body 4, same
+ * rotation) and is staged with that key like any rotation, after the same checks, `key_mismatch` included: a
+ * certificate for another key (a CSR swapped on its way) is refused. A request asked again (its retained copy
+ * at each subscription until the certificate replaces it) gets the same sealed answer, never a new key.
  */
 import type { Aead } from "../envelope/aead";
 import type { Clock } from "../util/clock";
@@ -40,7 +47,17 @@ import { keyMatchesCertificate } from "../tls/key-match";
 import { downlinkTopic } from "../telemetry/topics";
 import type { PayloadMode, PayloadModeSource } from "../payload/telemetry-message";
 import type { PayloadKeyIdentity, TlsIdentity } from "./nvs-layout";
-import { openTrustMessage, type TrustMessageError, type TrustRotation } from "./trust-message";
+import { PROV_NAMESPACE, TRUST_SLOT_KEYS } from "./nvs-layout";
+import type { KeyMaker } from "./key-maker";
+import { sealKeyAnswer } from "./key-request-message";
+import { keyAnswerTopic } from "../telemetry/topics";
+import {
+  openTrustMessage,
+  type CertificateForKey,
+  type KeyRequest,
+  type TrustMessageError,
+  type TrustRotation,
+} from "./trust-message";
 import { TrustSlots, type Slot } from "./trust-slots";
 
 /**
@@ -60,11 +77,16 @@ export type TrustRefusal =
   | "expired"
   | "key_mismatch"
   | "payload_key_id_in_use"
-  | "write_failed";
+  | "write_failed"
+  | "key_request_unsupported"
+  | "key_generation_failed"
+  | "no_key_for_rotation";
 
 export type TrustOutcome =
   /** Staged in `slot`: reconnect, and the session's next connection tries it. */
   | { ok: true; action: "reconnect"; rotation: number; slot: Slot }
+  /** Answer a key request: publish `payload` on `topic` (QoS 1, retained), nothing else changes. */
+  | { ok: true; action: "publish"; topic: string; payload: Uint8Array; rotation: number }
   /** Nothing to do: the retained message cleared (empty), or a redelivered copy of a rotation already staged. */
   | { ok: true; action: "none"; why: "cleared" | "already_staged" }
   | { ok: false; error: TrustRefusal; detail: string };
@@ -81,6 +103,8 @@ export interface TrustRotationOptions {
   base: TlsIdentity;
   /** Failed connections with a new slot before falling back (default 3). */
   maxTries?: number;
+  /** Makes a key pair and CSR on the board, for key requests; without it they are refused. */
+  keys?: KeyMaker;
 }
 
 export class TrustRotationHandler implements PayloadModeSource {
@@ -153,6 +177,8 @@ export class TrustRotationHandler implements PayloadModeSource {
     if (out.ok && out.action === "reconnect") {
       this.#count("staged");
       this.#o.log.info(`trust: rotation ${out.rotation} staged in slot ${out.slot}; reconnecting with it`);
+    } else if (out.ok && out.action === "publish") {
+      this.#o.log.info(`trust: rotation ${out.rotation}: key made on the board, CSR on ${out.topic}`);
     } else if (!out.ok) {
       this.#count(out.error);
       this.#o.log.warn(`trust: message refused (${out.error}): ${out.detail}`);
@@ -176,8 +202,25 @@ export class TrustRotationHandler implements PayloadModeSource {
       bytes: payload,
     });
     if (!opened.ok) return refuse(opened.error, "not a trust message for this board under its payload key");
-    const r = opened.value;
+    const m = opened.value;
     const last = this.#slots.lastRotation();
+    if (m.kind === "key_request") {
+      if (underReplaced)
+        return refuse(
+          "wrong_key_id",
+          "a key request under the payload key this board's last rotation replaced",
+        );
+      return this.#answerKeyRequest(m, inUse, last);
+    }
+    let r: TrustRotation;
+    if (m.kind === "certificate") {
+      // Redelivered after staging: recognised by its certificate before the key it names is looked for.
+      if (m.rotation <= last && this.#isStaged(m)) return { ok: true, action: "none", why: "already_staged" };
+      const withKey = this.#withRequestedKey(m);
+      if (!withKey && m.rotation > last && !underReplaced)
+        return refuse("no_key_for_rotation", `no key was made on this board for rotation ${m.rotation}`);
+      r = withKey ?? { ...m, keyDer: new Uint8Array(0) };
+    } else r = m;
     if (underReplaced) {
       if (r.rotation === last && this.#isStaged(r))
         return { ok: true, action: "none", why: "already_staged" };
@@ -194,6 +237,7 @@ export class TrustRotationHandler implements PayloadModeSource {
     if (r.payloadKey && r.payloadKey.keyId === inUse.keyId)
       return refuse("payload_key_id_in_use", `the new payload key has the key id in use (${inUse.keyId})`);
     const staged = this.#slots.stage(r, inUse);
+    if (staged.ok && m.kind === "certificate") this.#forgetRequest();
     if (!staged.ok)
       return refuse(
         staged.reason,
@@ -235,8 +279,83 @@ export class TrustRotationHandler implements PayloadModeSource {
     return null;
   }
 
+  /**
+   * Makes the key and seals the answer once per rotation, written to NVS before it is published: a reset in
+   * between makes a new key next time, but nothing under the old one was ever sent. Asked again, the same bytes.
+   */
+  #answerKeyRequest(req: KeyRequest, inUse: PayloadKeyIdentity, last: number): TrustOutcome {
+    const topic = keyAnswerTopic(this.#o.deviceId);
+    if (req.rotation <= last)
+      return refuse("stale_rotation", `rotation ${req.rotation}, the board is at ${last}`);
+    const answered = this.#i32(TRUST_SLOT_KEYS.requestRotation.key);
+    const kept = this.#blob(TRUST_SLOT_KEYS.requestCsr.key);
+    if (answered === req.rotation && kept && this.#blob(TRUST_SLOT_KEYS.requestKey.key))
+      return { ok: true, action: "publish", topic, payload: kept, rotation: req.rotation };
+    if (!this.#o.keys) return refuse("key_request_unsupported", "this board cannot make keys (no KeyMaker)");
+    if (this.#slots.trying() !== null)
+      return refuse(
+        "rotation_in_progress",
+        "another rotation is being tried; ask again after it connected or fell back",
+      );
+    let made: { keyDer: ArrayBuffer; csrDer: ArrayBuffer };
+    try {
+      made = this.#o.keys.generate({ subject: req.subject, bits: req.bits });
+    } catch (e) {
+      return refuse("key_generation_failed", e instanceof Error ? e.message : "the key maker failed");
+    }
+    const payload = sealKeyAnswer(this.#o.aead, {
+      key: inUse.key,
+      keyId: inUse.keyId,
+      sensorId: this.#o.deviceId,
+      topic,
+      answer: { rotation: req.rotation, csrDer: new Uint8Array(made.csrDer) },
+    });
+    try {
+      const store = this.#o.store;
+      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, 0);
+      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestKey.key, made.keyDer);
+      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestCsr.key, payload.slice().buffer as ArrayBuffer);
+      // Last: only a complete key and answer are ever named as this rotation's.
+      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, req.rotation);
+    } catch {
+      return refuse("write_failed", `the key for rotation ${req.rotation} could not be stored`);
+    } finally {
+      new Uint8Array(made.keyDer).fill(0);
+    }
+    return { ok: true, action: "publish", topic, payload, rotation: req.rotation };
+  }
+
+  /** The certificate with the key this board made for its rotation, or null if it made none for it. */
+  #withRequestedKey(c: CertificateForKey): TrustRotation | null {
+    if (this.#i32(TRUST_SLOT_KEYS.requestRotation.key) !== c.rotation) return null;
+    const keyDer = this.#blob(TRUST_SLOT_KEYS.requestKey.key);
+    return keyDer ? { ...c, keyDer } : null;
+  }
+
+  /** Once staged the key lives in the slot: no second copy stays in NVS. */
+  #forgetRequest(): void {
+    const store = this.#o.store;
+    try {
+      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, 0);
+      store.delete(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestKey.key);
+      store.delete(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestCsr.key);
+    } catch {
+      // The slot is staged either way; a leftover copy is overwritten by the next request.
+    }
+  }
+
+  #i32(key: string): number {
+    const v = this.#o.store.get(PROV_NAMESPACE, key);
+    return typeof v === "number" ? v : 0;
+  }
+
+  #blob(key: string): Uint8Array | undefined {
+    const v = this.#o.store.get(PROV_NAMESPACE, key);
+    return v instanceof ArrayBuffer && v.byteLength > 0 ? new Uint8Array(v) : undefined;
+  }
+
   /** The slot being tried, or in use, already holds exactly this certificate. */
-  #isStaged(r: TrustRotation): boolean {
+  #isStaged(r: { certDer: Uint8Array }): boolean {
     return sameBytes(this.#slots.current(this.#o.base).tls.certDer, r.certDer);
   }
 

@@ -6,6 +6,7 @@ import type { PreferenceStore, PreferenceValue } from "../app/services";
 export interface ModdablePreferenceModule {
   get(domain: string, key: string): PreferenceValue | undefined;
   set(domain: string, key: string, value: PreferenceValue): void;
+  delete(domain: string, key: string): void;
 }
 
 export default class ModdablePreferenceStore implements PreferenceStore {
@@ -26,5 +27,13 @@ export default class ModdablePreferenceStore implements PreferenceStore {
 
   set(domain: string, key: string, value: PreferenceValue): void {
     this.#Preference.set(domain, key, value);
+  }
+
+  delete(domain: string, key: string): void {
+    try {
+      this.#Preference.delete(domain, key);
+    } catch {
+      // ESP32: nvs_erase_key of a key that is not there (ESP_ERR_NVS_NOT_FOUND) is the same as deleted.
+    }
   }
 }

@@ -4,6 +4,8 @@ export const TOPIC_ROOT = "electrolyser";
 
 export const telemetryTopic = (id: string): string => `${TOPIC_ROOT}/${id}/telemetry`;
 export const statusTopic = (id: string): string => `${TOPIC_ROOT}/${id}/status`;
+/** A board's answer to a key request (its CSR, sealed): written by that board only, read by fleet-admin. */
+export const keyAnswerTopic = (id: string): string => `${TOPIC_ROOT}/${id}/csr`;
 
 /**
  * Everything sent to a board lives under `electrolyser/<id>/down/<kind>`: `stored` carries the ingest's

@@ -1,5 +1,6 @@
 // Builds the firmware application exactly as firmware/main.ts does, but on host shims: virtual timers
 // and clock, an in-memory Preference with NVS semantics, and the ECMA-419 MQTT client shim + broker.
+import type { KeyMaker } from "../../src/identity/key-maker";
 import { parseAppConfig } from "../../src/app/app-config";
 import type { AppConfig } from "../../src/app/app-config";
 import InstrumentPanel from "../../src/app/instrument-panel";
@@ -81,6 +82,8 @@ export interface DeviceOptions {
   random?: () => number;
   /** The outbox ring's flash (it outlives the device when a test boots it again over the same one). */
   outboxFlash?: FlashArea;
+  /** Answers key requests on down/trust (the board's mbedTLS module in the firmware). */
+  keys?: KeyMaker;
 }
 
 const upNow: Network = { connect: (_wifi, done) => done(true) };
@@ -112,6 +115,7 @@ export function bootDevice(o: DeviceOptions): Device {
     mqtt: o.broker.factory,
     aead: nodeAead,
     ...(o.outboxFlash ? { outboxFlash: o.outboxFlash } : {}),
+    ...(o.keys ? { keys: o.keys } : {}),
   });
   app.start();
   return { app, log, config };

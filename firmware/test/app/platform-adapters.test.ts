@@ -194,6 +194,7 @@ describe("ModdablePreferenceStore", () => {
           throw new Error("ESP_ERR_NVS_NOT_FOUND");
         },
         set: () => {},
+        delete: () => {},
       },
     });
     expect(store.get("prov", "device_id")).toBeUndefined();

@@ -8,9 +8,17 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { nodeAead } from "../../../host/src/crypto/node-aead";
 import { createCa, issue, type IssuedCert, type TestCa } from "../../../host/test/broker/helpers/test-pki";
 import { PROV_NAMESPACE, TRUST_SLOT_KEYS, type DeviceIdentity } from "../../src/identity/nvs-layout";
-import { sealTrustMessage } from "../../src/identity/trust-message";
+import { sealCertificateForKey, sealKeyRequest, sealTrustMessage } from "../../src/identity/trust-message";
+import { openKeyAnswer } from "../../src/identity/key-request-message";
+import type { KeyMaker } from "../../src/identity/key-maker";
 import { decodeTelemetryMessage } from "../../src/payload/telemetry-message";
-import { downlinkFilter, downlinkTopic, statusTopic, telemetryTopic } from "../../src/telemetry/topics";
+import {
+  downlinkFilter,
+  downlinkTopic,
+  keyAnswerTopic,
+  statusTopic,
+  telemetryTopic,
+} from "../../src/telemetry/topics";
 import { bootDevice, DEVICE_ID, PAYLOAD_KEY, provision, testIdentity } from "./harness";
 import { FakeBroker, type BrokerMessage } from "./shims/fake-broker";
 import { MemoryPreference } from "./shims/memory-preference";
@@ -39,7 +47,7 @@ beforeAll(async () => {
   ]);
 });
 
-function start(config: Record<string, unknown> = {}, identity?: Partial<DeviceIdentity>) {
+function start(config: Record<string, unknown> = {}, identity?: Partial<DeviceIdentity>, keys?: KeyMaker) {
   // The certificates are valid around now: the board's clock is set to it.
   const timers = new VirtualTimers(Date.now());
   const store = new MemoryPreference();
@@ -56,7 +64,13 @@ function start(config: Record<string, unknown> = {}, identity?: Partial<DeviceId
       ...identity,
     }),
   );
-  const device = bootDevice({ store, timers, broker, config: { reconnectMinMs: 500, ...config } });
+  const device = bootDevice({
+    store,
+    timers,
+    broker,
+    config: { reconnectMinMs: 500, ...config },
+    ...(keys ? { keys } : {}),
+  });
   return { ...device, timers, broker, store };
 }
 
@@ -253,5 +267,73 @@ describe("the session's downlink and field rotation", () => {
     d.broker.deliver(DEVICE_ID, TRUST, sealed(1, next));
     expect(d.app.session!.counters.downlinkIgnored).toBe(1);
     expect(d.app.session!.counters.trustStaged).toBe(0);
+  });
+
+  it("answers a key request with its sealed CSR (QoS 1, retained), again after a connection lost before the PUBACK, then connects with the certificate that comes alone", async () => {
+    // The board's KeyMaker (mbedTLS on the board) here hands out `next`'s key pair.
+    const keys: KeyMaker = {
+      generate: () => ({ keyDer: der(next.keyPem).slice().buffer, csrDer: Uint8Array.of(0x30, 0, 9).buffer }),
+    };
+    const d = start({}, undefined, keys);
+    await d.timers.advance(3_500);
+    const ANSWER = keyAnswerTopic(DEVICE_ID);
+    const request = sealKeyRequest(nodeAead, {
+      key: PAYLOAD_KEY,
+      keyId: KEY_ID,
+      sensorId: DEVICE_ID,
+      topic: TRUST,
+      request: { rotation: 1, bits: 2048, subject: `O=x,OU=devices,CN=${DEVICE_ID}` },
+    });
+    d.broker.holdPubacks = true;
+    d.broker.deliver(DEVICE_ID, TRUST, request);
+    await d.timers.advance(100);
+    const first = d.broker.published(ANSWER);
+    expect(first.map((m) => [m.qos, m.retain])).toEqual([[1, true]]);
+    expect(
+      openKeyAnswer(nodeAead, {
+        key: PAYLOAD_KEY,
+        keyId: KEY_ID,
+        sensorId: DEVICE_ID,
+        topic: ANSWER,
+        bytes: first[0]!.payload,
+      }),
+    ).toEqual({ ok: true, value: { rotation: 1, csrDer: Uint8Array.of(0x30, 0, 9) } });
+    // Lost with the connection before its PUBACK: sent again, the same bytes, on the next connection.
+    d.broker.stop();
+    d.broker.releasePubacks();
+    d.broker.start();
+    await d.timers.advance(3_000);
+    const answers = d.broker.published(ANSWER);
+    expect(answers).toHaveLength(2);
+    expect(answers[1]!.payload).toEqual(first[0]!.payload);
+    await d.timers.advance(3_000);
+    expect(d.broker.published(ANSWER)).toHaveLength(2); // acknowledged: not again
+    expect(d.app.session!.counters.identitySwitches).toBe(0);
+
+    d.broker.deliver(
+      DEVICE_ID,
+      TRUST,
+      sealCertificateForKey(nodeAead, {
+        key: PAYLOAD_KEY,
+        keyId: KEY_ID,
+        sensorId: DEVICE_ID,
+        topic: TRUST,
+        certificate: {
+          rotation: 1,
+          certDer: der(next.certPem),
+          brokerPins: [new Uint8Array(32).fill(7)],
+          payloadKey: { keyId: NEW_KEY_ID, key: NEW_KEY },
+        },
+      }),
+    );
+    await d.timers.advance(3_000);
+    expect(d.app.session!.counters.identitySwitches).toBe(1);
+    expect(certOfConnect(d.broker, -1)).toEqual(der(next.certPem));
+    expect(new Uint8Array(d.broker.connects.at(-1)!.tls!.keyDer)).toEqual(der(next.keyPem));
+    expect(statusCerts(d.broker).at(-1)).toBe(serialOf(next));
+    // Every reading arrived (the broker outage resent some, PUBACK semantics): none is missing.
+    const got = new Set(seqs(d.broker));
+    expect([...got].sort((a, b) => a - b)).toEqual([...got].map((_, i) => i));
+    expect(d.log.text()).not.toMatch(/BEGIN|PRIVATE/);
   });
 });

@@ -46,7 +46,7 @@ const open = (bytes: Uint8Array) =>
 describe("the sealed trust message", () => {
   it("round-trips, and refuses anything tampered, misaddressed or not from the host", () => {
     const r = rotation(7, 0x10);
-    expect(open(seal(r))).toEqual({ ok: true, value: r });
+    expect(open(seal(r))).toEqual({ ok: true, value: { kind: "identity", ...r } });
     const tampered = seal(r);
     tampered[40] = tampered[40]! ^ 1;
     expect(open(tampered)).toEqual({ ok: false, error: "tag_mismatch" });
@@ -71,8 +71,11 @@ describe("the sealed trust message", () => {
   it("carries a new payload key (body version 2), and version 1 bodies still open without one", () => {
     const r = { ...rotation(8, 0x10), payloadKey: { keyId: 200, key: new Uint8Array(32).fill(0x99) } };
     const opened = open(seal(r));
-    expect(opened).toEqual({ ok: true, value: r });
-    expect(open(seal(rotation(8, 0x10)))).toEqual({ ok: true, value: rotation(8, 0x10) });
+    expect(opened).toEqual({ ok: true, value: { kind: "identity", ...r } });
+    expect(open(seal(rotation(8, 0x10)))).toEqual({
+      ok: true,
+      value: { kind: "identity", ...rotation(8, 0x10) },
+    });
     expect(() => seal({ ...r, payloadKey: { keyId: 1, key: new Uint8Array(16) } })).toThrow(RangeError);
   });
 });

@@ -2,12 +2,13 @@
  * The fleet's topic rights as a pure function, mirroring infra/mosquitto/acl.template, so brokers other than
  * Mosquitto (the emulator's embedded Aedes) enforce the same rules and tests can check both agree.
  *
- *   board <id>:  publish electrolyser/<id>/telemetry and electrolyser/<id>/status;
+ *   board <id>:  publish electrolyser/<id>/telemetry, electrolyser/<id>/status and electrolyser/<id>/csr;
  *                subscribe/read its downlink tree electrolyser/<id>/down/# (never publish there)
  *   ingest:      subscribe/read electrolyser/+/telemetry and electrolyser/+/status, also as $share/<group>/…;
  *                publish electrolyser/<board>/down/stored (the end-to-end confirmations)
  *   telegraf:    subscribe/read electrolyser/+/telemetry
- *   fleet-admin: publish electrolyser/<board>/down/trust and …/down/config (field rotation), read status
+ *   fleet-admin: publish electrolyser/<board>/down/trust and …/down/config (field rotation), read status,
+ *                read and publish (clear) electrolyser/<board>/csr, the boards' answers to key requests
  *   monitor:     the same reads as ingest (observers such as the emulator's verifier), under its own identity
  *                so it never shares the ingest's session
  *   services (the ingest identity, monitor, telegraf, bridge): nothing under electrolyser/<own name>/, so the
@@ -67,8 +68,9 @@ export function isAllowed(
 
   if (action === "publish") {
     if (filter !== topic) return false;
+    if (identity === FLEET_ADMIN_IDENTITY && kind === "csr" && IDENTITY.test(who)) return true;
     // Mosquitto's `pattern` lines apply to every user, the ingest identity included.
-    return who === identity && (kind === "telemetry" || kind === "status");
+    return who === identity && (kind === "telemetry" || kind === "status" || kind === "csr");
   }
 
   // Either the single-level wildcard the ACL grants, or one concrete board.
@@ -77,7 +79,11 @@ export function isAllowed(
     return true;
   if (identity === "telegraf" && kind === "telemetry" && (who === "+" || IDENTITY.test(who))) return true;
   // fleet-admin reads the boards' status, to see a rotated board connect with its new certificate.
-  if (identity === FLEET_ADMIN_IDENTITY && kind === "status" && (who === "+" || IDENTITY.test(who)))
+  if (
+    identity === FLEET_ADMIN_IDENTITY &&
+    (kind === "status" || kind === "csr") &&
+    (who === "+" || IDENTITY.test(who))
+  )
     return true;
   // `electrolyser/<id>/down/#` also matches its parent level (MQTT 4.7.1.2).
   return action === "subscribe" && filter === topic && kind === "down" && who === identity && !isService;

@@ -8,8 +8,10 @@ import { loadManifest } from "../../../manifests/src/index";
 import { repoRoot, stateDir } from "../../../shared/state-dir";
 import { connectFleetAdmin } from "../trust/fleet-admin-publisher";
 import {
+  certifyInField,
   finishInField,
   readTrustFile,
+  requestKeyInField,
   rotateInField,
   type RotationReport,
   type RotationStep,
@@ -42,8 +44,8 @@ const siteOptions = {
   manifest: { type: "string", describe: "fleet manifest for --site (default manifests/fleet.json)" },
 } as const;
 
-/** Runs `one` for every id with progress, prints a report, and exits non-zero if any failed. */
-async function forEach(
+/** Runs `one` for every id with progress; the reports, one per id. */
+async function eachBoard(
   ids: string[],
   brokerUrl: string,
   one: (
@@ -51,7 +53,7 @@ async function forEach(
     onStep: (s: RotationStep, d: string) => void,
     publisher: Awaited<ReturnType<typeof connectFleetAdmin>>,
   ) => Promise<RotationReport>,
-): Promise<void> {
+): Promise<RotationReport[]> {
   const publisher = await connectFleetAdmin({ stateDir: stateDir(), brokerUrl });
   const reports: RotationReport[] = [];
   try {
@@ -68,6 +70,11 @@ async function forEach(
   } finally {
     await publisher.close();
   }
+  return reports;
+}
+
+/** Prints the report and exits non-zero if any board failed. */
+function report(reports: RotationReport[]): void {
   const failed = reports.filter((r) => !r.ok);
   console.log(JSON.stringify({ ok: failed.length === 0, reports }, null, 2));
   if (failed.length) {
@@ -106,18 +113,65 @@ await yargs(hideBin(process.argv))
           type: "number",
           default: 1,
           describe: "fleet secret for boards without payload grants",
+        })
+        .option("key-on-board", {
+          type: "boolean",
+          default: false,
+          describe:
+            "the board makes its key and sends a CSR (sealed, on electrolyser/<id>/csr); the host certifies it and never holds the key. Requests go to every board first, then each answer is awaited",
+        })
+        .option("answer-wait", {
+          type: "number",
+          default: 120,
+          describe: "with --key-on-board: seconds to wait per board for its CSR (the request stays retained)",
         }),
     async (a) => {
-      await forEach(await targets(a), a.broker, (id, onStep, publisher) =>
-        rotateInField({
-          stateDir: stateDir(),
-          id,
-          publisher,
-          keyType: a.keyType as "rsa-2048" | "p256" | undefined,
-          days: a.days,
-          fallbackKeyId: a.keyId,
-          onStep,
-        }),
+      if (a.keyOnBoard) {
+        if (!(a.answerWait > 0)) throw new Error("--answer-wait takes a number of seconds > 0");
+        const ids = await targets(a);
+        const asked = new Set<string>();
+        // Every board gets its request first, so their keys are made in parallel, then each answer is awaited.
+        const first = await eachBoard(ids, a.broker, async (id, onStep, publisher) => {
+          const r = await requestKeyInField({
+            stateDir: stateDir(),
+            id,
+            publisher,
+            fallbackKeyId: a.keyId,
+            onStep,
+          });
+          if ("report" in r) return r.report;
+          asked.add(id);
+          return { id, ok: true, rotation: r.rotation };
+        });
+        const second = await eachBoard(
+          ids.filter((id) => asked.has(id)),
+          a.broker,
+          (id, onStep, publisher) =>
+            certifyInField({
+              stateDir: stateDir(),
+              id,
+              publisher,
+              days: a.days,
+              fallbackKeyId: a.keyId,
+              onStep,
+              keyOnBoard: { answers: publisher, timeoutMs: a.answerWait * 1000 },
+            }),
+        );
+        report([...first.filter((r) => !asked.has(r.id)), ...second]);
+        return;
+      }
+      report(
+        await eachBoard(await targets(a), a.broker, (id, onStep, publisher) =>
+          rotateInField({
+            stateDir: stateDir(),
+            id,
+            publisher,
+            keyType: a.keyType as "rsa-2048" | "p256" | undefined,
+            days: a.days,
+            fallbackKeyId: a.keyId,
+            onStep,
+          }),
+        ),
       );
     },
   )
@@ -142,15 +196,17 @@ await yargs(hideBin(process.argv))
       if (a.wait !== undefined && !(a.wait > 0)) throw new Error("--wait takes a number of seconds > 0");
       if (a.keyGrace !== undefined && !(a.keyGrace >= 0))
         throw new Error("--key-grace takes a number of seconds >= 0");
-      await forEach(await targets(a), a.broker, (id, onStep, publisher) =>
-        finishInField({
-          stateDir: stateDir(),
-          id,
-          publisher,
-          onStep,
-          ...(a.keyGrace !== undefined ? { keyGraceMs: a.keyGrace * 1000 } : {}),
-          ...(a.wait !== undefined ? { wait: { watcher: publisher, timeoutMs: a.wait * 1000 } } : {}),
-        }),
+      report(
+        await eachBoard(await targets(a), a.broker, (id, onStep, publisher) =>
+          finishInField({
+            stateDir: stateDir(),
+            id,
+            publisher,
+            onStep,
+            ...(a.keyGrace !== undefined ? { keyGraceMs: a.keyGrace * 1000 } : {}),
+            ...(a.wait !== undefined ? { wait: { watcher: publisher, timeoutMs: a.wait * 1000 } } : {}),
+          }),
+        ),
       );
     },
   )

@@ -26,6 +26,7 @@ import { SessionTrust } from "../../../firmware/src/app/session-trust";
 import type { TlsIdentity } from "../../../firmware/src/identity/nvs-layout";
 import { TrustRotationHandler } from "../../../firmware/src/identity/trust-rotation";
 import { MemoryNvs } from "./memory-nvs";
+import { nodeKeyMaker } from "../trust/node-key-maker";
 import type { FlashArea } from "../../../firmware/src/outbox/flash-area";
 import { Outbox } from "../../../firmware/src/outbox/outbox";
 import OutboxJournal from "../../../firmware/src/outbox/outbox-journal";
@@ -216,9 +217,7 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     const base: TlsIdentity = {
       caDer: new Uint8Array(env.caDer),
       certDer: new Uint8Array(new X509Certificate(readFileSync(this.#certFile)).raw),
-      keyDer: new Uint8Array(
-        createPrivateKey(readFileSync(this.#keyFile)).export({ format: "der", type: "pkcs8" }),
-      ),
+      keyDer: new Uint8Array(createPrivateKey(this.#readKey()).export({ format: "der", type: "pkcs8" })),
       brokerPins: env.brokerPins.map((p) => new Uint8Array(p)),
     };
     const mode = env.payloadMode(this.id);
@@ -235,6 +234,8 @@ export class Board implements Instruments, Clock, ConnectionProbe {
             deviceId: this.id,
             payload: { keyId: mode.keyId, key: mode.key },
             base,
+            // Key requests: the board makes its key (node:crypto here, mbedTLS on the board) and sends a CSR.
+            keys: nodeKeyMaker,
           })
         : undefined;
     this.#mode = handler ?? mode;
@@ -242,6 +243,19 @@ export class Board implements Instruments, Clock, ConnectionProbe {
     // Built now, not at the first connect: the TLS context is what the board's identity costs.
     secureContextFor(this.#trust.current().tls);
     if (this.#powered) this.#buildSession();
+  }
+
+  #readKey(): Buffer {
+    try {
+      return readFileSync(this.#keyFile);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      // After `trust rotate --key-on-board` the PKI holds the certificate only; the key was in the board's NVS,
+      // which for an emulated board lasts one run.
+      throw new Error(
+        `board ${this.id}: no private key at ${this.#keyFile}: its key was made on the board (trust rotate --key-on-board), and an emulated board keeps it only for the run it was made in; give it a new key and certificate with npm run pki -- rotate ${this.id}`,
+      );
+    }
   }
 
   /** The outbox a boot starts with: over the flash ring (what earlier boots left in it first), or in RAM. */

@@ -18,4 +18,8 @@ export class MemoryNvs implements PreferenceStore {
     if (!d) this.#domains.set(domain, (d = new Map()));
     d.set(key, value instanceof ArrayBuffer ? value.slice(0) : value);
   }
+
+  delete(domain: string, key: string): void {
+    this.#domains.get(domain)?.delete(key);
+  }
 }

@@ -20,19 +20,33 @@
  * <state>/provisioning/trust-rotations.json before anything is issued and only ever grow; a resend of a pending
  * rotation re-seals the same certificate and key (the same bytes), and is refused if the device's certificate
  * changed since (a `pki rotate` in between).
+ *
+ * With the key made on the board (`keyOnBoard`, README Trust), rotate runs in two steps under one rotation
+ * number: a key request (nonce step 0) asks the board for a key pair and its CSR, which the board publishes
+ * sealed under its payload key, retained, on electrolyser/<id>/csr; the host checks it (its own seal, the
+ * device's subject, RSA-2048 or P-256, the self-signature), certifies the CSR's key (the PKI never sees the
+ * private key) and sends the certificate alone (step 1) to the same retained topic, replacing the request.
+ * An answer that does not come in time leaves the request pending: rotate again to resend it and wait.
  */
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
+  certifyDeviceKey,
+  checkDeviceCsr,
   pkiPaths,
   provisionedBrokerPins,
   revokeSerial,
   rotateDevice,
   type KeyType,
 } from "../../../pki/src/index";
-import { sealTrustMessage } from "../../../firmware/src/identity/trust-message";
-import { downlinkTopic } from "../../../firmware/src/telemetry/topics";
+import {
+  sealCertificateForKey,
+  sealKeyRequest,
+  sealTrustMessage,
+} from "../../../firmware/src/identity/trust-message";
+import { openKeyAnswer } from "../../../firmware/src/identity/key-request-message";
+import { downlinkTopic, keyAnswerTopic } from "../../../firmware/src/telemetry/topics";
 import { nodeAead } from "../crypto/node-aead";
 import { deriveDeviceKey, loadPayloadMaster } from "../crypto/device-keys";
 import {
@@ -54,6 +68,13 @@ export interface PendingRotation {
   keyId: number;
   /** The new payload key the rotation carries (its grant is pending until finish); set once granted. */
   payloadKey?: { keyId: number; secretId: number; generation: number };
+  /**
+   * The broker pins (hex) the message was first sealed with: a resend re-seals the same bytes under the
+   * same nonce, so it must not pick up pins changed since.
+   */
+  brokerPins?: string[];
+  /** The key is made on the board: a key request was sent, and its answer (a CSR) is certified. */
+  keyOnBoard?: boolean;
   publishedAt?: string;
 }
 
@@ -75,7 +96,17 @@ export interface TrustPublisher {
 }
 
 export type RotationStep =
-  "reserved" | "issued" | "published" | "resent" | "waiting" | "seen" | "revoked" | "cleared" | "keyed";
+  | "reserved"
+  | "requested"
+  | "answered"
+  | "issued"
+  | "published"
+  | "resent"
+  | "waiting"
+  | "seen"
+  | "revoked"
+  | "cleared"
+  | "keyed";
 
 /** A board's retained status (firmware/src/app/status-message.ts): `cert` is the serial it connected with. */
 export interface BoardStatus {
@@ -90,6 +121,15 @@ export interface StatusWatcher {
     accept: (s: BoardStatus) => boolean,
     timeoutMs: number,
   ): Promise<BoardStatus | undefined>;
+}
+
+/** Reads boards' answers to key requests as fleet-admin: the first accepted payload, or undefined after the timeout. */
+export interface KeyAnswerWatcher {
+  waitForKeyAnswer(
+    id: string,
+    accept: (payload: Uint8Array) => boolean,
+    timeoutMs: number,
+  ): Promise<Uint8Array | undefined>;
 }
 
 export interface RotationReport {
@@ -153,7 +193,7 @@ async function boardPayloadKey(
 async function deviceCert(
   stateDir: string,
   id: string,
-): Promise<{ serial: string; der: Uint8Array; keyDer: Uint8Array }> {
+): Promise<{ serial: string; der: Uint8Array; keyDer?: Uint8Array }> {
   const p = pkiPaths(stateDir).device(id);
   let pem: string;
   try {
@@ -164,10 +204,27 @@ async function deviceCert(
     );
   }
   const cert = new X509Certificate(pem);
-  const keyDer = p.keyDer ? new Uint8Array(await readFile(p.keyDer)) : undefined;
-  if (!keyDer) throw new Error(`no DER key for device "${id}"`);
-  return { serial: cert.serialNumber.toLowerCase(), der: new Uint8Array(cert.raw), keyDer };
+  // Absent once the device's key was made on the board (certified from its CSR).
+  const keyDer = p.keyDer
+    ? await readFile(p.keyDer).then(
+        (b) => new Uint8Array(b),
+        () => undefined,
+      )
+    : undefined;
+  return {
+    serial: cert.serialNumber.toLowerCase(),
+    der: new Uint8Array(cert.raw),
+    ...(keyDer ? { keyDer } : {}),
+  };
 }
+
+/** The pins a pending rotation was first sealed with, or the provisioned ones (recorded by the caller). */
+async function pinsFor(stateDir: string, pending: PendingRotation): Promise<Uint8Array[]> {
+  if (pending.brokerPins) return pending.brokerPins.map((h) => new Uint8Array(Buffer.from(h, "hex")));
+  return provisionedBrokerPins(stateDir);
+}
+
+const hexPins = (pins: readonly Uint8Array[]): string[] => pins.map((p) => Buffer.from(p).toString("hex"));
 
 export interface RotateOptions {
   stateDir: string;
@@ -178,6 +235,8 @@ export interface RotateOptions {
   /** Key id of the fleet secret for a board without payload grants (provisioned before them). */
   fallbackKeyId?: number;
   onStep?: (step: RotationStep, detail: string) => void;
+  /** Make the key on the board: send a key request, wait for its CSR this long, certify it. */
+  keyOnBoard?: { answers: KeyAnswerWatcher; timeoutMs: number };
 }
 
 /**
@@ -185,6 +244,11 @@ export interface RotateOptions {
  * Throws with a specific message on failure; what was done so far is in the trust file.
  */
 export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
+  if (o.keyOnBoard) {
+    const requested = await requestKeyInField(o);
+    if ("report" in requested) return requested.report;
+    return certifyInField({ ...o, keyOnBoard: o.keyOnBoard });
+  }
   const step = o.onStep ?? (() => {});
   const fallbackKeyId = o.fallbackKeyId ?? 1;
   let record = (await readTrustFile(o.stateDir)).devices[o.id];
@@ -233,7 +297,23 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
   const next = pending!.payloadKey!;
   const newKey = deriveDeviceKey(await loadPayloadMaster(o.stateDir, next.secretId), o.id, next.generation);
   const cert = await deviceCert(o.stateDir, o.id);
+  if (pending!.keyOnBoard)
+    throw new Error(
+      `device "${o.id}": rotation ${pending!.rotation} was asked of the board's own key; run rotate with --key-on-board to go on`,
+    );
+  if (!cert.keyDer)
+    throw new Error(
+      `device "${o.id}": its key was made on the board, the PKI holds none to send; rotate with --key-on-board`,
+    );
   const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
+  const pins = await pinsFor(o.stateDir, pending!);
+  if (!pending!.brokerPins)
+    pending = (
+      await updateDevice(o.stateDir, o.id, (d) => ({
+        ...d,
+        pending: { ...d.pending!, brokerPins: hexPins(pins) },
+      }))
+    ).pending!;
   // A resend under another payload key (the board re-provisioned meanwhile) is still nonce-safe: another key.
   const topic = downlinkTopic(o.id, "trust");
   const message = sealTrustMessage(nodeAead, {
@@ -245,7 +325,7 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
       rotation: pending!.rotation,
       certDer: cert.der,
       keyDer: cert.keyDer,
-      brokerPins: await provisionedBrokerPins(o.stateDir),
+      brokerPins: pins,
       payloadKey: { keyId: next.keyId, key: newKey },
     },
   });
@@ -262,6 +342,171 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
     newSerial: cert.serial,
     payloadKeyId: next.keyId,
   };
+}
+
+/** The subject the PKI issues devices under, as the board's KeyMaker takes it (mbedTLS, first pair first). */
+export function boardSubject(id: string): string {
+  return `O=Electrolyser Secure Telemetry,OU=devices,CN=${id}`;
+}
+
+const KEY_BITS = 2048;
+
+/**
+ * Step one with the key on the board: reserve a rotation (or take the pending one) and publish its key request,
+ * QoS 1 retained. A rotation already certified is resent instead (the certificate again) and reported.
+ */
+export async function requestKeyInField(
+  o: RotateOptions,
+): Promise<{ rotation: number } | { report: RotationReport }> {
+  const step = o.onStep ?? (() => {});
+  const fallbackKeyId = o.fallbackKeyId ?? 1;
+  let pending = (await readTrustFile(o.stateDir)).devices[o.id]?.pending;
+  const before = await deviceCert(o.stateDir, o.id);
+  if (pending?.newSerial !== undefined) {
+    if (!pending.keyOnBoard)
+      throw new Error(
+        `device "${o.id}": rotation ${pending.rotation} sends a host-made key; resend it without --key-on-board, or finish it`,
+      );
+    return { report: await sendCertificate(o, pending, true) };
+  }
+  if (!pending?.keyOnBoard) {
+    const carried = pending?.oldSerials ?? [];
+    pending = (
+      await updateDevice(o.stateDir, o.id, (d) => ({
+        ...d,
+        lastRotation: d.lastRotation + 1,
+        pending: {
+          rotation: d.lastRotation + 1,
+          oldSerials: [...new Set([...carried, before.serial])],
+          keyId: -1,
+          keyOnBoard: true,
+        },
+      }))
+    ).pending!;
+    step("reserved", `rotation ${pending.rotation}, the key to be made on the board`);
+  }
+  const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
+  const topic = downlinkTopic(o.id, "trust");
+  // The same request every time (rotation, bits, subject): resending it re-seals the same bytes.
+  const message = sealKeyRequest(nodeAead, {
+    key: payload.key,
+    keyId: payload.keyId,
+    sensorId: o.id,
+    topic,
+    request: { rotation: pending.rotation, bits: KEY_BITS, subject: boardSubject(o.id) },
+  });
+  await o.publisher.publish(topic, message, true);
+  await updateDevice(o.stateDir, o.id, (d) => ({ ...d, pending: { ...d.pending!, keyId: payload.keyId } }));
+  step("requested", `RSA-${KEY_BITS} key and CSR for rotation ${pending.rotation} on ${topic} (retained)`);
+  return { rotation: pending.rotation };
+}
+
+/**
+ * Step two: wait for the board's CSR, check it, certify its key and send the certificate alone. The CSR is
+ * sealed under the board's payload key: one a compromised broker made for a key of its own does not open.
+ */
+export async function certifyInField(
+  o: RotateOptions & { keyOnBoard: NonNullable<RotateOptions["keyOnBoard"]> },
+): Promise<RotationReport> {
+  const step = o.onStep ?? (() => {});
+  const pending = (await readTrustFile(o.stateDir)).devices[o.id]?.pending;
+  if (!pending?.keyOnBoard) throw new Error(`device "${o.id}" has no key request pending`);
+  if (pending.newSerial !== undefined) return sendCertificate(o, pending, true);
+  const payload = await boardPayloadKey(o.stateDir, o.id, o.fallbackKeyId ?? 1);
+  const topic = keyAnswerTopic(o.id);
+  let refused = "";
+  const open = (bytes: Uint8Array) =>
+    openKeyAnswer(nodeAead, { key: payload.key, keyId: payload.keyId, sensorId: o.id, topic, bytes });
+  const answer = await o.keyOnBoard.answers.waitForKeyAnswer(
+    o.id,
+    (bytes) => {
+      const r = open(bytes);
+      if (r.ok && r.value.rotation === pending.rotation) return true;
+      // An answer to an earlier request (retained until finish) is expected; anything else is reported.
+      refused = r.ok
+        ? `an answer to rotation ${r.value.rotation}`
+        : `an answer that does not open (${r.error})`;
+      return false;
+    },
+    o.keyOnBoard.timeoutMs,
+  );
+  if (!answer)
+    throw new Error(
+      `device "${o.id}" sent no CSR for rotation ${pending.rotation} within ${Math.round(o.keyOnBoard.timeoutMs / 1000)} s` +
+        `${refused ? ` (it sent ${refused})` : " (offline? the request is retained: run rotate --key-on-board again later)"}; nothing was issued`,
+    );
+  const opened = open(answer);
+  if (!opened.ok) throw new Error(`device "${o.id}": its answer stopped opening (${opened.error})`);
+  const { spki, keyType } = await checkDeviceCsr(opened.value.csrDer, o.id);
+  step("answered", `CSR for rotation ${pending.rotation} (${keyType}, self-signature and subject checked)`);
+  const issued = await certifyDeviceKey({ stateDir: o.stateDir, id: o.id, spki, keyType, days: o.days });
+  const serial = issued.serial.toLowerCase();
+  const updated = (
+    await updateDevice(o.stateDir, o.id, (d) => ({ ...d, pending: { ...d.pending!, newSerial: serial } }))
+  ).pending!;
+  step("issued", `certificate ${serial} for the board's own key (the old one stays valid until finish)`);
+  return sendCertificate(o, updated, false);
+}
+
+/** Grants the new payload key (once) and publishes the certificate for the board's key, QoS 1 retained. */
+async function sendCertificate(
+  o: RotateOptions,
+  start: PendingRotation,
+  resend: boolean,
+): Promise<RotationReport> {
+  const step = o.onStep ?? (() => {});
+  const fallbackKeyId = o.fallbackKeyId ?? 1;
+  let pending = start;
+  const cert = await deviceCert(o.stateDir, o.id);
+  if (cert.serial !== pending.newSerial)
+    throw new Error(
+      `device "${o.id}": rotation ${pending.rotation} was issued as certificate ${pending.newSerial}, but the device now has ${cert.serial} (rotated by hand?); run finish or re-provision it`,
+    );
+  if (!pending.payloadKey) {
+    const grant = await updateGrants(o.stateDir, (f) => {
+      const r = grantPending(f, o.id, { now: new Date(), legacyKeyId: fallbackKeyId });
+      return { file: r.file, result: r.grant };
+    });
+    const payloadKey = { keyId: grant.keyId, secretId: grant.secretId, generation: grant.generation };
+    pending = (
+      await updateDevice(o.stateDir, o.id, (d) => ({ ...d, pending: { ...d.pending!, payloadKey } }))
+    ).pending!;
+    step("issued", `payload key ${grant.keyId} (generation ${grant.generation}), pending until finish`);
+  }
+  const pins = await pinsFor(o.stateDir, pending);
+  if (!pending.brokerPins)
+    pending = (
+      await updateDevice(o.stateDir, o.id, (d) => ({
+        ...d,
+        pending: { ...d.pending!, brokerPins: hexPins(pins) },
+      }))
+    ).pending!;
+  const next = pending.payloadKey!;
+  const newKey = deriveDeviceKey(await loadPayloadMaster(o.stateDir, next.secretId), o.id, next.generation);
+  const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
+  const topic = downlinkTopic(o.id, "trust");
+  const message = sealCertificateForKey(nodeAead, {
+    key: payload.key,
+    keyId: payload.keyId,
+    sensorId: o.id,
+    topic,
+    certificate: {
+      rotation: pending.rotation,
+      certDer: cert.der,
+      brokerPins: pins,
+      payloadKey: { keyId: next.keyId, key: newKey },
+    },
+  });
+  await o.publisher.publish(topic, message, true);
+  await updateDevice(o.stateDir, o.id, (d) => ({
+    ...d,
+    pending: { ...d.pending!, keyId: payload.keyId, publishedAt: new Date().toISOString() },
+  }));
+  step(
+    resend ? "resent" : "published",
+    `the certificate alone on ${topic}, ${message.length} bytes, QoS 1, retained`,
+  );
+  return { id: o.id, ok: true, rotation: pending.rotation, newSerial: cert.serial, payloadKeyId: next.keyId };
 }
 
 export interface FinishOptions {
@@ -307,6 +552,11 @@ export async function finishInField(o: FinishOptions): Promise<RotationReport> {
   // An empty retained message deletes the retained one (MQTT 3.1.1 §3.3.1.3); the board ignores it.
   await o.publisher.publish(topic, new Uint8Array(0), true);
   step("cleared", topic);
+  if (pending.keyOnBoard) {
+    // The board's retained CSR: public, but nothing to keep on the broker once certified.
+    await o.publisher.publish(keyAnswerTopic(o.id), new Uint8Array(0), true);
+    step("cleared", keyAnswerTopic(o.id));
+  }
   const revoked: string[] = [];
   // Idempotent: a serial already revoked (by `pki revoke`, or a finish that stopped half-way) keeps its record.
   for (const serial of pending.oldSerials) {

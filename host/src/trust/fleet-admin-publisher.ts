@@ -7,10 +7,10 @@ import { readFile } from "node:fs/promises";
 import mqtt, { type MqttClient } from "mqtt";
 import { FLEET_ADMIN_IDENTITY } from "../../../firmware/src/telemetry/vocabulary";
 import { pkiPaths } from "../../../pki/src/index";
-import type { BoardStatus, StatusWatcher, TrustPublisher } from "./field-rotation";
-import { statusTopic } from "../../../firmware/src/telemetry/topics";
+import type { BoardStatus, KeyAnswerWatcher, StatusWatcher, TrustPublisher } from "./field-rotation";
+import { keyAnswerTopic, statusTopic } from "../../../firmware/src/telemetry/topics";
 
-export interface FleetAdminConnection extends TrustPublisher, StatusWatcher {
+export interface FleetAdminConnection extends TrustPublisher, StatusWatcher, KeyAnswerWatcher {
   close(): Promise<void>;
 }
 
@@ -50,6 +50,35 @@ export async function connectFleetAdmin(o: {
       reject(new Error(`cannot connect to ${o.brokerUrl} as ${FLEET_ADMIN_IDENTITY}: connection closed`)),
     );
   });
+  /** The first non-empty message on `topic` that `accept` takes (the retained one comes first), or undefined. */
+  async function waitFor(
+    topic: string,
+    accept: (payload: Uint8Array) => boolean,
+    timeoutMs: number,
+  ): Promise<Uint8Array | undefined> {
+    let onMessage: ((t: string, payload: Buffer) => void) | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await new Promise<Uint8Array | undefined>((resolve, reject) => {
+        onMessage = (t, payload) => {
+          if (t !== topic || payload.length === 0) return;
+          const bytes = new Uint8Array(payload);
+          if (accept(bytes)) resolve(bytes);
+        };
+        client.on("message", onMessage);
+        timer = setTimeout(() => resolve(undefined), timeoutMs);
+        client.subscribeAsync(topic, { qos: 1 }).then((granted) => {
+          if (granted.some((g) => g.qos >= 0x80))
+            reject(new Error(`the broker refused ${FLEET_ADMIN_IDENTITY} a subscription to ${topic} (ACL)`));
+        }, reject);
+      });
+    } finally {
+      clearTimeout(timer);
+      if (onMessage) client.removeListener("message", onMessage);
+      await client.unsubscribeAsync(topic).catch(() => undefined);
+    }
+  }
+
   return {
     async publish(topic, payload, retain) {
       const packet = await client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain });
@@ -60,37 +89,22 @@ export async function connectFleetAdmin(o: {
         );
     },
     async waitForStatus(id, accept, timeoutMs) {
-      const topic = statusTopic(id);
-      let onMessage: ((t: string, payload: Buffer) => void) | undefined;
-      let timer: NodeJS.Timeout | undefined;
-      try {
-        return await new Promise<BoardStatus | undefined>((resolve, reject) => {
-          onMessage = (t, payload) => {
-            if (t !== topic || payload.length === 0) return;
-            let status: BoardStatus;
-            try {
-              status = JSON.parse(payload.toString("utf8")) as BoardStatus;
-            } catch {
-              return; // not a board's JSON status: not what is waited for
-            }
-            if (accept(status)) resolve(status);
-          };
-          client.on("message", onMessage);
-          timer = setTimeout(() => resolve(undefined), timeoutMs);
-          // The retained status comes first, then every change.
-          client.subscribeAsync(topic, { qos: 1 }).then((granted) => {
-            if (granted.some((g) => g.qos >= 0x80))
-              reject(
-                new Error(`the broker refused ${FLEET_ADMIN_IDENTITY} a subscription to ${topic} (ACL)`),
-              );
-          }, reject);
-        });
-      } finally {
-        clearTimeout(timer);
-        if (onMessage) client.removeListener("message", onMessage);
-        await client.unsubscribeAsync(topic).catch(() => undefined);
-      }
+      let status: BoardStatus | undefined;
+      const seen = await waitFor(
+        statusTopic(id),
+        (payload) => {
+          try {
+            status = JSON.parse(Buffer.from(payload).toString("utf8")) as BoardStatus;
+          } catch {
+            return false; // not a board's JSON status: not what is waited for
+          }
+          return accept(status);
+        },
+        timeoutMs,
+      );
+      return seen ? status : undefined;
     },
+    waitForKeyAnswer: (id, accept, timeoutMs) => waitFor(keyAnswerTopic(id), accept, timeoutMs),
     close: () => client.endAsync(),
   };
 }

@@ -25,22 +25,40 @@ describe("fleet-admin", () => {
       "electrolyser/+/telemetry",
     ])
       expect({ filter, ok: can("fleet-admin", "subscribe", filter) }).toEqual({ filter, ok: false });
-    // It reads the boards' status (trust finish --wait), nothing else.
+    // It reads the boards' status (trust finish --wait) and their key-request answers, nothing else.
     expect(can("fleet-admin", "subscribe", "electrolyser/+/status")).toBe(true);
     expect(can("fleet-admin", "subscribe", "electrolyser/dev-a/status")).toBe(true);
+    expect(can("fleet-admin", "subscribe", "electrolyser/dev-a/csr")).toBe(true);
+    // It clears a board's retained answer when the rotation ends; the board writes its own answer only.
+    expect(can("fleet-admin", "publish", "electrolyser/dev-a/csr")).toBe(true);
+    expect(can("dev-a", "publish", "electrolyser/dev-a/csr")).toBe(true);
+    for (const [who, topic] of [
+      ["dev-b", "electrolyser/dev-a/csr"],
+      ["ingest", "electrolyser/dev-a/csr"],
+      ["monitor", "electrolyser/dev-a/csr"],
+      ["fleet-admin", "electrolyser/+/csr"],
+    ] as const)
+      expect({ who, topic, ok: can(who, "publish", topic) }).toEqual({ who, topic, ok: false });
+    for (const who of ["dev-b", "ingest", "monitor", "telegraf"])
+      expect({ who, ok: can(who, "subscribe", "electrolyser/dev-a/csr") }).toEqual({ who, ok: false });
     for (const who of ["dev-a", "dev-b", "ingest", "monitor", "telegraf"])
       expect({ who, ok: can(who, "publish", "electrolyser/dev-a/down/trust") }).toEqual({ who, ok: false });
     expect(can("dev-a", "subscribe", "electrolyser/dev-a/down/trust")).toBe(true);
     expect(can("dev-b", "subscribe", "electrolyser/dev-a/down/trust")).toBe(false);
   });
 
-  it("NATS: publish to every board's down.trust and down.config, subscribe to their status only", () => {
+  it("NATS: publish to every board's down.trust, down.config and csr (to clear it), subscribe to status and csr", () => {
     const p = permissionsFor("fleet-admin", "service");
     expect(p.publish).toEqual({
-      allow: ["electrolyser.*.down.trust", "electrolyser.*.down.config"],
+      allow: ["electrolyser.*.down.trust", "electrolyser.*.down.config", "electrolyser.*.csr"],
       deny: ["electrolyser.fleet-admin.>"],
     });
-    expect(p.subscribe.allow.filter((s) => s.startsWith("electrolyser."))).toEqual(["electrolyser.*.status"]);
+    expect(p.subscribe.allow.filter((s) => s.startsWith("electrolyser."))).toEqual([
+      "electrolyser.*.status",
+      "electrolyser.*.csr",
+    ]);
+    expect(permissionsFor("dev-a", "device").publish.allow).toContain("electrolyser.dev-a.csr");
+    expect(permissionsFor("ingest", "service").subscribe.allow).not.toContain("electrolyser.*.csr");
     // A device that somehow holds the name gets a board's rights only, never the operator's.
     expect(permissionsFor("fleet-admin", "device").publish.allow).not.toContain("electrolyser.*.down.trust");
     expect(permissionsFor("ingest", "service").publish.allow).not.toContain("electrolyser.*.down.trust");

@@ -83,6 +83,7 @@ const IDENTITIES = [
 const KINDS = [
   "telemetry",
   "status",
+  "csr",
   "command",
   "config",
   "",

@@ -10,10 +10,9 @@
  *     seq) is stored exactly once, every board's outbox empties (all confirmed), and after `finish` a reading
  *     sealed under the replaced payload key is refused as retired_key.
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import type { MqttClient } from "mqtt";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureDevPki, type PkiPaths } from "../../../pki/src/index";
@@ -29,8 +28,8 @@ import { Fleet } from "../../src/emulator/fleet";
 import { readTrustFile } from "../../src/trust/field-rotation";
 import { endClient, mustConnect, subscribe } from "../broker/helpers/clients";
 import { arrivals, missingOrExtra, runAndCollect, until } from "../emulator/fleet-helpers";
+import { trustCli as runTrustCli } from "./helpers/trust-cli";
 
-const REPO = resolve(import.meta.dirname, "../../..");
 const COUNT = 4;
 const IDS = deviceIds(COUNT);
 const ROTATED = IDS[1]!;
@@ -41,21 +40,7 @@ let broker: MosquittoHandle;
 let master: Uint8Array;
 let watcher: MqttClient | undefined;
 
-function trustCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "host/src/cli/trust.ts"), ...args], {
-      cwd: REPO,
-      env: { ...process.env, EST_STATE_DIR: dir },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => done({ code, stdout, stderr }));
-  });
-}
+const trustCli = (args: string[]) => runTrustCli(dir, args);
 
 /** Stored telemetry: device → seq → the timestamps it was stored at. */
 async function storedPoints(vmUrl: string): Promise<Map<string, Map<number, Set<number>>>> {

@@ -5,7 +5,6 @@
  * certificate, which the broker refuses after its restart onto the new CRL.
  * (The MQTT session's use of the handler is wired separately; here the test plays the session.)
  */
-import { spawn } from "node:child_process";
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -24,6 +23,7 @@ import { deriveDeviceKey, loadOrCreatePayloadMaster } from "../../src/crypto/dev
 import { connectFleetAdmin } from "../../src/trust/fleet-admin-publisher";
 import { readTrustFile } from "../../src/trust/field-rotation";
 import { endClient, mustConnect, subscribe, tryConnect } from "../broker/helpers/clients";
+import { trustCli as runTrustCli } from "./helpers/trust-cli";
 
 const REPO = resolve(import.meta.dirname, "../../..");
 const ID = "fr-0001";
@@ -35,21 +35,7 @@ let broker: MosquittoHandle;
 let ca: string;
 const clients: MqttClient[] = [];
 
-function trustCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(REPO, "host/src/cli/trust.ts"), ...args], {
-      cwd: REPO,
-      env: { ...process.env, EST_STATE_DIR: dir },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => done({ code, stdout, stderr }));
-  });
-}
+const trustCli = (args: string[]) => runTrustCli(dir, args);
 
 /** Every binary message a client receives, with a wait on a condition. */
 function inbox(c: MqttClient) {

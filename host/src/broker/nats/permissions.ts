@@ -23,10 +23,11 @@ const ROOT = "electrolyser";
 export const MQTT_DELIVERY_SUBJECTS = "$MQTT.sub.>";
 
 /** The services of acl.template that read the fleet, and what each reads. */
-const FLEET_READERS: Readonly<Record<string, readonly ("telemetry" | "status")[]>> = {
+const FLEET_READERS: Readonly<Record<string, readonly ("telemetry" | "status" | "csr")[]>> = {
   [MONITOR_IDENTITY]: ["telemetry", "status"],
   telegraf: ["telemetry"],
-  [FLEET_ADMIN_IDENTITY]: ["status"],
+  // Status to see a rotated board connect; csr for boards' answers to key requests.
+  [FLEET_ADMIN_IDENTITY]: ["status", "csr"],
 };
 
 /**
@@ -41,7 +42,7 @@ export function subjectTokenProblem(id: string): string | undefined {
 }
 
 /**
- * A board gets acl.template's `pattern` rights: publish its own telemetry and status, read its own downlink
+ * A board gets acl.template's `pattern` rights: publish its own telemetry, status and key-request answer (csr), read its own downlink
  * tree. A service gets none of them (acl.template's `topic deny electrolyser/<service>/#`: no service
  * publishes telemetry under its own name); the ingest (`ingestIdentity`), `monitor` and `telegraf` read the
  * fleet, and the ingest alone publishes the boards' `down/stored` confirmations, `fleet-admin` alone their
@@ -70,10 +71,20 @@ export function permissionsFor(
           { allow: [`${ROOT}.*.down.stored`], deny: [`${ROOT}.${identity}.>`] }
         : service && identity === FLEET_ADMIN_IDENTITY
           ? // acl.template: field rotation and settings, written to any board (it reads their status only).
-            { allow: [`${ROOT}.*.down.trust`, `${ROOT}.*.down.config`], deny: [`${ROOT}.${identity}.>`] }
+            // and the boards' retained key-request answers, cleared (an empty message) when a rotation ends.
+            {
+              allow: [`${ROOT}.*.down.trust`, `${ROOT}.*.down.config`, `${ROOT}.*.csr`],
+              deny: [`${ROOT}.${identity}.>`],
+            }
           : service
             ? { allow: [], deny: [">"] }
-            : { allow: [`${ROOT}.${identity}.telemetry`, `${ROOT}.${identity}.status`] },
+            : {
+                allow: [
+                  `${ROOT}.${identity}.telemetry`,
+                  `${ROOT}.${identity}.status`,
+                  `${ROOT}.${identity}.csr`,
+                ],
+              },
     subscribe: {
       allow: [
         // A board reads its own downlink tree (electrolyser/<id>/down/#). NATS turns an MQTT filter ending in

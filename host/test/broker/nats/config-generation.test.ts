@@ -197,7 +197,9 @@ describe("nodeConfig", () => {
       {
         user: "CN=dev-a,OU=devices,O=Electrolyser Secure Telemetry",
         permissions: {
-          publish: { allow: ["electrolyser.dev-a.telemetry", "electrolyser.dev-a.status"] },
+          publish: {
+            allow: ["electrolyser.dev-a.telemetry", "electrolyser.dev-a.status", "electrolyser.dev-a.csr"],
+          },
           subscribe: { allow: ["electrolyser.dev-a.down", "electrolyser.dev-a.down.>", "$MQTT.sub.>"] },
         },
       },
