@@ -2,7 +2,9 @@
  * Who may hand a board a new identity, checked against Debian's mosquitto with the project's configuration and
  * ACL: only `fleet-admin` writes `electrolyser/<id>/down/trust` (and `down/config`), and only that board reads
  * it. (The message is also sealed under the board's payload key, firmware/src/identity/trust-message.ts: the
- * ACL is the first of two locks, not the only one.)
+ * ACL is the first of two locks, not the only one.) A board's answer to a key request, `electrolyser/<id>/csr`, is
+ * written by that board only and read (and cleared) by fleet-admin only; it is sealed too
+ * (firmware/src/identity/key-request-message.ts).
  */
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -112,6 +114,47 @@ describe("electrolyser/<id>/down/trust", () => {
     expect(new Set(bRx.messages.map((m) => m.payload))).toEqual(new Set([forB]));
     expect(adminRx.messages).toEqual([]);
     expect(ingestRx.messages).toEqual([]);
+    expect(monitorRx.messages).toEqual([]);
+  });
+});
+
+describe("electrolyser/<id>/csr", () => {
+  it("only the board writes its answer; only fleet-admin reads it, and may clear it", async () => {
+    const admin = await connectAs(ids.fleetAdmin, "fleet-admin-csr");
+    const adminRx = recorder(admin);
+    await subscribe(admin, ["electrolyser/+/csr"]);
+    const a = await connectAs(ids.devA, "dev-a-csr");
+    const b = await connectAs(ids.devB, "dev-b-csr");
+    const bRx = recorder(b);
+    await subscribe(b, ["electrolyser/+/csr"]);
+    const ingest = await connectAs(ids.ingest, "ingest-csr");
+    const ingestRx = recorder(ingest);
+    await subscribe(ingest, ["electrolyser/+/csr", "electrolyser/#"]);
+    const monitor = await connectAs(ids.monitor, "monitor-csr");
+    const monitorRx = recorder(monitor);
+    await subscribe(monitor, ["electrolyser/+/csr"]);
+
+    const answer = `answer-a-${randomUUID()}`;
+    expect((await publishQos1(a, "electrolyser/dev-a/csr", answer)).reasonCode).toBe(0);
+    await adminRx.waitFor((m) => m.payload === answer);
+    // Another board cannot answer in dev-a's name, nor a service.
+    const forged = `forged-${randomUUID()}`;
+    for (const [who, c] of [
+      ["dev-b", b],
+      ["ingest", ingest],
+      ["monitor", monitor],
+    ] as const)
+      expect({ who, ...(await publishQos1(c, "electrolyser/dev-a/csr", forged)) }).toEqual({
+        who,
+        reasonCode: NOT_AUTHORIZED,
+      });
+    // fleet-admin clears it when the rotation ends (an empty retained message).
+    expect((await publishQos1(admin, "electrolyser/dev-a/csr", "")).reasonCode).toBe(0);
+    for (const c of [admin, b, ingest, monitor]) await subscribe(c, ["electrolyser/none/csr"]);
+
+    expect(adminRx.messages.map((m) => m.payload)).toEqual([answer, ""]);
+    expect(bRx.messages).toEqual([]);
+    expect(ingestRx.messages.filter((m) => m.topic.endsWith("/csr"))).toEqual([]);
     expect(monitorRx.messages).toEqual([]);
   });
 });
