@@ -95,7 +95,7 @@ await yargs(hideBin(process.argv))
   })
   .command(
     "rotate [ids..]",
-    "issue a new certificate, key and payload key per board, seal them with the broker pins under the board's payload key, publish QoS 1 retained; a pending rotation is resent as it was",
+    "per board: ask it for a new key and CSR, certify it, send the certificate, the broker pins and a new payload key sealed under its payload key (QoS 1 retained); a pending rotation is resent as it was",
     (y) =>
       y
         .positional("ids", { type: "string", array: true })
@@ -116,9 +116,9 @@ await yargs(hideBin(process.argv))
         })
         .option("key-on-board", {
           type: "boolean",
-          default: false,
+          default: true,
           describe:
-            "the board makes its key and sends a CSR (sealed, on electrolyser/<id>/csr); the host certifies it and never holds the key. Requests go to every board first, then each answer is awaited",
+            "the board makes its key and sends a CSR (sealed, on electrolyser/<id>/csr); the host certifies it and never holds the key. Requests go to every board first, then each answer is awaited. --no-key-on-board: the host makes the key and sends it sealed under the board's payload key (for firmware without the key-request module; the PKI keeps a copy)",
         })
         .option("answer-wait", {
           type: "number",

@@ -250,10 +250,10 @@ export class Board implements Instruments, Clock, ConnectionProbe {
       return readFileSync(this.#keyFile);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-      // After `trust rotate --key-on-board` the PKI holds the certificate only; the key was in the board's NVS,
+      // After `trust rotate` (the key made on the board) the PKI holds the certificate only; the key was in the board's NVS,
       // which for an emulated board lasts one run.
       throw new Error(
-        `board ${this.id}: no private key at ${this.#keyFile}: its key was made on the board (trust rotate --key-on-board), and an emulated board keeps it only for the run it was made in; give it a new key and certificate with npm run pki -- rotate ${this.id}`,
+        `board ${this.id}: no private key at ${this.#keyFile}: its key was made on the board (trust rotate), and an emulated board keeps it only for the run it was made in; give it a new key and certificate with npm run pki -- rotate ${this.id}`,
       );
     }
   }

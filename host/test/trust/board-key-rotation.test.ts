@@ -1,7 +1,7 @@
 /**
  * Field rotation with the key made on the board, against Debian's mosquitto with the project's ACL and PKI:
  * emulated boards (the firmware's MqttSession and TrustRotationHandler, node:crypto where the board has
- * mbedTLS) publish at 20 Hz; `npm run trust -- rotate --key-on-board` sends a key request, the board answers
+ * mbedTLS) publish at 20 Hz; `npm run trust -- rotate` (the key made on the board is the default) sends a key request, the board answers
  * with a CSR sealed under its payload key on electrolyser/<id>/csr, the host certifies the CSR's key and sends
  * the certificate alone; the board connects with it. Every reading reaches the verifying subscriber exactly once
  * per (device, boot, seq), and no private key anywhere in the host's state matches the new certificate.
@@ -121,7 +121,7 @@ describe("field rotation with the key made on the board", () => {
         const rotated = await trustCli(dir, [
           "rotate",
           ROTATED,
-          "--key-on-board",
+          // No flag: the key is made on the board by default.
           "--answer-wait",
           "30",
           "--broker",

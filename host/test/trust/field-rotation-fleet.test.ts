@@ -119,7 +119,7 @@ describe("field rotation while readings flow", () => {
         oldSerial = board.certSerial!;
         expect(statuses.find((s) => s.id === ROTATED && s.online)?.cert).toBe(oldSerial);
 
-        const rotated = await trustCli(["rotate", ROTATED, "--broker", broker.url]);
+        const rotated = await trustCli(["rotate", ROTATED, "--no-key-on-board", "--broker", broker.url]);
         expect(rotated.stderr).toMatch(/published electrolyser\/emu-00002\/down\/trust/);
         expect(rotated.code).toBe(0);
         newSerial = (await readTrustFile(dir)).devices[ROTATED]!.pending!.newSerial!;
@@ -202,7 +202,7 @@ describe("field rotation while readings flow", () => {
           await until("every board online", () => fleet.boards.every((b) => b.online));
           await until("confirmations flowing", () => board.session!.counters.confirmed >= 20, 20_000);
 
-          const rotated = await trustCli(["rotate", board2, "--broker", broker.url]);
+          const rotated = await trustCli(["rotate", board2, "--no-key-on-board", "--broker", broker.url]);
           expect(rotated.code).toBe(0);
           const pending = (await readTrustFile(dir)).devices[board2]!.pending!;
           newSerial = pending.newSerial!;

@@ -144,7 +144,7 @@ describe("npm run trust", () => {
     const oldSerial = new X509Certificate(base.certDer).serialNumber.toLowerCase();
 
     // Published while the board is offline.
-    const rotated = await trustCli(["rotate", ID, "--broker", broker.url]);
+    const rotated = await trustCli(["rotate", ID, "--no-key-on-board", "--broker", broker.url]);
     expect(rotated.stderr).toMatch(/\[1\/1\] fr-0001: reserved rotation 1/);
     expect(rotated.stderr).toMatch(/\[1\/1\] fr-0001: published electrolyser\/fr-0001\/down\/trust/);
     expect(rotated.code).toBe(0);
@@ -192,7 +192,7 @@ describe("npm run trust", () => {
     });
 
     // A second rotate before finish resends the same rotation (same number, same certificate).
-    const again = await trustCli(["rotate", ID, "--broker", broker.url]);
+    const again = await trustCli(["rotate", ID, "--no-key-on-board", "--broker", broker.url]);
     expect(again.code).toBe(0);
     expect(again.stderr).toMatch(/resent electrolyser\/fr-0001\/down\/trust/);
     expect((await readTrustFile(dir)).devices[ID]!.pending!.newSerial).toBe(pending.newSerial);
