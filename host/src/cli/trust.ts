@@ -123,7 +123,7 @@ await yargs(hideBin(process.argv))
         .option("answer-wait", {
           type: "number",
           default: 120,
-          describe: "with --key-on-board: seconds to wait per board for its CSR (the request stays retained)",
+          describe: "seconds to wait per board for its CSR (the request stays retained)",
         }),
     async (a) => {
       if (a.keyOnBoard) {

@@ -250,7 +250,6 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
     return certifyInField({ ...o, keyOnBoard: o.keyOnBoard });
   }
   const step = o.onStep ?? (() => {});
-  const fallbackKeyId = o.fallbackKeyId ?? 1;
   let record = (await readTrustFile(o.stateDir)).devices[o.id];
   let pending = record?.pending;
   const before = await deviceCert(o.stateDir, o.id);
@@ -282,7 +281,57 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
     pending = record.pending!;
     step("issued", `certificate ${serial} (the old one, ${before.serial}, stays valid until finish)`);
   }
-  if (!pending!.payloadKey) {
+  const cert = await deviceCert(o.stateDir, o.id);
+  if (pending!.keyOnBoard)
+    throw new Error(
+      `device "${o.id}": rotation ${pending!.rotation} asked the board for its own key; run rotate without --no-key-on-board to go on`,
+    );
+  const keyDer = cert.keyDer;
+  if (!keyDer)
+    throw new Error(
+      `device "${o.id}": its key was made on the board, the PKI holds none to send; rotate without --no-key-on-board`,
+    );
+  return publishRotation(o, pending!, resend, cert.serial, "", (c) =>
+    sealTrustMessage(nodeAead, {
+      ...c.seal,
+      rotation: {
+        rotation: c.pending.rotation,
+        certDer: cert.der,
+        keyDer,
+        brokerPins: c.pins,
+        payloadKey: c.payloadKey,
+      },
+    }),
+  );
+}
+
+interface SealContent {
+  /** The board's current payload key, its key id, the device id and topic: what the message is sealed under. */
+  seal: { key: Uint8Array; keyId: number; sensorId: string; topic: string };
+  pending: PendingRotation;
+  /** The pins the rotation was first sealed with. */
+  pins: Uint8Array[];
+  /** The payload key the board seals with after the rotation. */
+  payloadKey: { keyId: number; key: Uint8Array };
+}
+
+/**
+ * What both paths share once the certificate is issued: the new payload key granted (pending) once, the pins
+ * fixed once, both kept in the trust file so a resend seals the same bytes; then sealed under the board's
+ * current payload key and published QoS 1 retained on its down/trust.
+ */
+async function publishRotation(
+  o: RotateOptions,
+  start: PendingRotation,
+  resend: boolean,
+  serial: string,
+  what: string,
+  seal: (c: SealContent) => Uint8Array,
+): Promise<RotationReport> {
+  const step = o.onStep ?? (() => {});
+  const fallbackKeyId = o.fallbackKeyId ?? 1;
+  let pending = start;
+  if (!pending.payloadKey) {
     // Reserved and granted (pending) before it is sealed: a generation is never handed out twice, and the
     // ingest knows the key before the board can seal under it. A resend carries the same generation.
     const grant = await updateGrants(o.stateDir, (f) => {
@@ -290,58 +339,37 @@ export async function rotateInField(o: RotateOptions): Promise<RotationReport> {
       return { file: r.file, result: r.grant };
     });
     const payloadKey = { keyId: grant.keyId, secretId: grant.secretId, generation: grant.generation };
-    record = await updateDevice(o.stateDir, o.id, (d) => ({ ...d, pending: { ...d.pending!, payloadKey } }));
-    pending = record.pending!;
+    pending = (
+      await updateDevice(o.stateDir, o.id, (d) => ({ ...d, pending: { ...d.pending!, payloadKey } }))
+    ).pending!;
     step("issued", `payload key ${grant.keyId} (generation ${grant.generation}), pending until finish`);
   }
-  const next = pending!.payloadKey!;
-  const newKey = deriveDeviceKey(await loadPayloadMaster(o.stateDir, next.secretId), o.id, next.generation);
-  const cert = await deviceCert(o.stateDir, o.id);
-  if (pending!.keyOnBoard)
-    throw new Error(
-      `device "${o.id}": rotation ${pending!.rotation} was asked of the board's own key; run rotate with --key-on-board to go on`,
-    );
-  if (!cert.keyDer)
-    throw new Error(
-      `device "${o.id}": its key was made on the board, the PKI holds none to send; rotate with --key-on-board`,
-    );
-  const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
-  const pins = await pinsFor(o.stateDir, pending!);
-  if (!pending!.brokerPins)
+  const pins = await pinsFor(o.stateDir, pending);
+  if (!pending.brokerPins)
     pending = (
       await updateDevice(o.stateDir, o.id, (d) => ({
         ...d,
         pending: { ...d.pending!, brokerPins: hexPins(pins) },
       }))
     ).pending!;
+  const next = pending.payloadKey!;
+  const newKey = deriveDeviceKey(await loadPayloadMaster(o.stateDir, next.secretId), o.id, next.generation);
   // A resend under another payload key (the board re-provisioned meanwhile) is still nonce-safe: another key.
+  const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
   const topic = downlinkTopic(o.id, "trust");
-  const message = sealTrustMessage(nodeAead, {
-    key: payload.key,
-    keyId: payload.keyId,
-    sensorId: o.id,
-    topic,
-    rotation: {
-      rotation: pending!.rotation,
-      certDer: cert.der,
-      keyDer: cert.keyDer,
-      brokerPins: pins,
-      payloadKey: { keyId: next.keyId, key: newKey },
-    },
+  const message = seal({
+    seal: { key: payload.key, keyId: payload.keyId, sensorId: o.id, topic },
+    pending,
+    pins,
+    payloadKey: { keyId: next.keyId, key: newKey },
   });
   await o.publisher.publish(topic, message, true);
   await updateDevice(o.stateDir, o.id, (d) => ({
     ...d,
     pending: { ...d.pending!, keyId: payload.keyId, publishedAt: new Date().toISOString() },
   }));
-  step(resend ? "resent" : "published", `${topic}, ${message.length} bytes, QoS 1, retained`);
-  return {
-    id: o.id,
-    ok: true,
-    rotation: pending!.rotation,
-    newSerial: cert.serial,
-    payloadKeyId: next.keyId,
-  };
+  step(resend ? "resent" : "published", `${what}${topic}, ${message.length} bytes, QoS 1, retained`);
+  return { id: o.id, ok: true, rotation: pending.rotation, newSerial: serial, payloadKeyId: next.keyId };
 }
 
 /** The subject the PKI issues devices under, as the board's KeyMaker takes it (mbedTLS, first pair first). */
@@ -365,7 +393,7 @@ export async function requestKeyInField(
   if (pending?.newSerial !== undefined) {
     if (!pending.keyOnBoard)
       throw new Error(
-        `device "${o.id}": rotation ${pending.rotation} sends a host-made key; resend it without --key-on-board, or finish it`,
+        `device "${o.id}": rotation ${pending.rotation} sends a host-made key; resend it with --no-key-on-board, or finish it`,
       );
     return { report: await sendCertificate(o, pending, true) };
   }
@@ -433,7 +461,7 @@ export async function certifyInField(
   if (!answer)
     throw new Error(
       `device "${o.id}" sent no CSR for rotation ${pending.rotation} within ${Math.round(o.keyOnBoard.timeoutMs / 1000)} s` +
-        `${refused ? ` (it sent ${refused})` : " (offline? the request is retained: run rotate --key-on-board again later)"}; nothing was issued`,
+        `${refused ? ` (it sent ${refused})` : " (offline? the request is retained: run rotate again later)"}; nothing was issued`,
     );
   const opened = open(answer);
   if (!opened.ok) throw new Error(`device "${o.id}": its answer stopped opening (${opened.error})`);
@@ -448,65 +476,28 @@ export async function certifyInField(
   return sendCertificate(o, updated, false);
 }
 
-/** Grants the new payload key (once) and publishes the certificate for the board's key, QoS 1 retained. */
+/** Publishes the certificate for the board's key (with the pins and the new payload key), QoS 1 retained. */
 async function sendCertificate(
   o: RotateOptions,
-  start: PendingRotation,
+  pending: PendingRotation,
   resend: boolean,
 ): Promise<RotationReport> {
-  const step = o.onStep ?? (() => {});
-  const fallbackKeyId = o.fallbackKeyId ?? 1;
-  let pending = start;
   const cert = await deviceCert(o.stateDir, o.id);
   if (cert.serial !== pending.newSerial)
     throw new Error(
       `device "${o.id}": rotation ${pending.rotation} was issued as certificate ${pending.newSerial}, but the device now has ${cert.serial} (rotated by hand?); run finish or re-provision it`,
     );
-  if (!pending.payloadKey) {
-    const grant = await updateGrants(o.stateDir, (f) => {
-      const r = grantPending(f, o.id, { now: new Date(), legacyKeyId: fallbackKeyId });
-      return { file: r.file, result: r.grant };
-    });
-    const payloadKey = { keyId: grant.keyId, secretId: grant.secretId, generation: grant.generation };
-    pending = (
-      await updateDevice(o.stateDir, o.id, (d) => ({ ...d, pending: { ...d.pending!, payloadKey } }))
-    ).pending!;
-    step("issued", `payload key ${grant.keyId} (generation ${grant.generation}), pending until finish`);
-  }
-  const pins = await pinsFor(o.stateDir, pending);
-  if (!pending.brokerPins)
-    pending = (
-      await updateDevice(o.stateDir, o.id, (d) => ({
-        ...d,
-        pending: { ...d.pending!, brokerPins: hexPins(pins) },
-      }))
-    ).pending!;
-  const next = pending.payloadKey!;
-  const newKey = deriveDeviceKey(await loadPayloadMaster(o.stateDir, next.secretId), o.id, next.generation);
-  const payload = await boardPayloadKey(o.stateDir, o.id, fallbackKeyId);
-  const topic = downlinkTopic(o.id, "trust");
-  const message = sealCertificateForKey(nodeAead, {
-    key: payload.key,
-    keyId: payload.keyId,
-    sensorId: o.id,
-    topic,
-    certificate: {
-      rotation: pending.rotation,
-      certDer: cert.der,
-      brokerPins: pins,
-      payloadKey: { keyId: next.keyId, key: newKey },
-    },
-  });
-  await o.publisher.publish(topic, message, true);
-  await updateDevice(o.stateDir, o.id, (d) => ({
-    ...d,
-    pending: { ...d.pending!, keyId: payload.keyId, publishedAt: new Date().toISOString() },
-  }));
-  step(
-    resend ? "resent" : "published",
-    `the certificate alone on ${topic}, ${message.length} bytes, QoS 1, retained`,
+  return publishRotation(o, pending, resend, cert.serial, "the certificate alone on ", (c) =>
+    sealCertificateForKey(nodeAead, {
+      ...c.seal,
+      certificate: {
+        rotation: c.pending.rotation,
+        certDer: cert.der,
+        brokerPins: c.pins,
+        payloadKey: c.payloadKey,
+      },
+    }),
   );
-  return { id: o.id, ok: true, rotation: pending.rotation, newSerial: cert.serial, payloadKeyId: next.keyId };
 }
 
 export interface FinishOptions {
