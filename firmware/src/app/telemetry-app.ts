@@ -271,6 +271,12 @@ export default class TelemetryApp {
             ...(o.keys ? { keys: o.keys } : {}),
           })
         : undefined;
+    // The boot line names the provisioned key; a board that committed a rotation seals under its slot's.
+    const sealing = handler?.payloadMode();
+    if (sealing?.kind === "encrypted" && sealing.keyId !== identity.payload?.keyId)
+      o.log.info(
+        `trust: identity slot ${handler!.connection().slot} in use, sealing under payload key ${sealing.keyId}`,
+      );
     const trust = !identity.tls
       ? undefined
       : handler

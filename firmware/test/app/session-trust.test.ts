@@ -331,6 +331,11 @@ describe("the session's downlink and field rotation", () => {
     expect(certOfConnect(d.broker, -1)).toEqual(der(next.certPem));
     expect(new Uint8Array(d.broker.connects.at(-1)!.tls!.keyDer)).toEqual(der(next.keyPem));
     expect(statusCerts(d.broker).at(-1)).toBe(serialOf(next));
+    // After a reboot the console says which payload key it seals under (the boot line names the provisioned one).
+    const timers = new VirtualTimers(Date.now());
+    const rebooted = bootDevice({ store: d.store, timers, broker: new FakeBroker(timers), keys });
+    await timers.advance(1_000);
+    expect(rebooted.log.text()).toMatch(/trust: identity slot 1 in use, sealing under payload key 5/);
     // Every reading arrived (the broker outage resent some, PUBACK semantics): none is missing.
     const got = new Set(seqs(d.broker));
     expect([...got].sort((a, b) => a - b)).toEqual([...got].map((_, i) => i));
