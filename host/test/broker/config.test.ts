@@ -119,10 +119,11 @@ describe("rendered ACL", async () => {
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith("#"));
 
-  it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics; fleet-admin only writes trust and config and reads status", () => {
+  it("grants boards only their own topics; ingest, monitor and telegraf only read, never their own name's topics; broker-admin only the dynsec control topics; fleet-admin only writes trust and config, reads status, and reads and clears boards' key-request answers", () => {
     expect(rules).toEqual([
       "pattern write electrolyser/%u/telemetry",
       "pattern write electrolyser/%u/status",
+      "pattern write electrolyser/%u/csr",
       "pattern read electrolyser/%u/down/#",
       "user ingest-2",
       "topic deny electrolyser/ingest-2/#",
@@ -146,6 +147,7 @@ describe("rendered ACL", async () => {
       "topic write electrolyser/+/down/trust",
       "topic write electrolyser/+/down/config",
       "topic read electrolyser/+/status",
+      "topic readwrite electrolyser/+/csr",
     ]);
   });
 });
