@@ -54,7 +54,7 @@ async function eachBoard(
     publisher: Awaited<ReturnType<typeof connectFleetAdmin>>,
   ) => Promise<RotationReport>,
 ): Promise<RotationReport[]> {
-  const publisher = await connectFleetAdmin({ stateDir: stateDir(), brokerUrl });
+  const publisher = await connectFleetAdmin({ stateDir: stateDir(), brokerUrl, onNotice: say });
   const reports: RotationReport[] = [];
   try {
     for (const [i, id] of ids.entries()) {

@@ -1,7 +1,9 @@
 /**
  * The `fleet-admin` connection that `npm run trust` publishes with: MQTT 5, so that a publish the broker's ACL
  * refuses comes back as PUBACK reason 0x87 instead of the silent drop MQTT 3.1.1 gets from Mosquitto 2.0
- * (../shared REFERENCE, Durability). Client id = the CN, as the broker binds them.
+ * (../shared REFERENCE, Durability). Client id = the CN, as the broker binds them. A broker that speaks only
+ * MQTT 3.1.1 (the NATS cluster: nats-server 2.9 answers an MQTT 5 CONNECT with "unacceptable protocol
+ * version") gets a 3.1.1 connection instead, and `onNotice` says what that costs.
  */
 import { readFile } from "node:fs/promises";
 import mqtt, { type MqttClient } from "mqtt";
@@ -18,6 +20,7 @@ export async function connectFleetAdmin(o: {
   stateDir: string;
   brokerUrl: string;
   connectTimeoutMs?: number;
+  onNotice?: (line: string) => void;
 }): Promise<FleetAdminConnection> {
   const paths = pkiPaths(o.stateDir);
   const svc = paths.service(FLEET_ADMIN_IDENTITY);
@@ -30,9 +33,8 @@ export async function connectFleetAdmin(o: {
       `no ${FLEET_ADMIN_IDENTITY} certificate at ${svc.cert}: run npm run setup, or npm run pki -- service ${FLEET_ADMIN_IDENTITY}`,
     );
   }
-  const client: MqttClient = mqtt.connect(o.brokerUrl, {
+  const options = {
     clientId: FLEET_ADMIN_IDENTITY,
-    protocolVersion: 5,
     clean: true,
     reconnectPeriod: 0,
     connectTimeout: o.connectTimeoutMs ?? 15_000,
@@ -40,16 +42,18 @@ export async function connectFleetAdmin(o: {
     cert,
     key,
     rejectUnauthorized: true,
-  });
-  await new Promise<void>((resolve, reject) => {
-    client.once("connect", () => resolve());
-    client.once("error", (err) =>
-      reject(new Error(`cannot connect to ${o.brokerUrl} as ${FLEET_ADMIN_IDENTITY}: ${err.message}`)),
+  };
+  let client: MqttClient;
+  try {
+    client = await open(o.brokerUrl, { ...options, protocolVersion: 5 });
+  } catch (err) {
+    // CONNACK return code 1 (MQTT 3.1.1 §3.2.2.3), which MQTT.js reports by this text.
+    if (!(err instanceof Error && /Unacceptable protocol version/i.test(err.message))) throw err;
+    client = await open(o.brokerUrl, { ...options, protocolVersion: 4 });
+    o.onNotice?.(
+      `${o.brokerUrl} speaks MQTT 3.1.1 only: a publish its permissions refuse is acknowledged and dropped there, so a refusal cannot be seen from here (finish --wait still checks that the board switched)`,
     );
-    client.once("close", () =>
-      reject(new Error(`cannot connect to ${o.brokerUrl} as ${FLEET_ADMIN_IDENTITY}: connection closed`)),
-    );
-  });
+  }
   /** The first non-empty message on `topic` that `accept` takes (the retained one comes first), or undefined. */
   async function waitFor(
     topic: string,
@@ -107,4 +111,28 @@ export async function connectFleetAdmin(o: {
     waitForKeyAnswer: (id, accept, timeoutMs) => waitFor(keyAnswerTopic(id), accept, timeoutMs),
     close: () => client.endAsync(),
   };
+}
+
+function open(url: string, options: mqtt.IClientOptions): Promise<MqttClient> {
+  const client = mqtt.connect(url, options);
+  return new Promise<MqttClient>((resolve, reject) => {
+    const onError = (err: Error): void => fail(err.message);
+    const onClose = (): void => fail("connection closed");
+    const fail = (why: string): void => {
+      client.removeListener("error", onError);
+      client.removeListener("close", onClose);
+      client.end(true);
+      reject(new Error(`cannot connect to ${url} as ${FLEET_ADMIN_IDENTITY}: ${why}`));
+    };
+    client.once("connect", () => {
+      client.removeListener("error", onError);
+      client.removeListener("close", onClose);
+      // Later failures reach the caller through the publish or subscribe they break; an "error" event
+      // without a listener would throw instead.
+      client.on("error", () => undefined);
+      resolve(client);
+    });
+    client.once("error", onError);
+    client.once("close", onClose);
+  });
 }

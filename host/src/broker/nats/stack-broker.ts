@@ -51,12 +51,14 @@ export async function startNatsClusterBroker(o: {
 
   let timer: NodeJS.Timeout | undefined;
   let watcher: FSWatcher | undefined;
+  /** The refresh under way: stop() waits for it, or a node it is restarting would outlive the stack. */
+  let refreshing: Promise<void> | undefined;
   try {
     watcher = watch(o.pki.dir, { recursive: true }, (_event, file) => {
       if (typeof file === "string" && file.endsWith(".tmp")) return;
       clearTimeout(timer);
       timer = setTimeout(() => {
-        cluster.refresh().then(
+        refreshing = cluster.refresh().then(
           (r) =>
             report(
               `PKI changed: ${r.users} users; reloaded [${r.reloaded.join(", ")}], restarted [${r.restarted.join(", ")}]`,
@@ -85,6 +87,7 @@ export async function startNatsClusterBroker(o: {
     async stop() {
       clearTimeout(timer);
       watcher?.close();
+      await refreshing;
       await cluster.stop();
     },
   };
