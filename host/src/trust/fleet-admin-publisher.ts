@@ -54,6 +54,19 @@ export async function connectFleetAdmin(o: {
       `${o.brokerUrl} speaks MQTT 3.1.1 only: a publish its permissions refuse is acknowledged and dropped there, so a refusal cannot be seen from here (finish --wait still checks that the board switched)`,
     );
   }
+  // With reconnectPeriod 0 a lost connection stays lost, and MQTT.js would queue what is sent after it for a
+  // reconnect that never comes: every operation fails instead, with this reason.
+  let lost: Error | undefined;
+  const whenLost = new Promise<never>((_, reject) => {
+    client.once("close", () => {
+      lost = new Error(`the connection to ${o.brokerUrl} as ${FLEET_ADMIN_IDENTITY} was lost`);
+      reject(lost);
+    });
+  });
+  whenLost.catch(() => undefined);
+  const unlessLost = <T>(op: () => Promise<T>): Promise<T> =>
+    lost ? Promise.reject(lost) : Promise.race([op(), whenLost]);
+
   /** The first non-empty message on `topic` that `accept` takes (the retained one comes first), or undefined. */
   async function waitFor(
     topic: string,
@@ -71,7 +84,8 @@ export async function connectFleetAdmin(o: {
         };
         client.on("message", onMessage);
         timer = setTimeout(() => resolve(undefined), timeoutMs);
-        client.subscribeAsync(topic, { qos: 1 }).then((granted) => {
+        whenLost.catch(reject);
+        unlessLost(() => client.subscribeAsync(topic, { qos: 1 })).then((granted) => {
           if (granted.some((g) => g.qos >= 0x80))
             reject(new Error(`the broker refused ${FLEET_ADMIN_IDENTITY} a subscription to ${topic} (ACL)`));
         }, reject);
@@ -79,13 +93,15 @@ export async function connectFleetAdmin(o: {
     } finally {
       clearTimeout(timer);
       if (onMessage) client.removeListener("message", onMessage);
-      await client.unsubscribeAsync(topic).catch(() => undefined);
+      await unlessLost(() => client.unsubscribeAsync(topic)).catch(() => undefined);
     }
   }
 
   return {
     async publish(topic, payload, retain) {
-      const packet = await client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain });
+      const packet = await unlessLost(() =>
+        client.publishAsync(topic, Buffer.from(payload), { qos: 1, retain }),
+      );
       const code = (packet as { reasonCode?: number } | undefined)?.reasonCode ?? 0;
       if (code >= 0x80)
         throw new Error(
@@ -109,7 +125,7 @@ export async function connectFleetAdmin(o: {
       return seen ? status : undefined;
     },
     waitForKeyAnswer: (id, accept, timeoutMs) => waitFor(keyAnswerTopic(id), accept, timeoutMs),
-    close: () => client.endAsync(),
+    close: () => (lost ? Promise.resolve() : client.endAsync()),
   };
 }
 
