@@ -3,6 +3,7 @@ import { x509 } from "./x509";
 import { PkiError } from "./errors";
 import type { KeyType } from "./paths";
 import { subjectAttributes, subjectFor } from "./profiles";
+import { children, DerTag, oidString, readTlv, type Tlv } from "../../firmware/src/tls/der";
 
 /**
  * Checks a board's PKCS#10 request before its key is certified: the CA puts its own subject and extensions in
@@ -67,23 +68,23 @@ function parse(der: Uint8Array): {
     // The library's parser reads BER and ignores what follows the request; the walk below holds it to one
     // DER CertificationRequest, and gives the signature algorithm's and the subject's OIDs, which it renames.
     const outer = readTlv(der, 0);
-    if (outer.tag !== SEQUENCE || outer.end !== der.length) throw new Error("not one DER SEQUENCE");
-    const [info, algorithm, signature] = children(outer);
-    const [version, subject] = info?.tag === SEQUENCE ? children(info) : [];
-    const [algorithmOid] = algorithm?.tag === SEQUENCE ? children(algorithm) : [];
+    if (outer.tag !== DerTag.SEQUENCE || outer.end !== der.length) throw new Error("not one DER SEQUENCE");
+    const [info, algorithm, signature] = children(der, outer);
+    const [version, subject] = info?.tag === DerTag.SEQUENCE ? children(der, info) : [];
+    const [algorithmOid] = algorithm?.tag === DerTag.SEQUENCE ? children(der, algorithm) : [];
     if (
-      version?.tag !== INTEGER ||
-      subject?.tag !== SEQUENCE ||
-      algorithmOid?.tag !== OID ||
-      signature?.tag !== BIT_STRING
+      version?.tag !== DerTag.INTEGER ||
+      subject?.tag !== DerTag.SEQUENCE ||
+      algorithmOid?.tag !== DerTag.OID ||
+      signature?.tag !== DerTag.BIT_STRING
     )
       throw new Error("not a CertificationRequest");
     return {
       csr: new x509.Pkcs10CertificateRequest(der),
-      signatureOid: dotted(algorithmOid.body),
-      subject: children(subject).map((rdn) => {
-        if (rdn.tag !== SET) throw new Error("subject RDN is not a SET");
-        return children(rdn).map(attribute);
+      signatureOid: oidString(der, algorithmOid),
+      subject: children(der, subject).map((rdn) => {
+        if (rdn.tag !== DerTag.SET) throw new Error("subject RDN is not a SET");
+        return children(der, rdn).map((a) => attribute(der, a));
       }),
     };
   } catch (err) {
@@ -91,16 +92,19 @@ function parse(der: Uint8Array): {
   }
 }
 
-function attribute(t: Tlv): Attribute {
-  const [type, value] = t.tag === SEQUENCE ? children(t) : [];
-  if (type?.tag !== OID || value === undefined) throw new Error("malformed subject attribute");
-  return { type: dotted(type.body), value: stringValue(value) };
+function attribute(der: Uint8Array, t: Tlv): Attribute {
+  const [type, value] = t.tag === DerTag.SEQUENCE ? children(der, t) : [];
+  if (type?.tag !== DerTag.OID || value === undefined) throw new Error("malformed subject attribute");
+  return {
+    type: oidString(der, type),
+    value: stringValue(der.subarray(value.valueStart, value.end), value.tag),
+  };
 }
 
 /** The string types a DN value comes in from mbedTLS, OpenSSL and this PKI; anything else matches nothing. */
-function stringValue(t: Tlv): string | undefined {
-  if (t.tag === UTF8_STRING) return new TextDecoder("utf-8", { fatal: true }).decode(t.body);
-  if (t.tag === PRINTABLE_STRING || t.tag === IA5_STRING) return String.fromCharCode(...t.body);
+function stringValue(body: Uint8Array, tag: number): string | undefined {
+  if (tag === UTF8_STRING) return new TextDecoder("utf-8", { fatal: true }).decode(body);
+  if (tag === PRINTABLE_STRING || tag === IA5_STRING) return String.fromCharCode(...body);
   return undefined;
 }
 
@@ -156,61 +160,7 @@ function formatSubject(subject: Attribute[][]): string {
     .join(", ");
 }
 
-// A DER reader just deep enough for the request's outer structure and its subject.
-
-const INTEGER = 0x02;
-const BIT_STRING = 0x03;
-const OID = 0x06;
+// DER string types of a DN value (X.680); the structural tags are the firmware reader's (DerTag).
 const UTF8_STRING = 0x0c;
 const PRINTABLE_STRING = 0x13;
 const IA5_STRING = 0x16;
-const SEQUENCE = 0x30;
-const SET = 0x31;
-
-interface Tlv {
-  tag: number;
-  body: Uint8Array;
-  end: number;
-}
-
-function readTlv(b: Uint8Array, at: number): Tlv {
-  const tag = b[at];
-  const first = b[at + 1];
-  if (tag === undefined || first === undefined) throw new Error("truncated");
-  if ((tag & 0x1f) === 0x1f) throw new Error("multi-byte tag");
-  let len = first;
-  let p = at + 2;
-  if (first & 0x80) {
-    const n = first & 0x7f;
-    // 0x80 is BER's indefinite length; more than 4 length octets is no request a board sends.
-    if (n === 0 || n > 4) throw new Error("unsupported length");
-    len = 0;
-    for (const byte of b.subarray(p, p + n)) len = len * 256 + byte;
-    p += n;
-    if (p > b.length) throw new Error("truncated");
-  }
-  if (p + len > b.length) throw new Error("truncated");
-  return { tag, body: b.subarray(p, p + len), end: p + len };
-}
-
-function children(t: Tlv): Tlv[] {
-  const out: Tlv[] = [];
-  for (let at = 0; at < t.body.length; at = (out[out.length - 1] as Tlv).end) out.push(readTlv(t.body, at));
-  return out;
-}
-
-function dotted(body: Uint8Array): string {
-  const arcs: number[] = [];
-  let n = 0;
-  for (const byte of body) {
-    n = n * 128 + (byte & 0x7f);
-    if (!(byte & 0x80)) {
-      arcs.push(n);
-      n = 0;
-    }
-  }
-  const first = arcs.shift();
-  if (first === undefined) throw new Error("empty OID");
-  const top = Math.min(Math.floor(first / 40), 2);
-  return [top, first - top * 40, ...arcs].join(".");
-}

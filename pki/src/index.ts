@@ -31,6 +31,7 @@ export {
   type BrokerPins,
 } from "./broker-key";
 export { checkDeviceCsr } from "./csr";
+export { subjectFor } from "./profiles";
 export { exportDeviceBundle, writeDeviceBundle, type DeviceBundle } from "./bundle";
 export {
   listIdentities,

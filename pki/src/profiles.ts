@@ -56,10 +56,10 @@ export function subjectAttributes(kind: IdentityKind, name: string): [string, st
 const SHORT: Record<string, string> = { [OID_O]: "O", [OID_OU]: "OU", [OID_CN]: "CN" };
 
 /** The same subject as a string for @peculiar/x509 (names here never contain `,` `=` `+` or quotes). */
-export function subjectFor(kind: IdentityKind, name: string): string {
+export function subjectFor(kind: IdentityKind, name: string, separator = ", "): string {
   return subjectAttributes(kind, name)
     .map(([type, value]) => `${SHORT[type] ?? type}=${value}`)
-    .join(", ");
+    .join(separator);
 }
 
 /** Extensions that depend only on the kind (and the broker's names), not on the key. */

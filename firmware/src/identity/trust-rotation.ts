@@ -47,13 +47,11 @@ import { keyMatchesCertificate } from "../tls/key-match";
 import { downlinkTopic } from "../telemetry/topics";
 import type { PayloadMode, PayloadModeSource } from "../payload/telemetry-message";
 import type { PayloadKeyIdentity, TlsIdentity } from "./nvs-layout";
-import { PROV_NAMESPACE, TRUST_SLOT_KEYS } from "./nvs-layout";
 import type { KeyMaker } from "./key-maker";
 import { sealKeyAnswer } from "./key-request-message";
 import { keyAnswerTopic } from "../telemetry/topics";
 import {
   openTrustMessage,
-  type CertificateForKey,
   type KeyRequest,
   type TrustMessageError,
   type TrustRotation,
@@ -212,32 +210,34 @@ export class TrustRotationHandler implements PayloadModeSource {
         );
       return this.#answerKeyRequest(m, inUse, last);
     }
-    let r: TrustRotation;
-    if (m.kind === "certificate") {
-      // Redelivered after staging: recognised by its certificate before the key it names is looked for.
-      if (m.rotation <= last && this.#isStaged(m)) return { ok: true, action: "none", why: "already_staged" };
-      const withKey = this.#withRequestedKey(m);
-      if (!withKey && m.rotation > last && !underReplaced)
-        return refuse("no_key_for_rotation", `no key was made on this board for rotation ${m.rotation}`);
-      r = withKey ?? { ...m, keyDer: new Uint8Array(0) };
-    } else r = m;
     if (underReplaced) {
-      if (r.rotation === last && this.#isStaged(r))
+      if (m.rotation === last && this.#isStaged(m))
         return { ok: true, action: "none", why: "already_staged" };
       return refuse("wrong_key_id", "sealed under the payload key this board's last rotation replaced");
     }
-    if (r.rotation <= last) {
+    if (m.rotation <= last) {
       // A retained message, or QoS 1 redelivery, of the rotation already staged: expected, not an attack.
-      if (r.rotation === last && this.#isStaged(r))
+      if (m.rotation === last && this.#isStaged(m))
         return { ok: true, action: "none", why: "already_staged" };
-      return refuse("stale_rotation", `rotation ${r.rotation}, the board is at ${last}`);
+      return refuse("stale_rotation", `rotation ${m.rotation}, the board is at ${last}`);
     }
+    if (m.kind === "certificate") {
+      const made = this.#slots.request(m.rotation);
+      if (!made)
+        return refuse("no_key_for_rotation", `no key was made on this board for rotation ${m.rotation}`);
+      return this.#stage({ ...m, keyDer: made.keyDer }, inUse, true);
+    }
+    return this.#stage(m, inUse, false);
+  }
+
+  /** Checks a rotation's identity and writes it into the spare slot. */
+  #stage(r: TrustRotation, inUse: PayloadKeyIdentity, madeHere: boolean): TrustOutcome {
     const problem = this.#checkIdentity(r);
     if (problem) return problem;
     if (r.payloadKey && r.payloadKey.keyId === inUse.keyId)
       return refuse("payload_key_id_in_use", `the new payload key has the key id in use (${inUse.keyId})`);
     const staged = this.#slots.stage(r, inUse);
-    if (staged.ok && m.kind === "certificate") this.#forgetRequest();
+    if (staged.ok && madeHere) this.#slots.forgetRequest();
     if (!staged.ok)
       return refuse(
         staged.reason,
@@ -287,10 +287,8 @@ export class TrustRotationHandler implements PayloadModeSource {
     const topic = keyAnswerTopic(this.#o.deviceId);
     if (req.rotation <= last)
       return refuse("stale_rotation", `rotation ${req.rotation}, the board is at ${last}`);
-    const answered = this.#i32(TRUST_SLOT_KEYS.requestRotation.key);
-    const kept = this.#blob(TRUST_SLOT_KEYS.requestCsr.key);
-    if (answered === req.rotation && kept && this.#blob(TRUST_SLOT_KEYS.requestKey.key))
-      return { ok: true, action: "publish", topic, payload: kept, rotation: req.rotation };
+    const kept = this.#slots.request(req.rotation);
+    if (kept) return { ok: true, action: "publish", topic, payload: kept.answer, rotation: req.rotation };
     if (!this.#o.keys) return refuse("key_request_unsupported", "this board cannot make keys (no KeyMaker)");
     if (this.#slots.trying() !== null)
       return refuse(
@@ -311,47 +309,13 @@ export class TrustRotationHandler implements PayloadModeSource {
       answer: { rotation: req.rotation, csrDer: new Uint8Array(made.csrDer) },
     });
     try {
-      const store = this.#o.store;
-      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, 0);
-      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestKey.key, made.keyDer);
-      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestCsr.key, payload.slice().buffer as ArrayBuffer);
-      // Last: only a complete key and answer are ever named as this rotation's.
-      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, req.rotation);
+      this.#slots.recordRequest(req.rotation, made.keyDer, payload);
     } catch {
       return refuse("write_failed", `the key for rotation ${req.rotation} could not be stored`);
     } finally {
       new Uint8Array(made.keyDer).fill(0);
     }
     return { ok: true, action: "publish", topic, payload, rotation: req.rotation };
-  }
-
-  /** The certificate with the key this board made for its rotation, or null if it made none for it. */
-  #withRequestedKey(c: CertificateForKey): TrustRotation | null {
-    if (this.#i32(TRUST_SLOT_KEYS.requestRotation.key) !== c.rotation) return null;
-    const keyDer = this.#blob(TRUST_SLOT_KEYS.requestKey.key);
-    return keyDer ? { ...c, keyDer } : null;
-  }
-
-  /** Once staged the key lives in the slot: no second copy stays in NVS. */
-  #forgetRequest(): void {
-    const store = this.#o.store;
-    try {
-      store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, 0);
-      store.delete(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestKey.key);
-      store.delete(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestCsr.key);
-    } catch {
-      // The slot is staged either way; a leftover copy is overwritten by the next request.
-    }
-  }
-
-  #i32(key: string): number {
-    const v = this.#o.store.get(PROV_NAMESPACE, key);
-    return typeof v === "number" ? v : 0;
-  }
-
-  #blob(key: string): Uint8Array | undefined {
-    const v = this.#o.store.get(PROV_NAMESPACE, key);
-    return v instanceof ArrayBuffer && v.byteLength > 0 ? new Uint8Array(v) : undefined;
   }
 
   /** The slot being tried, or in use, already holds exactly this certificate. */

@@ -140,6 +140,36 @@ export class TrustSlots {
     return { fellBack: true };
   }
 
+  /**
+   * A key request answered: the key made for `rotation` and the sealed answer, the rotation number written
+   * last, so only a complete pair is ever named as that rotation's. Throws when NVS refuses a write.
+   */
+  recordRequest(rotation: number, keyDer: ArrayBuffer, answer: Uint8Array): void {
+    this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, 0);
+    this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestKey.key, keyDer);
+    this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestCsr.key, copy(answer));
+    this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, rotation);
+  }
+
+  /** The key made and the answer sealed for `rotation`, or undefined if the board made none for it. */
+  request(rotation: number): { keyDer: Uint8Array; answer: Uint8Array } | undefined {
+    if (this.#i32(TRUST_SLOT_KEYS.requestRotation.key, 0) !== rotation) return undefined;
+    const keyDer = this.#blob(TRUST_SLOT_KEYS.requestKey.key);
+    const answer = this.#blob(TRUST_SLOT_KEYS.requestCsr.key);
+    return keyDer && answer ? { keyDer, answer } : undefined;
+  }
+
+  /** Once staged the key lives in the slot: no second copy stays in NVS. */
+  forgetRequest(): void {
+    try {
+      this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key, 0);
+      this.#store.delete(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestKey.key);
+      this.#store.delete(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestCsr.key);
+    } catch {
+      // The slot is staged either way; a leftover copy is overwritten by the next request.
+    }
+  }
+
   #clearTry(): void {
     this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.trying.key, -1);
     this.#store.set(PROV_NAMESPACE, TRUST_SLOT_KEYS.fails.key, 0);

@@ -38,6 +38,7 @@ import {
   provisionedBrokerPins,
   revokeSerial,
   rotateDevice,
+  subjectFor,
   type KeyType,
 } from "../../../pki/src/index";
 import {
@@ -208,7 +209,10 @@ async function deviceCert(
   const keyDer = p.keyDer
     ? await readFile(p.keyDer).then(
         (b) => new Uint8Array(b),
-        () => undefined,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code === "ENOENT") return undefined;
+          throw err;
+        },
       )
     : undefined;
   return {
@@ -372,9 +376,9 @@ async function publishRotation(
   return { id: o.id, ok: true, rotation: pending.rotation, newSerial: serial, payloadKeyId: next.keyId };
 }
 
-/** The subject the PKI issues devices under, as the board's KeyMaker takes it (mbedTLS, first pair first). */
+/** The subject the PKI issues devices under, as the board's KeyMaker takes it (mbedTLS: first pair first, no spaces). */
 export function boardSubject(id: string): string {
-  return `O=Electrolyser Secure Telemetry,OU=devices,CN=${id}`;
+  return subjectFor("device", id, ",");
 }
 
 const KEY_BITS = 2048;
