@@ -261,6 +261,12 @@ describe("TrustRotationHandler with a KeyMaker", () => {
 
     const plain = board();
     expect(plain.handler.handle(request(1))).toMatchObject({ ok: false, error: "key_request_unsupported" });
+    // NVS full while the key is stored: nothing to publish (an answer never goes out before its key is kept).
+    const full = board(keyMaker());
+    full.store.failWrites = true;
+    expect(full.handler.handle(request(1))).toMatchObject({ ok: false, error: "write_failed" });
+    full.store.failWrites = false;
+    expect(full.store.get(PROV_NAMESPACE, TRUST_SLOT_KEYS.requestRotation.key)).toBeUndefined();
     const failing = board(keyMaker({ fail: true }));
     const before = failing.writes();
     expect(failing.handler.handle(request(1))).toMatchObject({
